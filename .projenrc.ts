@@ -1,0 +1,141 @@
+import { awscdk, cdk, javascript } from 'projen';
+import { UpdateSnapshot } from 'projen/lib/javascript';
+
+/**
+ * Lambda handlers under `lambda/<name>/index.ts`. Each is bundled by esbuild into
+ * `assets/<name>/index.js`, which ships inside the npm package.
+ */
+const HANDLERS = ['openzfs-snapshot'];
+
+/** The Lambda runtime the handlers run on, and the esbuild target that matches it. */
+const NODE_TARGET = 'node22';
+
+/** SDK clients the handlers call: bundled, so what runs in Lambda is what the tests ran. */
+const HANDLER_DEPS = [
+  '@aws-sdk/client-fsx',
+  '@aws-sdk/client-ec2',
+  '@aws-sdk/client-ebs',
+  '@aws-sdk/client-cloudformation',
+  '@aws-lambda-powertools/logger',
+  '@aws-lambda-powertools/metrics',
+];
+
+const project = new awscdk.AwsCdkConstructLibrary({
+  name: 'cdk-storage-snapshots',
+  description:
+    'AWS CDK constructs that take FSx backups, FSx for OpenZFS snapshots and EBS snapshots ' +
+    'during deploy or on a schedule: idempotent, waited for, least-privilege.',
+  author: 'cdk-storage-snapshots maintainers',
+  authorAddress: 'maintainers@cdk-storage-snapshots.invalid',
+  repositoryUrl: 'https://github.com/cdk-storage-snapshots/cdk-storage-snapshots.git',
+  license: 'Apache-2.0',
+  stability: cdk.Stability.EXPERIMENTAL,
+  keywords: ['cdk', 'awscdk', 'aws-cdk', 'fsx', 'ebs', 'snapshot', 'backup', 'openzfs'],
+  defaultReleaseBranch: 'main',
+  packageManager: javascript.NodePackageManager.NPM,
+  projenrcTs: true,
+
+  // 2.245.0: the minimum for @aws-cdk/integ-tests-alpha, and its provider framework starts the
+  // waiter without naming the execution after the RequestId (aws-cdk PR #35988), so a retried
+  // request with the same RequestId is not refused by Step Functions.
+  cdkVersion: '2.245.0',
+  constructsVersion: '10.5.1',
+  jsiiVersion: '~6.0.0',
+
+  publishToPypi: {
+    distName: 'cdk-storage-snapshots',
+    module: 'cdk_storage_snapshots',
+  },
+  publishToMaven: {
+    javaPackage: 'io.github.cdkstoragesnapshots',
+    mavenGroupId: 'io.github.cdkstoragesnapshots',
+    mavenArtifactId: 'cdk-storage-snapshots',
+  },
+  publishToNuget: {
+    dotNetNamespace: 'CdkStorageSnapshots',
+    packageId: 'CdkStorageSnapshots',
+  },
+  publishToGo: {
+    moduleName: 'github.com/cdk-storage-snapshots/cdk-storage-snapshots-go',
+  },
+
+  devDeps: [
+    ...HANDLER_DEPS,
+    '@types/aws-lambda',
+    'esbuild',
+    'aws-sdk-client-mock',
+    'aws-sdk-client-mock-jest',
+    'fast-check',
+    'aws-cdk@^2',
+    'cdk-nag@^2',
+    '@aws-cdk/integ-tests-alpha@2.245.0-alpha.0',
+    '@aws-cdk/integ-runner@^2',
+  ],
+
+  jestOptions: {
+    // Never rewrite committed snapshots silently, in CI or anywhere else.
+    updateSnapshot: UpdateSnapshot.NEVER,
+    jestConfig: {
+      testMatch: ['<rootDir>/test/**/*.test.ts'],
+    },
+  },
+  gitignore: ['/assets/', '/cdk.out/', '/bench/.out/'],
+});
+
+// Lambda sources are plain TypeScript (not jsii): type-checked by the test tsconfig and linted.
+project.tsconfigDev.addInclude('lambda/**/*.ts');
+project.tsconfigDev.addInclude('examples/**/*.ts');
+project.eslint?.addLintPattern('lambda');
+project.eslint?.addLintPattern('examples');
+
+// The bundled handlers ship inside the npm package; their sources do not.
+project.addPackageIgnore('/lambda/');
+project.addPackageIgnore('/examples/');
+project.addPackageIgnore('/bench/');
+project.addPackageIgnore('!/assets/');
+
+const bundle = project.addTask('bundle', {
+  description: 'Bundle the Lambda handlers into assets/<handler>/index.js with esbuild',
+});
+for (const handler of HANDLERS) {
+  bundle.exec(
+    [
+      'esbuild',
+      `lambda/${handler}/index.ts`,
+      '--bundle',
+      '--platform=node',
+      `--target=${NODE_TARGET}`,
+      '--format=cjs',
+      '--minify',
+      '--sourcemap',
+      '--sources-content=false',
+      '--legal-comments=none',
+      `--outfile=assets/${handler}/index.js`,
+      '--log-level=warning',
+    ].join(' '),
+  );
+}
+// Both `build` (through pre-compile) and `test` bundle first: a fresh clone must not fail with
+// "Cannot find asset".
+project.preCompileTask.spawn(bundle);
+project.testTask.prependSpawn(bundle);
+
+// Source for every jsii language, without the toolchains this machine lacks.
+const codeOnly = project.addTask('package:code-only', {
+  description: 'Generate Python, Java, .NET and Go sources with jsii-pacmak (no packaging)',
+  exec: 'jsii-pacmak --code-only --target python --target java --target dotnet --target go',
+});
+const packageAll = project.tasks.tryFind('package-all');
+packageAll?.reset();
+packageAll?.spawn(project.tasks.tryFind('package:js')!);
+packageAll?.spawn(codeOnly);
+
+project.addTask('synth:example', {
+  description: 'Synthesize the example app (examples/app.ts) into cdk.out with the aws-cdk CLI',
+  steps: [
+    { spawn: 'bundle' },
+    { exec: 'cdk synth --app "ts-node --prefer-ts-exts -P tsconfig.dev.json examples/app.ts" --output cdk.out --quiet' },
+  ],
+});
+
+project.synth();
