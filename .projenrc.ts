@@ -83,8 +83,9 @@ const project = new awscdk.AwsCdkConstructLibrary({
 });
 
 // Lambda sources are plain TypeScript (not jsii): type-checked by the test tsconfig and linted.
-project.tsconfigDev.addInclude('lambda/**/*.ts');
-project.tsconfigDev.addInclude('examples/**/*.ts');
+project.tsconfigDev.addInclude('../lambda/**/*.ts');
+project.tsconfigDev.addInclude('../examples/**/*.ts');
+project.tsconfigDev.addInclude('../bench/**/*.ts');
 project.eslint?.addLintPattern('lambda');
 project.eslint?.addLintPattern('examples');
 
@@ -134,7 +135,7 @@ project.addTask('synth:example', {
   description: 'Synthesize the example app (examples/app.ts) into cdk.out with the aws-cdk CLI',
   steps: [
     { spawn: 'bundle' },
-    { exec: 'cdk synth --app "ts-node --prefer-ts-exts -P tsconfig.dev.json examples/app.ts" --output cdk.out --quiet' },
+    { exec: 'cdk synth --app "ts-node --prefer-ts-exts -P test/tsconfig.json examples/app.ts" --output cdk.out --quiet' },
   ],
 });
 

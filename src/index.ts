@@ -1,5 +1,3 @@
-export class Hello {
-  public sayHello() {
-    return 'hello, world!';
-  }
-}
+export * from './handler-options';
+export * from './snapshot-options';
+export * from './openzfs-snapshot';

@@ -1,0 +1,48 @@
+import { DescribeStacksCommand } from '@aws-sdk/client-cloudformation';
+import { cloudformation } from './clients/cloudformation';
+import { withRetries } from './errors';
+import { logger } from './logger';
+
+/** The request the Provider framework passes to `onEvent` (ResponseURL is not ours to use). */
+export interface OnEventRequest<P> {
+  readonly RequestType: 'Create' | 'Update' | 'Delete';
+  readonly RequestId: string;
+  readonly StackId: string;
+  readonly LogicalResourceId: string;
+  readonly ResourceType: string;
+  readonly PhysicalResourceId?: string;
+  readonly ResourceProperties: P & { readonly ServiceToken: string };
+  readonly OldResourceProperties?: P & { readonly ServiceToken: string };
+}
+
+export interface OnEventResponse<A> {
+  readonly PhysicalResourceId: string;
+  readonly Data?: A;
+}
+
+/** `isComplete` gets the same request on every poll, plus what `onEvent` returned. */
+export type IsCompleteRequest<P, A> = OnEventRequest<P> & OnEventResponse<A>;
+
+export interface IsCompleteResponse<A> {
+  readonly IsComplete: boolean;
+  readonly Data?: Partial<A>;
+}
+
+/**
+ * Whether an Update is CloudFormation rolling back: a rollback Update is a new request (new
+ * RequestId) with the old and new properties swapped, sent while the stack is
+ * UPDATE_ROLLBACK_IN_PROGRESS. Read errors are retried; if the status still cannot be read the
+ * caller is told `undefined` and must choose the answer that cannot fail a rollback.
+ */
+export async function isRollingBack(stackId: string): Promise<boolean | undefined> {
+  try {
+    const out = await withRetries(() => cloudformation().send(new DescribeStacksCommand({ StackName: stackId })), {
+      budgetMs: 30_000,
+    });
+    const status = out.Stacks?.[0]?.StackStatus;
+    return status === 'UPDATE_ROLLBACK_IN_PROGRESS';
+  } catch (err) {
+    logger.warn('could not read the stack status', { stackId, error: err as Error });
+    return undefined;
+  }
+}

@@ -1,0 +1,46 @@
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as logs from 'aws-cdk-lib/aws-logs';
+
+/**
+ * Settings of the Lambda handlers behind a construct type. The handlers are shared by every
+ * instance of that construct type in a stack, so these settings are too: give them on any
+ * instance (or on all of them, the same); different settings on two instances in one stack are
+ * refused at synth.
+ */
+export interface HandlerOptions {
+  /**
+   * The VPC to run the handlers in. They call the FSx, EC2, EBS and CloudFormation APIs, so the
+   * subnets need a route to them (a NAT gateway, or interface VPC endpoints for those services).
+   *
+   * @default - the handlers do not run in a VPC
+   */
+  readonly vpc?: ec2.IVpc;
+
+  /**
+   * Where in `vpc` to place the handlers.
+   *
+   * @default - the VPC's private subnets with egress
+   */
+  readonly vpcSubnets?: ec2.SubnetSelection;
+
+  /**
+   * Security groups of the handlers, when `vpc` is given.
+   *
+   * @default - a security group with egress only, created for the handlers
+   */
+  readonly securityGroups?: ec2.ISecurityGroup[];
+
+  /**
+   * How long the handlers' logs are kept.
+   *
+   * @default logs.RetentionDays.ONE_YEAR
+   */
+  readonly logRetention?: logs.RetentionDays;
+
+  /**
+   * Memory of each handler function, in MiB.
+   *
+   * @default 256
+   */
+  readonly memorySize?: number;
+}

@@ -1,0 +1,136 @@
+import { CfnResource, CustomResource, Stack } from 'aws-cdk-lib';
+import { Construct, IConstruct } from 'constructs';
+import type { OpenZfsSnapshotProperties } from './private/contract';
+import { MANAGED_BY, OWNERSHIP_TAG_COUNT, OWNERSHIP_TAG_KEYS } from './private/ownership-tags';
+import { SnapshotProvider } from './private/provider';
+import { SnapshotGuard } from './private/snapshot-before';
+import { DEFAULT_TIMEOUT, encodeRemovalPolicy, encodeTags } from './private/encode';
+import { validatePattern, validateTags, validateTimeout } from './private/validation';
+import { SnapshotOnDeployOptions } from './snapshot-options';
+
+/** Properties of an `OpenZfsSnapshot`. */
+export interface OpenZfsSnapshotProps extends SnapshotOnDeployOptions {
+  /**
+   * The FSx for OpenZFS volume to snapshot (`fsvol-` and 17 hex digits), or a token such as
+   * `cfnVolume.attrVolumeId`.
+   *
+   * @see https://docs.aws.amazon.com/fsx/latest/APIReference/API_CreateSnapshot.html
+   */
+  readonly volumeId: string;
+
+  /**
+   * Prefix of the snapshot's name. A short hash of the request is appended (`<prefix>-<8 hex>`),
+   * so that every snapshot of the volume has its own name.
+   *
+   * @default - the construct's id, with characters FSx does not allow replaced by `-`
+   */
+  readonly snapshotName?: string;
+}
+
+/** A snapshot of an FSx for OpenZFS volume. */
+export interface IOpenZfsSnapshot extends IConstruct {
+  /**
+   * The snapshot's id (`fsvolsnap-…`).
+   * @attribute
+   */
+  readonly snapshotId: string;
+
+  /**
+   * The snapshot's ARN.
+   * @attribute
+   */
+  readonly snapshotArn: string;
+}
+
+/** FSx allows snapshot names of 1–203 characters; 9 are taken by `-` and the 8-hex request hash. */
+const MAX_PREFIX_LENGTH = 203 - 9;
+
+/**
+ * A snapshot of an FSx for OpenZFS volume, taken during `cdk deploy` and waited for until it is
+ * `AVAILABLE`. A new snapshot is taken whenever `trigger` changes or a construct in
+ * `snapshotBefore` would change, before that construct changes; earlier snapshots are kept (or
+ * deleted, with `RemovalPolicy.DESTROY`).
+ *
+ * @example
+ *
+ * declare const volume: fsx.CfnVolume;
+ * new OpenZfsSnapshot(this, 'BeforeMigration', {
+ *   volumeId: volume.attrVolumeId,
+ *   trigger: '2026-11-release',
+ * });
+ */
+export class OpenZfsSnapshot extends Construct implements IOpenZfsSnapshot {
+  public readonly snapshotId: string;
+  public readonly snapshotArn: string;
+  /**
+   * The snapshot's name (the prefix and a short hash of the request that made it).
+   * @attribute
+   */
+  public readonly snapshotName: string;
+  /**
+   * When the snapshot was made (ISO 8601).
+   * @attribute
+   */
+  public readonly creationTime: string;
+
+  constructor(scope: Construct, id: string, props: OpenZfsSnapshotProps) {
+    super(scope, id);
+    const prefix = props.snapshotName ?? defaultPrefix(id);
+    validatePattern(this, 'volumeId', props.volumeId, /^fsvol-[0-9a-f]{17}$/, 'must be "fsvol-" followed by 17 lowercase hex digits');
+    validatePattern(this, 'snapshotName', prefix, /^[a-zA-Z0-9_:.-]{1,194}$/,
+      `must be 1 to ${MAX_PREFIX_LENGTH} characters of a-z, A-Z, 0-9, _, :, . and - (FSx allows 203, and the library appends 9)`);
+    validateTags(this, props.tags, OWNERSHIP_TAG_COUNT);
+    validateTimeout(this, props.timeout);
+
+    const provider = SnapshotProvider.of(this, { kind: 'OpenZfsSnapshot', handler: 'openzfs-snapshot' }, props.handlerOptions);
+    this.grant(provider, props.volumeId);
+
+    const guard = new SnapshotGuard(this, props.snapshotBefore ?? []);
+    const properties: OpenZfsSnapshotProperties = {
+      VolumeId: props.volumeId,
+      SnapshotName: prefix,
+      Trigger: props.trigger,
+      SnapshotBeforeHash: guard.hash,
+      Tags: encodeTags(this, props.tags),
+      RemovalPolicy: encodeRemovalPolicy(props.removalPolicy),
+      TimeoutSeconds: String((props.timeout ?? DEFAULT_TIMEOUT).toSeconds()),
+    };
+    const resource = new CustomResource(this, 'Resource', {
+      serviceToken: provider.serviceToken,
+      resourceType: 'Custom::OpenZfsSnapshot',
+      properties: { ...properties },
+    });
+    guard.comesBefore(resource.node.defaultChild as CfnResource);
+
+    this.snapshotId = resource.ref;
+    this.snapshotArn = resource.getAttString('SnapshotArn');
+    this.snapshotName = resource.getAttString('SnapshotName');
+    this.creationTime = resource.getAttString('CreationTime');
+  }
+
+  private grant(provider: SnapshotProvider, volumeId: string): void {
+    const stack = Stack.of(this);
+    const fsxArn = (resource: string, resourceName: string) => stack.formatArn({ service: 'fsx', resource, resourceName });
+    const snapshots = fsxArn('snapshot', `${volumeId}/*`);
+    // CreateSnapshot authorizes both the volume (whose ARN also names its file system, unknown
+    // here) and the new snapshot; tagging on creation also needs TagResource.
+    provider.allow(['fsx:CreateSnapshot'], [fsxArn('volume', `*/${volumeId}`), snapshots]);
+    provider.allow(['fsx:TagResource'], [snapshots], {
+      StringEquals: { [`aws:RequestTag/${OWNERSHIP_TAG_KEYS.managedBy}`]: MANAGED_BY },
+    });
+    // Deletes only of snapshots this stack tagged as its own; the handler also checks the owner
+    // tag in code, because IAM cannot stop TagResource from tagging an existing snapshot.
+    provider.allow(['fsx:DeleteSnapshot'], [snapshots], {
+      StringEquals: {
+        [`aws:ResourceTag/${OWNERSHIP_TAG_KEYS.managedBy}`]: MANAGED_BY,
+        [`aws:ResourceTag/${OWNERSHIP_TAG_KEYS.stackId}`]: stack.stackId,
+      },
+    });
+    // DescribeSnapshots does not support resource-level permissions.
+    provider.allow(['fsx:DescribeSnapshots'], ['*']);
+  }
+}
+
+function defaultPrefix(id: string): string {
+  return id.replace(/[^a-zA-Z0-9_:.-]/g, '-').slice(0, MAX_PREFIX_LENGTH) || 'snapshot';
+}

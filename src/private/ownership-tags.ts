@@ -1,0 +1,13 @@
+import type { ManagedByValue, OwnershipTagKeys } from './contract';
+
+/** The ownership tag keys, as IAM conditions name them (typed by the contract the handlers tag with). */
+export const OWNERSHIP_TAG_KEYS: OwnershipTagKeys = {
+  managedBy: 'cdk-storage-snapshots:managed-by',
+  stackId: 'cdk-storage-snapshots:stack-id',
+  owner: 'cdk-storage-snapshots:owner',
+  propsHash: 'cdk-storage-snapshots:props-hash',
+  token: 'cdk-storage-snapshots:token',
+};
+export const MANAGED_BY: ManagedByValue = 'cdk-storage-snapshots';
+/** How many of the 50 tags AWS allows the library's own take. */
+export const OWNERSHIP_TAG_COUNT = Object.keys(OWNERSHIP_TAG_KEYS).length;

@@ -1,0 +1,62 @@
+import { Duration, RemovalPolicy } from 'aws-cdk-lib';
+import { IConstruct } from 'constructs';
+import { HandlerOptions } from './handler-options';
+
+/**
+ * Options shared by the constructs that take a snapshot during `cdk deploy`
+ * (`OpenZfsSnapshot`, `EbsSnapshotOnDeploy`): the same names mean the same thing in both.
+ */
+export interface SnapshotOnDeployOptions {
+  /**
+   * Tags for the snapshot, besides the library's own ownership tags (which take 5 of the 50 tags
+   * AWS allows).
+   *
+   * @default - only the library's ownership tags
+   */
+  readonly tags?: { [key: string]: string };
+
+  /**
+   * Constructs that must not change before the snapshot is taken. Every CloudFormation resource in
+   * them depends on the snapshot, and a hash of their resolved properties is part of the
+   * snapshot's properties: whenever any of them would change, a new snapshot is taken first.
+   *
+   * The hash sees what the template says. It cannot see a change that happens only at deploy time:
+   * a new value of a CloudFormation parameter, of a dynamic reference (`{{resolve:…}}`), of an
+   * imported value or of an SSM parameter read at deploy time. Use `trigger` for those.
+   *
+   * @default - the snapshot guards nothing; it is taken when it is created and when `trigger` changes
+   */
+  readonly snapshotBefore?: IConstruct[];
+
+  /**
+   * Any value: whenever it changes, a new snapshot is taken (a release name, a version, a date).
+   *
+   * @default - no trigger
+   */
+  readonly trigger?: string;
+
+  /**
+   * What happens to a snapshot when CloudFormation deletes the resource: when the stack is deleted,
+   * and when a new snapshot replaces it. `RETAIN` keeps every snapshot; `DESTROY` deletes it (only
+   * a snapshot that carries this resource's ownership tags is ever deleted).
+   *
+   * @default RemovalPolicy.RETAIN
+   */
+  readonly removalPolicy?: RemovalPolicy;
+
+  /**
+   * How long the deploy waits for the snapshot to be ready before it fails (and deletes the
+   * snapshot it could not finish). At most 1 hour, CloudFormation's limit for a custom resource.
+   *
+   * @default Duration.minutes(30)
+   */
+  readonly timeout?: Duration;
+
+  /**
+   * Settings of the Lambda handlers (VPC, log retention, memory), shared by every instance of
+   * this construct type in the stack.
+   *
+   * @default - see `HandlerOptions`
+   */
+  readonly handlerOptions?: HandlerOptions;
+}
