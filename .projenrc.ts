@@ -1,4 +1,4 @@
-import { awscdk, cdk, javascript } from 'projen';
+import { JsonFile, awscdk, cdk, javascript } from 'projen';
 import { UpdateSnapshot } from 'projen/lib/javascript';
 
 /**
@@ -77,6 +77,8 @@ const project = new awscdk.AwsCdkConstructLibrary({
     updateSnapshot: UpdateSnapshot.NEVER,
     jestConfig: {
       testMatch: ['<rootDir>/test/**/*.test.ts'],
+      // Handlers log structured JSON; keep test output readable (POWERTOOLS_LOG_LEVEL=INFO to see it).
+      setupFiles: ['<rootDir>/test/setup-env.ts'],
     },
   },
   gitignore: ['/assets/', '/cdk.out/', '/bench/.out/'],
@@ -88,6 +90,15 @@ project.tsconfigDev.addInclude('../examples/**/*.ts');
 project.tsconfigDev.addInclude('../bench/**/*.ts');
 project.eslint?.addLintPattern('lambda');
 project.eslint?.addLintPattern('examples');
+project.eslint?.addLintPattern('bench');
+// Handler dependencies are bundled at build time, so they are dev dependencies of the package.
+for (const glob of ['lambda/**', 'examples/**', 'bench/**']) project.eslint?.allowDevDeps(glob);
+// eslint's project service reads the nearest tsconfig.json: give these folders the test one.
+for (const dir of ['lambda', 'examples', 'bench']) {
+  new JsonFile(project, `${dir}/tsconfig.json`, {
+    obj: { extends: '../test/tsconfig.json', include: ['**/*.ts'] },
+  });
+}
 
 // The bundled handlers ship inside the npm package; their sources do not.
 project.addPackageIgnore('/lambda/');

@@ -1,10 +1,10 @@
 import { CfnResource, CustomResource, Stack } from 'aws-cdk-lib';
 import { Construct, IConstruct } from 'constructs';
 import type { OpenZfsSnapshotProperties } from './private/contract';
+import { DEFAULT_TIMEOUT, encodeRemovalPolicy, encodeTags } from './private/encode';
 import { MANAGED_BY, OWNERSHIP_TAG_COUNT, OWNERSHIP_TAG_KEYS } from './private/ownership-tags';
 import { SnapshotProvider } from './private/provider';
 import { SnapshotGuard } from './private/snapshot-before';
-import { DEFAULT_TIMEOUT, encodeRemovalPolicy, encodeTags } from './private/encode';
 import { validatePattern, validateTags, validateTimeout } from './private/validation';
 import { SnapshotOnDeployOptions } from './snapshot-options';
 

@@ -122,7 +122,7 @@ async function update(event: Request): Promise<Response> {
       logger.warn('rolling back, and no snapshot of ours matches the old properties: keeping the current one', {
         snapshotId: current,
       });
-      return respondUnchanged(current);
+      return respondUnchanged(current, true);
     }
   }
   return create(event);
@@ -205,8 +205,15 @@ async function deleteSnapshot(id: string): Promise<void> {
   }
 }
 
-async function respondUnchanged(id: string): Promise<Response> {
-  const snapshot = await step(`Reading FSx snapshot ${id}`, () => describeSnapshot(id));
+/**
+ * Answers with the snapshot the resource already has. A rollback must not fail on it, so there a
+ * failed read answers with the id alone rather than failing.
+ */
+async function respondUnchanged(id: string, rollingBack = false): Promise<Response> {
+  const snapshot = await step(`Reading FSx snapshot ${id}`, () => describeSnapshot(id)).catch((err) => {
+    if (!rollingBack) throw err;
+    return undefined;
+  });
   return respond(snapshot ?? { SnapshotId: id }, 'unchanged');
 }
 

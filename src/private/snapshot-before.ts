@@ -99,14 +99,11 @@ function referencedIds(fragment: unknown, out = new Set<string>()): Set<string> 
     fragment.forEach((f) => referencedIds(f, out));
   } else if (fragment && typeof fragment === 'object') {
     for (const [key, value] of Object.entries(fragment as Record<string, unknown>)) {
-      if (key === 'Ref' && typeof value === 'string' && !value.startsWith('AWS::')) out.add(value);
-      else if (key === 'Fn::GetAtt') out.add(Array.isArray(value) ? String(value[0]) : String(value).split('.')[0]);
-      else if (key === 'DependsOn') (Array.isArray(value) ? value : [value]).forEach((v) => out.add(String(v)));
-      else if (key === 'Fn::Sub') {
+      if (key === 'Ref' && typeof value === 'string' && !value.startsWith('AWS::')) {out.add(value);} else if (key === 'Fn::GetAtt') {out.add(Array.isArray(value) ? String(value[0]) : String(value).split('.')[0]);} else if (key === 'DependsOn') {(Array.isArray(value) ? value : [value]).forEach((v) => out.add(String(v)));} else if (key === 'Fn::Sub') {
         const text = Array.isArray(value) ? String(value[0]) : String(value);
         for (const m of text.matchAll(/\$\{([A-Za-z0-9]+)(\.[^}]*)?\}/g)) out.add(m[1]);
         if (Array.isArray(value)) referencedIds(value[1], out);
-      } else referencedIds(value, out);
+      } else {referencedIds(value, out);}
     }
   }
   return out;

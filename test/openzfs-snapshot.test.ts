@@ -1,0 +1,241 @@
+import { App, Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
+import { Match, Template } from 'aws-cdk-lib/assertions';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as fsx from 'aws-cdk-lib/aws-fsx';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import { OpenZfsSnapshot } from '../src';
+
+const VOLUME = 'fsvol-0123456789abcdef0';
+
+function newStack(): Stack {
+  return new Stack(new App(), 'Stack', { env: { account: '111111111111', region: 'us-east-1' } });
+}
+
+describe('OpenZfsSnapshot resources', () => {
+  test('a custom resource with the contract properties and RETAIN by default', () => {
+    // GIVEN
+    const stack = newStack();
+    // WHEN
+    new OpenZfsSnapshot(stack, 'Snap', { volumeId: VOLUME, tags: { team: 'data', app: 'orders' }, trigger: 'r1' });
+    // THEN
+    Template.fromStack(stack).hasResourceProperties('Custom::OpenZfsSnapshot', {
+      ServiceToken: { 'Fn::GetAtt': [Match.stringLikeRegexp('OpenZfsSnapshotProviderframeworkonEvent'), 'Arn'] },
+      VolumeId: VOLUME,
+      SnapshotName: 'Snap',
+      Trigger: 'r1',
+      Tags: '{"app":"orders","team":"data"}',
+      RemovalPolicy: 'retain',
+      TimeoutSeconds: '1800',
+      SnapshotBeforeHash: Match.absent(),
+    });
+  });
+
+  test('removal policy DESTROY and timeout are passed to the handler', () => {
+    const stack = newStack();
+    new OpenZfsSnapshot(stack, 'Snap', { volumeId: VOLUME, removalPolicy: RemovalPolicy.DESTROY, timeout: Duration.minutes(45) });
+    Template.fromStack(stack).hasResourceProperties('Custom::OpenZfsSnapshot', { RemovalPolicy: 'destroy', TimeoutSeconds: '2700' });
+  });
+
+  test('one shared provider for many instances: the N-th instance adds exactly one resource', () => {
+    const one = newStack();
+    new OpenZfsSnapshot(one, 'Snap0', { volumeId: VOLUME });
+    const ten = newStack();
+    for (let i = 0; i < 10; i++) new OpenZfsSnapshot(ten, `Snap${i}`, { volumeId: VOLUME });
+
+    const count = (s: Stack) => Object.keys(Template.fromStack(s).toJSON().Resources).length;
+    expect(count(ten) - count(one)).toBe(9);
+    Template.fromStack(ten).resourceCountIs('AWS::StepFunctions::StateMachine', 1);
+    Template.fromStack(ten).resourceCountIs('Custom::OpenZfsSnapshot', 10);
+  });
+
+  test('handlers: pinned nodejs22.x runtime, bundled asset, JSON logs with retention', () => {
+    const stack = newStack();
+    new OpenZfsSnapshot(stack, 'Snap', { volumeId: VOLUME, handlerOptions: { logRetention: logs.RetentionDays.ONE_MONTH } });
+    const template = Template.fromStack(stack);
+    template.hasResourceProperties('AWS::Lambda::Function', {
+      Handler: 'index.onEvent',
+      Runtime: 'nodejs22.x',
+      LoggingConfig: Match.objectLike({ LogFormat: 'JSON' }),
+    });
+    template.hasResourceProperties('AWS::Lambda::Function', { Handler: 'index.isComplete', Runtime: 'nodejs22.x' });
+    template.hasResourceProperties('AWS::Logs::LogGroup', { RetentionInDays: 30 });
+  });
+
+  test('handlers in a VPC when asked', () => {
+    const stack = newStack();
+    const vpc = new ec2.Vpc(stack, 'Vpc');
+    new OpenZfsSnapshot(stack, 'Snap', { volumeId: VOLUME, handlerOptions: { vpc } });
+    Template.fromStack(stack).hasResourceProperties('AWS::Lambda::Function', {
+      Handler: 'index.onEvent',
+      VpcConfig: Match.objectLike({ SubnetIds: Match.anyValue() }),
+    });
+  });
+
+  test('different handler options on two instances of one stack are refused', () => {
+    const stack = newStack();
+    new OpenZfsSnapshot(stack, 'A', { volumeId: VOLUME, handlerOptions: { memorySize: 512 } });
+    expect(() => new OpenZfsSnapshot(stack, 'B', { volumeId: VOLUME, handlerOptions: { memorySize: 1024 } })).toThrow(
+      /Stack\/B: invalid handlerOptions.memorySize: .*Stack\/A already set them differently/,
+    );
+    // The same options, or none, are fine.
+    new OpenZfsSnapshot(stack, 'C', { volumeId: VOLUME, handlerOptions: { memorySize: 512 } });
+    new OpenZfsSnapshot(stack, 'D', { volumeId: VOLUME });
+  });
+
+  test('attributes are deploy-time references to the custom resource', () => {
+    const stack = newStack();
+    const snap = new OpenZfsSnapshot(stack, 'Snap', { volumeId: VOLUME });
+    const resolved = stack.resolve([snap.snapshotId, snap.snapshotArn, snap.creationTime, snap.snapshotName]);
+    expect(resolved[0]).toEqual({ Ref: expect.stringMatching(/^Snap/) });
+    expect(resolved[1]).toEqual({ 'Fn::GetAtt': [expect.stringMatching(/^Snap/), 'SnapshotArn'] });
+    expect(resolved[2]).toEqual({ 'Fn::GetAtt': [expect.stringMatching(/^Snap/), 'CreationTime'] });
+    expect(resolved[3]).toEqual({ 'Fn::GetAtt': [expect.stringMatching(/^Snap/), 'SnapshotName'] });
+  });
+});
+
+describe('OpenZfsSnapshot snapshotBefore', () => {
+  function guardedStack(capacity: number, trigger?: string) {
+    const stack = newStack();
+    const volume = new fsx.CfnVolume(stack, 'Child', {
+      name: 'child',
+      volumeType: 'OPENZFS',
+      openZfsConfiguration: { parentVolumeId: VOLUME, storageCapacityQuotaGiB: capacity },
+    });
+    new OpenZfsSnapshot(stack, 'Snap', { volumeId: VOLUME, snapshotBefore: [volume], trigger });
+    return Template.fromStack(stack).toJSON();
+  }
+  const hashOf = (t: any) => Object.values<any>(t.Resources).find((r) => r.Type === 'Custom::OpenZfsSnapshot').Properties.SnapshotBeforeHash;
+
+  test('the guarded resource depends on the snapshot', () => {
+    const t = guardedStack(100);
+    const snapId = Object.keys(t.Resources).find((k) => t.Resources[k].Type === 'Custom::OpenZfsSnapshot');
+    expect(t.Resources[Object.keys(t.Resources).find((k) => t.Resources[k].Type === 'AWS::FSx::Volume')!].DependsOn).toContain(snapId);
+  });
+
+  test('the hash changes when a guarded resource changes, and only then', () => {
+    expect(hashOf(guardedStack(100))).toMatch(/^[0-9a-f]{32}$/);
+    expect(hashOf(guardedStack(100))).toBe(hashOf(guardedStack(100)));
+    expect(hashOf(guardedStack(200))).not.toBe(hashOf(guardedStack(100)));
+  });
+
+  test('synth output is byte-identical when nothing changed', () => {
+    expect(JSON.stringify(guardedStack(100, 'r1'))).toBe(JSON.stringify(guardedStack(100, 'r1')));
+  });
+
+  test('guarding the volume the snapshot is taken of is refused (a cycle)', () => {
+    const stack = newStack();
+    const volume = new fsx.CfnVolume(stack, 'Child', { name: 'child', volumeType: 'OPENZFS', openZfsConfiguration: { parentVolumeId: VOLUME } });
+    new OpenZfsSnapshot(stack, 'Snap', { volumeId: volume.attrVolumeId, snapshotBefore: [volume] });
+    expect(() => Template.fromStack(stack)).toThrow(/Stack\/Snap: invalid snapshotBefore: Stack\/Child must exist before the snapshot/);
+  });
+
+  test('a cycle through another resource is refused too', () => {
+    const stack = newStack();
+    const parent = new fsx.CfnVolume(stack, 'Parent', { name: 'p', volumeType: 'OPENZFS', openZfsConfiguration: { parentVolumeId: VOLUME } });
+    const child = new fsx.CfnVolume(stack, 'Child', { name: 'c', volumeType: 'OPENZFS', openZfsConfiguration: { parentVolumeId: parent.attrVolumeId } });
+    new OpenZfsSnapshot(stack, 'Snap', { volumeId: child.attrVolumeId, snapshotBefore: [parent] });
+    expect(() => Template.fromStack(stack)).toThrow(/Stack\/Parent must exist before the snapshot/);
+  });
+
+  test('a construct in another stack is refused', () => {
+    const app = new App();
+    const other = new Stack(app, 'Other');
+    const volume = new fsx.CfnVolume(other, 'Child', { name: 'child', volumeType: 'OPENZFS' });
+    const stack = new Stack(app, 'Stack');
+    expect(() => new OpenZfsSnapshot(stack, 'Snap', { volumeId: VOLUME, snapshotBefore: [volume] })).toThrow(
+      /Stack\/Snap: invalid snapshotBefore: Other\/Child is in stack Other/,
+    );
+  });
+
+  test('a scope that contains the snapshot itself is refused', () => {
+    const stack = newStack();
+    expect(() => new OpenZfsSnapshot(stack, 'Snap', { volumeId: VOLUME, snapshotBefore: [stack] })).toThrow(/contains the snapshot itself/);
+  });
+});
+
+describe('OpenZfsSnapshot IAM', () => {
+  test('create on the volume and its snapshots, tag with our tag, delete only what this stack tagged', () => {
+    const stack = newStack();
+    new OpenZfsSnapshot(stack, 'Snap', { volumeId: VOLUME });
+    const arn = (suffix: string) => ({ 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, `:fsx:us-east-1:111111111111:${suffix}`]] });
+    Template.fromStack(stack).hasResourceProperties('AWS::IAM::Policy', {
+      PolicyDocument: {
+        Statement: Match.arrayWith([
+          { Action: 'cloudformation:DescribeStacks', Effect: 'Allow', Resource: { Ref: 'AWS::StackId' } },
+          { Action: 'fsx:CreateSnapshot', Effect: 'Allow', Resource: [arn(`volume/*/${VOLUME}`), arn(`snapshot/${VOLUME}/*`)] },
+          {
+            Action: 'fsx:TagResource',
+            Effect: 'Allow',
+            Resource: arn(`snapshot/${VOLUME}/*`),
+            Condition: { StringEquals: { 'aws:RequestTag/cdk-storage-snapshots:managed-by': 'cdk-storage-snapshots' } },
+          },
+          {
+            Action: 'fsx:DeleteSnapshot',
+            Effect: 'Allow',
+            Resource: arn(`snapshot/${VOLUME}/*`),
+            Condition: {
+              StringEquals: {
+                'aws:ResourceTag/cdk-storage-snapshots:managed-by': 'cdk-storage-snapshots',
+                'aws:ResourceTag/cdk-storage-snapshots:stack-id': { Ref: 'AWS::StackId' },
+              },
+            },
+          },
+          { Action: 'fsx:DescribeSnapshots', Effect: 'Allow', Resource: '*' },
+        ]),
+      },
+    });
+  });
+
+  test('many instances on one volume share statements; another volume adds ARNs, not statements', () => {
+    const stack = newStack();
+    for (let i = 0; i < 5; i++) new OpenZfsSnapshot(stack, `Snap${i}`, { volumeId: VOLUME });
+    new OpenZfsSnapshot(stack, 'Other', { volumeId: 'fsvol-0123456789abcdef1' });
+    const policies = Template.fromStack(stack).findResources('AWS::IAM::Policy');
+    const ours = Object.entries<any>(policies).find(([k]) => /OpenZfsSnapshotProviderRoleDefaultPolicy/.test(k))![1];
+    const statements = ours.Properties.PolicyDocument.Statement;
+    expect(statements.filter((s: any) => s.Action === 'fsx:CreateSnapshot')).toHaveLength(1);
+    expect(statements.find((s: any) => s.Action === 'fsx:CreateSnapshot').Resource).toHaveLength(4);
+  });
+});
+
+describe('OpenZfsSnapshot validation', () => {
+  test.each([
+    ['volumeId', { volumeId: 'vol-0123456789abcdef0' }, /Stack\/Snap: invalid volumeId: must be "fsvol-" followed by 17 lowercase hex digits \(received "vol-0123456789abcdef0"\)/],
+    ['volumeId', { volumeId: 'fsvol-0123' }, /invalid volumeId/],
+    ['snapshotName', { snapshotName: 'has space' }, /Stack\/Snap: invalid snapshotName: must be 1 to 194 characters/],
+    ['snapshotName', { snapshotName: 'x'.repeat(195) }, /invalid snapshotName/],
+    ['tags', { tags: Object.fromEntries(Array.from({ length: 46 }, (_, i) => [`k${i}`, 'v'])) }, /at most 45 tags are allowed .* not 46/],
+    ['tags', { tags: { 'aws:owner': 'me' } }, /reserved prefix "aws:"/],
+    ['tags', { tags: { 'cdk-storage-snapshots:owner': 'me' } }, /library's own ownership tags/],
+    ['tags', { tags: { ['k'.repeat(129)]: 'v' } }, /tag keys must be 1 to 128 characters/],
+    ['tags', { tags: { k: 'v'.repeat(257) } }, /tag values must be at most 256 characters/],
+    ['timeout', { timeout: Duration.minutes(61) }, /Stack\/Snap: invalid timeout: must be between 1 minute and 1 hour/],
+  ])('%s (case %#) is refused', (_, props, message) => {
+    const stack = newStack();
+    expect(() => new OpenZfsSnapshot(stack, 'Snap', { volumeId: VOLUME, ...props })).toThrow(message);
+  });
+
+  test('45 tags and a one-hour timeout are allowed', () => {
+    const stack = newStack();
+    new OpenZfsSnapshot(stack, 'Snap', {
+      volumeId: VOLUME,
+      tags: Object.fromEntries(Array.from({ length: 45 }, (_, i) => [`k${i}`, 'v'])),
+      timeout: Duration.hours(1),
+    });
+  });
+
+  test('unresolved tokens pass through unchecked', () => {
+    const stack = newStack();
+    const volume = new fsx.CfnVolume(stack, 'Vol', { name: 'v', volumeType: 'OPENZFS' });
+    new OpenZfsSnapshot(stack, 'Snap', { volumeId: volume.attrVolumeId, snapshotName: volume.attrVolumeId });
+    Template.fromStack(stack).hasResourceProperties('Custom::OpenZfsSnapshot', {
+      VolumeId: { 'Fn::GetAtt': [Match.stringLikeRegexp('^Vol'), 'VolumeId'] },
+    });
+  });
+
+  test('the default name prefix is the construct id with disallowed characters replaced', () => {
+    const stack = newStack();
+    new OpenZfsSnapshot(stack, 'Before Release#42', { volumeId: VOLUME });
+    Template.fromStack(stack).hasResourceProperties('Custom::OpenZfsSnapshot', { SnapshotName: 'Before-Release-42' });
+  });
+});

@@ -1,0 +1,3 @@
+// Runs before each test file: the handlers' logger is created when they are imported.
+process.env.POWERTOOLS_LOG_LEVEL ??= 'SILENT';
+process.env.AWS_REGION ??= 'us-east-1';
