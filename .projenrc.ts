@@ -75,6 +75,7 @@ const project = new awscdk.AwsCdkConstructLibrary({
   jestOptions: {
     // Never rewrite committed snapshots silently, in CI or anywhere else.
     updateSnapshot: UpdateSnapshot.NEVER,
+    passWithNoTests: false,
     jestConfig: {
       testMatch: ['<rootDir>/test/**/*.test.ts'],
       // Handlers log structured JSON; keep test output readable (POWERTOOLS_LOG_LEVEL=INFO to see it).
@@ -141,6 +142,19 @@ const packageAll = project.tasks.tryFind('package-all');
 packageAll?.reset();
 packageAll?.spawn(project.tasks.tryFind('package:js')!);
 packageAll?.spawn(codeOnly);
+
+// Integration apps (test/integ.*.ts): their committed snapshots are verified offline as part of
+// `test`; `integ:update` rewrites them without deploying anything.
+const INTEG = 'integ-runner --directory test --language typescript --parallel-regions us-east-1';
+const integ = project.addTask('integ', {
+  description: 'Verify the committed snapshots of the integration apps against a fresh synth (offline)',
+  exec: INTEG,
+});
+project.addTask('integ:update', {
+  description: 'Rewrite the integration apps\' snapshots without deploying (review the diff before committing)',
+  steps: [{ spawn: 'bundle' }, { exec: `${INTEG} --dry-run --update-on-failed` }],
+});
+project.testTask.spawn(integ);
 
 project.addTask('synth:example', {
   description: 'Synthesize the example app (examples/app.ts) into cdk.out with the aws-cdk CLI',

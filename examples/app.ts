@@ -1,37 +1,10 @@
-import { App, RemovalPolicy, Stack, StackProps } from 'aws-cdk-lib';
-import * as fsx from 'aws-cdk-lib/aws-fsx';
-import { Construct } from 'constructs';
-import { OpenZfsSnapshot } from '../src';
+import { App } from 'aws-cdk-lib';
+import { ExampleStack } from './stack';
 
 /**
  * A small app that uses every construct of the library. `npx projen synth:example` synthesizes it
  * into cdk.out; nothing is deployed.
  */
-export class ExampleStack extends Stack {
-  constructor(scope: Construct, id: string, props?: StackProps) {
-    super(scope, id, props);
-
-    // An OpenZFS volume changed by this stack: the snapshot is taken before any change to it.
-    const volume = new fsx.CfnVolume(this, 'DataVolume', {
-      name: 'data',
-      volumeType: 'OPENZFS',
-      openZfsConfiguration: {
-        parentVolumeId: 'fsvol-0123456789abcdef0',
-        storageCapacityQuotaGiB: 100,
-      },
-    });
-
-    new OpenZfsSnapshot(this, 'BeforeRelease', {
-      volumeId: 'fsvol-0123456789abcdef0',
-      snapshotName: 'before-release',
-      tags: { team: 'data' },
-      snapshotBefore: [volume],
-      trigger: '2026-11-release',
-      removalPolicy: RemovalPolicy.RETAIN,
-    });
-  }
-}
-
 const app = new App();
 new ExampleStack(app, 'CdkStorageSnapshotsExample', {
   env: { account: process.env.CDK_DEFAULT_ACCOUNT ?? '111111111111', region: process.env.CDK_DEFAULT_REGION ?? 'us-east-1' },

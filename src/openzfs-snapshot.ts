@@ -3,7 +3,7 @@ import { Construct, IConstruct } from 'constructs';
 import type { OpenZfsSnapshotProperties } from './private/contract';
 import { DEFAULT_TIMEOUT, encodeRemovalPolicy, encodeTags } from './private/encode';
 import { MANAGED_BY, OWNERSHIP_TAG_COUNT, OWNERSHIP_TAG_KEYS } from './private/ownership-tags';
-import { SnapshotProvider } from './private/provider';
+import { ProviderSpec, SnapshotProvider } from './private/provider';
 import { SnapshotGuard } from './private/snapshot-before';
 import { validatePattern, validateTags, validateTimeout } from './private/validation';
 import { SnapshotOnDeployOptions } from './snapshot-options';
@@ -82,7 +82,7 @@ export class OpenZfsSnapshot extends Construct implements IOpenZfsSnapshot {
     validateTags(this, props.tags, OWNERSHIP_TAG_COUNT);
     validateTimeout(this, props.timeout);
 
-    const provider = SnapshotProvider.of(this, { kind: 'OpenZfsSnapshot', handler: 'openzfs-snapshot' }, props.handlerOptions);
+    const provider = SnapshotProvider.of(this, PROVIDER, props.handlerOptions);
     this.grant(provider, props.volumeId);
 
     const guard = new SnapshotGuard(this, props.snapshotBefore ?? []);
@@ -130,6 +130,30 @@ export class OpenZfsSnapshot extends Construct implements IOpenZfsSnapshot {
     provider.allow(['fsx:DescribeSnapshots'], ['*']);
   }
 }
+
+const PROVIDER: ProviderSpec = {
+  kind: 'OpenZfsSnapshot',
+  handler: 'openzfs-snapshot',
+  wildcardReasons: [
+    {
+      id: 'AwsSolutions-IAM5',
+      reason: 'An OpenZFS volume ARN names its file system (volume/<fs id>/<volume id>), which only the volume id does not tell: ' +
+        'volume/*/<volume id> is the one volume.',
+      appliesTo: [{ regex: '/^Resource::arn:<AWS::Partition>:fsx:[^:]*:[^:]*:volume\\/\\*\\/.+$/' }],
+    },
+    {
+      id: 'AwsSolutions-IAM5',
+      reason: 'The id of a snapshot is not known before it is made: snapshot/<volume id>/* is the snapshots of that one volume; ' +
+        'tagging needs the library\'s request tag and deleting this stack\'s ownership tags.',
+      appliesTo: [{ regex: '/^Resource::arn:<AWS::Partition>:fsx:[^:]*:[^:]*:snapshot\\/.+\\/\\*$/' }],
+    },
+    {
+      id: 'AwsSolutions-IAM5',
+      reason: 'fsx:DescribeSnapshots has no resource-level permissions (the service authorization reference lists no resource type).',
+      appliesTo: ['Resource::*'],
+    },
+  ],
+};
 
 function defaultPrefix(id: string): string {
   return id.replace(/[^a-zA-Z0-9_:.-]/g, '-').slice(0, MAX_PREFIX_LENGTH) || 'snapshot';

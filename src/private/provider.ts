@@ -6,6 +6,7 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import * as cr from 'aws-cdk-lib/custom-resources';
 import { Construct, IConstruct } from 'constructs';
 import { HandlerOptions } from '../handler-options';
+import { NagSuppression, suppressNag } from './nag';
 
 /** What distinguishes the provider of one construct type from another's. */
 export interface ProviderSpec {
@@ -15,6 +16,8 @@ export interface ProviderSpec {
   readonly handler: string;
   /** Memory of the handler functions by default, in MiB. */
   readonly defaultMemorySize?: number;
+  /** Why the wildcards this construct type's statements need are there (cdk-nag AwsSolutions-IAM5). */
+  readonly wildcardReasons: NagSuppression[];
 }
 
 /**
@@ -105,6 +108,9 @@ export class SnapshotProvider extends Construct {
     this.role.addToPrincipalPolicy(
       new iam.PolicyStatement({ actions: ['cloudformation:DescribeStacks'], resources: [Stack.of(this).stackId] }),
     );
+
+    suppressNag(this.role, spec.wildcardReasons);
+    suppressNag(this, FRAMEWORK_SUPPRESSIONS);
   }
 
   /**
@@ -137,6 +143,33 @@ export class SnapshotProvider extends Construct {
     }
   }
 }
+
+/** What cdk-nag AwsSolutions reports about the handlers and aws-cdk-lib's Provider framework, and why it stands. */
+const FRAMEWORK_SUPPRESSIONS: NagSuppression[] = [
+  {
+    id: 'AwsSolutions-L1',
+    reason: 'The handlers are pinned to nodejs22.x so that synth output does not change when CDK\'s latest runtime moves; ' +
+      'the Provider framework functions use the runtime aws-cdk-lib chooses for them.',
+  },
+  {
+    id: 'AwsSolutions-IAM4',
+    reason: 'aws-cdk-lib\'s Provider framework gives its own functions AWSLambdaBasicExecutionRole (log writing only).',
+    appliesTo: ['Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole'],
+  },
+  {
+    id: 'AwsSolutions-IAM5',
+    reason: 'aws-cdk-lib\'s Provider framework invokes the handler functions and their versions (<function arn>:*).',
+    appliesTo: [{ regex: '/^Resource::<.+\\.Arn>:\\*$/' }],
+  },
+  {
+    id: 'AwsSolutions-SF1',
+    reason: 'The Provider framework\'s waiter only polls isComplete; it logs ERROR events, and the handlers log every poll themselves.',
+  },
+  {
+    id: 'AwsSolutions-SF2',
+    reason: 'The Provider framework does not offer X-Ray tracing for its waiter state machine; the handlers log each request with its id.',
+  },
+];
 
 function sameOption(a: unknown, b: unknown): boolean {
   if (a === b) return true;
