@@ -1,12 +1,6 @@
 import { JsonFile, awscdk, cdk, javascript } from 'projen';
 import { UpdateSnapshot } from 'projen/lib/javascript';
 
-/**
- * Lambda handlers under `lambda/<name>/index.ts`. Each is bundled by esbuild into
- * `assets/<name>/index.js`, which ships inside the npm package.
- */
-const HANDLERS = ['openzfs-snapshot'];
-
 /** The Lambda runtime the handlers run on, and the esbuild target that matches it. */
 const NODE_TARGET = 'node22';
 
@@ -95,7 +89,7 @@ project.eslint?.addLintPattern('bench');
 // Handler dependencies are bundled at build time, so they are dev dependencies of the package.
 for (const glob of ['lambda/**', 'examples/**', 'bench/**']) project.eslint?.allowDevDeps(glob);
 // eslint's project service reads the nearest tsconfig.json: give these folders the test one.
-for (const dir of ['lambda', 'examples', 'bench']) {
+for (const dir of ['lambda', 'examples', 'bench', 'build-tools']) {
   new JsonFile(project, `${dir}/tsconfig.json`, {
     obj: { extends: '../test/tsconfig.json', include: ['**/*.ts'] },
   });
@@ -108,26 +102,9 @@ project.addPackageIgnore('/bench/');
 project.addPackageIgnore('!/assets/');
 
 const bundle = project.addTask('bundle', {
-  description: 'Bundle the Lambda handlers into assets/<handler>/index.js with esbuild',
+  description: 'Bundle every Lambda handler (lambda/<name>/index.ts) into assets/<name>/index.js with esbuild',
+  exec: `ts-node --project test/tsconfig.json build-tools/bundle-handlers.ts --target ${NODE_TARGET}`,
 });
-for (const handler of HANDLERS) {
-  bundle.exec(
-    [
-      'esbuild',
-      `lambda/${handler}/index.ts`,
-      '--bundle',
-      '--platform=node',
-      `--target=${NODE_TARGET}`,
-      '--format=cjs',
-      '--minify',
-      '--sourcemap',
-      '--sources-content=false',
-      '--legal-comments=none',
-      `--outfile=assets/${handler}/index.js`,
-      '--log-level=warning',
-    ].join(' '),
-  );
-}
 // Both `build` (through pre-compile) and `test` bundle first: a fresh clone must not fail with
 // "Cannot find asset".
 project.preCompileTask.spawn(bundle);

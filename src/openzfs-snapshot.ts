@@ -3,8 +3,9 @@ import { Construct, IConstruct } from 'constructs';
 import type { OpenZfsSnapshotProperties } from './private/contract';
 import { DEFAULT_TIMEOUT, encodeRemovalPolicy, encodeTags } from './private/encode';
 import { MANAGED_BY, OWNERSHIP_TAG_COUNT, OWNERSHIP_TAG_KEYS } from './private/ownership-tags';
-import { ProviderSpec, SnapshotProvider } from './private/provider';
+import { SnapshotProvider } from './private/provider';
 import { SnapshotGuard } from './private/snapshot-before';
+import { HandlerSpec } from './private/stack-handlers';
 import { validatePattern, validateTags, validateTimeout } from './private/validation';
 import { SnapshotOnDeployOptions } from './snapshot-options';
 
@@ -82,7 +83,7 @@ export class OpenZfsSnapshot extends Construct implements IOpenZfsSnapshot {
     validateTags(this, props.tags, OWNERSHIP_TAG_COUNT);
     validateTimeout(this, props.timeout);
 
-    const provider = SnapshotProvider.of(this, PROVIDER, props.handlerOptions);
+    const provider = SnapshotProvider.of(this, HANDLERS, props.handlerOptions);
     this.grant(provider, props.volumeId);
 
     const guard = new SnapshotGuard(this, props.snapshotBefore ?? []);
@@ -131,7 +132,7 @@ export class OpenZfsSnapshot extends Construct implements IOpenZfsSnapshot {
   }
 }
 
-const PROVIDER: ProviderSpec = {
+const HANDLERS: HandlerSpec = {
   kind: 'OpenZfsSnapshot',
   handler: 'openzfs-snapshot',
   wildcardReasons: [

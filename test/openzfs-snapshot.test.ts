@@ -19,7 +19,7 @@ describe('OpenZfsSnapshot resources', () => {
     new OpenZfsSnapshot(stack, 'Snap', { volumeId: VOLUME, tags: { team: 'data', app: 'orders' }, trigger: 'r1' });
     // THEN
     Template.fromStack(stack).hasResourceProperties('Custom::OpenZfsSnapshot', {
-      ServiceToken: { 'Fn::GetAtt': [Match.stringLikeRegexp('OpenZfsSnapshotProviderframeworkonEvent'), 'Arn'] },
+      ServiceToken: { 'Fn::GetAtt': [Match.stringLikeRegexp('OpenZfsSnapshotHandlersProviderframeworkonEvent'), 'Arn'] },
       VolumeId: VOLUME,
       SnapshotName: 'Snap',
       Trigger: 'r1',
@@ -191,7 +191,7 @@ describe('OpenZfsSnapshot IAM', () => {
     for (let i = 0; i < 5; i++) new OpenZfsSnapshot(stack, `Snap${i}`, { volumeId: VOLUME });
     new OpenZfsSnapshot(stack, 'Other', { volumeId: 'fsvol-0123456789abcdef1' });
     const policies = Template.fromStack(stack).findResources('AWS::IAM::Policy');
-    const ours = Object.entries<any>(policies).find(([k]) => /OpenZfsSnapshotProviderRoleDefaultPolicy/.test(k))![1];
+    const ours = Object.entries<any>(policies).find(([k]) => /OpenZfsSnapshotHandlersRoleDefaultPolicy/.test(k))![1];
     const statements = ours.Properties.PolicyDocument.Statement;
     expect(statements.filter((s: any) => s.Action === 'fsx:CreateSnapshot')).toHaveLength(1);
     expect(statements.find((s: any) => s.Action === 'fsx:CreateSnapshot').Resource).toHaveLength(4);
