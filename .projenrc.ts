@@ -104,6 +104,7 @@ project.addPackageIgnore('!/assets/');
 const bundle = project.addTask('bundle', {
   description: 'Bundle every Lambda handler (lambda/<name>/index.ts) into assets/<name>/index.js with esbuild',
   exec: `ts-node --project test/tsconfig.json build-tools/bundle-handlers.ts --target ${NODE_TARGET}`,
+  receiveArgs: true,
 });
 // Both `build` (through pre-compile) and `test` bundle first: a fresh clone must not fail with
 // "Cannot find asset".
@@ -132,6 +133,11 @@ project.addTask('integ:update', {
   steps: [{ spawn: 'bundle' }, { exec: `${INTEG} --dry-run --update-on-failed` }],
 });
 project.testTask.spawn(integ);
+
+project.addTask('bench', {
+  description: 'Run the benchmarks (bench/run.ts); prints a table and writes bench/RESULTS.md',
+  steps: [{ spawn: 'bundle' }, { exec: 'ts-node --project test/tsconfig.json bench/run.ts', receiveArgs: true }],
+});
 
 project.addTask('synth:example', {
   description: 'Synthesize the example app (examples/app.ts) into cdk.out with the aws-cdk CLI',
