@@ -76,7 +76,7 @@ const project = new awscdk.AwsCdkConstructLibrary({
       setupFiles: ['<rootDir>/test/setup-env.ts'],
     },
   },
-  gitignore: ['/assets/', '/cdk.out/', '/bench/.out/'],
+  gitignore: ['/assets/', '/cdk.out/', '/bench/.out/', '.jsii.tabl.json'],
 });
 
 // Lambda sources are plain TypeScript (not jsii): type-checked by the test tsconfig and linted.
@@ -133,6 +133,15 @@ project.addTask('integ:update', {
   steps: [{ spawn: 'bundle' }, { exec: `${INTEG} --dry-run --update-on-failed` }],
 });
 project.testTask.spawn(integ);
+
+// Docs that compile and an API that translates: README and @example snippets are compiled and
+// translated to Python, Java, C# and Go (a broken example fails), and jsii-pacmak generates the
+// four languages' sources (an API that does not translate fails).
+const docsCheck = project.addTask('docs:check', {
+  description: 'Compile with jsii, compile and translate every example (jsii-rosetta --strict), generate all language sources',
+  steps: [{ spawn: 'compile' }, { exec: 'jsii-rosetta extract --strict' }, { spawn: codeOnly.name }],
+});
+project.testTask.spawn(docsCheck);
 
 project.addTask('bench', {
   description: 'Run the benchmarks (bench/run.ts); prints a table and writes bench/RESULTS.md',
