@@ -1,4 +1,5 @@
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as iam from 'aws-cdk-lib/aws-iam';
 import * as logs from 'aws-cdk-lib/aws-logs';
 
 /**
@@ -31,11 +32,35 @@ export interface HandlerOptions {
   readonly securityGroups?: ec2.ISecurityGroup[];
 
   /**
-   * How long the handlers' logs are kept.
+   * How long the handlers' logs are kept, in the log group the library creates.
    *
    * @default logs.RetentionDays.ONE_YEAR
    */
   readonly logRetention?: logs.RetentionDays;
+
+  /**
+   * A log group of yours for the handlers' logs (then `logRetention` does not apply).
+   *
+   * @default - a log group created for the handlers, kept for `logRetention`
+   */
+  readonly logGroup?: logs.ILogGroup;
+
+  /**
+   * A role of yours for the handlers to run with. The library adds the statements the handlers
+   * need to it when it can (a role defined in the app, or one imported as mutable); for an
+   * immutable role, grant them yourself: the synthesized policy of the default role shows them.
+   *
+   * @default - a role created for the handlers, with least-privilege statements
+   */
+  readonly role?: iam.IRole;
+
+  /**
+   * A permissions boundary for the roles the library creates (the handlers' and the Provider
+   * framework's). `iam.PermissionsBoundary.of(scope).apply(...)` on a stack works too.
+   *
+   * @default - no permissions boundary
+   */
+  readonly permissionsBoundary?: iam.IManagedPolicy;
 
   /**
    * Memory of each handler function, in MiB.

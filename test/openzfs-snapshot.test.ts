@@ -2,6 +2,7 @@ import { App, Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as fsx from 'aws-cdk-lib/aws-fsx';
+import * as iam from 'aws-cdk-lib/aws-iam';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { OpenZfsSnapshot } from '../src';
 
@@ -237,5 +238,50 @@ describe('OpenZfsSnapshot validation', () => {
     const stack = newStack();
     new OpenZfsSnapshot(stack, 'Before Release#42', { volumeId: VOLUME });
     Template.fromStack(stack).hasResourceProperties('Custom::OpenZfsSnapshot', { SnapshotName: 'Before-Release-42' });
+  });
+});
+
+describe('OpenZfsSnapshot handler options', () => {
+  test('a role of yours gets the statements; no role is created', () => {
+    const stack = newStack();
+    const role = new iam.Role(stack, 'Mine', { assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com') });
+    new OpenZfsSnapshot(stack, 'Snap', { volumeId: VOLUME, handlerOptions: { role } });
+    const template = Template.fromStack(stack);
+    template.hasResourceProperties('AWS::Lambda::Function', { Handler: 'index.onEvent', Role: { 'Fn::GetAtt': [Match.stringLikeRegexp('^Mine'), 'Arn'] } });
+    template.hasResourceProperties('AWS::IAM::Policy', {
+      Roles: [{ Ref: Match.stringLikeRegexp('^Mine') }],
+      PolicyDocument: { Statement: Match.arrayWith([Match.objectLike({ Action: 'fsx:CreateSnapshot' })]) },
+    });
+    expect(Object.keys(template.findResources('AWS::IAM::Role')).filter((k) => /HandlersRole/.test(k))).toEqual([]);
+  });
+
+  test('a log group of yours receives the logs', () => {
+    const stack = newStack();
+    const logGroup = new logs.LogGroup(stack, 'MyLogs');
+    new OpenZfsSnapshot(stack, 'Snap', { volumeId: VOLUME, handlerOptions: { logGroup } });
+    Template.fromStack(stack).hasResourceProperties('AWS::Lambda::Function', {
+      Handler: 'index.onEvent',
+      LoggingConfig: Match.objectLike({ LogGroup: { Ref: Match.stringLikeRegexp('^MyLogs') } }),
+    });
+    Template.fromStack(stack).resourceCountIs('AWS::Logs::LogGroup', 1);
+  });
+
+  test('logGroup and logRetention together are refused', () => {
+    const stack = newStack();
+    const logGroup = new logs.LogGroup(stack, 'MyLogs');
+    expect(() => new OpenZfsSnapshot(stack, 'Snap', {
+      volumeId: VOLUME, handlerOptions: { logGroup, logRetention: logs.RetentionDays.ONE_DAY },
+    })).toThrow(/Stack\/Snap: invalid handlerOptions: give logGroup or logRetention, not both/);
+  });
+
+  test('a permissions boundary applies to every role the library creates', () => {
+    const stack = newStack();
+    const boundary = new iam.ManagedPolicy(stack, 'Boundary', { statements: [new iam.PolicyStatement({ actions: ['*'], resources: ['*'] })] });
+    new OpenZfsSnapshot(stack, 'Snap', { volumeId: VOLUME, handlerOptions: { permissionsBoundary: boundary } });
+    const roles = Template.fromStack(stack).findResources('AWS::IAM::Role');
+    expect(Object.keys(roles).length).toBeGreaterThanOrEqual(5);
+    for (const role of Object.values<any>(roles)) {
+      expect(role.Properties.PermissionsBoundary).toEqual({ Ref: expect.stringMatching(/^Boundary/) });
+    }
   });
 });

@@ -47,8 +47,8 @@ export abstract class StackHandlers extends Construct {
   }
 
   /** The role every handler function of this singleton runs with; instances add statements to it. */
-  public readonly role: iam.Role;
-  public readonly logGroup: logs.LogGroup;
+  public readonly role: iam.IRole;
+  public readonly logGroup: logs.ILogGroup;
 
   protected readonly spec: HandlerSpec;
   protected readonly options: HandlerOptions | undefined;
@@ -62,14 +62,18 @@ export abstract class StackHandlers extends Construct {
     this.options = options;
     this.optionsFrom = requester.node.path;
 
-    this.logGroup = new logs.LogGroup(this, 'Logs', {
+    if (options?.logGroup && options.logRetention !== undefined) {
+      throw new Error(`${requester.node.path}: invalid handlerOptions: give logGroup or logRetention, not both (a log group of yours keeps its own retention)`);
+    }
+    this.logGroup = options?.logGroup ?? new logs.LogGroup(this, 'Logs', {
       retention: options?.logRetention ?? logs.RetentionDays.ONE_YEAR,
     });
-    this.role = new iam.Role(this, 'Role', {
+    this.role = options?.role ?? new iam.Role(this, 'Role', {
       assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
       description: `cdk-storage-snapshots ${spec.kind} handlers`,
     });
     this.logGroup.grantWrite(this.role);
+    if (options?.permissionsBoundary) iam.PermissionsBoundary.of(this).apply(options.permissionsBoundary);
     this.code = lambda.Code.fromAsset(path.join(__dirname, '..', '..', 'assets', spec.handler));
   }
 
