@@ -43,6 +43,14 @@ export interface IOpenZfsSnapshot extends IConstruct {
   readonly snapshotArn: string;
 }
 
+/** What identifies an existing OpenZFS snapshot. */
+export interface OpenZfsSnapshotAttributes {
+  /** The snapshot's id (`fsvolsnap-…`). */
+  readonly snapshotId: string;
+  /** The id of the volume the snapshot is of (`fsvol-…`); the snapshot's ARN names it. */
+  readonly volumeId: string;
+}
+
 /** FSx allows snapshot names of 1–203 characters; 9 are taken by `-` and the 8-hex request hash. */
 const MAX_PREFIX_LENGTH = 203 - 9;
 
@@ -61,6 +69,24 @@ const MAX_PREFIX_LENGTH = 203 - 9;
  * });
  */
 export class OpenZfsSnapshot extends Construct implements IOpenZfsSnapshot {
+  /**
+   * An existing snapshot, to restore from (`originSnapshot`) or to grant access to, for example.
+   */
+  public static fromSnapshotAttributes(scope: Construct, id: string, attrs: OpenZfsSnapshotAttributes): IOpenZfsSnapshot {
+    class Import extends Construct implements IOpenZfsSnapshot {
+      public readonly snapshotId = attrs.snapshotId;
+      public readonly snapshotArn = Stack.of(scope).formatArn({
+        service: 'fsx',
+        resource: 'snapshot',
+        resourceName: `${attrs.volumeId}/${attrs.snapshotId}`,
+      });
+    }
+    const imported = new Import(scope, id);
+    validatePattern(imported, 'snapshotId', attrs.snapshotId, /^fsvolsnap-[0-9a-f]{17}$/, 'must be "fsvolsnap-" followed by 17 lowercase hex digits');
+    validatePattern(imported, 'volumeId', attrs.volumeId, /^fsvol-[0-9a-f]{17}$/, 'must be "fsvol-" followed by 17 lowercase hex digits');
+    return imported;
+  }
+
   public readonly snapshotId: string;
   public readonly snapshotArn: string;
   /**

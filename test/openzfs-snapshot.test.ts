@@ -285,3 +285,40 @@ describe('OpenZfsSnapshot handler options', () => {
     }
   });
 });
+
+describe('OpenZfsSnapshot.fromSnapshotAttributes', () => {
+  test('an existing snapshot, with its ARN, usable to restore a volume', () => {
+    const stack = newStack();
+    const snap = OpenZfsSnapshot.fromSnapshotAttributes(stack, 'Existing', { snapshotId: 'fsvolsnap-0123456789abcdef0', volumeId: VOLUME });
+    new fsx.CfnVolume(stack, 'Restored', {
+      name: 'restored', volumeType: 'OPENZFS',
+      openZfsConfiguration: { parentVolumeId: VOLUME, originSnapshot: { snapshotArn: snap.snapshotArn, copyStrategy: 'FULL_COPY' } },
+    });
+    Template.fromStack(stack).hasResourceProperties('AWS::FSx::Volume', {
+      OpenZFSConfiguration: Match.objectLike({
+        OriginSnapshot: {
+          SnapshotARN: { 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, `:fsx:us-east-1:111111111111:snapshot/${VOLUME}/fsvolsnap-0123456789abcdef0`]] },
+          CopyStrategy: 'FULL_COPY',
+        },
+      }),
+    });
+  });
+
+  test('a deployed snapshot\'s ARN wires into a restored volume', () => {
+    const stack = newStack();
+    const snap = new OpenZfsSnapshot(stack, 'Snap', { volumeId: VOLUME });
+    new fsx.CfnVolume(stack, 'Restored', {
+      name: 'restored', volumeType: 'OPENZFS',
+      openZfsConfiguration: { parentVolumeId: VOLUME, originSnapshot: { snapshotArn: snap.snapshotArn, copyStrategy: 'CLONE' } },
+    });
+    Template.fromStack(stack).hasResourceProperties('AWS::FSx::Volume', {
+      OpenZFSConfiguration: Match.objectLike({ OriginSnapshot: { SnapshotARN: { 'Fn::GetAtt': [Match.stringLikeRegexp('^Snap'), 'SnapshotArn'] }, CopyStrategy: 'CLONE' } }),
+    });
+  });
+
+  test('malformed ids are refused', () => {
+    const stack = newStack();
+    expect(() => OpenZfsSnapshot.fromSnapshotAttributes(stack, 'Bad', { snapshotId: 'snap-1', volumeId: VOLUME }))
+      .toThrow(/Stack\/Bad: invalid snapshotId: must be "fsvolsnap-"/);
+  });
+});
