@@ -14,8 +14,8 @@ const realClock = { ...clock };
 
 /** Tags as the handler makes them for a request with these properties. */
 function ours(props: ReturnType<typeof zfsProps>, token: string, owner = LOGICAL_ID) {
-  const { VolumeId, SnapshotName, Trigger, SnapshotBeforeHash } = props;
-  const hash = stableHash({ VolumeId, SnapshotName, Trigger, SnapshotBeforeHash });
+  const { VolumeId, Trigger, SnapshotBeforeHash } = props;
+  const hash = stableHash({ VolumeId, Trigger, SnapshotBeforeHash });
   return [
     { Key: OWNERSHIP_TAG_KEYS.managedBy, Value: 'cdk-storage-snapshots' },
     { Key: OWNERSHIP_TAG_KEYS.stackId, Value: STACK_ID },
@@ -107,9 +107,10 @@ describe('Create', () => {
 describe('Update', () => {
   const current = 'fsvolsnap-0000000000000000a';
 
-  test('nothing that forces a snapshot changed (tags, removal policy, timeout): no new snapshot', async () => {
+  test('nothing that forces a snapshot changed (tags, name prefix, removal policy, timeout): no new snapshot', async () => {
     fsxMock.on(DescribeSnapshotsCommand).resolves({ Snapshots: [snapshot(current, 'AVAILABLE')] });
-    const res = await onEvent(cfnRequest('Update', zfsProps({ Tags: '{"a":"b"}', RemovalPolicy: 'destroy', TimeoutSeconds: '60' }), {
+    const changed = zfsProps({ Tags: '{"a":"b"}', SnapshotName: 'renamed', RemovalPolicy: 'destroy', TimeoutSeconds: '60' });
+    const res = await onEvent(cfnRequest('Update', changed, {
       PhysicalResourceId: current, OldResourceProperties: zfsProps(),
     }));
     expect(fsxMock).not.toHaveReceivedCommand(CreateSnapshotCommand);
@@ -124,6 +125,15 @@ describe('Update', () => {
     }));
     expect(res.PhysicalResourceId).toBe('fsvolsnap-0000000000000000b');
     expect(res.Data?.Origin).toBe('created');
+  });
+
+  test('a changed volume takes a new snapshot', async () => {
+    stackStatus('UPDATE_IN_PROGRESS');
+    fsxMock.on(CreateSnapshotCommand).resolves({ Snapshot: snapshot('fsvolsnap-0000000000000000b', 'CREATING') });
+    await onEvent(cfnRequest('Update', zfsProps({ VolumeId: 'fsvol-0123456789abcdef1' }), {
+      PhysicalResourceId: current, OldResourceProperties: zfsProps(),
+    }));
+    expect(fsxMock).toHaveReceivedCommandWith(CreateSnapshotCommand, { VolumeId: 'fsvol-0123456789abcdef1' });
   });
 
   test('a changed snapshotBefore hash takes a new snapshot', async () => {

@@ -252,11 +252,13 @@ function explainCreateError(err: unknown, volumeId: string, token: string): unkn
   }
 }
 
-/** The properties that force a new snapshot; nothing else does. */
+/**
+ * The properties that force a new snapshot: the source, the trigger and the guarded resources'
+ * hash. Nothing else does (a new name prefix applies to the next snapshot).
+ */
 function identityHash(props: OpenZfsSnapshotProperties): string {
   return stableHash({
     VolumeId: props.VolumeId,
-    SnapshotName: props.SnapshotName,
     Trigger: props.Trigger,
     SnapshotBeforeHash: props.SnapshotBeforeHash,
   });

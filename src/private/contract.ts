@@ -36,7 +36,7 @@ export type CopyOrigin = 'created' | 'adopted' | 'unchanged';
 export interface OpenZfsSnapshotProperties {
   /** The OpenZFS volume (`fsvol-…`). Forces a new snapshot when it changes. */
   readonly VolumeId: string;
-  /** Prefix of the snapshot name; a short hash of the request is appended. Forces a new snapshot. */
+  /** Prefix of the snapshot name; a short hash of the request is appended. Applies to the next snapshot. */
   readonly SnapshotName: string;
   /** Any value the user chose; a change forces a new snapshot. */
   readonly Trigger?: string;
