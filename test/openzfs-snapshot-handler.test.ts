@@ -2,11 +2,11 @@ import { DescribeStacksCommand, CloudFormationClient } from '@aws-sdk/client-clo
 import { CreateSnapshotCommand, DeleteSnapshotCommand, DescribeSnapshotsCommand, FSxClient, Snapshot } from '@aws-sdk/client-fsx';
 import { mockClient } from 'aws-sdk-client-mock';
 import 'aws-sdk-client-mock-jest';
-import { isComplete, onEvent } from '../lambda/openzfs-snapshot';
+import { identityHash, isComplete, onEvent } from '../lambda/openzfs-snapshot';
 import { LOGICAL_ID, STACK_ID, VOLUME_ID, awsError, cfnRequest, zfsProps } from './fixtures/events';
 import { clock } from '../lambda/shared/clock';
 import { OWNERSHIP_TAG_KEYS } from '../lambda/shared/ownership';
-import { requestToken, stableHash } from '../lambda/shared/token';
+import { requestToken } from '../lambda/shared/token';
 
 const fsxMock = mockClient(FSxClient);
 const cfnMock = mockClient(CloudFormationClient);
@@ -14,8 +14,7 @@ const realClock = { ...clock };
 
 /** Tags as the handler makes them for a request with these properties. */
 function ours(props: ReturnType<typeof zfsProps>, token: string, owner = LOGICAL_ID) {
-  const { VolumeId, Trigger, SnapshotBeforeHash } = props;
-  const hash = stableHash({ VolumeId, Trigger, SnapshotBeforeHash });
+  const hash = identityHash(props);
   return [
     { Key: OWNERSHIP_TAG_KEYS.managedBy, Value: 'cdk-storage-snapshots' },
     { Key: OWNERSHIP_TAG_KEYS.stackId, Value: STACK_ID },
@@ -125,6 +124,40 @@ describe('Update', () => {
     }));
     expect(res.PhysicalResourceId).toBe('fsvolsnap-0000000000000000b');
     expect(res.Data?.Origin).toBe('created');
+  });
+
+  test('a no-op update whose snapshot cannot be read fails with the reason (it is not a rollback)', async () => {
+    stackStatus('UPDATE_IN_PROGRESS');
+    fsxMock.on(DescribeSnapshotsCommand).rejects(awsError('AccessDenied', 'not allowed'));
+    await expect(onEvent(cfnRequest('Update', zfsProps({ Tags: '{"a":"b"}' }), { PhysicalResourceId: current, OldResourceProperties: zfsProps() })))
+      .rejects.toThrow(/^Reading FSx snapshot fsvolsnap-0000000000000000a: AccessDenied: not allowed$/);
+  });
+
+  test('a no-op rollback whose snapshot cannot be read still succeeds, with the id and the ARN', async () => {
+    stackStatus('UPDATE_ROLLBACK_IN_PROGRESS');
+    fsxMock.on(DescribeSnapshotsCommand).rejects(awsError('AccessDenied', 'not allowed'));
+    const res = await onEvent(cfnRequest('Update', zfsProps(), { PhysicalResourceId: current, OldResourceProperties: zfsProps({ Tags: '{"a":"b"}' }) }));
+    expect(res).toEqual({
+      PhysicalResourceId: current,
+      Data: expect.objectContaining({ SnapshotArn: `arn:aws:fsx:us-east-1:111111111111:snapshot/${VOLUME_ID}/${current}`, Origin: 'unchanged' }),
+    });
+  });
+
+  test('a current snapshot made for exactly the new properties is kept without asking the stack status', async () => {
+    const props = zfsProps({ Trigger: 'r1' });
+    fsxMock.on(DescribeSnapshotsCommand).resolves({ Snapshots: [snapshot(current, 'AVAILABLE', ours(props, 'css-1'))] });
+    const res = await onEvent(cfnRequest('Update', props, { PhysicalResourceId: current, OldResourceProperties: zfsProps({ Trigger: 'r2' }) }));
+    expect(res.PhysicalResourceId).toBe(current);
+    expect(fsxMock).not.toHaveReceivedCommand(CreateSnapshotCommand);
+    expect(cfnMock).not.toHaveReceivedCommand(DescribeStacksCommand);
+  });
+
+  test('when the stack status cannot be read and nothing matches, the update still takes its snapshot', async () => {
+    cfnMock.on(DescribeStacksCommand).rejects(awsError('AccessDenied', 'nope'));
+    fsxMock.on(DescribeSnapshotsCommand).resolves({ Snapshots: [] });
+    fsxMock.on(CreateSnapshotCommand).resolves({ Snapshot: snapshot('fsvolsnap-0000000000000000b', 'CREATING') });
+    const res = await onEvent(cfnRequest('Update', zfsProps({ Trigger: 'r2' }), { PhysicalResourceId: current, OldResourceProperties: zfsProps({ Trigger: 'r1' }) }));
+    expect(res.PhysicalResourceId).toBe('fsvolsnap-0000000000000000b');
   });
 
   test('a changed volume takes a new snapshot', async () => {

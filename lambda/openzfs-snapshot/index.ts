@@ -3,7 +3,6 @@ import {
   DeleteSnapshotCommand,
   DescribeSnapshotsCommand,
   Snapshot,
-  paginateDescribeSnapshots,
 } from '@aws-sdk/client-fsx';
 import type {
   CopyOrigin,
@@ -12,7 +11,7 @@ import type {
 } from '../../src/private/contract';
 import { fsx } from '../shared/clients/fsx';
 import { clock } from '../shared/clock';
-import { HandlerError, errorCode, step, withRetries } from '../shared/errors';
+import { HandlerError, describeError, errorCode, step, withRetries } from '../shared/errors';
 import {
   IsCompleteRequest,
   IsCompleteResponse,
@@ -97,21 +96,24 @@ async function create(event: Request): Promise<Response> {
 }
 
 async function update(event: Request): Promise<Response> {
-  const current = event.PhysicalResourceId!;
+  const currentId = event.PhysicalResourceId!;
+  const wanted = identityHash(event.ResourceProperties);
   const old = event.OldResourceProperties;
-  if (old && identityHash(old) === identityHash(event.ResourceProperties)) {
-    // Tags, removal policy, timeout or the library's version changed: none of them is a reason
-    // for a new snapshot.
-    logger.info('nothing that forces a new snapshot changed', { snapshotId: current });
-    return respondUnchanged(current);
+  const current = await readForUpdate(currentId);
+  if ((old && identityHash(old) === wanted) || (current.snapshot && madeFor(current.snapshot, event, wanted))) {
+    // Nothing that forces a new snapshot changed (tags, name prefix, removal policy, timeout, the
+    // library's version), or the current snapshot was made for exactly these properties (the
+    // rollback that follows a failure of this very update).
+    logger.info('keeping the current snapshot', { snapshotId: currentId });
+    return respondKept(event, currentId, current);
   }
   const rollingBack = await isRollingBack(event.StackId);
   if (rollingBack !== false) {
-    // A rollback returns to the snapshot the old properties made. It must never fail and never
+    // A rollback returns to the snapshot the old properties made: it must never fail and never
     // take a new snapshot. When the stack status could not be read, adopting a snapshot of ours
     // made for exactly these properties is still the right answer.
     const adopted = await findAdoptable(event).catch((err) => {
-      logger.warn('could not look for a snapshot to adopt', { error: err as Error });
+      logger.error('could not look for a snapshot to adopt', { error: err as Error });
       return undefined;
     });
     if (adopted) {
@@ -119,13 +121,50 @@ async function update(event: Request): Promise<Response> {
       return respond(adopted, 'adopted');
     }
     if (rollingBack) {
-      logger.warn('rolling back, and no snapshot of ours matches the old properties: keeping the current one', {
-        snapshotId: current,
-      });
-      return respondUnchanged(current, true);
+      logger.warn('rolling back, and no snapshot of ours matches the old properties: keeping the current one', { snapshotId: currentId });
+      return respondKept(event, currentId, current);
     }
+    // The status could not be read (say, the role may not call DescribeStacks) and nothing of ours
+    // matches: this is most likely an update, whose snapshot must not be skipped.
+    logger.warn('could not tell a rollback from an update, and nothing to adopt: taking a new snapshot');
   }
   return create(event);
+}
+
+/** The current snapshot, or why it could not be read (a read must not fail a rollback by itself). */
+async function readForUpdate(id: string): Promise<{ snapshot?: Snapshot; error?: unknown }> {
+  try {
+    return { snapshot: await describeSnapshot(id) };
+  } catch (error) {
+    logger.warn('could not read the current snapshot', { snapshotId: id, error: error as Error });
+    return { error };
+  }
+}
+
+/**
+ * Answers with the snapshot the resource already has. If it could not be read, an update fails
+ * with the reason; a rollback (or a request whose status cannot be read) answers with what is
+ * known without reading (the id and the ARN, which follows from the stack's account and region),
+ * because failing a rollback leaves the stack in UPDATE_ROLLBACK_FAILED.
+ */
+async function respondKept(event: Request, id: string, current: { snapshot?: Snapshot; error?: unknown }): Promise<Response> {
+  if (current.snapshot || current.error === undefined) return respond(current.snapshot ?? knownSnapshot(event, id), 'unchanged');
+  if ((await isRollingBack(event.StackId)) === false) {
+    throw new HandlerError(describeError(`Reading FSx snapshot ${id}`, current.error));
+  }
+  return respond(knownSnapshot(event, id), 'unchanged');
+}
+
+/** What is known of a snapshot without reading it. */
+function knownSnapshot(event: Request, id: string): Snapshot {
+  // arn:<partition>:cloudformation:<region>:<account>:stack/<name>/<uuid>
+  const [, partition, , region, account] = event.StackId.split(':');
+  return { SnapshotId: id, ResourceARN: `arn:${partition}:fsx:${region}:${account}:snapshot/${event.ResourceProperties.VolumeId}/${id}` };
+}
+
+/** Ours, for this resource, and made for properties with this identity. */
+function madeFor(snapshot: Snapshot, event: Request, hash: string): boolean {
+  return isOwnedBy(snapshot.Tags, owner(event)) && tagValue(snapshot.Tags, OWNERSHIP_TAG_KEYS.propsHash) === hash;
 }
 
 async function remove(event: Request): Promise<Response> {
@@ -166,21 +205,19 @@ async function findAdoptable(event: Request): Promise<Snapshot | undefined> {
   const props = event.ResourceProperties;
   const wanted = identityHash(props);
   const candidates: Snapshot[] = [];
-  const pages = paginateDescribeSnapshots(
-    { client: fsx() },
-    { Filters: [{ Name: 'volume-id', Values: [props.VolumeId] }] },
-  );
-  for await (const page of pages) {
+  let NextToken: string | undefined;
+  do {
+    const page = await withRetries(
+      () => fsx().send(new DescribeSnapshotsCommand({ Filters: [{ Name: 'volume-id', Values: [props.VolumeId] }], NextToken })),
+      { budgetMs: CALL_BUDGET_MS },
+    );
     for (const s of page.Snapshots ?? []) {
-      if (
-        isOwnedBy(s.Tags, owner(event)) &&
-        tagValue(s.Tags, OWNERSHIP_TAG_KEYS.propsHash) === wanted &&
-        (s.Lifecycle === 'AVAILABLE' || s.Lifecycle === 'CREATING' || s.Lifecycle === 'PENDING')
-      ) {
+      if (madeFor(s, event, wanted) && (s.Lifecycle === 'AVAILABLE' || s.Lifecycle === 'CREATING' || s.Lifecycle === 'PENDING')) {
         candidates.push(s);
       }
     }
-  }
+    NextToken = page.NextToken;
+  } while (NextToken);
   candidates.sort((a, b) => (b.CreationTime?.getTime() ?? 0) - (a.CreationTime?.getTime() ?? 0));
   return candidates[0];
 }
@@ -203,18 +240,6 @@ async function deleteSnapshot(id: string): Promise<void> {
   } catch (err) {
     if (errorCode(err) !== 'SnapshotNotFound') throw err;
   }
-}
-
-/**
- * Answers with the snapshot the resource already has. A rollback must not fail on it, so there a
- * failed read answers with the id alone rather than failing.
- */
-async function respondUnchanged(id: string, rollingBack = false): Promise<Response> {
-  const snapshot = await step(`Reading FSx snapshot ${id}`, () => describeSnapshot(id)).catch((err) => {
-    if (!rollingBack) throw err;
-    return undefined;
-  });
-  return respond(snapshot ?? { SnapshotId: id }, 'unchanged');
 }
 
 function respond(snapshot: Snapshot, origin: CopyOrigin): Response {
@@ -256,7 +281,7 @@ function explainCreateError(err: unknown, volumeId: string, token: string): unkn
  * The properties that force a new snapshot: the source, the trigger and the guarded resources'
  * hash. Nothing else does (a new name prefix applies to the next snapshot).
  */
-function identityHash(props: OpenZfsSnapshotProperties): string {
+export function identityHash(props: OpenZfsSnapshotProperties): string {
   return stableHash({
     VolumeId: props.VolumeId,
     Trigger: props.Trigger,

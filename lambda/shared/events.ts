@@ -37,7 +37,9 @@ export interface IsCompleteResponse<A> {
 export async function isRollingBack(stackId: string): Promise<boolean | undefined> {
   try {
     const out = await withRetries(() => cloudformation().send(new DescribeStacksCommand({ StackName: stackId })), {
-      budgetMs: 30_000,
+      // Long enough to outlast a throttling storm, short enough to leave the rest of the
+      // handler's 5 minutes to its other calls.
+      budgetMs: 120_000,
     });
     const status = out.Stacks?.[0]?.StackStatus;
     return status === 'UPDATE_ROLLBACK_IN_PROGRESS';

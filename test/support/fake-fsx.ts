@@ -1,0 +1,491 @@
+import {
+  CreateBackupCommand,
+  CreateSnapshotCommand,
+  DeleteBackupCommand,
+  DeleteSnapshotCommand,
+  DescribeBackupsCommand,
+  DescribeSnapshotsCommand,
+  ListTagsForResourceCommand,
+  TagResourceCommand,
+  type Backup,
+  type Snapshot,
+} from '@aws-sdk/client-fsx';
+import type { AwsStub } from 'aws-sdk-client-mock';
+import { awsError } from './aws-errors';
+import { ACCOUNT, CallContext, CommandTable, CopyView, REGION, SimCore, SimTag, canonical, mergeTags, page, routeCommands } from './sim-core';
+
+export interface FakeFsxOptions {
+  /** How long a deleted snapshot stays DELETING before it is gone (ms). */
+  readonly snapshotDeleteMs?: number;
+  /** Live snapshots per volume before ServiceLimitExceeded. */
+  readonly maxSnapshotsPerVolume?: number;
+  /** Live user-initiated backups before ServiceLimitExceeded. */
+  readonly maxBackups?: number;
+  /** How long a client token is remembered (ms); AWS does not document it. */
+  readonly tokenMemoryMs?: number;
+  /** Page size of the describe calls (small, so that paging is exercised). */
+  readonly pageSize?: number;
+}
+
+interface FileSystem {
+  readonly id: string;
+  readonly type: 'OPENZFS' | 'WINDOWS' | 'LUSTRE' | 'ONTAP';
+  readonly copyTagsToBackups: boolean;
+  readonly tags: SimTag[];
+}
+
+interface Volume {
+  readonly id: string;
+  readonly fileSystemId: string;
+  readonly type: 'OPENZFS' | 'ONTAP';
+}
+
+interface Timeline {
+  /** When the copy reaches its end state, and which. */
+  readonly at: number;
+  readonly to: string;
+}
+
+interface SnapshotRecord {
+  readonly id: string;
+  readonly name: string;
+  readonly volumeId: string;
+  readonly created: number;
+  lifecycle: string;
+  tags: SimTag[];
+  next?: Timeline;
+  /** When a DELETING snapshot is gone. */
+  goneAt?: number;
+  gone: boolean;
+  reason?: string;
+  readonly foreign: boolean;
+  readonly createdDuring?: CallContext;
+  readonly serviceFailed: boolean;
+  deletedByCall: boolean;
+}
+
+interface BackupRecord {
+  readonly id: string;
+  readonly fileSystemId: string;
+  readonly volumeId?: string;
+  readonly created: number;
+  lifecycle: string;
+  tags: SimTag[];
+  next?: Timeline;
+  gone: boolean;
+  failure?: string;
+  readonly foreign: boolean;
+  readonly createdDuring?: CallContext;
+  readonly serviceFailed: boolean;
+  deletedByCall: boolean;
+}
+
+interface TokenUse {
+  readonly params: string;
+  readonly id: string;
+  readonly at: number;
+}
+
+const BACKUP_BUSY = new Set(['CREATING', 'PENDING', 'TRANSFERRING', 'COPYING']);
+
+/** FSx as the handlers see it: file systems, volumes, backups and OpenZFS snapshots. */
+export class FakeFsx {
+  private readonly fileSystems = new Map<string, FileSystem>();
+  private readonly volumes = new Map<string, Volume>();
+  private readonly snapshots = new Map<string, SnapshotRecord>();
+  private readonly backups = new Map<string, BackupRecord>();
+  private readonly tokens = new Map<string, TokenUse>();
+  private readonly options: Required<FakeFsxOptions>;
+
+  constructor(
+    private readonly core: SimCore,
+    options: FakeFsxOptions = {},
+  ) {
+    this.options = {
+      snapshotDeleteMs: 30_000,
+      maxSnapshotsPerVolume: 10_000,
+      maxBackups: 10_000,
+      tokenMemoryMs: Number.POSITIVE_INFINITY,
+      pageSize: 3,
+      ...options,
+    };
+  }
+
+  // ---- seeding (the test's world, not the library's) ----
+
+  public addFileSystem(id: string, type: FileSystem['type'] = 'OPENZFS', opts: { copyTagsToBackups?: boolean; tags?: SimTag[] } = {}) {
+    this.fileSystems.set(id, { id, type, copyTagsToBackups: opts.copyTagsToBackups ?? false, tags: opts.tags ?? [] });
+  }
+
+  public addVolume(id: string, fileSystemId: string, type: Volume['type'] = 'OPENZFS') {
+    this.volumes.set(id, { id, fileSystemId, type });
+  }
+
+  public removeVolume(id: string) {
+    this.volumes.delete(id);
+  }
+
+  /** A snapshot someone else made (AVAILABLE): the library must never delete or adopt it. */
+  public seedSnapshot(volumeId: string, tags: SimTag[], lifecycle = 'AVAILABLE'): string {
+    const id = this.core.newId('fsvolsnap-');
+    this.snapshots.set(id, {
+      id,
+      name: `foreign-${id}`,
+      volumeId,
+      created: this.core.clock.now(),
+      lifecycle,
+      tags,
+      gone: false,
+      foreign: true,
+      serviceFailed: false,
+      deletedByCall: false,
+    });
+    return id;
+  }
+
+  /** A backup someone else made (AVAILABLE). */
+  public seedBackup(fileSystemId: string, tags: SimTag[], lifecycle = 'AVAILABLE'): string {
+    const id = this.core.newId('backup-');
+    this.backups.set(id, {
+      id,
+      fileSystemId,
+      created: this.core.clock.now(),
+      lifecycle,
+      tags,
+      gone: false,
+      foreign: true,
+      serviceFailed: false,
+      deletedByCall: false,
+    });
+    return id;
+  }
+
+  // ---- views for invariants ----
+
+  public snapshot(id: string): Snapshot | undefined {
+    this.refresh();
+    const s = this.snapshots.get(id);
+    return s && !s.gone ? this.toSnapshot(s) : undefined;
+  }
+
+  public backup(id: string): Backup | undefined {
+    this.refresh();
+    const b = this.backups.get(id);
+    return b && !b.gone ? this.toBackup(b) : undefined;
+  }
+
+  public copies(): CopyView[] {
+    this.refresh();
+    const snaps: CopyView[] = [...this.snapshots.values()].map((s) => ({
+      kind: 'fsx-snapshot',
+      id: s.id,
+      target: s.volumeId,
+      tags: s.tags,
+      state: s.gone ? 'GONE' : s.lifecycle,
+      exists: !s.gone && s.lifecycle !== 'DELETING',
+      ready: !s.gone && s.lifecycle === 'AVAILABLE',
+      foreign: s.foreign,
+      createdDuring: s.createdDuring,
+      serviceFailed: s.serviceFailed,
+      deletedByCall: s.deletedByCall,
+    }));
+    const backups: CopyView[] = [...this.backups.values()].map((b) => ({
+      kind: 'fsx-backup',
+      id: b.id,
+      target: b.volumeId ?? b.fileSystemId,
+      tags: b.tags,
+      state: b.gone ? 'DELETED' : b.lifecycle,
+      exists: !b.gone && b.lifecycle !== 'DELETED' && b.lifecycle !== 'FAILED',
+      ready: !b.gone && b.lifecycle === 'AVAILABLE',
+      foreign: b.foreign,
+      createdDuring: b.createdDuring,
+      serviceFailed: b.serviceFailed,
+      deletedByCall: b.deletedByCall,
+    }));
+    return [...snaps, ...backups];
+  }
+
+  /** Wires the fake into a mocked FSxClient. */
+  public install(mock: AwsStub<any, any, any>): void {
+    const table: CommandTable = [];
+    const on = (cmd: any, fn: (input: any) => Promise<unknown>) => table.push([cmd, fn]);
+    on(CreateSnapshotCommand, (input) =>
+      this.core.handle('fsx', 'CreateSnapshotCommand', input, { mutating: true, creates: true }, (r) => this.createSnapshot(input, r)));
+    on(DescribeSnapshotsCommand, (input) =>
+      this.core.handle('fsx', 'DescribeSnapshotsCommand', input, { mutating: false }, () => this.describeSnapshots(input)));
+    on(DeleteSnapshotCommand, (input) =>
+      this.core.handle('fsx', 'DeleteSnapshotCommand', input, { mutating: true }, (r) => this.deleteSnapshot(input, r)));
+    on(CreateBackupCommand, (input) =>
+      this.core.handle('fsx', 'CreateBackupCommand', input, { mutating: true, creates: true }, (r) => this.createBackup(input, r)));
+    on(DescribeBackupsCommand, (input) =>
+      this.core.handle('fsx', 'DescribeBackupsCommand', input, { mutating: false }, () => this.describeBackups(input)));
+    on(DeleteBackupCommand, (input) =>
+      this.core.handle('fsx', 'DeleteBackupCommand', input, { mutating: true }, (r) => this.deleteBackup(input, r)));
+    on(TagResourceCommand, (input) =>
+      this.core.handle('fsx', 'TagResourceCommand', input, { mutating: true }, (r) => this.tagResource(input, r)));
+    on(ListTagsForResourceCommand, (input) =>
+      this.core.handle('fsx', 'ListTagsForResourceCommand', input, { mutating: false }, () => this.listTags(input)));
+    routeCommands(mock, 'fsx', table);
+  }
+
+  // ---- lifecycle ----
+
+  /** Moves every lifecycle forward to the current simulated time. */
+  public refresh(): void {
+    const now = this.core.clock.now();
+    for (const s of this.snapshots.values()) {
+      if (s.next && s.next.at <= now) {
+        s.lifecycle = s.next.to;
+        if (s.lifecycle === 'DELETING') {
+          s.reason = 'The snapshot could not be created: the volume ran out of space';
+          s.goneAt = s.next.at + this.options.snapshotDeleteMs;
+        }
+        s.next = undefined;
+      }
+      if (s.goneAt !== undefined && s.goneAt <= now) s.gone = true;
+    }
+    for (const b of this.backups.values()) {
+      if (b.next && b.next.at <= now) {
+        b.lifecycle = b.next.to;
+        if (b.lifecycle === 'FAILED') b.failure = 'The backup could not be completed';
+        b.next = undefined;
+      }
+    }
+    for (const [token, use] of this.tokens) if (now - use.at > this.options.tokenMemoryMs) this.tokens.delete(token);
+  }
+
+  // ---- snapshots ----
+
+  private createSnapshot(input: any, record: any) {
+    this.refresh();
+    const params = canonical({ ...input, ClientRequestToken: undefined });
+    const replay = this.replay(input.ClientRequestToken, params);
+    if (replay) {
+      const s = this.snapshots.get(replay)!;
+      if (record) record.resourceId = s.id;
+      return { Snapshot: this.toSnapshot(s) };
+    }
+    if (!input.Name || !/^[a-zA-Z0-9_:.-]{1,203}$/.test(input.Name)) throw awsError('BadRequest', `Invalid snapshot name ${input.Name}`, 400);
+    if (!this.volumes.has(input.VolumeId)) throw awsError('VolumeNotFound', `Volume ${input.VolumeId} does not exist`, 400);
+    validateTags(input.Tags);
+    const live = [...this.snapshots.values()].filter((s) => s.volumeId === input.VolumeId && !s.gone).length;
+    if (live >= this.options.maxSnapshotsPerVolume) {
+      throw awsError('ServiceLimitExceeded', 'Snapshot limit exceeded for the volume', 400, { Limit: 'TOTAL_USER_INITIATED_BACKUPS' });
+    }
+    const plan = this.core.faults.lifecycle('fsx', 'CreateSnapshotCommand');
+    const now = this.core.clock.now();
+    const s: SnapshotRecord = {
+      id: this.core.newId('fsvolsnap-'),
+      name: input.Name,
+      volumeId: input.VolumeId,
+      created: now,
+      lifecycle: 'CREATING',
+      tags: [...(input.Tags ?? [])],
+      next: { at: now + plan.durationMs, to: plan.fails ? 'DELETING' : 'AVAILABLE' },
+      gone: false,
+      foreign: false,
+      createdDuring: this.core.context,
+      serviceFailed: plan.fails,
+      deletedByCall: false,
+    };
+    this.snapshots.set(s.id, s);
+    if (input.ClientRequestToken) this.tokens.set(input.ClientRequestToken, { params, id: s.id, at: now });
+    if (record) record.resourceId = s.id;
+    return { Snapshot: this.toSnapshot(s) };
+  }
+
+  private describeSnapshots(input: any) {
+    this.refresh();
+    let list = [...this.snapshots.values()].filter((s) => !s.gone);
+    if (input.SnapshotIds?.length) {
+      const missing = input.SnapshotIds.filter((id: string) => !list.some((s) => s.id === id));
+      if (missing.length) throw awsError('SnapshotNotFound', `Snapshot(s) not found: ${missing.join(', ')}`, 400);
+      list = list.filter((s) => input.SnapshotIds.includes(s.id));
+    }
+    for (const f of input.Filters ?? []) {
+      if (f.Name === 'volume-id') list = list.filter((s) => f.Values.includes(s.volumeId));
+      else if (f.Name === 'file-system-id') list = list.filter((s) => f.Values.includes(this.volumes.get(s.volumeId)?.fileSystemId));
+      else throw awsError('BadRequest', `Unknown filter ${f.Name}`, 400);
+    }
+    const { items, nextToken } = page(list, input.MaxResults, input.NextToken, this.options.pageSize);
+    return { Snapshots: items.map((s) => this.toSnapshot(s)), NextToken: nextToken };
+  }
+
+  private deleteSnapshot(input: any, record: any) {
+    this.refresh();
+    const s = this.snapshots.get(input.SnapshotId);
+    if (!s || s.gone) throw awsError('SnapshotNotFound', `Snapshot ${input.SnapshotId} not found`, 400);
+    if (record) Object.assign(record, { resourceId: s.id, tagsBefore: [...s.tags], foreign: s.foreign });
+    if (s.lifecycle !== 'DELETING') {
+      s.lifecycle = 'DELETING';
+      s.next = undefined;
+      s.deletedByCall = true;
+      s.goneAt = this.core.clock.now() + this.options.snapshotDeleteMs;
+    }
+    return { SnapshotId: s.id, Lifecycle: 'DELETING' };
+  }
+
+  // ---- backups ----
+
+  private createBackup(input: any, record: any) {
+    this.refresh();
+    const params = canonical({ ...input, ClientRequestToken: undefined });
+    const replay = this.replay(input.ClientRequestToken, params);
+    if (replay) {
+      const b = this.backups.get(replay)!;
+      if (record) record.resourceId = b.id;
+      return { Backup: this.toBackup(b) };
+    }
+    if (!!input.FileSystemId === !!input.VolumeId) throw awsError('BadRequest', 'Specify either FileSystemId or VolumeId', 400);
+    let fs: FileSystem | undefined;
+    if (input.VolumeId) {
+      const v = this.volumes.get(input.VolumeId);
+      if (!v) throw awsError('VolumeNotFound', `Volume ${input.VolumeId} does not exist`, 400);
+      if (v.type !== 'ONTAP') throw awsError('BadRequest', 'VolumeId is supported for ONTAP volumes only', 400);
+      fs = this.fileSystems.get(v.fileSystemId);
+    } else {
+      fs = this.fileSystems.get(input.FileSystemId);
+      if (!fs) throw awsError('FileSystemNotFound', `File system ${input.FileSystemId} does not exist`, 400);
+    }
+    validateTags(input.Tags);
+    const fsId = fs?.id ?? '';
+    const busy = [...this.backups.values()].some((b) => b.fileSystemId === fsId && !b.gone && BACKUP_BUSY.has(b.lifecycle));
+    if (busy) throw awsError('BackupInProgress', `Another backup of ${fsId} is already in progress`, 400);
+    const live = [...this.backups.values()].filter((b) => !b.gone && b.lifecycle !== 'FAILED').length;
+    if (live >= this.options.maxBackups) {
+      throw awsError('ServiceLimitExceeded', 'You have reached the limit of user-initiated backups', 400, { Limit: 'TOTAL_USER_INITIATED_BACKUPS' });
+    }
+    // Tags in the request turn off CopyTagsToBackups for this backup.
+    const tags = input.Tags?.length ? [...input.Tags] : fs?.copyTagsToBackups ? [...fs.tags] : [];
+    const plan = this.core.faults.lifecycle('fsx', 'CreateBackupCommand');
+    const now = this.core.clock.now();
+    const b: BackupRecord = {
+      id: this.core.newId('backup-'),
+      fileSystemId: fsId,
+      volumeId: input.VolumeId,
+      created: now,
+      lifecycle: 'CREATING',
+      tags,
+      next: { at: now + plan.durationMs, to: plan.fails ? 'FAILED' : 'AVAILABLE' },
+      gone: false,
+      foreign: false,
+      createdDuring: this.core.context,
+      serviceFailed: plan.fails,
+      deletedByCall: false,
+    };
+    this.backups.set(b.id, b);
+    if (input.ClientRequestToken) this.tokens.set(input.ClientRequestToken, { params, id: b.id, at: now });
+    if (record) record.resourceId = b.id;
+    return { Backup: this.toBackup(b) };
+  }
+
+  private describeBackups(input: any) {
+    this.refresh();
+    let list = [...this.backups.values()].filter((b) => !b.gone);
+    if (input.BackupIds?.length) {
+      const missing = input.BackupIds.filter((id: string) => !list.some((b) => b.id === id));
+      if (missing.length) throw awsError('BackupNotFound', `Backup(s) not found: ${missing.join(', ')}`, 400);
+      list = list.filter((b) => input.BackupIds.includes(b.id));
+    }
+    for (const f of input.Filters ?? []) {
+      if (f.Name === 'file-system-id') list = list.filter((b) => f.Values.includes(b.fileSystemId));
+      else if (f.Name === 'volume-id') list = list.filter((b) => f.Values.includes(b.volumeId));
+      else if (f.Name === 'backup-type') list = list.filter(() => f.Values.includes('USER_INITIATED'));
+      else if (f.Name === 'file-system-type') list = list.filter((b) => f.Values.includes(this.fileSystems.get(b.fileSystemId)?.type));
+      else throw awsError('BadRequest', `Unknown filter ${f.Name}`, 400);
+    }
+    const { items, nextToken } = page(list, input.MaxResults, input.NextToken, this.options.pageSize);
+    return { Backups: items.map((b) => this.toBackup(b)), NextToken: nextToken };
+  }
+
+  private deleteBackup(input: any, record: any) {
+    this.refresh();
+    const b = this.backups.get(input.BackupId);
+    if (!b || b.gone) throw awsError('BackupNotFound', `Backup ${input.BackupId} not found`, 400);
+    if (record) Object.assign(record, { resourceId: b.id, tagsBefore: [...b.tags], foreign: b.foreign });
+    if (BACKUP_BUSY.has(b.lifecycle)) throw awsError('BackupInProgress', `Backup ${b.id} is still ${b.lifecycle}`, 400);
+    b.gone = true;
+    b.lifecycle = 'DELETED';
+    b.deletedByCall = true;
+    return { BackupId: b.id, Lifecycle: 'DELETED' };
+  }
+
+  // ---- tags ----
+
+  private findByArn(arn: string): SnapshotRecord | BackupRecord | undefined {
+    const id = arn.split('/').pop() ?? '';
+    const r = this.snapshots.get(id) ?? this.backups.get(id);
+    return r && !r.gone ? r : undefined;
+  }
+
+  private tagResource(input: any, record: any) {
+    this.refresh();
+    const r = this.findByArn(input.ResourceARN);
+    if (!r) throw awsError('ResourceNotFound', `Resource ${input.ResourceARN} not found`, 400);
+    if (record) Object.assign(record, { resourceId: r.id, tagsBefore: [...r.tags], foreign: r.foreign });
+    validateTags(input.Tags);
+    r.tags = mergeTags(r.tags, input.Tags);
+    return {};
+  }
+
+  private listTags(input: any) {
+    this.refresh();
+    const r = this.findByArn(input.ResourceARN);
+    if (!r) throw awsError('ResourceNotFound', `Resource ${input.ResourceARN} not found`, 400);
+    return { Tags: [...r.tags] };
+  }
+
+  // ---- helpers ----
+
+  /** The resource a replayed token made; IncompatibleParameterError if the parameters changed. */
+  private replay(token: string | undefined, params: string): string | undefined {
+    if (!token) return undefined;
+    if (!/^[A-Za-z0-9_.-]{1,63}$/.test(token)) throw awsError('BadRequest', `Invalid ClientRequestToken ${token}`, 400);
+    const use = this.tokens.get(token);
+    if (!use) return undefined;
+    if (use.params !== params) {
+      throw awsError('IncompatibleParameterError', 'The client request token was already used with different parameters', 400, {
+        Parameter: 'ClientRequestToken',
+      });
+    }
+    return use.id;
+  }
+
+  private toSnapshot(s: SnapshotRecord): Snapshot {
+    return {
+      SnapshotId: s.id,
+      Name: s.name,
+      VolumeId: s.volumeId,
+      ResourceARN: `arn:aws:fsx:${REGION}:${ACCOUNT}:snapshot/${s.volumeId}/${s.id}`,
+      CreationTime: new Date(s.created),
+      Lifecycle: s.lifecycle as Snapshot['Lifecycle'],
+      LifecycleTransitionReason: s.reason ? { Message: s.reason } : undefined,
+      Tags: s.tags.map((t) => ({ Key: t.Key!, Value: t.Value! })),
+    };
+  }
+
+  private toBackup(b: BackupRecord): Backup {
+    const fs = this.fileSystems.get(b.fileSystemId);
+    return {
+      BackupId: b.id,
+      Lifecycle: b.lifecycle as Backup['Lifecycle'],
+      FailureDetails: b.failure ? { Message: b.failure } : undefined,
+      Type: 'USER_INITIATED',
+      CreationTime: new Date(b.created),
+      ResourceARN: `arn:aws:fsx:${REGION}:${ACCOUNT}:backup/${b.id}`,
+      Tags: b.tags.map((t) => ({ Key: t.Key!, Value: t.Value! })),
+      FileSystem: { FileSystemId: b.fileSystemId, FileSystemType: fs?.type },
+      Volume: b.volumeId ? { VolumeId: b.volumeId } : undefined,
+    };
+  }
+}
+
+function validateTags(tags: SimTag[] | undefined): void {
+  if (!tags) return;
+  if (tags.length > 50) throw awsError('BadRequest', 'A resource can have at most 50 tags', 400);
+  for (const t of tags) {
+    if (!t.Key || t.Key.length > 128 || (t.Value ?? '').length > 256 || t.Key.startsWith('aws:')) {
+      throw awsError('BadRequest', `Invalid tag ${JSON.stringify(t)}`, 400);
+    }
+  }
+}
