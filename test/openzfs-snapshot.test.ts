@@ -291,7 +291,8 @@ describe('OpenZfsSnapshot.fromSnapshotAttributes', () => {
     const stack = newStack();
     const snap = OpenZfsSnapshot.fromSnapshotAttributes(stack, 'Existing', { snapshotId: 'fsvolsnap-0123456789abcdef0', volumeId: VOLUME });
     new fsx.CfnVolume(stack, 'Restored', {
-      name: 'restored', volumeType: 'OPENZFS',
+      name: 'restored',
+      volumeType: 'OPENZFS',
       openZfsConfiguration: { parentVolumeId: VOLUME, originSnapshot: { snapshotArn: snap.snapshotArn, copyStrategy: 'FULL_COPY' } },
     });
     Template.fromStack(stack).hasResourceProperties('AWS::FSx::Volume', {
@@ -308,7 +309,8 @@ describe('OpenZfsSnapshot.fromSnapshotAttributes', () => {
     const stack = newStack();
     const snap = new OpenZfsSnapshot(stack, 'Snap', { volumeId: VOLUME });
     new fsx.CfnVolume(stack, 'Restored', {
-      name: 'restored', volumeType: 'OPENZFS',
+      name: 'restored',
+      volumeType: 'OPENZFS',
       openZfsConfiguration: { parentVolumeId: VOLUME, originSnapshot: { snapshotArn: snap.snapshotArn, copyStrategy: 'CLONE' } },
     });
     Template.fromStack(stack).hasResourceProperties('AWS::FSx::Volume', {
