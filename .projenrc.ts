@@ -10,6 +10,7 @@ const HANDLER_DEPS = [
   '@aws-sdk/client-ec2',
   '@aws-sdk/client-ebs',
   '@aws-sdk/client-cloudformation',
+  '@aws-sdk/client-s3',
   '@aws-lambda-powertools/logger',
   '@aws-lambda-powertools/metrics',
 ];
@@ -62,6 +63,7 @@ const project = new awscdk.AwsCdkConstructLibrary({
     'fast-check',
     'aws-cdk@^2',
     'cdk-nag@^2',
+    '@cdklabs/cdk-validator-cfnguard',
     '@aws-cdk/integ-tests-alpha@2.245.0-alpha.0',
     '@aws-cdk/integ-runner@^2',
   ],
