@@ -67,7 +67,10 @@ export class SimWorld {
     this.ebs = new FakeEbs(this.core, this.ec2, options.ebs);
     this.cloudformation = new FakeCloudFormation(this.core);
     const m = sharedMocks();
-    for (const mock of Object.values(m)) mock.reset();
+    // Not reset(): aws-sdk-client-mock's reset() makes a new sinon stub, and sinon's default
+    // sandbox keeps every stub ever made, with the fakes (and so the whole world) they close over:
+    // a long soak ran out of memory. Each fake's install() replaces the one stub's behaviour.
+    for (const mock of Object.values(m)) mock.resetHistory();
     this.fsx.install(m.fsx);
     this.ec2.install(m.ec2);
     this.ebs.install(m.ebs);
