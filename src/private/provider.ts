@@ -1,5 +1,6 @@
 import { Duration, Stack } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
+import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import * as cr from 'aws-cdk-lib/custom-resources';
 import { IConstruct } from 'constructs';
 import { HandlerOptions } from '../handler-options';
@@ -31,11 +32,15 @@ export class SnapshotProvider extends StackHandlers {
   private constructor(scope: Stack, id: string, spec: HandlerSpec, options: HandlerOptions | undefined, requester: IConstruct) {
     super(scope, id, spec, options, requester);
     const provider = new cr.Provider(this, 'Provider', {
-      onEventHandler: this.handlerFunction('OnEvent', 'onEvent', Duration.minutes(5)),
-      isCompleteHandler: this.handlerFunction('IsComplete', 'isComplete', Duration.minutes(2)),
+      onEventHandler: this.handlerFunction('OnEvent', 'onEvent', spec.onEventTimeout ?? Duration.minutes(5)),
+      isCompleteHandler: this.handlerFunction('IsComplete', 'isComplete', spec.isCompleteTimeout ?? Duration.minutes(2)),
       totalTimeout: PROVIDER_TOTAL_TIMEOUT,
       queryInterval: PROVIDER_QUERY_INTERVAL,
       logGroup: this.logGroup,
+      // The waiter state machine logs its errors to the handlers' log group (Control Tower
+      // CT.STEPFUNCTIONS.PR.1, cdk-nag AwsSolutions-SF1); execution data stays out of the logs.
+      disableWaiterStateMachineLogging: false,
+      waiterStateMachineLogOptions: { destination: this.logGroup, level: sfn.LogLevel.ERROR, includeExecutionData: false },
       vpc: options?.vpc,
       vpcSubnets: options?.vpcSubnets,
       securityGroups: options?.securityGroups,
@@ -47,6 +52,12 @@ export class SnapshotProvider extends StackHandlers {
       new iam.PolicyStatement({ actions: ['cloudformation:DescribeStacks'], resources: [Stack.of(this).stackId] }),
     );
     suppressNag(this, FRAMEWORK_SUPPRESSIONS);
+    suppressNag(provider.node.findChild('waiter-state-machine'), [{
+      id: 'AwsSolutions-IAM5',
+      reason: 'Step Functions delivers its logs through CloudWatch Logs log delivery, whose actions (logs:CreateLogDelivery and the rest) ' +
+        'have no resource-level permissions: aws-cdk-lib\'s waiter state machine role gets them on "*".',
+      appliesTo: ['Resource::*'],
+    }]);
   }
 }
 
@@ -69,7 +80,8 @@ const FRAMEWORK_SUPPRESSIONS: NagSuppression[] = [
   },
   {
     id: 'AwsSolutions-SF1',
-    reason: 'The Provider framework\'s waiter only polls isComplete; it logs ERROR events, and the handlers log every poll themselves.',
+    reason: 'The waiter state machine logs ERROR events to the handlers\' log group, not ALL: its only other events are the ' +
+      'isComplete polls (one per 10 s), which the handlers log themselves with the request id.',
   },
   {
     id: 'AwsSolutions-SF2',

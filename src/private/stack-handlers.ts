@@ -1,5 +1,5 @@
 import * as path from 'path';
-import { Duration, Stack } from 'aws-cdk-lib';
+import { Duration, Lazy, Stack, Token } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
@@ -15,9 +15,16 @@ export interface HandlerSpec {
   readonly handler: string;
   /** Memory of the handler functions by default, in MiB. */
   readonly defaultMemorySize?: number;
+  /** Timeout of the Provider's `onEvent` function. @default 5 minutes */
+  readonly onEventTimeout?: Duration;
+  /** Timeout of the Provider's `isComplete` function (at most the framework's 15 minutes). @default 2 minutes */
+  readonly isCompleteTimeout?: Duration;
   /** Why the wildcards this construct type's statements need are there (cdk-nag AwsSolutions-IAM5). */
   readonly wildcardReasons: NagSuppression[];
 }
+
+/** The number of distinct ARNs in one statement past which it makes it switch to resource-type patterns (see `allow()`). */
+export const EXACT_ARNS_PER_STATEMENT = 10;
 
 /**
  * The Lambda handlers of one construct type in one stack, shared by all its instances, and the one
@@ -54,7 +61,7 @@ export abstract class StackHandlers extends Construct {
   protected readonly options: HandlerOptions | undefined;
   private readonly optionsFrom: string;
   private readonly code: lambda.Code;
-  private readonly policyStatements = new Map<string, iam.PolicyStatement>();
+  private readonly policyStatements = new Map<string, SharedStatement>();
 
   protected constructor(scope: Stack, id: string, spec: HandlerSpec, options: HandlerOptions | undefined, requester: IConstruct) {
     super(scope, id);
@@ -102,22 +109,52 @@ export abstract class StackHandlers extends Construct {
   }
 
   /**
+   * Past this many distinct ARNs in one statement, `allow()` grants the resource types they name
+   * by pattern instead (see `allow()`). Only the benchmark changes it, to measure per-ARN grants.
+   * @internal
+   */
+  public static exactArnsPerStatement = EXACT_ARNS_PER_STATEMENT;
+
+  /**
    * Adds `resources` to the one shared statement with these actions and conditions, so that N
    * instances give one statement with N ARNs rather than N statements.
+   *
+   * Past `EXACT_ARNS_PER_STATEMENT` distinct ARNs in the statement, each ARN becomes the pattern
+   * of its resource type in its own account and region (`arn:<partition>:fsx:<region>:<account>:
+   * snapshot/*` for `.../snapshot/fsvol-1/*`), and the statement keeps its conditions. Why: every
+   * exact ARN costs about 110 to 150 characters of the role's inline policy, which IAM caps at
+   * 10,240 for all of a role's inline policies together; per-ARN grants overflowed it at 17
+   * OpenZfsSnapshots on distinct volumes (CDK then splits the statements into extra managed
+   * policies, at most 10 per role without a quota increase, which 200 instances also overflow).
+   * Below the threshold a stack keeps exact ARNs, which is most stacks. Past it the pattern still
+   * names the service, the resource type, this account and this region, and the statements that
+   * tag or delete keep their `aws:RequestTag`/`aws:ResourceTag` ownership conditions, so deletes
+   * remain limited to what this stack made; what widens is only the condition-free create calls
+   * (for OpenZFS: a snapshot of any OpenZFS volume of the account and region), which destroy
+   * nothing. 10 keeps the worst case of one construct type (three per-resource statements at the
+   * threshold) near 4 KB, under half the limit, with room for the fixed statements and a role of
+   * the user's own. Measured by `bench/run.ts` (bench/RESULTS.md).
    */
   public allow(actions: string[], resources: string[], conditions?: Record<string, Record<string, unknown>>): void {
     const key = JSON.stringify([actions, conditions ?? {}]);
-    let statement = this.policyStatements.get(key);
-    if (!statement) {
-      statement = new iam.PolicyStatement({ actions, conditions });
-      this.policyStatements.set(key, statement);
-      this.role.addToPrincipalPolicy(statement);
+    let shared = this.policyStatements.get(key);
+    if (!shared) {
+      const arns: string[] = [];
+      const state: SharedStatement = { arns, patterned: false };
+      // The resources are rendered at synth time, when the statement's last ARN is known: a
+      // statement that crosses the threshold then shows only the patterns, not both.
+      const rendered = Token.asString(Lazy.any({ produce: () => renderResources(state.arns, StackHandlers.exactArnsPerStatement) }));
+      this.role.addToPrincipalPolicy(new iam.PolicyStatement({ actions, conditions, resources: [rendered] }));
+      shared = state;
+      this.policyStatements.set(key, shared);
       // The role's default policy exists now: say why its wildcards are there.
       suppressNag(this.role, this.spec.wildcardReasons);
     }
-    const known = new Set(statement.resources);
-    const fresh = resources.filter((r) => !known.has(r));
-    if (fresh.length > 0) statement.addResources(...fresh);
+    for (const r of resources) if (!shared.arns.includes(r)) shared.arns.push(r);
+    if (!shared.patterned && shared.arns.length > StackHandlers.exactArnsPerStatement) {
+      shared.patterned = true;
+      suppressNag(this.role, [PATTERN_REASON]);
+    }
   }
 
   private checkSameOptions(scope: IConstruct, options: HandlerOptions | undefined): void {
@@ -140,3 +177,37 @@ function sameOption(a: unknown, b: unknown): boolean {
   if (a && b && typeof a === 'object' && typeof b === 'object') return JSON.stringify(a) === JSON.stringify(b);
   return false;
 }
+
+interface SharedStatement {
+  /** Every distinct ARN asked for, in the order first asked. */
+  readonly arns: string[];
+  /** Whether the statement has crossed the threshold (and its nag reason been added). */
+  patterned: boolean;
+}
+
+/** The statement's `Resource`: the ARNs themselves, or past `limit` their resource-type patterns. */
+function renderResources(arns: string[], limit: number): string | string[] {
+  const out = arns.length > limit ? [...new Set(arns.map((a) => resourceTypePattern(a) ?? a))] : arns;
+  return out.length === 1 ? out[0] : out;
+}
+
+/**
+ * `arn:<partition>:<service>:<region>:<account>:<type>/*` for an ARN of a `<type>/…` or `<type>:…`
+ * resource (tokens such as the partition or a volume id are kept as they are: they contain no `:`);
+ * undefined for `*` and for what is not such an ARN (a token that is the whole ARN, say).
+ */
+export function resourceTypePattern(arn: string): string | undefined {
+  const parts = arn.split(':');
+  if (parts.length < 6 || parts[0] !== 'arn') return undefined;
+  const type = /^([a-z][a-z0-9-]*)([/:])/.exec(parts.slice(5).join(':'));
+  if (!type) return undefined;
+  return [...parts.slice(0, 5), `${type[1]}${type[2]}*`].join(':');
+}
+
+const PATTERN_REASON: NagSuppression = {
+  id: 'AwsSolutions-IAM5',
+  reason: `Past ${EXACT_ARNS_PER_STATEMENT} distinct ARNs in one statement the library grants their resource type in this account and region ` +
+    '(<type>/*) instead of each ARN, so that the role\'s inline policy stays under IAM\'s size limit; statements that tag or delete keep ' +
+    'the library\'s request/resource-tag conditions, so deletes stay limited to what this stack made.',
+  appliesTo: [{ regex: '/^Resource::arn:<AWS::Partition>:[a-z0-9-]+:[^:]*:[^:]*:[a-z][a-z0-9-]*[\\/:]\\*$/' }],
+};
