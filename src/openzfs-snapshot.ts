@@ -1,12 +1,13 @@
-import { CfnResource, CustomResource, Stack } from 'aws-cdk-lib';
+import { CfnResource, CustomResource, ITaggable, Stack, TagManager } from 'aws-cdk-lib';
 import { Construct, IConstruct } from 'constructs';
 import type { OpenZfsSnapshotProperties } from './private/contract';
-import { DEFAULT_TIMEOUT, encodeRemovalPolicy, encodeTags } from './private/encode';
+import { CopyTags } from './private/copy-tags';
+import { DEFAULT_TIMEOUT, encodeRemovalPolicy } from './private/encode';
 import { MANAGED_BY, OWNERSHIP_TAG_COUNT, OWNERSHIP_TAG_KEYS } from './private/ownership-tags';
 import { SnapshotProvider } from './private/provider';
 import { SnapshotGuard } from './private/snapshot-before';
 import { HandlerSpec } from './private/stack-handlers';
-import { validatePattern, validateTags, validateTimeout } from './private/validation';
+import { validatePattern, validateTimeout } from './private/validation';
 import { SnapshotOnDeployOptions } from './snapshot-options';
 
 /** Properties of an `OpenZfsSnapshot`. */
@@ -68,7 +69,7 @@ const MAX_PREFIX_LENGTH = 203 - 9;
  *   trigger: '2026-11-release',
  * });
  */
-export class OpenZfsSnapshot extends Construct implements IOpenZfsSnapshot {
+export class OpenZfsSnapshot extends Construct implements IOpenZfsSnapshot, ITaggable {
   /**
    * An existing snapshot, to restore from (`originSnapshot`) or to grant access to, for example.
    */
@@ -99,6 +100,11 @@ export class OpenZfsSnapshot extends Construct implements IOpenZfsSnapshot {
    * @attribute
    */
   public readonly creationTime: string;
+  /**
+   * The tags of the snapshots: the `tags` prop and what `Tags.of()` adds to this construct or a
+   * scope above it. They apply to snapshots taken from then on.
+   */
+  public readonly tags: TagManager;
 
   constructor(scope: Construct, id: string, props: OpenZfsSnapshotProps) {
     super(scope, id);
@@ -106,7 +112,8 @@ export class OpenZfsSnapshot extends Construct implements IOpenZfsSnapshot {
     validatePattern(this, 'volumeId', props.volumeId, /^fsvol-[0-9a-f]{17}$/, 'must be "fsvol-" followed by 17 lowercase hex digits');
     validatePattern(this, 'snapshotName', prefix, /^[a-zA-Z0-9_:.-]{1,194}$/,
       `must be 1 to ${MAX_PREFIX_LENGTH} characters of a-z, A-Z, 0-9, _, :, . and - (FSx allows 203, and the library appends 9)`);
-    validateTags(this, props.tags, OWNERSHIP_TAG_COUNT);
+    const tags = new CopyTags(this, 'Custom::OpenZfsSnapshot', props.tags, OWNERSHIP_TAG_COUNT);
+    this.tags = tags.tags;
     validateTimeout(this, props.timeout);
 
     const provider = SnapshotProvider.of(this, HANDLERS, props.handlerOptions);
@@ -118,7 +125,7 @@ export class OpenZfsSnapshot extends Construct implements IOpenZfsSnapshot {
       SnapshotName: prefix,
       Trigger: props.trigger,
       SnapshotBeforeHash: guard.hash,
-      Tags: encodeTags(this, props.tags),
+      Tags: tags.encoded,
       RemovalPolicy: encodeRemovalPolicy(props.removalPolicy),
       TimeoutSeconds: String((props.timeout ?? DEFAULT_TIMEOUT).toSeconds()),
     };

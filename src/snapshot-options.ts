@@ -9,7 +9,8 @@ import { HandlerOptions } from './handler-options';
 export interface SnapshotOnDeployOptions {
   /**
    * Tags for the snapshot, besides the library's own ownership tags (which take 5 of the 50 tags
-   * AWS allows).
+   * AWS allows). Tags added with `Tags.of()` to the construct or a scope above it are added too.
+   * Tags apply to snapshots taken from then on: changing them alone does not take a new snapshot.
    *
    * @default - only the library's ownership tags
    */

@@ -1,4 +1,4 @@
-import { App, Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
+import { App, Duration, RemovalPolicy, Stack, Tags } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as fsx from 'aws-cdk-lib/aws-fsx';
@@ -322,5 +322,30 @@ describe('OpenZfsSnapshot.fromSnapshotAttributes', () => {
     const stack = newStack();
     expect(() => OpenZfsSnapshot.fromSnapshotAttributes(stack, 'Bad', { snapshotId: 'snap-1', volumeId: VOLUME }))
       .toThrow(/Stack\/Bad: invalid snapshotId: must be "fsvolsnap-"/);
+  });
+});
+
+describe('Tags.of()', () => {
+  test('tags added with Tags.of reach the snapshot (merged with the tags prop) and the handlers', () => {
+    const stack = newStack();
+    new OpenZfsSnapshot(stack, 'Snap', { volumeId: VOLUME, tags: { team: 'data' } });
+    Tags.of(stack).add('costCenter', '42');
+    const template = Template.fromStack(stack);
+    template.hasResourceProperties('Custom::OpenZfsSnapshot', { Tags: '{"costCenter":"42","team":"data"}' });
+    template.hasResourceProperties('AWS::Lambda::Function', { Tags: Match.arrayWith([{ Key: 'costCenter', Value: '42' }]) });
+    template.hasResourceProperties('AWS::IAM::Role', { Tags: Match.arrayWith([{ Key: 'costCenter', Value: '42' }]) });
+  });
+
+  test('no tags at all leaves the property out', () => {
+    const stack = newStack();
+    new OpenZfsSnapshot(stack, 'Snap', { volumeId: VOLUME });
+    Template.fromStack(stack).hasResourceProperties('Custom::OpenZfsSnapshot', { Tags: Match.absent() });
+  });
+
+  test('too many tags once Tags.of has added its own fail at synth', () => {
+    const stack = newStack();
+    new OpenZfsSnapshot(stack, 'Snap', { volumeId: VOLUME, tags: Object.fromEntries(Array.from({ length: 45 }, (_, i) => [`k${i}`, 'v'])) });
+    Tags.of(stack).add('one-more', 'v');
+    expect(() => Template.fromStack(stack)).toThrow(/Stack\/Snap: invalid tags \(with those added by Tags.of\): at most 45 tags are allowed .* not 46/);
   });
 });
