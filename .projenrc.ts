@@ -134,6 +134,18 @@ project.addTask('integ:update', {
   description: 'Rewrite the integration apps\' snapshots without deploying (review the diff before committing)',
   steps: [{ spawn: 'bundle' }, { exec: `${INTEG} --dry-run --update-on-failed` }],
 });
+// Opt-in, before a release, with credentials for a sandbox account: deploys every integration app,
+// runs its assertions (awsApiCall), and destroys it. Offline verification never executes them.
+project.addTask('integ:deploy', {
+  description: 'Deploy every integration app to a real AWS account, run its assertions, destroy it (needs credentials; costs money)',
+  steps: [
+    { spawn: 'bundle' },
+    {
+      exec: 'integ-runner --directory test --language typescript --parallel-regions ${AWS_REGION:-us-east-1} --force --update-on-failed',
+      receiveArgs: true,
+    },
+  ],
+});
 project.testTask.spawn(integ);
 
 // Docs that compile and an API that translates: README and @example snippets are compiled and
