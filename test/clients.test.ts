@@ -1,3 +1,4 @@
+/* eslint-disable @typescript-eslint/no-require-imports -- each test loads a fresh copy of a client module */
 /*
  * The handlers' SDK clients: created once per container, and the SDK's standard endpoint variables
  * honoured (so the handlers can be pointed at any AWS-compatible endpoint). A local HTTP server
