@@ -4,11 +4,13 @@ import * as path from 'path';
 import { CfnGuardValidator } from '@cdklabs/cdk-validator-cfnguard';
 import { App, Stack } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as events from 'aws-cdk-lib/aws-events';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as s3 from 'aws-cdk-lib/aws-s3';
+import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { ExampleStack } from '../examples/stack';
-import { HandlerOptions, OpenZfsSnapshot } from '../src';
+import { FsxBackupSchedule, HandlerOptions, OpenZfsSnapshot } from '../src';
 
 /*
  * cfn-guard's bundled AWS Control Tower proactive controls, run the way users run them: as a CDK
@@ -22,6 +24,9 @@ const USERS_CHOICE: Record<string, string> = {
   cloudwatch_log_group_encrypted_check: 'CT.CLOUDWATCH.PR.3',
   // handlerOptions.vpc (+ vpcSubnets, securityGroups): the handlers run in your VPC.
   lambda_inside_vpc_check: 'CT.LAMBDA.PR.3',
+  // FsxBackupSchedule's dead-letter queue is the end of the line: a queue of yours
+  // (FsxBackupSchedule deadLetterQueue), with its own redrive if your rules want one.
+  sqs_dlq_check: 'CT.SQS.PR.1',
   // aws-cdk-lib's Provider framework has no tracing option for its waiter state machine; an Aspect
   // of yours can turn it on (TracingConfiguration.Enabled, plus the X-Ray permissions).
   step_functions_state_machine_tracing_enabled_check: 'CT.STEPFUNCTIONS.PR.2',
@@ -81,6 +86,12 @@ test('with the handlers in a VPC and an encrypted log group of the user\'s, only
       logGroup: new logs.LogGroup(stack, 'HandlerLogs', { encryptionKey: key, retention: logs.RetentionDays.ONE_YEAR }),
     };
     new OpenZfsSnapshot(stack, 'Snap', { volumeId: 'fsvol-0123456789abcdef0', handlerOptions });
+    new FsxBackupSchedule(stack, 'Backups', {
+      schedule: events.Schedule.cron({ hour: '2', minute: '0' }),
+      fileSystemIds: ['fs-0123456789abcdef0'],
+      deadLetterQueue: new sqs.Queue(stack, 'BackupFailures', { encryption: sqs.QueueEncryption.KMS_MANAGED, enforceSSL: true }),
+      handlerOptions,
+    });
   });
   // Resources of the test's own VPC and key are not the library's; keep to what the library made.
   const libraryRules = Object.entries(found)

@@ -29,6 +29,17 @@ export interface EventBridgeDriverOptions {
   readonly maxRetries?: number;
   /** Delay before each retry (ms); Lambda waits about 1 minute, then 2. */
   readonly retryDelaysMs?: readonly number[];
+  /**
+   * The rule target's input transformer: what the handler receives instead of the event.
+   * @default the event itself
+   */
+  readonly input?: (event: ScheduledEvent) => unknown;
+  /**
+   * The stack and owner (ownership tag value) the handler acts for, so that the invariants can
+   * check its deletes against them. @default none: only foreign deletes are caught
+   */
+  readonly stackId?: string;
+  readonly owner?: string;
 }
 
 /** One delivery of a tick to the handler. */
@@ -49,13 +60,13 @@ export interface Delivery {
  */
 export class EventBridgeDriver {
   public readonly deliveries: Delivery[] = [];
-  private readonly opts: Required<EventBridgeDriverOptions>;
+  private readonly opts: Required<Omit<EventBridgeDriverOptions, 'stackId' | 'owner'>> & Pick<EventBridgeDriverOptions, 'stackId' | 'owner'>;
   private nextTick: number;
   private events = 0;
 
   constructor(
     private readonly world: SimWorld,
-    private readonly handler: (event: ScheduledEvent) => Promise<unknown>,
+    private readonly handler: (event: any) => Promise<unknown>,
     options: EventBridgeDriverOptions,
   ) {
     this.opts = {
@@ -64,6 +75,7 @@ export class EventBridgeDriver {
       timeoutMs: 15 * 60_000,
       maxRetries: 2,
       retryDelaysMs: [60_000, 120_000],
+      input: (event) => event,
       ...options,
     };
     // Schedules fire on whole multiples of their rate.
@@ -118,11 +130,17 @@ export class EventBridgeDriver {
 
   private async invoke(event: ScheduledEvent, tick: string): Promise<{ ok: boolean; reason?: string }> {
     const { world } = this;
-    world.core.context = { kind: 'schedule', owner: this.opts.scheduleId, requestKey: `${this.opts.scheduleId}@${tick}`, tick };
+    world.core.context = {
+      kind: 'schedule',
+      owner: this.opts.owner ?? this.opts.scheduleId,
+      stackId: this.opts.stackId,
+      requestKey: `${this.opts.scheduleId}@${tick}`,
+      tick,
+    };
     world.clock.startInvocation(this.opts.timeoutMs);
     let out: { ok: boolean; reason?: string };
     try {
-      await this.handler(JSON.parse(JSON.stringify(event)));
+      await this.handler(JSON.parse(JSON.stringify(this.opts.input(event))));
       out = { ok: true };
     } catch (err) {
       out = { ok: false, reason: (err as Error)?.message ?? String(err) };

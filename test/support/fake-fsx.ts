@@ -4,7 +4,9 @@ import {
   DeleteBackupCommand,
   DeleteSnapshotCommand,
   DescribeBackupsCommand,
+  DescribeFileSystemsCommand,
   DescribeSnapshotsCommand,
+  DescribeVolumesCommand,
   ListTagsForResourceCommand,
   TagResourceCommand,
   type Backup,
@@ -32,12 +34,17 @@ interface FileSystem {
   readonly type: 'OPENZFS' | 'WINDOWS' | 'LUSTRE' | 'ONTAP';
   readonly copyTagsToBackups: boolean;
   readonly tags: SimTag[];
+  /** FSx refuses to back it up (a scratch Lustre file system, or one linked to a data repository). */
+  readonly backupUnsupported: boolean;
 }
 
 interface Volume {
   readonly id: string;
   readonly fileSystemId: string;
   readonly type: 'OPENZFS' | 'ONTAP';
+  /** ONTAP volumes only. */
+  readonly copyTagsToBackups: boolean;
+  readonly tags: SimTag[];
 }
 
 interface Timeline {
@@ -88,6 +95,24 @@ interface TokenUse {
 
 const BACKUP_BUSY = new Set(['CREATING', 'PENDING', 'TRANSFERRING', 'COPYING']);
 
+/** One DeleteBackup that acted, with what the account looked like at that moment. */
+export interface BackupDelete {
+  readonly at: number;
+  readonly backupId: string;
+  /** The volume or file system the backup is of. */
+  readonly target: string;
+  readonly lifecycle: string;
+  readonly tags: SimTag[];
+  readonly foreign: boolean;
+  /**
+   * It was the newest AVAILABLE backup of its target among those carrying the same ownership
+   * tags (managed-by, stack-id, owner) as it.
+   */
+  readonly newestOfItsOwner: boolean;
+  /** It was the newest AVAILABLE backup of its target, whoever made it. */
+  readonly newestOfTarget: boolean;
+}
+
 /** FSx as the handlers see it: file systems, volumes, backups and OpenZFS snapshots. */
 export class FakeFsx {
   private readonly fileSystems = new Map<string, FileSystem>();
@@ -96,6 +121,8 @@ export class FakeFsx {
   private readonly backups = new Map<string, BackupRecord>();
   private readonly tokens = new Map<string, TokenUse>();
   private readonly options: Required<FakeFsxOptions>;
+  /** Every DeleteBackup that acted, in order. */
+  public readonly backupDeletes: BackupDelete[] = [];
 
   constructor(
     private readonly core: SimCore,
@@ -113,12 +140,26 @@ export class FakeFsx {
 
   // ---- seeding (the test's world, not the library's) ----
 
-  public addFileSystem(id: string, type: FileSystem['type'] = 'OPENZFS', opts: { copyTagsToBackups?: boolean; tags?: SimTag[] } = {}) {
-    this.fileSystems.set(id, { id, type, copyTagsToBackups: opts.copyTagsToBackups ?? false, tags: opts.tags ?? [] });
+  public addFileSystem(
+    id: string,
+    type: FileSystem['type'] = 'OPENZFS',
+    opts: { copyTagsToBackups?: boolean; tags?: SimTag[]; backupUnsupported?: boolean } = {},
+  ) {
+    this.fileSystems.set(id, {
+      id,
+      type,
+      copyTagsToBackups: opts.copyTagsToBackups ?? false,
+      tags: opts.tags ?? [],
+      backupUnsupported: opts.backupUnsupported ?? false,
+    });
   }
 
-  public addVolume(id: string, fileSystemId: string, type: Volume['type'] = 'OPENZFS') {
-    this.volumes.set(id, { id, fileSystemId, type });
+  public addVolume(id: string, fileSystemId: string, type: Volume['type'] = 'OPENZFS', opts: { copyTagsToBackups?: boolean; tags?: SimTag[] } = {}) {
+    this.volumes.set(id, { id, fileSystemId, type, copyTagsToBackups: opts.copyTagsToBackups ?? false, tags: opts.tags ?? [] });
+  }
+
+  public removeFileSystem(id: string) {
+    this.fileSystems.delete(id);
   }
 
   public removeVolume(id: string) {
@@ -143,13 +184,17 @@ export class FakeFsx {
     return id;
   }
 
-  /** A backup someone else made (AVAILABLE). */
-  public seedBackup(fileSystemId: string, tags: SimTag[], lifecycle = 'AVAILABLE'): string {
+  /**
+   * A backup someone else made (AVAILABLE): of a file system, or of an ONTAP volume (`volumeId`),
+   * made `ageMs` ago.
+   */
+  public seedBackup(fileSystemId: string, tags: SimTag[], lifecycle = 'AVAILABLE', opts: { volumeId?: string; ageMs?: number } = {}): string {
     const id = this.core.newId('backup-');
     this.backups.set(id, {
       id,
       fileSystemId,
-      created: this.core.clock.now(),
+      volumeId: opts.volumeId,
+      created: this.core.clock.now() - (opts.ageMs ?? 0),
       lifecycle,
       tags,
       gone: false,
@@ -223,6 +268,10 @@ export class FakeFsx {
       this.core.handle('fsx', 'DeleteBackupCommand', input, { mutating: true }, (r) => this.deleteBackup(input, r)));
     on(TagResourceCommand, (input) =>
       this.core.handle('fsx', 'TagResourceCommand', input, { mutating: true }, (r) => this.tagResource(input, r)));
+    on(DescribeFileSystemsCommand, (input) =>
+      this.core.handle('fsx', 'DescribeFileSystemsCommand', input, { mutating: false }, () => this.describeFileSystems(input)));
+    on(DescribeVolumesCommand, (input) =>
+      this.core.handle('fsx', 'DescribeVolumesCommand', input, { mutating: false }, () => this.describeVolumes(input)));
     on(ListTagsForResourceCommand, (input) =>
       this.core.handle('fsx', 'ListTagsForResourceCommand', input, { mutating: false }, () => this.listTags(input)));
     routeCommands(mock, 'fsx', table);
@@ -338,25 +387,31 @@ export class FakeFsx {
     }
     if (!!input.FileSystemId === !!input.VolumeId) throw awsError('BadRequest', 'Specify either FileSystemId or VolumeId', 400);
     let fs: FileSystem | undefined;
+    let volume: Volume | undefined;
     if (input.VolumeId) {
-      const v = this.volumes.get(input.VolumeId);
-      if (!v) throw awsError('VolumeNotFound', `Volume ${input.VolumeId} does not exist`, 400);
-      if (v.type !== 'ONTAP') throw awsError('BadRequest', 'VolumeId is supported for ONTAP volumes only', 400);
-      fs = this.fileSystems.get(v.fileSystemId);
+      volume = this.volumes.get(input.VolumeId);
+      if (!volume) throw awsError('VolumeNotFound', `Volume ${input.VolumeId} does not exist`, 400);
+      if (volume.type !== 'ONTAP') throw awsError('BadRequest', 'VolumeId is supported for ONTAP volumes only', 400);
+      fs = this.fileSystems.get(volume.fileSystemId);
     } else {
       fs = this.fileSystems.get(input.FileSystemId);
       if (!fs) throw awsError('FileSystemNotFound', `File system ${input.FileSystemId} does not exist`, 400);
+      if (fs.type === 'ONTAP') throw awsError('BadRequest', 'ONTAP backups are of volumes: specify VolumeId', 400);
+      if (fs.backupUnsupported) throw awsError('UnsupportedOperation', `File system ${fs.id} does not support backups`, 400);
     }
     validateTags(input.Tags);
     const fsId = fs?.id ?? '';
-    const busy = [...this.backups.values()].some((b) => b.fileSystemId === fsId && !b.gone && BACKUP_BUSY.has(b.lifecycle));
-    if (busy) throw awsError('BackupInProgress', `Another backup of ${fsId} is already in progress`, 400);
+    // One backup at a time per file system (per volume for ONTAP volumes).
+    const busy = [...this.backups.values()].some((b) =>
+      b.fileSystemId === fsId && (b.volumeId ?? '') === (input.VolumeId ?? '') && !b.gone && BACKUP_BUSY.has(b.lifecycle));
+    if (busy) throw awsError('BackupInProgress', `Another backup of ${input.VolumeId ?? fsId} is already in progress`, 400);
     const live = [...this.backups.values()].filter((b) => !b.gone && b.lifecycle !== 'FAILED').length;
     if (live >= this.options.maxBackups) {
       throw awsError('ServiceLimitExceeded', 'You have reached the limit of user-initiated backups', 400, { Limit: 'TOTAL_USER_INITIATED_BACKUPS' });
     }
     // Tags in the request turn off CopyTagsToBackups for this backup.
-    const tags = input.Tags?.length ? [...input.Tags] : fs?.copyTagsToBackups ? [...fs.tags] : [];
+    const copies = volume ? volume.copyTagsToBackups : fs?.copyTagsToBackups;
+    const tags = input.Tags?.length ? [...input.Tags] : copies ? [...(volume ? volume.tags : fs?.tags ?? [])] : [];
     const plan = this.core.faults.lifecycle('fsx', 'CreateBackupCommand');
     const now = this.core.clock.now();
     const b: BackupRecord = {
@@ -398,16 +453,84 @@ export class FakeFsx {
     return { Backups: items.map((b) => this.toBackup(b)), NextToken: nextToken };
   }
 
+  private describeFileSystems(input: any) {
+    let list = [...this.fileSystems.values()];
+    if (input.FileSystemIds?.length) {
+      const missing = input.FileSystemIds.filter((id: string) => !this.fileSystems.has(id));
+      if (missing.length) throw awsError('FileSystemNotFound', `File system(s) not found: ${missing.join(', ')}`, 400);
+      list = list.filter((f) => input.FileSystemIds.includes(f.id));
+    }
+    const { items, nextToken } = page(list, input.MaxResults, input.NextToken, this.options.pageSize);
+    return {
+      FileSystems: items.map((f) => {
+        const config = { CopyTagsToBackups: f.copyTagsToBackups };
+        return {
+          FileSystemId: f.id,
+          FileSystemType: f.type,
+          Lifecycle: 'AVAILABLE',
+          ResourceARN: `arn:aws:fsx:${REGION}:${ACCOUNT}:file-system/${f.id}`,
+          Tags: f.tags.map((t) => ({ Key: t.Key!, Value: t.Value! })),
+          WindowsConfiguration: f.type === 'WINDOWS' ? config : undefined,
+          LustreConfiguration: f.type === 'LUSTRE' ? config : undefined,
+          OpenZFSConfiguration: f.type === 'OPENZFS' ? config : undefined,
+          OntapConfiguration: f.type === 'ONTAP' ? {} : undefined,
+        };
+      }),
+      NextToken: nextToken,
+    };
+  }
+
+  private describeVolumes(input: any) {
+    let list = [...this.volumes.values()];
+    if (input.VolumeIds?.length) {
+      const missing = input.VolumeIds.filter((id: string) => !this.volumes.has(id));
+      if (missing.length) throw awsError('VolumeNotFound', `Volume(s) not found: ${missing.join(', ')}`, 400);
+      list = list.filter((v) => input.VolumeIds.includes(v.id));
+    }
+    const { items, nextToken } = page(list, input.MaxResults, input.NextToken, this.options.pageSize);
+    return {
+      Volumes: items.map((v) => ({
+        VolumeId: v.id,
+        FileSystemId: v.fileSystemId,
+        VolumeType: v.type,
+        Lifecycle: 'CREATED',
+        ResourceARN: `arn:aws:fsx:${REGION}:${ACCOUNT}:volume/${v.fileSystemId}/${v.id}`,
+        Tags: v.tags.map((t) => ({ Key: t.Key!, Value: t.Value! })),
+        OntapConfiguration: v.type === 'ONTAP' ? { CopyTagsToBackups: v.copyTagsToBackups } : undefined,
+      })),
+      NextToken: nextToken,
+    };
+  }
+
   private deleteBackup(input: any, record: any) {
     this.refresh();
     const b = this.backups.get(input.BackupId);
     if (!b || b.gone) throw awsError('BackupNotFound', `Backup ${input.BackupId} not found`, 400);
     if (record) Object.assign(record, { resourceId: b.id, tagsBefore: [...b.tags], foreign: b.foreign });
     if (BACKUP_BUSY.has(b.lifecycle)) throw awsError('BackupInProgress', `Backup ${b.id} is still ${b.lifecycle}`, 400);
+    this.backupDeletes.push(this.describeDelete(b));
     b.gone = true;
     b.lifecycle = 'DELETED';
     b.deletedByCall = true;
     return { BackupId: b.id, Lifecycle: 'DELETED' };
+  }
+
+  private describeDelete(b: BackupRecord): BackupDelete {
+    const target = (r: BackupRecord) => r.volumeId ?? r.fileSystemId;
+    const ownerKey = (r: BackupRecord) => ['managed-by', 'stack-id', 'owner']
+      .map((k) => r.tags.find((t) => t.Key === `cdk-storage-snapshots:${k}`)?.Value ?? '').join('|');
+    const available = [...this.backups.values()].filter((r) => !r.gone && r.lifecycle === 'AVAILABLE' && target(r) === target(b));
+    const newest = (list: BackupRecord[]) => list.reduce<BackupRecord | undefined>((n, r) => (!n || r.created > n.created ? r : n), undefined);
+    return {
+      at: this.core.clock.now(),
+      backupId: b.id,
+      target: target(b),
+      lifecycle: b.lifecycle,
+      tags: [...b.tags],
+      foreign: b.foreign,
+      newestOfItsOwner: newest(available.filter((r) => ownerKey(r) === ownerKey(b)))?.id === b.id,
+      newestOfTarget: newest(available)?.id === b.id,
+    };
   }
 
   // ---- tags ----
@@ -430,6 +553,9 @@ export class FakeFsx {
 
   private listTags(input: any) {
     this.refresh();
+    const id = String(input.ResourceARN).split('/').pop() ?? '';
+    const target = this.fileSystems.get(id) ?? this.volumes.get(id);
+    if (target) return { Tags: [...target.tags] };
     const r = this.findByArn(input.ResourceARN);
     if (!r) throw awsError('ResourceNotFound', `Resource ${input.ResourceARN} not found`, 400);
     return { Tags: [...r.tags] };

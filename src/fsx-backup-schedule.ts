@@ -1,0 +1,483 @@
+import { Duration, ITaggable, Lazy, Names, Stack, TagManager, Token } from 'aws-cdk-lib';
+import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
+import * as cloudwatchActions from 'aws-cdk-lib/aws-cloudwatch-actions';
+import * as events from 'aws-cdk-lib/aws-events';
+import * as fsx from 'aws-cdk-lib/aws-fsx';
+import * as sns from 'aws-cdk-lib/aws-sns';
+import * as sqs from 'aws-cdk-lib/aws-sqs';
+import { Construct } from 'constructs';
+import { HandlerOptions } from './handler-options';
+import { CopyTags } from './private/copy-tags';
+import type { FsxBackupMetricNames, FsxBackupTargetInput, FsxBackupTickInput, MetricNamespace } from './private/fsx-backup-contract';
+import { MANAGED_BY, OWNERSHIP_TAG_COUNT, OWNERSHIP_TAG_KEYS } from './private/ownership-tags';
+import { ScheduleHandlers } from './private/schedule-handlers';
+import { HandlerSpec } from './private/stack-handlers';
+import { invalid } from './private/validation';
+
+/** How many of a schedule's backups to keep, per target. */
+export interface BackupRetention {
+  /**
+   * Keep at most this many of the schedule's `AVAILABLE` backups of each target (at least 1); older
+   * ones are deleted after each tick.
+   *
+   * @default - no limit by count
+   */
+  readonly keepLast?: number;
+
+  /**
+   * Delete the schedule's `AVAILABLE` backups older than this (at least one day), measured from
+   * the scheduled time of the tick.
+   *
+   * @default - no limit by age
+   */
+  readonly maxAge?: Duration;
+}
+
+/** What `CreateBackup` is called with: a file system or an ONTAP volume. */
+export enum BackupTargetType {
+  /** A Windows, Lustre or OpenZFS file system (`CreateBackup` `FileSystemId`). */
+  FILE_SYSTEM = 'FILE_SYSTEM',
+  /** An ONTAP volume (`CreateBackup` `VolumeId`). */
+  VOLUME = 'VOLUME',
+}
+
+const FILE_SYSTEM_ID = /^fs-[0-9a-f]{8,}$/;
+const VOLUME_ID = /^fsvol-[0-9a-f]{17}$/;
+
+/**
+ * Something FSx `CreateBackup` can back up: a Windows, Lustre or OpenZFS file system, or an ONTAP
+ * volume. ONTAP backups are per volume and OpenZFS backups per file system: where the type is
+ * known at synth (an L1 or L2 construct), a pairing the API cannot back up is refused there.
+ *
+ * @see https://docs.aws.amazon.com/fsx/latest/APIReference/API_CreateBackup.html
+ */
+export class BackupTarget {
+  /** A Windows, Lustre or OpenZFS file system by id (`fs-…`), or a token. */
+  public static fileSystemId(fileSystemId: string): BackupTarget {
+    return new BackupTarget(BackupTargetType.FILE_SYSTEM, fileSystemId, 'fileSystemId');
+  }
+
+  /** An ONTAP volume by id (`fsvol-…`), or a token. */
+  public static volumeId(volumeId: string): BackupTarget {
+    return new BackupTarget(BackupTargetType.VOLUME, volumeId, 'volumeId');
+  }
+
+  /**
+   * An L2 file system, such as a `LustreFileSystem`. When it is defined in the app, its
+   * deployment type and data repository are checked as for `cfnFileSystem`.
+   */
+  public static fileSystem(fileSystem: fsx.IFileSystem): BackupTarget {
+    const child = Construct.isConstruct(fileSystem) ? fileSystem.node.defaultChild : undefined;
+    if (child instanceof fsx.CfnFileSystem) return BackupTarget.cfnFileSystem(child);
+    return new BackupTarget(BackupTargetType.FILE_SYSTEM, fileSystem.fileSystemId, 'fileSystem');
+  }
+
+  /**
+   * An L1 file system. ONTAP file systems are refused (back up their volumes), and so are Lustre
+   * file systems that FSx cannot back up: scratch deployments and those linked to a data repository.
+   */
+  public static cfnFileSystem(fileSystem: fsx.CfnFileSystem): BackupTarget {
+    return new BackupTarget(BackupTargetType.FILE_SYSTEM, fileSystem.ref, `file system ${fileSystem.node.path}`, cannotBackUpFileSystem(fileSystem));
+  }
+
+  /** An L1 ONTAP volume. OpenZFS volumes are refused (back up their file system). */
+  public static ontapVolume(volume: fsx.CfnVolume): BackupTarget {
+    const refusal = !Token.isUnresolved(volume.volumeType) && volume.volumeType !== 'ONTAP'
+      ? `${volume.node.path} is an ${volume.volumeType} volume: FSx backs up OpenZFS file systems, not their volumes; give the file system`
+      : undefined;
+    return new BackupTarget(BackupTargetType.VOLUME, volume.attrVolumeId, `volume ${volume.node.path}`, refusal);
+  }
+
+  private constructor(
+    /** Whether this is a file system or a volume. */
+    public readonly type: BackupTargetType,
+    /** The file system or volume id (or a token). */
+    public readonly id: string,
+    private readonly source: string,
+    private readonly refusal?: string,
+  ) {}
+
+  /** @internal */
+  public _validate(scope: Construct, prop: string): void {
+    if (this.refusal) invalid(scope, prop, this.refusal);
+    if (Token.isUnresolved(this.id)) return;
+    if (this.type === BackupTargetType.FILE_SYSTEM) {
+      if (!FILE_SYSTEM_ID.test(this.id) || this.id.length > 21) {
+        invalid(scope, prop, `${this.source} must be "fs-" followed by 8 to 18 lowercase hex digits`, this.id);
+      }
+    } else if (!VOLUME_ID.test(this.id)) {
+      invalid(scope, prop, `${this.source} must be "fsvol-" followed by 17 lowercase hex digits`, this.id);
+    }
+  }
+
+  /** @internal */
+  public _input(): FsxBackupTargetInput {
+    return { Kind: this.type === BackupTargetType.FILE_SYSTEM ? 'file-system' : 'volume', Id: this.id };
+  }
+
+  /** @internal */
+  public _arn(stack: Stack): string {
+    return this.type === BackupTargetType.FILE_SYSTEM
+      ? stack.formatArn({ service: 'fsx', resource: 'file-system', resourceName: this.id })
+      // A volume ARN names its file system (volume/<fs id>/<volume id>), which the id does not tell.
+      : stack.formatArn({ service: 'fsx', resource: 'volume', resourceName: `*/${this.id}` });
+  }
+}
+
+function cannotBackUpFileSystem(fs: fsx.CfnFileSystem): string | undefined {
+  const type = fs.fileSystemType;
+  if (Token.isUnresolved(type)) return undefined;
+  if (type === 'ONTAP') {
+    return `${fs.node.path} is an ONTAP file system: FSx backs up ONTAP volumes, not whole file systems; give its volumes (BackupTarget.ontapVolume)`;
+  }
+  const lustre = fs.lustreConfiguration as fsx.CfnFileSystem.LustreConfigurationProperty | undefined;
+  if (type !== 'LUSTRE' || !lustre || Token.isUnresolved(lustre)) return undefined;
+  const deployment = lustre.deploymentType;
+  if (typeof deployment === 'string' && !Token.isUnresolved(deployment) && deployment.startsWith('SCRATCH')) {
+    return `${fs.node.path} is a ${deployment} Lustre file system: FSx backs up persistent Lustre file systems only`;
+  }
+  if (lustre.importPath || lustre.exportPath) {
+    return `${fs.node.path} is linked to a data repository (importPath/exportPath): FSx cannot back up such a Lustre file system`;
+  }
+  return undefined;
+}
+
+/** Properties of an `FsxBackupSchedule`. */
+export interface FsxBackupScheduleProps {
+  /**
+   * When to take the backups: at most once an hour (a `rate` of at least 1 hour, or a `cron` whose
+   * minute field is one number).
+   */
+  readonly schedule: events.Schedule;
+
+  /**
+   * Windows, Lustre or OpenZFS file systems to back up (`fs-…`, or tokens).
+   *
+   * @default - none; give at least one of `fileSystemIds`, `volumeIds` and `targets`
+   */
+  readonly fileSystemIds?: string[];
+
+  /**
+   * ONTAP volumes to back up (`fsvol-…`, or tokens).
+   *
+   * @default - none; give at least one of `fileSystemIds`, `volumeIds` and `targets`
+   */
+  readonly volumeIds?: string[];
+
+  /**
+   * File systems and volumes to back up, from constructs (`BackupTarget.fileSystem(lustre)`,
+   * `BackupTarget.ontapVolume(cfnVolume)`) or ids.
+   *
+   * @default - none; give at least one of `fileSystemIds`, `volumeIds` and `targets`
+   */
+  readonly targets?: BackupTarget[];
+
+  /**
+   * Which of this schedule's backups to delete after each tick. Only backups that carry this
+   * schedule's ownership tags and are `AVAILABLE` are ever deleted, never the newest available one
+   * of a target, and none of a target whose backup failed in that tick.
+   *
+   * @default - keep every backup
+   */
+  readonly retention?: BackupRetention;
+
+  /**
+   * Tags for every backup, besides the library's own ownership tags (which take 5 of the 50 tags
+   * AWS allows). Tags added with `Tags.of()` to the construct or a scope above it are added too.
+   * When a file system or volume has `CopyTagsToBackups` on, its tags are copied as well (these
+   * tags win), as FSx would have done without tags in the request.
+   *
+   * @default - only the copied tags and the library's ownership tags
+   */
+  readonly tags?: { [key: string]: string };
+
+  /**
+   * A topic to notify when the failure alarm goes off.
+   *
+   * @default - the alarm has no action
+   */
+  readonly alarmTopic?: sns.ITopic;
+
+  /**
+   * Whether the schedule runs.
+   *
+   * @default true
+   */
+  readonly enabled?: boolean;
+
+  /**
+   * A queue of yours for the invocations that still fail after Lambda's two retries. The stack's
+   * schedules share one function, and so one queue: give it to every schedule of the stack, or
+   * to the first one only.
+   *
+   * @default - an encrypted queue created for the stack's schedules, keeping messages 14 days
+   */
+  readonly deadLetterQueue?: sqs.IQueue;
+
+  /**
+   * Settings of the Lambda function, shared by every `FsxBackupSchedule` in the stack.
+   *
+   * @default - see `HandlerOptions`
+   */
+  readonly handlerOptions?: HandlerOptions;
+}
+
+const NAMESPACE: MetricNamespace = 'CdkStorageSnapshots';
+const METRICS: FsxBackupMetricNames = {
+  started: 'BackupsStarted',
+  failed: 'BackupsFailed',
+  pruned: 'BackupsPruned',
+  pruneFailed: 'PruneFailures',
+  tagsDropped: 'CopiedTagsDropped',
+};
+
+/** EventBridge allows 8,192 characters of input template. */
+const MAX_INPUT_LENGTH = 8192;
+/** What a token (the stack id, a construct's id) takes at most once resolved, for the size estimate. */
+const TOKEN_LENGTH_ESTIMATE = 128;
+
+/**
+ * FSx backups of file systems and ONTAP volumes on a schedule: one EventBridge rule that invokes
+ * the stack's one scheduled function, which calls `CreateBackup` for each target with a client
+ * token derived from the schedule, the target and the scheduled time (so that a duplicate delivery
+ * or a retry of a tick never makes a second backup), prunes the schedule's own old backups, and
+ * reports what failed in CloudWatch metrics and an alarm.
+ *
+ * @example
+ *
+ * declare const topic: sns.ITopic;
+ * new FsxBackupSchedule(this, 'Nightly', {
+ *   schedule: events.Schedule.cron({ hour: '2', minute: '0' }),
+ *   fileSystemIds: ['fs-0123456789abcdef0'],
+ *   volumeIds: ['fsvol-0123456789abcdef0'],
+ *   retention: { keepLast: 14, maxAge: Duration.days(30) },
+ *   tags: { costCenter: '42' },
+ *   alarmTopic: topic,
+ * });
+ */
+export class FsxBackupSchedule extends Construct implements ITaggable {
+  /** The EventBridge rule of this schedule. */
+  public readonly rule: events.Rule;
+  /** The alarm on failed backups and failed pruning. */
+  public readonly alarm: cloudwatch.Alarm;
+  /** Where the invocations that still fail after Lambda's retries go (shared by the stack's schedules). */
+  public readonly deadLetterQueue: sqs.IQueue;
+  /**
+   * The schedule's identity in its stack, derived from its construct path: the value of the
+   * ownership tag `cdk-storage-snapshots:owner` on its backups and of the metrics' `Schedule` dimension.
+   */
+  public readonly scheduleName: string;
+  /** What the schedule backs up. */
+  public readonly targets: BackupTarget[];
+  /**
+   * The tags of the backups: the `tags` prop and what `Tags.of()` adds to this construct or a
+   * scope above it. They apply to the backups of the ticks after the next deploy.
+   */
+  public readonly tags: TagManager;
+
+  constructor(scope: Construct, id: string, props: FsxBackupScheduleProps) {
+    super(scope, id);
+    this.scheduleName = Names.uniqueId(this);
+    this.targets = [
+      ...(props.fileSystemIds ?? []).map((i) => BackupTarget.fileSystemId(i)),
+      ...(props.volumeIds ?? []).map((i) => BackupTarget.volumeId(i)),
+      ...(props.targets ?? []),
+    ];
+    this.validateTargets(props);
+    validateSchedule(this, props.schedule);
+    validateRetention(this, props.retention);
+    this.tags = new CopyTags(this, 'Custom::FsxBackupSchedule', props.tags, OWNERSHIP_TAG_COUNT).tags;
+
+    const handlers = ScheduleHandlers.of(this, HANDLERS, props.handlerOptions, props.deadLetterQueue);
+    this.deadLetterQueue = handlers.deadLetterQueue;
+    this.grant(handlers);
+
+    const stack = Stack.of(this);
+    const input: FsxBackupTickInput = {
+      Time: events.EventField.time,
+      EventId: events.EventField.eventId,
+      StackId: stack.stackId,
+      Schedule: this.scheduleName,
+      Targets: this.targets.map((t) => t._input()),
+      // Rendered at synth, once Tags.of() has added its tags.
+      Tags: Lazy.any({ produce: () => sortedTags(this.tags.renderTags()) }) as unknown as Record<string, string>,
+      KeepLast: props.retention?.keepLast,
+      MaxAgeSeconds: props.retention?.maxAge?.toSeconds(),
+    };
+    this.validateInputSize({ ...input, Tags: props.tags });
+
+    this.rule = new events.Rule(this, 'Rule', {
+      schedule: props.schedule,
+      enabled: props.enabled ?? true,
+      description: `cdk-storage-snapshots: FSx backups of ${this.targets.length} target(s) (${this.node.path})`,
+    });
+    handlers.addSchedule(this.rule, events.RuleTargetInput.fromObject(input));
+
+    this.alarm = new cloudwatch.Alarm(this, 'FailureAlarm', {
+      alarmDescription: `FSx backups of ${this.node.path} failed, or its old backups could not be pruned: see the function's logs`,
+      metric: new cloudwatch.MathExpression({
+        expression: 'FILL(failed, 0) + FILL(pruneFailed, 0)',
+        usingMetrics: { failed: this.metricBackupsFailed(), pruneFailed: this.metricPruneFailures() },
+        label: 'Failed backups and prunes',
+        period: Duration.minutes(5),
+      }),
+      threshold: 1,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+      evaluationPeriods: 1,
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+    });
+    if (props.alarmTopic) this.alarm.addAlarmAction(new cloudwatchActions.SnsAction(props.alarmTopic));
+  }
+
+  /** Backups requested per tick (a replay of a tick counts its backups again). */
+  public metricBackupsStarted(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return this.metric(METRICS.started, props);
+  }
+
+  /** Targets whose backup could not be requested. */
+  public metricBackupsFailed(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return this.metric(METRICS.failed, props);
+  }
+
+  /** Backups the retention deleted. */
+  public metricBackupsPruned(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return this.metric(METRICS.pruned, props);
+  }
+
+  /** Targets whose pruning could not finish (a read or a delete failed). */
+  public metricPruneFailures(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return this.metric(METRICS.pruneFailed, props);
+  }
+
+  /** Tags of a file system or volume that did not fit in a backup's 50 tags (and were not copied). */
+  public metricCopiedTagsDropped(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return this.metric(METRICS.tagsDropped, props);
+  }
+
+  /** One of the schedule's metrics (sum over 5 minutes by default). */
+  public metric(metricName: string, props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return new cloudwatch.Metric({
+      namespace: NAMESPACE,
+      metricName,
+      dimensionsMap: { Schedule: this.scheduleName },
+      statistic: cloudwatch.Stats.SUM,
+      period: Duration.minutes(5),
+      ...props,
+    });
+  }
+
+  private validateTargets(props: FsxBackupScheduleProps): void {
+    if (this.targets.length === 0) {
+      invalid(this, 'fileSystemIds', 'give at least one file system or volume to back up (fileSystemIds, volumeIds or targets)');
+    }
+    const fromIds = (props.fileSystemIds ?? []).length;
+    const fromVolumeIds = fromIds + (props.volumeIds ?? []).length;
+    const seen = new Set<string>();
+    this.targets.forEach((t, i) => {
+      const prop = i < fromIds ? 'fileSystemIds' : i < fromVolumeIds ? 'volumeIds' : 'targets';
+      t._validate(this, prop);
+      if (seen.has(t.id)) invalid(this, prop, `${t.id} is given twice: each target is backed up once per tick`);
+      seen.add(t.id);
+    });
+  }
+
+  private validateInputSize(input: FsxBackupTickInput): void {
+    const estimate = JSON.stringify(input, (_key, value) =>
+      (typeof value === 'string' && Token.isUnresolved(value) ? 'x'.repeat(TOKEN_LENGTH_ESTIMATE) : value)).length;
+    if (estimate > MAX_INPUT_LENGTH) {
+      invalid(this, 'targets', `the schedule's input (its targets and tags) takes about ${estimate} characters, more than the ` +
+        `${MAX_INPUT_LENGTH} EventBridge allows for a rule target's input: split the targets across two schedules`);
+    }
+  }
+
+  private grant(handlers: ScheduleHandlers): void {
+    const stack = Stack.of(this);
+    const backups = stack.formatArn({ service: 'fsx', resource: 'backup', resourceName: '*' });
+    const targetArns = this.targets.map((t) => t._arn(stack));
+    // CreateBackup authorizes the file system or volume and the new backup; tags on creation need
+    // TagResource too, which IAM cannot limit to creation (the ownership check in code guards
+    // pruning against a backup tagged to look like ours).
+    handlers.allow(['fsx:CreateBackup'], [...targetArns, backups]);
+    handlers.allow(['fsx:TagResource'], [backups], {
+      StringEquals: { [`aws:RequestTag/${OWNERSHIP_TAG_KEYS.managedBy}`]: MANAGED_BY },
+    });
+    handlers.allow(['fsx:ListTagsForResource'], targetArns);
+    // Deletes only of this very schedule's backups.
+    handlers.allow(['fsx:DeleteBackup'], [backups], {
+      StringEquals: {
+        [`aws:ResourceTag/${OWNERSHIP_TAG_KEYS.managedBy}`]: MANAGED_BY,
+        [`aws:ResourceTag/${OWNERSHIP_TAG_KEYS.stackId}`]: stack.stackId,
+        [`aws:ResourceTag/${OWNERSHIP_TAG_KEYS.owner}`]: this.scheduleName,
+      },
+    });
+    // The describe calls have no resource-level permissions.
+    handlers.allow(['fsx:DescribeBackups', 'fsx:DescribeFileSystems', 'fsx:DescribeVolumes'], ['*']);
+  }
+}
+
+const HANDLERS: HandlerSpec = {
+  kind: 'FsxBackupSchedule',
+  handler: 'fsx-backup-schedule',
+  wildcardReasons: [
+    {
+      id: 'AwsSolutions-IAM5',
+      reason: 'An ONTAP volume ARN names its file system (volume/<fs id>/<volume id>), which only the volume id does not tell: ' +
+        'volume/*/<volume id> is the one volume.',
+      appliesTo: [{ regex: '/^Resource::arn:<AWS::Partition>:fsx:[^:]*:[^:]*:volume\\/\\*\\/.+$/' }],
+    },
+    {
+      id: 'AwsSolutions-IAM5',
+      reason: 'The id of a backup is not known before it is made (FSx backup ARNs do not name their file system): ' +
+        'creating needs backup/*, tagging the library\'s request tag, and deleting this schedule\'s ownership tags.',
+      appliesTo: [{ regex: '/^Resource::arn:<AWS::Partition>:fsx:[^:]*:[^:]*:backup\\/\\*$/' }],
+    },
+    {
+      id: 'AwsSolutions-IAM5',
+      reason: 'fsx:DescribeBackups, fsx:DescribeFileSystems and fsx:DescribeVolumes have no resource-level permissions.',
+      appliesTo: ['Resource::*'],
+    },
+  ],
+};
+
+/**
+ * At most once an hour: a `rate` of at least 60 minutes, or a `cron` whose minute field is a
+ * single number (any hour field then fires at most once an hour). `at(...)` fires once.
+ */
+function validateSchedule(scope: Construct, schedule: events.Schedule): void {
+  const expression = schedule.expressionString;
+  if (Token.isUnresolved(expression)) return;
+  const rule = 'must fire at most once an hour (FSx backups take a while and each one is kept): use a rate of at least 1 hour, ' +
+    'or a cron expression whose minute field is one number, such as cron(0 2 * * ? *)';
+  const rate = /^rate\((\d+) (minute|minutes|hour|hours|day|days)\)$/.exec(expression);
+  if (rate) {
+    if (rate[2].startsWith('minute') && Number(rate[1]) < 60) invalid(scope, 'schedule', rule, expression);
+    return;
+  }
+  const cron = /^cron\((.*)\)$/.exec(expression);
+  if (cron) {
+    const minute = cron[1].trim().split(/\s+/)[0];
+    if (!/^\d{1,2}$/.test(minute) || Number(minute) > 59) invalid(scope, 'schedule', rule, expression);
+    return;
+  }
+  if (/^at\(.*\)$/.test(expression)) return;
+  invalid(scope, 'schedule', 'is not a rate(...), cron(...) or at(...) expression EventBridge understands', expression);
+}
+
+function validateRetention(scope: Construct, retention: BackupRetention | undefined): void {
+  if (!retention) return;
+  const { keepLast, maxAge } = retention;
+  if (keepLast === undefined && maxAge === undefined) {
+    invalid(scope, 'retention', 'give keepLast, maxAge or both (leave retention out to keep every backup)');
+  }
+  if (keepLast !== undefined && !Token.isUnresolved(keepLast) && (!Number.isInteger(keepLast) || keepLast < 1)) {
+    invalid(scope, 'retention.keepLast', 'must be a whole number of at least 1 (the newest backup is always kept)', keepLast);
+  }
+  if (maxAge !== undefined && !Token.isUnresolved(maxAge.toSeconds()) && maxAge.toSeconds() < Duration.days(1).toSeconds()) {
+    invalid(scope, 'retention.maxAge', `must be at least 1 day, not ${maxAge.toHumanString()}`);
+  }
+}
+
+function sortedTags(tags: Record<string, string> | undefined): Record<string, string> | undefined {
+  if (!tags || Object.keys(tags).length === 0) return undefined;
+  return Object.fromEntries(Object.entries(tags).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+}

@@ -1,0 +1,55 @@
+/*
+ * The contract between `FsxBackupSchedule` (src/) and its scheduled handler
+ * (lambda/fsx-backup-schedule): the input each schedule's EventBridge rule sends, and the names of
+ * the CloudWatch metrics the handler emits and the construct alarms on. The handler imports this
+ * file for its types only, like src/private/contract.ts.
+ *
+ * Unlike a custom resource's properties, an EventBridge input is JSON: numbers stay numbers.
+ */
+
+/** What a schedule backs up. */
+export interface FsxBackupTargetInput {
+  /** `file-system`: CreateBackup `FileSystemId` (Windows, Lustre, OpenZFS); `volume`: `VolumeId` (ONTAP). */
+  readonly Kind: 'file-system' | 'volume';
+  /** `fs-…` or `fsvol-…`. */
+  readonly Id: string;
+}
+
+/** The input of one tick, as the rule's input transformer renders it. */
+export interface FsxBackupTickInput {
+  /** EventBridge's `time` of the scheduled event: the scheduled time of the tick, not when it arrived. */
+  readonly Time: string;
+  /** EventBridge's event id (for logs only: a duplicate delivery of a tick has another id). */
+  readonly EventId?: string;
+  /** The stack that owns the schedule (its ARN): the `stack-id` ownership tag. */
+  readonly StackId: string;
+  /** The schedule's stable id in the stack (from its construct path): the `owner` tag and the metric dimension. */
+  readonly Schedule: string;
+  readonly Targets: FsxBackupTargetInput[];
+  /** User tags for every backup (keys sorted at synth). */
+  readonly Tags?: Record<string, string>;
+  /** Keep at most this many of the schedule's available backups per target. */
+  readonly KeepLast?: number;
+  /** Delete the schedule's available backups older than this (seconds before the tick). */
+  readonly MaxAgeSeconds?: number;
+}
+
+/** The CloudWatch namespace of the library's metrics. */
+export type MetricNamespace = 'CdkStorageSnapshots';
+
+/** The metrics a schedule emits, with one dimension `Schedule` (`FsxBackupTickInput.Schedule`). */
+export interface FsxBackupMetricNames {
+  /** Backups requested (or found already requested by this tick) per tick. */
+  readonly started: 'BackupsStarted';
+  /** Targets whose backup could not be requested in this tick. */
+  readonly failed: 'BackupsFailed';
+  /** Backups the retention deleted. */
+  readonly pruned: 'BackupsPruned';
+  /** Backups whose retention could not finish in this tick (a read or a delete failed). */
+  readonly pruneFailed: 'PruneFailures';
+  /** Tags of the file system or volume that did not fit in a backup's 50 tags. */
+  readonly tagsDropped: 'CopiedTagsDropped';
+}
+
+/** The metric dimension that names the schedule. */
+export type ScheduleDimension = 'Schedule';
