@@ -19,6 +19,10 @@ export interface FakeEbsOptions {
   readonly notFoundAfterStartMs?: number;
   /** How long a completed upload stays pending before it is `completed` (ms). */
   readonly completeMs?: number;
+  /** Simulated time each PutSnapshotBlock takes (ms), so that an upload spans invocations. */
+  readonly putLatencyMs?: number;
+  /** Throttles this share of PutSnapshotBlock calls (ThrottlingException or ConcurrentLimitExceededException), before they act. */
+  readonly putThrottleRate?: number;
 }
 
 /** The base64 SHA-256 of one block, as PutSnapshotBlock wants it. */
@@ -39,6 +43,11 @@ export function linearChecksum(blockChecksums: string[]): string {
  */
 export class FakeEbs {
   private readonly tokens = new Map<string, { params: string; id: string }>();
+  /** PutSnapshotBlock calls that reached the fake, and how many of them it throttled. */
+  public putCalls = 0;
+  public putThrottled = 0;
+  /** Every block write that was accepted, by snapshot: how many times each block index was written. */
+  public readonly writes = new Map<string, Map<number, number>>();
   private readonly options: Required<FakeEbsOptions>;
 
   constructor(
@@ -46,7 +55,7 @@ export class FakeEbs {
     private readonly ec2: FakeEc2,
     options: FakeEbsOptions = {},
   ) {
-    this.options = { notFoundAfterStartMs: 0, completeMs: 60_000, ...options };
+    this.options = { notFoundAfterStartMs: 0, completeMs: 60_000, putLatencyMs: 0, putThrottleRate: 0, ...options };
   }
 
   public install(mock: AwsStub<any, any, any>): void {
@@ -56,6 +65,14 @@ export class FakeEbs {
       this.core.handle('ebs', 'StartSnapshotCommand', input, { mutating: true, creates: true }, (r) => this.start(input, r)));
     on(PutSnapshotBlockCommand, async (input) => {
       const data = await readBody(input.BlockData);
+      if (this.options.putLatencyMs > 0) await this.core.clock.sleep(this.options.putLatencyMs);
+      this.putCalls++;
+      if (this.options.putThrottleRate > 0 && this.core.faults.next() < this.options.putThrottleRate) {
+        this.putThrottled++;
+        throw this.core.faults.next() < 0.5
+          ? awsError('ThrottlingException', 'Rate exceeded', 400, { Reason: 'RESOURCE_LEVEL_THROTTLE' })
+          : awsError('ConcurrentLimitExceededException', 'You have reached the limit for concurrent API requests', 400);
+      }
       return this.core.handle('ebs', 'PutSnapshotBlockCommand', { ...input, BlockData: `<${data.length} bytes>` }, { mutating: true }, () =>
         this.put(input, data));
     });
@@ -158,6 +175,9 @@ export class FakeEbs {
       throw awsError('ValidationException', 'The checksum of the block does not match its data', 400, { Reason: 'INVALID_BLOCK' });
     }
     upload.blocks.set(input.BlockIndex, checksum);
+    const counts = this.writes.get(s.id) ?? new Map<number, number>();
+    counts.set(input.BlockIndex, (counts.get(input.BlockIndex) ?? 0) + 1);
+    this.writes.set(s.id, counts);
     upload.lastActivity = this.core.clock.now();
     return { Checksum: checksum, ChecksumAlgorithm: 'SHA256' };
   }
