@@ -64,6 +64,8 @@ const project = new awscdk.AwsCdkConstructLibrary({
     'aws-cdk@^2',
     'cdk-nag@^2',
     '@cdklabs/cdk-validator-cfnguard',
+    // The EBS direct benchmark gives the SDK client a larger socket pool.
+    '@smithy/node-http-handler',
     '@aws-cdk/integ-tests-alpha@2.245.0-alpha.0',
     '@aws-cdk/integ-runner@^2',
   ],

@@ -1,9 +1,11 @@
-import { ArnFormat, Duration, RemovalPolicy, Stack, StackProps } from 'aws-cdk-lib';
+import { ArnFormat, Duration, RemovalPolicy, Size, Stack, StackProps } from 'aws-cdk-lib';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as events from 'aws-cdk-lib/aws-events';
 import * as fsx from 'aws-cdk-lib/aws-fsx';
+import * as s3 from 'aws-cdk-lib/aws-s3';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import { Construct } from 'constructs';
-import { FsxBackupSchedule, OpenZfsSnapshot } from '../src';
+import { EbsSnapshotOnDeploy, EbsSnapshotSource, FsxBackupSchedule, OpenZfsSnapshot } from '../src';
 
 /** A stack that uses every construct of the library (the tests check it with cdk-nag too). */
 export class ExampleStack extends Stack {
@@ -39,6 +41,48 @@ export class ExampleStack extends Stack {
       tags: { team: 'data' },
       alarmTopic: sns.Topic.fromTopicArn(this, 'BackupAlarms',
         this.formatArn({ service: 'sns', resource: 'backup-alarms', arnFormat: ArnFormat.NO_RESOURCE_NAME })),
+    });
+
+    // An instance changed by this stack: a crash-consistent snapshot of its volumes before each
+    // change to it (found at deploy time by its CloudFormation tags; none on the first deploy).
+    const vpc = ec2.Vpc.fromVpcAttributes(this, 'Vpc', {
+      vpcId: 'vpc-12345678', availabilityZones: ['us-east-1a'], privateSubnetIds: ['subnet-12345678'], privateSubnetRouteTableIds: ['rtb-12345678'],
+    });
+    const appServer = new ec2.Instance(this, 'AppServer', {
+      vpc,
+      instanceType: ec2.InstanceType.of(ec2.InstanceClass.T4G, ec2.InstanceSize.MICRO),
+      machineImage: ec2.MachineImage.latestAmazonLinux2023({ cpuType: ec2.AmazonLinuxCpuType.ARM_64 }),
+      requireImdsv2: true,
+      detailedMonitoring: true,
+      disableApiTermination: true,
+      blockDevices: [{ deviceName: '/dev/xvda', volume: ec2.BlockDeviceVolume.ebs(8, { encrypted: true }) }],
+    });
+    new EbsSnapshotOnDeploy(this, 'BeforeAppServerChange', {
+      source: EbsSnapshotSource.fromInstance(appServer),
+      snapshotBefore: [appServer],
+      description: 'before a change to the app server',
+    });
+
+    // A data volume, snapshotted on each release and waited for.
+    const appData = new ec2.Volume(this, 'AppData', {
+      availabilityZone: 'us-east-1a', size: Size.gibibytes(20), encrypted: true, removalPolicy: RemovalPolicy.RETAIN,
+    });
+    new EbsSnapshotOnDeploy(this, 'AppDataSnapshot', {
+      source: EbsSnapshotSource.fromVolume(appData),
+      trigger: '2026-11-release',
+      waitForCompletion: true,
+    });
+
+    // A golden data disk from a raw image in S3, written with the EBS direct APIs, and a volume
+    // restored from it.
+    const images = s3.Bucket.fromBucketName(this, 'Images', 'example-disk-images');
+    const golden = new EbsSnapshotOnDeploy(this, 'GoldenDisk', {
+      source: EbsSnapshotSource.fromS3Object(images, 'golden/data-v3.raw'),
+      volumeSize: Size.gibibytes(8),
+      description: 'golden data disk v3',
+    });
+    new ec2.Volume(this, 'GoldenData', {
+      availabilityZone: 'us-east-1a', snapshotId: golden.snapshotId, encrypted: true, removalPolicy: RemovalPolicy.RETAIN,
     });
   }
 }

@@ -650,15 +650,20 @@ describe('isComplete', () => {
       expect(ebsMock).not.toHaveReceivedCommand(CompleteSnapshotCommand);
     });
 
-    test('saving the "completing" cursor fails: the deploy fails and CompleteSnapshot is not sent', async () => {
+    test('saving the "completing" cursor fails: the deploy fails, CompleteSnapshot is not sent, and the pending snapshot of this request is deleted', async () => {
       const img = image('x');
       serve(img);
-      describes(SNAP, ec2Snapshot(SNAP, 'pending'));
+      const event = polled(img);
+      describes(SNAP, ec2Snapshot(SNAP, 'pending', ours(props(), requestToken(event))));
       acceptBlocks();
+      deletes();
       ec2Mock.on(CreateTagsCommand).rejects(awsError('UnauthorizedOperation', 'You are not authorized to perform this operation.', 403));
-      await expect(isComplete(polled(img))).rejects.toThrow(/^Saving the upload cursor of EBS snapshot snap-0123456789abcdef0: UnauthorizedOperation: /);
+      await expect(isComplete(event)).rejects.toThrow(
+        /^Saving the upload cursor of EBS snapshot snap-0123456789abcdef0: UnauthorizedOperation: .*\. The snapshot was not completed and has been deleted\.$/,
+      );
       expect(ebsMock).toHaveReceivedCommandTimes(PutSnapshotBlockCommand, 1);
       expect(ebsMock).not.toHaveReceivedCommand(CompleteSnapshotCommand);
+      expect(ec2Mock).toHaveReceivedCommandWith(DeleteSnapshotCommand, { SnapshotId: SNAP });
     });
   });
 
@@ -770,50 +775,109 @@ describe('isComplete', () => {
       expect(ebsMock).toHaveReceivedCommandTimes(CompleteSnapshotCommand, 1);
     });
 
-    test('a resend refused for another reason fails with it', async () => {
-      describes(SNAP, ec2Snapshot(SNAP, 'pending', [cursorTag(cursor)]));
+    test('a resend refused for another reason fails with it; the pending snapshot of this request is deleted', async () => {
+      const event = polled(img);
+      describes(SNAP, ec2Snapshot(SNAP, 'pending', [...ours(props(), requestToken(event)), cursorTag(cursor)]));
       ebsMock.on(CompleteSnapshotCommand, { SnapshotId: SNAP }).rejects(awsError('AccessDeniedException', 'not allowed', 403));
-      await expect(isComplete(polled(img))).rejects.toThrow(/^Completing EBS snapshot snap-0123456789abcdef0: AccessDeniedException: not allowed$/);
+      deletes();
+      await expect(isComplete(event)).rejects.toThrow(
+        /^Completing EBS snapshot snap-0123456789abcdef0: AccessDeniedException: not allowed\. The snapshot was not completed and has been deleted\.$/,
+      );
+      expect(ec2Mock).toHaveReceivedCommandWith(DeleteSnapshotCommand, { SnapshotId: SNAP });
     });
 
-    test('a first CompleteSnapshot refused fails with the reason', async () => {
+    test('a first CompleteSnapshot refused fails with the reason, and the pending snapshot of this request is deleted', async () => {
       const one = image('x');
       serve(one);
-      describes(SNAP, ec2Snapshot(SNAP, 'pending'));
+      const event = polled(one);
+      describes(SNAP, ec2Snapshot(SNAP, 'pending', ours(props(), requestToken(event))));
       acceptBlocks();
       saveCursors();
+      deletes();
       ebsMock.on(CompleteSnapshotCommand, { SnapshotId: SNAP }).rejects(awsError('ValidationException', 'The checksum is wrong', 400, { Reason: 'INVALID_CHECKSUM' }));
-      await expect(isComplete(polled(one))).rejects.toThrow(/^Completing EBS snapshot snap-0123456789abcdef0: ValidationException: The checksum is wrong$/);
+      await expect(isComplete(event)).rejects.toThrow(
+        /^Completing EBS snapshot snap-0123456789abcdef0: ValidationException: The checksum is wrong\. The snapshot was not completed and has been deleted\.$/,
+      );
+      expect(ebsMock).toHaveReceivedCommandTimes(CompleteSnapshotCommand, 1);
+      expect(ec2Mock).toHaveReceivedCommandWith(DeleteSnapshotCommand, { SnapshotId: SNAP });
     });
 
-    // BUG: CompleteSnapshot's answer lost (a timeout) is retried inside the same call; the retry is a
-    // resend, which the handler itself expects EBS to refuse with ValidationException, but resends are
-    // only tolerated when read back from a "completing" cursor (resend = true). The deploy fails
-    // although the snapshot completes, and after a failed Create the framework skips the Delete: a
-    // completed snapshot is orphaned.
-    test.failing('BUG: a CompleteSnapshot whose answer was lost and that is retried in the same invocation does not fail the deploy', async () => {
+    test('a first CompleteSnapshot refused is not deleted when the snapshot of this request reads completed just before the delete', async () => {
       const one = image('x');
       serve(one);
-      describes(SNAP, ec2Snapshot(SNAP, 'pending'));
+      const event = polled(one);
+      // Read at the start of the poll, then again just before the delete.
+      describes(SNAP, ec2Snapshot(SNAP, 'pending', ours(props(), requestToken(event))), ec2Snapshot(SNAP, 'completed', ours(props(), requestToken(event))));
       acceptBlocks();
       saveCursors();
+      ebsMock.on(CompleteSnapshotCommand, { SnapshotId: SNAP }).rejects(awsError('AccessDeniedException', 'not allowed', 403));
+      await expect(isComplete(event)).rejects.toThrow(/^Completing EBS snapshot snap-0123456789abcdef0: AccessDeniedException: not allowed\./);
+      expect(ec2Mock).not.toHaveReceivedCommand(DeleteSnapshotCommand);
+    });
+
+    // CompleteSnapshot's answer lost (a timeout) is retried inside the same call; EBS refuses the
+    // retry because it has the first. The snapshot's state, not the refusal, decides.
+    test.each([
+      ['pending', ec2Snapshot(SNAP, 'pending')],
+      ['completed', ec2Snapshot(SNAP, 'completed')],
+    ])('a CompleteSnapshot whose answer was lost, retried in the same invocation and refused, does not fail the deploy (then %s)', async (_, after) => {
+      const one = image('x');
+      serve(one);
+      describes(SNAP, ec2Snapshot(SNAP, 'pending'), after);
+      acceptBlocks();
+      const saved = saveCursors();
       ebsMock.on(CompleteSnapshotCommand, { SnapshotId: SNAP })
         .rejectsOnce(awsError('TimeoutError', 'Connection timed out after 30000 ms', 500))
         .rejects(awsError('ValidationException', 'The snapshot is already completing', 400));
       await expect(isComplete(polled(one))).resolves.toEqual({ IsComplete: false });
+      expect(ebsMock).toHaveReceivedCommandTimes(CompleteSnapshotCommand, 2);
+      expect(ec2Mock).toHaveReceivedCommandTimes(DescribeSnapshotsCommand, 2);
+      expect(ec2Mock).not.toHaveReceivedCommand(DeleteSnapshotCommand);
+      expect(saved.at(-1)).toMatchObject({ next: 1, changed: 1, phase: 'completing' });
     });
 
-    // BUG: the cursor is read back from an EC2 tag, which may be stale (the handler's own cursor.ts says
-    // so). uploadBlocks saves the final "uploading" cursor (next = all blocks) and the handler saves the
-    // "completing" one right after it; a poll that reads the former back finds nothing to upload, counts
-    // the upload as done and sends CompleteSnapshot as a first send (resend = false): EBS's refusal of
-    // the second CompleteSnapshot then fails the deploy.
-    test.failing('BUG: a stale "uploading" cursor at the end of the image, read after CompleteSnapshot was sent, does not fail the deploy', async () => {
+    test('a CompleteSnapshot retried and refused when the snapshot is in error fails with the service\'s reason; deleted', async () => {
+      const one = image('x');
+      serve(one);
+      const event = polled(one);
+      describes(SNAP, ec2Snapshot(SNAP, 'pending', ours(props(), requestToken(event))),
+        ec2Snapshot(SNAP, 'error', ours(props(), requestToken(event)), { StateMessage: 'The checksum does not match' }));
+      acceptBlocks();
+      saveCursors();
+      deletes();
+      ebsMock.on(CompleteSnapshotCommand, { SnapshotId: SNAP })
+        .rejectsOnce(awsError('InternalServerException', 'oops', 500))
+        .rejects(awsError('ValidationException', 'The snapshot is already completing', 400));
+      await expect(isComplete(event)).rejects.toThrow(/^EBS snapshot snap-0123456789abcdef0 failed: The checksum does not match$/);
+      expect(ec2Mock).toHaveReceivedCommandWith(DeleteSnapshotCommand, { SnapshotId: SNAP });
+    });
+
+    // The cursor is read back from an EC2 tag, which may be stale: a poll that reads the final
+    // "uploading" cursor (saved just before the "completing" one) finds nothing to upload and sends
+    // CompleteSnapshot again; EBS's refusal is checked against the state, and the "completing"
+    // cursor is saved again.
+    test('a stale "uploading" cursor at the end of the image, read after CompleteSnapshot was sent, does not fail the deploy', async () => {
       describes(SNAP, ec2Snapshot(SNAP, 'pending', [cursorTag({ ...cursor, phase: 'uploading' })]));
       serve(img);
-      saveCursors();
+      const saved = saveCursors();
       ebsMock.on(CompleteSnapshotCommand, { SnapshotId: SNAP }).rejects(awsError('ValidationException', 'The snapshot is already completing', 400));
       await expect(isComplete(polled(img))).resolves.toEqual({ IsComplete: false });
+      expect(ebsMock).not.toHaveReceivedCommand(PutSnapshotBlockCommand);
+      expect(ec2Mock).not.toHaveReceivedCommand(DeleteSnapshotCommand);
+      expect(saved).toEqual([cursor, cursor]);
+    });
+
+    test('two stale reads in a row (an old cursor, then again after EBS refused the writes) never delete a snapshot that is completing', async () => {
+      const event = polled(img);
+      const stale = ec2Snapshot(SNAP, 'pending', [...ours(props(), requestToken(event)), cursorTag({ next: 0, changed: 0, aggregate: aggregateOf([]), phase: 'uploading' })]);
+      describes(SNAP, stale, stale, stale);
+      serve(img);
+      saveCursors();
+      deletes();
+      acceptBlocks(() => awsError('ValidationException', `The snapshot ${SNAP} is pending and cannot be written`, 400, { Reason: 'INVALID_SNAPSHOT_ID' }));
+      await expect(isComplete(event)).resolves.toEqual({ IsComplete: false });
+      expect(ec2Mock).not.toHaveReceivedCommand(DeleteSnapshotCommand);
+      expect(ebsMock).not.toHaveReceivedCommand(CompleteSnapshotCommand);
     });
   });
 });
@@ -843,15 +907,34 @@ describe('Update', () => {
     expect(ebsMock.calls()).toHaveLength(0);
   });
 
-  // BUG (attribute churn): when the volume size is derived from the image (no VolumeSize property)
-  // and the kept snapshot cannot be read, a no-op update (a tag change) answers VolumeSize '' and
-  // BlockCount '', silently replacing the attributes the snapshot reported; anything using
-  // `volumeSize` (an ec2.Volume's size) is then updated to ''. The model (OpenZfsSnapshot) fails a
-  // no-op update whose snapshot cannot be read, unless it is a rollback.
-  test.failing('BUG: a no-op update whose snapshot cannot be read does not blank the VolumeSize attribute', async () => {
-    ec2Mock.on(DescribeSnapshotsCommand).rejects(awsError('UnauthorizedOperation', 'no', 403));
+  // The volume size derived from the image (no VolumeSize property) and the block count are only on
+  // the snapshot: blank attributes would update a volume using `volumeSize` to ''. As OpenZfsSnapshot
+  // does, an update fails with the reason, a rollback keeps the snapshot with what the request tells.
+  test.each([
+    ['cannot be read', awsError('UnauthorizedOperation', 'You are not authorized to perform this operation.', 403),
+      /^Reading EBS snapshot snap-0000000000000000b: UnauthorizedOperation: You are not authorized to perform this operation\.; its volume size and block count are not known/],
+    ['does not exist', awsError('InvalidSnapshot.NotFound', 'gone', 400), /^EBS snapshot snap-0000000000000000b does not exist; its volume size and block count are not known/],
+  ])('a no-op update whose snapshot %s fails with the reason rather than blank the VolumeSize attribute', async (_, err, reason) => {
+    stackStatus('UPDATE_IN_PROGRESS');
+    ec2Mock.on(DescribeSnapshotsCommand).rejects(err);
+    await expect(onEvent(cfnRequest('Update', props({ Tags: '{"a":"b"}' }), { PhysicalResourceId: current, OldResourceProperties: props() }))).rejects.toThrow(reason);
+    expect(ebsMock.calls()).toHaveLength(0);
+  });
+
+  test('a kept snapshot not visible at first is read again', async () => {
+    describes(current, awsError('InvalidSnapshot.NotFound', 'not yet', 400),
+      ec2Snapshot(current, 'completed', [cursorTag({ next: 9, changed: 7, aggregate: aggregateOf([]), phase: 'completing' })], { VolumeSize: 3 }));
     const res = await onEvent(cfnRequest('Update', props({ Tags: '{"a":"b"}' }), { PhysicalResourceId: current, OldResourceProperties: props() }));
-    expect(res.Data?.VolumeSize).not.toBe('');
+    expect(res.Data).toMatchObject({ VolumeSize: '3', BlockCount: '7', Origin: 'unchanged' });
+    expect(ec2Mock).toHaveReceivedCommandTimes(DescribeSnapshotsCommand, 2);
+  });
+
+  test('a rollback keeps a snapshot it cannot read, with the volume size the image size in the properties gives', async () => {
+    stackStatus('UPDATE_ROLLBACK_IN_PROGRESS');
+    ec2Mock.on(DescribeSnapshotsCommand).rejects(awsError('UnauthorizedOperation', 'no', 403));
+    const p = props({ Tags: '{"a":"b"}', ImageSizeBytes: String(GIB + 512) });
+    const res = await onEvent(cfnRequest('Update', p, { PhysicalResourceId: current, OldResourceProperties: props({ ImageSizeBytes: String(GIB + 512) }) }));
+    expect(res).toEqual({ PhysicalResourceId: current, Data: expect.objectContaining({ SnapshotId: current, VolumeSize: '2', ImageSizeBytes: String(GIB + 512), Origin: 'unchanged' }) });
   });
 
   test.each([

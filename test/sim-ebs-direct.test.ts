@@ -1,5 +1,6 @@
 import { Readable } from 'stream';
 import { EBSClient, PutSnapshotBlockCommand } from '@aws-sdk/client-ebs';
+import { CreateTagsCommand, DescribeSnapshotsCommand, EC2Client } from '@aws-sdk/client-ec2';
 import { GetObjectCommand, HeadObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { mockClient } from 'aws-sdk-client-mock';
 import { awsError } from './support/aws-errors';
@@ -61,6 +62,34 @@ function expectExactSnapshot(world: SimWorld, id: string, nonZero: Map<number, s
   const ours = [...world.ec2.snapshots.values()].filter((x) => x.direct && !x.gone && x.state === 'completed');
   expect(ours.filter((x) => x.tags.some((t) => t.Key === 'cdk-storage-snapshots:stack-id' && s.tags.some((u) => u.Key === t.Key && u.Value === t.Value)))).toHaveLength(1);
   expect(decodeCursor(s.tags.find((t) => t.Key === CURSOR_TAG_KEY)?.Value)?.changed).toBe(nonZero.size);
+}
+
+/**
+ * EC2 tags read back stale: once the "completing" cursor is saved, the next `reads` DescribeSnapshots
+ * of the snapshot show it `pending` with the cursor `pick` chooses from those saved before.
+ */
+function staleCursorReads(reads: number, pick: (saved: string[]) => string) {
+  const saved: string[] = [];
+  let left = -1;
+  const original = EC2Client.prototype.send;
+  jest.spyOn(EC2Client.prototype, 'send').mockImplementation(async function (this: any, command: any, ...rest: any[]) {
+    const out = await (original as any).call(this, command, ...rest);
+    if (command instanceof CreateTagsCommand) {
+      const value = command.input.Tags?.find((t: any) => t.Key === CURSOR_TAG_KEY)?.Value;
+      if (value && left < 0 && decodeCursor(value)?.phase === 'completing') left = reads;
+      else if (value && left < 0) saved.push(value);
+    }
+    if (command instanceof DescribeSnapshotsCommand && command.input.SnapshotIds && left > 0) {
+      left--;
+      const value = pick(saved);
+      return {
+        ...out,
+        Snapshots: out.Snapshots?.map((x: any) => ({ ...x, State: 'pending', Tags: x.Tags.map((t: any) => (t.Key === CURSOR_TAG_KEY ? { ...t, Value: value } : t)) })),
+      };
+    }
+    return out;
+  });
+  return { staleLeft: () => left };
 }
 
 afterEach(() => jest.restoreAllMocks());
@@ -169,6 +198,40 @@ describe('EBS snapshot from data: lifecycle simulation', () => {
       // Whatever happened, at most one snapshot was ever started for the one Create request.
       const started = world.core.log.filter((r) => r.command === 'StartSnapshotCommand' && r.resourceId);
       expect(new Set(started.map((r) => r.resourceId)).size).toBe(1);
+    } finally {
+      world.dispose();
+    }
+  });
+
+  test('CompleteSnapshot whose answer is lost is retried in the same call; EBS refusing the retry does not fail the deploy', async () => {
+    const { world, stack, nonZero } = setup({ scripted: [{ kind: 'lost-response', service: 'ebs', command: 'CompleteSnapshotCommand' }] }, 40);
+    try {
+      const result = await stack.deploy({ Golden: props() });
+      expect(world.faults.injected['lost-response']).toBe(1);
+      expect(result.status).toBe('CREATE_COMPLETE');
+      expect(world.core.callCounts['ebs:CompleteSnapshotCommand']).toBeGreaterThanOrEqual(2);
+      expectExactSnapshot(world, result.resources.get('Golden')!.physicalId, nonZero);
+    } finally {
+      world.dispose();
+    }
+  });
+
+  test.each([
+    ['the last "uploading" cursor (nothing left to write: CompleteSnapshot is sent again)', (saved: string[]) => saved.at(-1)!, 2, 0],
+    ['an early cursor (EBS refuses the writes; the second read is stale too)', (saved: string[]) => saved[0], 1, 1],
+  ])('cursor tags read back stale after CompleteSnapshot, %s: the deploy succeeds and the snapshot is not deleted', async (_, pick, completes, refusedWrites) => {
+    const { world, stack, nonZero } = setup({}, 200);
+    const stale = staleCursorReads(2, pick);
+    try {
+      const result = await stack.deploy({ Golden: props() });
+      expect(stale.staleLeft()).toBe(0);
+      expect(result.status).toBe('CREATE_COMPLETE');
+      // Every poll that reads the snapshot pending with the "completing" cursor resends CompleteSnapshot; EBS refuses those.
+      expect(world.core.callCounts['ebs:CompleteSnapshotCommand']).toBeGreaterThanOrEqual(completes);
+      const refused = world.core.log.filter((r) => r.command === 'PutSnapshotBlockCommand' && r.outcome === 'ValidationException');
+      expect(refusedWrites > 0 ? refused.length > 0 : refused.length === 0).toBe(true);
+      expect(world.core.callCounts['ec2:DeleteSnapshotCommand'] ?? 0).toBe(0);
+      expectExactSnapshot(world, result.resources.get('Golden')!.physicalId, nonZero);
     } finally {
       world.dispose();
     }

@@ -75,12 +75,13 @@ export async function isComplete(event: CompleteRequest, context?: InvocationCon
     await discard(event, snapshot);
     throw new HandlerError(
       `EBS snapshot ${id} was not completed within the timeout of ${event.ResourceProperties.TimeoutSeconds} seconds ` +
-        `(${cursor.next} of ${Math.ceil(Number(data.ImageSizeBytes) / BLOCK_SIZE)} blocks written or skipped); it has been deleted so that no half-written snapshot is left behind`,
+        `(${cursor.next} of ${Math.ceil(Number(data.ImageSizeBytes) / BLOCK_SIZE)} blocks written or skipped` +
+        `${cursor.phase === 'completing' ? ', CompleteSnapshot sent' : ''}); it has been deleted so that no half-written snapshot is left behind`,
     );
   }
   if (cursor.phase === 'completing') {
     // Every block is written; the CompleteSnapshot sent may have been lost with a killed invocation.
-    await complete(id, cursor, true);
+    await complete(event, snapshot, cursor, true);
     return { IsComplete: false };
   }
 
@@ -108,9 +109,15 @@ export async function isComplete(event: CompleteRequest, context?: InvocationCon
   } catch (err) {
     // A duplicate of this request (CloudFormation or the framework retrying) may have finished the
     // upload meanwhile: then EBS refuses writes because the snapshot is completing, which is fine.
+    // EC2 reads may be stale (twice in a row): EBS's own refusal of a write to the snapshot, rather
+    // than of the block, is the fresh sign that it is no longer writable. Its state decides then.
     const now = await describeSnapshot(id).catch(() => undefined);
-    if (now?.State === 'completed' || decodeCursor(tagValue(now?.Tags, CURSOR_TAG_KEY))?.phase === 'completing') {
-      logger.info('another invocation completed the upload', { snapshotId: id, error: errorCode(err) });
+    if (
+      now?.State === 'completed' ||
+      decodeCursor(tagValue(now?.Tags, CURSOR_TAG_KEY))?.phase === 'completing' ||
+      (err instanceof BlockWriteError && err.reason === 'INVALID_SNAPSHOT_ID')
+    ) {
+      logger.info('the snapshot no longer takes writes: another invocation completed the upload', { snapshotId: id, state: now?.State, error: errorCode(err) });
       return { IsComplete: false };
     }
     throw await uploadFailed(event, snapshot, err);
@@ -118,8 +125,18 @@ export async function isComplete(event: CompleteRequest, context?: InvocationCon
   logger.info('upload slice done', { snapshotId: id, next: result.cursor.next, done: result.done, ...result.stats });
   if (result.done) {
     const completing: UploadCursor = { ...result.cursor, phase: 'completing' };
-    await step(`Saving the upload cursor of EBS snapshot ${id}`, () => saveCursor(id, completing));
-    await complete(id, completing, false);
+    try {
+      await saveCursor(id, completing);
+    } catch (err) {
+      logger.error('could not save the "completing" cursor', { snapshotId: id, error: err as Error });
+      await discard(event, snapshot);
+      throw new HandlerError(
+        `${describeError(`Saving the upload cursor of EBS snapshot ${id}`, err)}. The snapshot was not completed and has been deleted.`,
+      );
+    }
+    // Nothing left to write for this invocation: the cursor it read may be stale (EC2 tags are
+    // eventually consistent), and an earlier poll may have sent CompleteSnapshot already.
+    await complete(event, snapshot, completing, result.stats.blocksWritten === 0);
   }
   return { IsComplete: false };
 }
@@ -190,7 +207,7 @@ async function update(event: Request): Promise<Response> {
     }
     if (rollingBack) {
       logger.warn('rolling back, and no snapshot of ours matches the old properties: keeping the current one', { snapshotId: currentId });
-      return kept(event, currentId);
+      return kept(event, currentId, true);
     }
     logger.warn('could not tell a rollback from an update, and nothing to adopt: making a new snapshot');
   }
@@ -218,13 +235,22 @@ async function remove(event: Request): Promise<Response> {
   return response;
 }
 
-/** Sends CompleteSnapshot; a resend (after a killed invocation) that EBS refuses because it is already completing is fine. */
-async function complete(id: string, cursor: UploadCursor, resend: boolean): Promise<void> {
+/**
+ * Sends CompleteSnapshot. EBS refuses (ValidationException) one that follows another, so a refusal
+ * of a send that may not be the first (`maybeSent`: a resend from the "completing" cursor, a poll
+ * that found nothing left to write; or a retry of ours after an answer was lost) is checked
+ * against the snapshot's state instead of failing the deploy. Any other refusal fails it, and the
+ * pending snapshot of this request is deleted.
+ */
+async function complete(event: CompleteRequest, snapshot: Snapshot | undefined, cursor: UploadCursor, maybeSent: boolean): Promise<void> {
+  const id = event.PhysicalResourceId;
   const checksum = ResumableSha256.restore(cursor.aggregate).digest().toString('base64');
+  let attempts = 0;
   try {
     await withRetries(
-      () =>
-        uploadEbs().send(
+      () => {
+        attempts++;
+        return uploadEbs().send(
           new CompleteSnapshotCommand({
             SnapshotId: id,
             ChangedBlocksCount: cursor.changed,
@@ -232,16 +258,41 @@ async function complete(id: string, cursor: UploadCursor, resend: boolean): Prom
             ChecksumAlgorithm: 'SHA256',
             ChecksumAggregationMethod: 'LINEAR',
           }),
-        ),
-      { budgetMs: CALL_BUDGET_MS },
+        );
+      },
+      // A retry after a timeout or a 5xx may be a second CompleteSnapshot: counted, see below.
+      { budgetMs: CALL_BUDGET_MS, onRetry: (err, attempt) => logger.warn('retrying CompleteSnapshot', { snapshotId: id, attempt, error: errorCode(err) }) },
     );
-    logger.info('CompleteSnapshot sent', { snapshotId: id, changedBlocks: cursor.changed, checksum, resend });
+    logger.info('CompleteSnapshot sent', { snapshotId: id, changedBlocks: cursor.changed, checksum, maybeSent, attempts });
   } catch (err) {
-    if (resend && errorCode(err) === 'ValidationException') {
-      logger.info('CompleteSnapshot was already accepted', { snapshotId: id, error: errorMessage(err) });
+    if ((maybeSent || attempts > 1) && errorCode(err) === 'ValidationException') {
+      await confirmCompleting(event, cursor, err);
       return;
     }
-    throw new HandlerError(describeError(`Completing EBS snapshot ${id}`, err));
+    logger.error('CompleteSnapshot was refused', { snapshotId: id, maybeSent, attempts, error: err as Error });
+    await discard(event, snapshot);
+    throw new HandlerError(`${describeError(`Completing EBS snapshot ${id}`, err)}. The snapshot was not completed and has been deleted.`);
+  }
+}
+
+/**
+ * CompleteSnapshot was refused after one that may have reached EBS: EC2 tells whether EBS has it.
+ * `completed` or `pending` is success so far (the next poll waits for `completed`, the deadline
+ * bounds the wait); `error` fails the deploy. The "completing" cursor is saved again, so that the
+ * next polls resend rather than upload behind a stale tag.
+ */
+async function confirmCompleting(event: CompleteRequest, cursor: UploadCursor, refusal: unknown): Promise<void> {
+  const id = event.PhysicalResourceId;
+  const now = await step(`Reading EBS snapshot ${id}`, () => describeSnapshot(id));
+  if (now?.State === 'error') {
+    await discard(event, now);
+    throw new HandlerError(`EBS snapshot ${id} failed: ${now.StateMessage ?? 'no reason given'}`);
+  }
+  logger.info('CompleteSnapshot was refused as already received: waiting for the snapshot to complete', {
+    snapshotId: id, state: now?.State ?? 'not visible yet', refusal: errorMessage(refusal),
+  });
+  if (now?.State !== 'completed' && decodeCursor(tagValue(now?.Tags, CURSOR_TAG_KEY))?.phase !== 'completing') {
+    await saveCursor(id, cursor).catch((err) => logger.warn('could not save the upload cursor', { snapshotId: id, error: err as Error }));
   }
 }
 
@@ -265,10 +316,21 @@ async function uploadFailed(event: CompleteRequest, snapshot: Snapshot | undefin
   return new HandlerError(`${describeError(`Uploading the image to EBS snapshot ${id}`, err)}. The snapshot was not completed and has been deleted.`);
 }
 
-/** After a failure, delete the snapshot this very request made, so that nothing is orphaned. */
+/**
+ * After a failure, delete the snapshot this very request made, so that nothing is orphaned; never
+ * one that is completed: a duplicate of this request may have reported it to CloudFormation. The
+ * state is read again just before the delete (a snapshot in `error` never completes).
+ */
 async function discard(event: CompleteRequest, snapshot: Snapshot | undefined): Promise<void> {
   const id = event.PhysicalResourceId;
   if (snapshot && (!isOwnedBy(snapshot.Tags, owner(event)) || tagValue(snapshot.Tags, OWNERSHIP_TAG_KEYS.token) !== requestToken(event))) return;
+  if (snapshot?.State !== 'error') {
+    const now = await describeSnapshot(id).catch(() => undefined);
+    if (now?.State === 'completed' || snapshot?.State === 'completed') {
+      logger.warn('not deleting a completed snapshot after a failure', { snapshotId: id });
+      return;
+    }
+  }
   try {
     await deleteSnapshot(id);
     logger.info('deleted the snapshot of the failed request', { snapshotId: id });
@@ -380,22 +442,43 @@ async function findAdoptable(event: Request, hash: string): Promise<Snapshot | u
   return candidates[0];
 }
 
-async function kept(event: Request, id: string): Promise<Response> {
-  const snapshot = await describeSnapshot(id).catch((err) => {
+/**
+ * Answers with the snapshot the resource already has, its attributes read from it: the volume size
+ * and the block count are known only there when the size comes from the image. If it cannot be read
+ * (after another try), an update fails with the reason rather than blank attributes that a volume
+ * may use; a rollback (or a request whose status cannot be read, as OpenZfsSnapshot does) keeps it
+ * with what the request tells, because failing a rollback leaves the stack in UPDATE_ROLLBACK_FAILED.
+ */
+async function kept(event: Request, id: string, rollingBack?: boolean): Promise<Response> {
+  let error: unknown;
+  try {
+    const snapshot = await withRetries(
+      async () => (await describeSnapshot(id)) ?? Promise.reject(new HandlerError(`EBS snapshot ${id} does not exist`)),
+      // Not found may be EC2's eventual consistency: read once more before giving up.
+      { budgetMs: 10_000, baseDelayMs: 2_000, retryable: (err) => err instanceof HandlerError },
+    );
+    return respond(snapshot, 'unchanged', event);
+  } catch (err) {
     logger.warn('could not read the current snapshot', { snapshotId: id, error: err as Error });
-    return undefined;
-  });
-  return respond(snapshot ?? { SnapshotId: id }, 'unchanged', event);
+    error = err;
+  }
+  if ((rollingBack ?? (await isRollingBack(event.StackId))) === false) {
+    throw new HandlerError(`${describeError(`Reading EBS snapshot ${id}`, error)}; its volume size and block count are not known, so the update cannot keep it`);
+  }
+  return respond({ SnapshotId: id }, 'unchanged', event);
 }
 
 function respond(snapshot: Snapshot, origin: CopyOrigin, event: Request): Response {
   const id = snapshot.SnapshotId!;
   const cursor = decodeCursor(tagValue(snapshot.Tags, CURSOR_TAG_KEY));
+  const props = event.ResourceProperties;
+  // What the properties tell when the snapshot could not be read: the size create would have chosen.
+  const fromProps = props.VolumeSize ?? (props.ImageSizeBytes ? String(Math.max(1, Math.ceil(Number(props.ImageSizeBytes) / GIB))) : '');
   return {
     PhysicalResourceId: id,
     Data: {
       SnapshotId: id,
-      VolumeSize: String(snapshot.VolumeSize ?? event.ResourceProperties.VolumeSize ?? ''),
+      VolumeSize: String(snapshot.VolumeSize ?? fromProps),
       BlockCount: cursor ? String(cursor.changed) : '',
       ImageSizeBytes: event.ResourceProperties.ImageSizeBytes ?? '',
       ImageETag: '',

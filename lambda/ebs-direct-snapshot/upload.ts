@@ -65,6 +65,8 @@ export class BlockWriteError extends Error {
     public readonly blockIndex: number,
     public readonly code: string,
     detail: string,
+    /** The ValidationException's `Reason`, if it gave one. */
+    public readonly reason?: string,
   ) {
     super(`EBS refused block ${blockIndex} (bytes ${blockIndex * BLOCK_SIZE}-${(blockIndex + 1) * BLOCK_SIZE - 1} of the image): ${code}: ${detail}`);
     this.name = 'BlockWriteError';
@@ -156,7 +158,7 @@ export async function uploadBlocks(options: UploadOptions): Promise<UploadResult
           }
           delay = backoff(transientFailures, 200, 5_000);
         } else if (code === 'ValidationException') {
-          throw new BlockWriteError(index, reason ? `${code} (${reason})` : code, errorMessage(err));
+          throw new BlockWriteError(index, reason ? `${code} (${reason})` : code, errorMessage(err), reason);
         } else {
           throw err;
         }

@@ -32,6 +32,8 @@ export interface DataSnapshotOptions {
   readonly description?: string;
   /** @default - none */
   readonly tags?: { [key: string]: string };
+  /** The tags already encoded (by `CopyTags`, which also validated them); wins over `tags`. @default - from `tags` */
+  readonly encodedTags?: string;
   /** @default - none */
   readonly trigger?: string;
   /** @default RemovalPolicy.RETAIN */
@@ -93,7 +95,7 @@ export function addDataSnapshot(scope: Construct, image: EbsImageLocation, optio
     ParentSnapshotId: options.parentSnapshotId,
     Description: options.description,
     Trigger: options.trigger,
-    Tags: encodeTags(scope, options.tags),
+    Tags: options.encodedTags ?? encodeTags(scope, options.tags),
     RemovalPolicy: encodeRemovalPolicy(options.removalPolicy),
     TimeoutSeconds: String((options.timeout ?? DEFAULT_DATA_TIMEOUT).toSeconds()),
   };

@@ -3,6 +3,7 @@ import {
   CreateSnapshotsCommand,
   CreateTagsCommand,
   DeleteSnapshotCommand,
+  DescribeInstancesCommand,
   DescribeSnapshotsCommand,
   DescribeVolumesCommand,
   type Snapshot,
@@ -14,6 +15,8 @@ import { ACCOUNT, CallContext, CommandTable, CopyView, SimCore, SimTag, mergeTag
 export interface FakeEc2Options {
   /** A new snapshot is invisible to DescribeSnapshots (and CreateTags) for this long (ms). */
   readonly visibilityDelayMs?: number;
+  /** Up to this much more (ms, from the fault plan's PRNG), so that snapshots do not show in the order they were made. */
+  readonly visibilityJitterMs?: number;
   /** Minimum time between two snapshots of one volume (AWS advises 15 s). */
   readonly minSnapshotIntervalMs?: number;
   /** Pending snapshots per volume (5 for gp2/gp3/io1/io2/standard, 1 for st1/sc1). */
@@ -28,6 +31,13 @@ export interface VolumeSeed {
   readonly instanceId?: string;
   readonly device?: string;
   readonly tags?: SimTag[];
+}
+
+export interface InstanceSeed {
+  /** Tags, e.g. the `aws:cloudformation:*` tags CloudFormation puts on the instances it creates. */
+  readonly tags?: SimTag[];
+  readonly state?: 'pending' | 'running' | 'stopping' | 'stopped' | 'shutting-down' | 'terminated';
+  readonly launchTime?: number;
 }
 
 export interface NewSnapshot {
@@ -86,6 +96,7 @@ export class FakeEc2 {
   public readonly snapshots = new Map<string, Ec2SnapshotRecord>();
   private readonly volumes = new Map<string, VolumeRecord>();
   private readonly instances = new Map<string, string[]>();
+  private readonly instanceRecords = new Map<string, { tags: SimTag[]; state: Required<InstanceSeed>['state']; launchTime: number }>();
   private readonly lastSnapshotOf = new Map<string, number>();
   public readonly options: Required<FakeEc2Options>;
 
@@ -93,7 +104,7 @@ export class FakeEc2 {
     private readonly core: SimCore,
     options: FakeEc2Options = {},
   ) {
-    this.options = { visibilityDelayMs: 0, minSnapshotIntervalMs: 15_000, maxPendingPerVolume: 5, pageSize: 3, ...options };
+    this.options = { visibilityDelayMs: 0, visibilityJitterMs: 0, minSnapshotIntervalMs: 15_000, maxPendingPerVolume: 5, pageSize: 3, ...options };
   }
 
   // ---- seeding ----
@@ -109,6 +120,18 @@ export class FakeEc2 {
       tags: opts.tags ?? [],
     });
     if (opts.instanceId) this.instances.set(opts.instanceId, [...(this.instances.get(opts.instanceId) ?? []), id]);
+  }
+
+  /** An instance (its volumes are added with `addVolume(..., { instanceId })`), for DescribeInstances. */
+  public addInstance(id: string, opts: InstanceSeed = {}) {
+    this.instanceRecords.set(id, { tags: opts.tags ?? [], state: opts.state ?? 'running', launchTime: opts.launchTime ?? this.core.clock.now() });
+    if (!this.instances.has(id)) this.instances.set(id, []);
+  }
+
+  /** Sets an instance's state (e.g. `terminated` after a replacement). */
+  public setInstanceState(id: string, state: Required<InstanceSeed>['state']) {
+    const i = this.instanceRecords.get(id);
+    if (i) i.state = state;
   }
 
   /** A snapshot someone else made (completed, visible). `ownerId` another account's, if shared. */
@@ -164,6 +187,8 @@ export class FakeEc2 {
       this.core.handle('ec2', 'DeleteSnapshotCommand', input, { mutating: true }, (r) => this.deleteSnapshot(input, r)));
     on(CreateTagsCommand, (input) =>
       this.core.handle('ec2', 'CreateTagsCommand', input, { mutating: true }, (r) => this.createTags(input, r)));
+    on(DescribeInstancesCommand, (input) =>
+      this.core.handle('ec2', 'DescribeInstancesCommand', input, { mutating: false }, () => this.describeInstances(input)));
     on(DescribeVolumesCommand, (input) =>
       this.core.handle('ec2', 'DescribeVolumesCommand', input, { mutating: false }, () => this.describeVolumes(input)));
     routeCommands(mock, 'ec2', table);
@@ -201,7 +226,7 @@ export class FakeEc2 {
       description: opts.description ?? '',
       encrypted: opts.encrypted ?? false,
       started: now,
-      visibleAt: now + this.options.visibilityDelayMs,
+      visibleAt: now + this.options.visibilityDelayMs + this.visibilityJitter(),
       state: 'pending',
       tags: [...(opts.tags ?? [])],
       next: plan ? { at: now + plan.durationMs, to: plan.fails ? 'error' : 'completed' } : undefined,
@@ -215,6 +240,11 @@ export class FakeEc2 {
     };
     this.snapshots.set(s.id, s);
     return s;
+  }
+
+  private visibilityJitter(): number {
+    const jitter = this.options.visibilityJitterMs;
+    return jitter ? Math.floor(this.core.faults.next() * jitter) : 0;
   }
 
   public toSnapshot(s: Ec2SnapshotRecord): Snapshot {
@@ -358,6 +388,21 @@ export class FakeEc2 {
     }
     for (const t of targets) t.tags = mergeTags(t.tags, input.Tags ?? []);
     return {};
+  }
+
+  private describeInstances(input: any) {
+    let list = [...this.instanceRecords.entries()].map(([id, r]) => ({ id, ...r }));
+    if (input.InstanceIds?.length) list = list.filter((i) => input.InstanceIds.includes(i.id));
+    for (const f of input.Filters ?? []) {
+      if (f.Name === 'instance-state-name') list = list.filter((i) => f.Values.includes(i.state));
+      else if (f.Name.startsWith('tag:')) list = list.filter((i) => i.tags.some((t) => t.Key === f.Name.slice(4) && f.Values.includes(t.Value)));
+      else throw awsError('InvalidParameterValue', `The filter '${f.Name}' is invalid`, 400);
+    }
+    return {
+      Reservations: list.length === 0 ? [] : [{
+        Instances: list.map((i) => ({ InstanceId: i.id, State: { Name: i.state }, LaunchTime: new Date(i.launchTime), Tags: i.tags })),
+      }],
+    };
   }
 
   private describeVolumes(input: any) {

@@ -15,6 +15,12 @@ export interface InvariantOptions {
   readonly waitsForCopy?: (properties: any) => boolean;
   /** `retain` or `destroy` for a resource with these properties. @default its `RemovalPolicy` */
   readonly removalPolicyOf?: (properties: any) => 'retain' | 'destroy';
+  /**
+   * Copies with the same key are duplicates; `undefined` leaves a copy out (e.g. one the same
+   * request deleted again, as EbsSnapshotOnDeploy's duplicate clean-up does).
+   * @default the request that made it and the kind of copy (for scheduled ticks: the tick and target)
+   */
+  readonly duplicateKeyOf?: (copy: CopyView) => string | undefined;
 }
 
 const CREATES = new Set(['CreateSnapshotCommand', 'CreateSnapshotsCommand', 'CreateBackupCommand', 'StartSnapshotCommand']);
@@ -37,6 +43,7 @@ export class Invariants {
       copyIdOf: (id) => id,
       waitsForCopy: () => true,
       removalPolicyOf: (p) => (p?.RemovalPolicy === 'destroy' ? 'destroy' : 'retain'),
+      duplicateKeyOf: (c) => (c.createdDuring!.kind === 'schedule' ? `${c.createdDuring!.requestKey}#${c.target}` : `${c.createdDuring!.requestKey}#${c.kind}`),
       ...options,
     };
   }
@@ -91,7 +98,8 @@ export class Invariants {
     const groups = new Map<string, CopyView[]>();
     for (const c of this.world.copies()) {
       if (c.foreign || c.serviceFailed || !c.createdDuring) continue;
-      const key = c.createdDuring.kind === 'schedule' ? `${c.createdDuring.requestKey}#${c.target}` : `${c.createdDuring.requestKey}#${c.kind}`;
+      const key = this.opts.duplicateKeyOf(c);
+      if (key === undefined) continue;
       groups.set(key, [...(groups.get(key) ?? []), c]);
     }
     for (const [key, copies] of groups) {

@@ -1,0 +1,615 @@
+import {
+  CreateSnapshotCommand,
+  CreateSnapshotsCommand,
+  DeleteSnapshotCommand,
+  DescribeInstancesCommand,
+  DescribeSnapshotsCommand,
+  DescribeVolumesCommand,
+  Filter,
+  Tag,
+} from '@aws-sdk/client-ec2';
+import type { CopyOrigin } from '../../src/private/contract';
+import type { EbsSnapshotOnDeployAttributes, EbsSnapshotOnDeployProperties } from '../../src/private/ebs-contract';
+import { ec2 } from '../shared/clients/ec2';
+import { clock } from '../shared/clock';
+import { HandlerError, describeError, errorCode, isThrottling, isTransient, step, withRetries } from '../shared/errors';
+import { IsCompleteRequest, IsCompleteResponse, OnEventRequest, OnEventResponse, isRollingBack } from '../shared/events';
+import { logger } from '../shared/logger';
+import { KeyValue, OWNERSHIP_TAG_KEYS, Owner, isOwnedBy, ownershipTags, tagValue, withOwnershipTags } from '../shared/ownership';
+import { requestToken, stableHash } from '../shared/token';
+import { Progress, deadlineExceeded, ec2SnapshotProgress } from '../shared/waiter';
+
+type Props = EbsSnapshotOnDeployProperties;
+/** The contract's attributes plus one `Device:<device name>` per snapshot of an instance. */
+export type Attributes = EbsSnapshotOnDeployAttributes & Record<string, string>;
+type Request = OnEventRequest<Props>;
+type Response = OnEventResponse<Attributes>;
+type CompleteRequest = IsCompleteRequest<Props, Attributes>;
+
+/** How long one read or delete keeps retrying throttling and 5xx. */
+const CALL_BUDGET_MS = 60_000;
+/**
+ * How long onEvent (5 minutes) keeps retrying a create refused for a rate limit
+ * (SnapshotCreationPerVolumeRateExceeded: 15 s apart; ConcurrentSnapshotLimitExceeded: until a
+ * pending snapshot completes), throttling or a 5xx.
+ */
+const CREATE_BUDGET_MS = 150_000;
+/** How long to wait for a new snapshot to show in tag-filtered reads (EC2 reads are eventually consistent). */
+const SETTLE_BUDGET_MS = 60_000;
+const SETTLE_INTERVAL_MS = 5_000;
+/**
+ * After a create whose outcome is unknown (its response was lost, or a 5xx), how long reads are
+ * watched for what it may have made before the duplicates are cleaned up.
+ */
+const UNCERTAIN_CREATE_QUIET_MS = 45_000;
+/** How long after onEvent a snapshot missing from a read by id is taken for not visible yet, not gone. */
+const VISIBILITY_GRACE_MS = 5 * 60_000;
+/** Physical id prefix of a resource that took no snapshot (its source did not exist yet). */
+export const NO_SNAPSHOT_PREFIX = 'no-snapshot-';
+
+/** The retryable marker of a create deferred because an earlier one may have acted. */
+const UNCERTAIN = 'UncertainCreate';
+const RATE_LIMITS = new Set(['SnapshotCreationPerVolumeRateExceeded', 'ConcurrentSnapshotLimitExceeded']);
+const CFN_STACK_ID_TAG = 'aws:cloudformation:stack-id';
+const CFN_LOGICAL_ID_TAG = 'aws:cloudformation:logical-id';
+
+/** What the handler knows of one snapshot (from CreateSnapshot, CreateSnapshots or DescribeSnapshots). */
+export interface SnapshotView {
+  readonly SnapshotId?: string;
+  readonly VolumeId?: string;
+  readonly StartTime?: Date;
+  readonly State?: string;
+  readonly StateMessage?: string;
+  readonly Progress?: string;
+  readonly Tags?: Tag[];
+}
+
+/** The source, resolved at deploy time. */
+type Source = { readonly kind: 'volume'; readonly volumeId: string } | { readonly kind: 'instance'; readonly instanceId: string };
+
+export async function onEvent(event: Request): Promise<Response> {
+  logger.appendKeys({ requestType: event.RequestType, logicalResourceId: event.LogicalResourceId, requestId: event.RequestId });
+  logger.info('onEvent', { physicalResourceId: event.PhysicalResourceId, properties: event.ResourceProperties });
+  switch (event.RequestType) {
+    case 'Create':
+      return create(event);
+    case 'Update':
+      return update(event);
+    case 'Delete':
+      return remove(event);
+  }
+}
+
+export async function isComplete(event: CompleteRequest): Promise<IsCompleteResponse<Attributes>> {
+  logger.appendKeys({ requestType: event.RequestType, logicalResourceId: event.LogicalResourceId, requestId: event.RequestId });
+  // Deletes finish in onEvent; adopted and unchanged snapshots are not waited for (a rollback must
+  // never fail on them), and without waitForCompletion the snapshot's point in time is already fixed.
+  if (event.RequestType === 'Delete' || event.Data?.Origin !== 'created') return { IsComplete: true };
+  if (event.ResourceProperties.WaitForCompletion !== 'true') return { IsComplete: true };
+  const ids = snapshotIdsOf(event.PhysicalResourceId);
+  if (ids.length === 0) return { IsComplete: true };
+
+  const snapshots = await step(`Reading EBS snapshots ${ids.join(', ')}`, () => describeByIds(ids));
+  const sinceStart = clock.now() - Number(event.Data?.StartedAt ?? clock.now());
+  const progress: Array<{ id: string; p: Progress }> = ids.map((id) => {
+    const s = snapshots.get(id);
+    // Just made, and not visible to reads by id yet: not gone.
+    if (!s && sinceStart < VISIBILITY_GRACE_MS) return { id, p: { status: 'waiting', state: 'not visible yet' } };
+    return { id, p: ec2SnapshotProgress(id, s) };
+  });
+  logger.info('isComplete', { progress });
+  const failed = progress.find((x) => x.p.status === 'failed');
+  if (failed && failed.p.status === 'failed') {
+    await discard(event, [...snapshots.values()]);
+    throw new HandlerError(`${failed.p.reason}; the snapshots of this request have been deleted`);
+  }
+  if (progress.every((x) => x.p.status === 'done')) return { IsComplete: true };
+  if (deadlineExceeded(event.Data?.StartedAt, event.ResourceProperties.TimeoutSeconds, clock.now())) {
+    await discard(event, [...snapshots.values()]);
+    const waiting = progress.filter((x) => x.p.status === 'waiting').map((x) => `${x.id} ${x.p.status === 'waiting' ? x.p.state : ''}`);
+    throw new HandlerError(
+      `EBS snapshots were not completed within the timeout of ${event.ResourceProperties.TimeoutSeconds} seconds ` +
+        `(still ${waiting.join(', ')}); they have been deleted so that no half-made snapshot is left behind. ` +
+        'A first snapshot of a large volume can take hours: set waitForCompletion to false, or a longer timeout (at most 1 hour).',
+    );
+  }
+  return { IsComplete: false };
+}
+
+async function create(event: Request): Promise<Response> {
+  const source = await step('Finding the source of the EBS snapshot', () => resolveSource(event));
+  if (!source) {
+    logger.warn('the source does not exist yet (first deploy of a guarded source): no snapshot taken', {
+      sourceLogicalId: event.ResourceProperties.SourceLogicalId,
+    });
+    return respondNone(event);
+  }
+  const token = requestToken(event);
+  const { snapshots: made, uncertainAt, adopted } = await createOrAdopt(event, source, token);
+  try {
+    // A look-up can find some of an instance's snapshots and not yet the others: wait for one of each attached volume.
+    const expected = source.kind === 'instance' ? await step(`Reading the volumes of instance ${source.instanceId}`, () => attachedVolumes(source.instanceId)) : [];
+    const kept = await step('Checking for duplicate snapshots of this request', () => settleAndDeduplicate(event, token, made, expected, uncertainAt, adopted));
+    return await respond(event, kept, 'created', true);
+  } catch (err) {
+    // Nothing of a failed Create is left behind: delete what this request made (and what reads show
+    // of it). Not what an earlier delivery of the request made: its answer may be the one CloudFormation keeps.
+    if (!adopted) {
+      const shown = await findByToken(event, token).catch(() => []);
+      await discard(event, [...made, ...shown]);
+    }
+    throw err;
+  }
+}
+
+/**
+ * The snapshots of this request: those a look-up by its token finds (an earlier delivery of the
+ * same request made them), or new ones. The look-up runs again before every retry of the create,
+ * because a create whose response was lost may have acted.
+ */
+async function createOrAdopt(
+  event: Request, source: Source, token: string,
+): Promise<{ snapshots: SnapshotView[]; uncertainAt?: number; adopted: boolean }> {
+  const props = event.ResourceProperties;
+  const tags = withOwnershipTags(parseTags(props.Tags), ownershipTags(owner(event), identityHash(props), token));
+  const what = source.kind === 'volume' ? `volume ${source.volumeId}` : `the volumes of instance ${source.instanceId}`;
+  let uncertainAt: number | undefined;
+  let lastCreateError: unknown;
+  let adopted = false;
+  const snapshots = await step(`Creating an EBS snapshot of ${what}`, async () => {
+    try {
+      return await withRetries(
+        async () => {
+          const found = await findByToken(event, token);
+          if (found.length > 0) {
+            logger.info('adopting the snapshots this request already made', { snapshotIds: found.map((s) => s.SnapshotId), token });
+            adopted = true;
+            return found;
+          }
+          if (uncertainAt !== undefined && clock.now() - uncertainAt < UNCERTAIN_CREATE_QUIET_MS) {
+            // Not again before what the earlier create may have made had time to show in the look-up.
+            throw Object.assign(new Error('waiting for what an earlier create may have made to show in reads'), { name: UNCERTAIN });
+          }
+          const created = await createSnapshots(event, source, tags).catch((err) => {
+            lastCreateError = err;
+            // A lost response or a 5xx may follow a create that acted, and a per-volume rate limit
+            // says a snapshot was made seconds ago (by an earlier delivery of this request, maybe):
+            // what it made shows in reads later.
+            if ((isTransient(err) && !isThrottling(err)) || errorCode(err) === 'SnapshotCreationPerVolumeRateExceeded') uncertainAt = clock.now();
+            throw err;
+          });
+          logger.info('snapshot requested', { snapshotIds: created.map((s) => s.SnapshotId), token });
+          return created;
+        },
+        {
+          budgetMs: CREATE_BUDGET_MS,
+          baseDelayMs: 2_000,
+          maxDelayMs: 30_000,
+          retryable: (err) => isTransient(err) || RATE_LIMITS.has(errorCode(err)) || errorCode(err) === UNCERTAIN,
+          onRetry: (err, attempt, delayMs) => logger.warn('retrying the snapshot', { attempt, delayMs, error: errorCode(err) }),
+        },
+      );
+    } catch (err) {
+      throw explainCreateError(errorCode(err) === UNCERTAIN && lastCreateError ? lastCreateError : err, what);
+    }
+  });
+  return { snapshots, uncertainAt, adopted };
+}
+
+async function createSnapshots(event: Request, source: Source, tags: KeyValue[]): Promise<SnapshotView[]> {
+  const props = event.ResourceProperties;
+  const common = {
+    Description: props.Description ?? defaultDescription(event),
+    OutpostArn: props.OutpostArn,
+    TagSpecifications: [{ ResourceType: 'snapshot' as const, Tags: tags }],
+  };
+  if (source.kind === 'volume') {
+    const out = await ec2().send(new CreateSnapshotCommand({ VolumeId: source.volumeId, ...common }));
+    if (!out.SnapshotId) throw new HandlerError(`EC2 CreateSnapshot on ${source.volumeId} returned no snapshot id`);
+    return [out];
+  }
+  const out = await ec2().send(new CreateSnapshotsCommand({ InstanceSpecification: { InstanceId: source.instanceId }, ...common }));
+  const snapshots = (out.Snapshots ?? []).filter((s) => s.SnapshotId);
+  if (snapshots.length === 0) throw new HandlerError(`EC2 CreateSnapshots on ${source.instanceId} returned no snapshots (no volume attached?)`);
+  return snapshots;
+}
+
+/**
+ * EC2 reads are eventually consistent, so the look-up before creating can miss a snapshot an
+ * earlier delivery of this request made seconds ago. Wait (briefly) until what this request made
+ * shows in the look-up by its token, then keep the oldest snapshot of each volume and delete the
+ * others: every delivery that sees the same snapshots keeps the same ones.
+ */
+async function settleAndDeduplicate(
+  event: Request, token: string, made: SnapshotView[], expectedVolumes: string[], uncertainAt: number | undefined, adopted: boolean,
+): Promise<SnapshotView[]> {
+  const deadline = clock.now() + SETTLE_BUDGET_MS;
+  let visible: SnapshotView[] = [];
+  for (;;) {
+    visible = await findByToken(event, token);
+    const seen = new Set(visible.map((s) => s.SnapshotId));
+    const volumes = new Set([...made, ...visible].map((s) => s.VolumeId));
+    const quiet = uncertainAt === undefined || clock.now() - uncertainAt >= UNCERTAIN_CREATE_QUIET_MS;
+    if (made.every((s) => seen.has(s.SnapshotId)) && expectedVolumes.every((v) => volumes.has(v)) && quiet) break;
+    if (clock.now() + SETTLE_INTERVAL_MS > deadline) {
+      logger.warn('the new snapshots do not show in reads yet; going on with what is known', {
+        made: made.map((s) => s.SnapshotId),
+        visible: [...seen],
+      });
+      break;
+    }
+    await clock.sleep(SETTLE_INTERVAL_MS);
+  }
+  const all = new Map<string, SnapshotView>();
+  for (const s of [...made, ...visible]) all.set(s.SnapshotId!, { ...all.get(s.SnapshotId!), ...s });
+  const covered = new Set([...all.values()].map((s) => s.VolumeId));
+  const uncovered = expectedVolumes.filter((v) => !covered.has(v));
+  if (uncovered.length > 0) {
+    // A set without some attached volume (one deleted by a delivery that failed, say) is no point in time to restore to.
+    throw new HandlerError(
+      `the snapshots of this request (${[...all.keys()].join(', ') || 'none'}) do not cover the attached volumes ${uncovered.join(', ')}; deploy again`,
+    );
+  }
+  const failed = [...all.values()].find((s) => s.State === 'error');
+  if (failed && adopted) {
+    // An earlier delivery of this request made them and may have answered with them: answer the same.
+    logger.warn('EBS failed a snapshot an earlier delivery of this request made', { snapshotId: failed.SnapshotId });
+  } else if (failed) {
+    // An incomplete set is no point in time to restore the instance to: fail (create() deletes the set).
+    throw new HandlerError(`${(ec2SnapshotProgress(failed.SnapshotId!, failed) as { reason: string }).reason}; the snapshots of this request have been deleted`);
+  }
+  const byVolume = new Map<string, SnapshotView[]>();
+  for (const s of all.values()) {
+    byVolume.set(s.VolumeId ?? '', [...(byVolume.get(s.VolumeId ?? '') ?? []), s]);
+  }
+  const kept: SnapshotView[] = [];
+  for (const [volumeId, list] of byVolume) {
+    list.sort(oldestFirst);
+    kept.push(list[0]);
+    for (const extra of list.slice(1)) {
+      if (!isOurs(event, extra, token)) continue;
+      logger.warn('deleting a duplicate snapshot of this request', { volumeId, kept: list[0].SnapshotId, duplicate: extra.SnapshotId });
+      await deleteSnapshot(extra.SnapshotId!);
+    }
+  }
+  return kept;
+}
+
+async function update(event: Request): Promise<Response> {
+  const currentId = event.PhysicalResourceId!;
+  const wanted = identityHash(event.ResourceProperties);
+  const old = event.OldResourceProperties;
+  const current = await readForUpdate(currentId);
+  // A snapshot EBS failed after a deploy that did not wait for it is replaced by the next update (never by a rollback).
+  const failed = current.snapshots?.filter((s) => s.State === 'error') ?? [];
+  const sameIdentity = (old && identityHash(old) === wanted) ||
+    (current.snapshots && current.snapshots.length > 0 && current.snapshots.every((s) => madeFor(s, event, wanted)));
+  if (sameIdentity && failed.length === 0) {
+    // Nothing that forces a new snapshot changed, or the current snapshots were made for exactly
+    // these properties (the rollback that follows a failure of this very update).
+    logger.info('keeping the current snapshots', { physicalResourceId: currentId });
+    return respondKept(event, currentId, current);
+  }
+  if (sameIdentity) logger.warn('EBS failed the current snapshots: taking new ones unless rolling back', { failed: failed.map((s) => s.SnapshotId) });
+  const rollingBack = await isRollingBack(event.StackId);
+  if (rollingBack !== false) {
+    // A rollback returns to the snapshots the old properties made: it never fails and never takes
+    // a new snapshot.
+    const adopted = await findAdoptable(event).catch((err) => {
+      logger.error('could not look for snapshots to adopt', { error: err as Error });
+      return undefined;
+    });
+    if (adopted) {
+      logger.info('adopting the snapshots these properties made', { snapshotIds: adopted.map((s) => s.SnapshotId), rollingBack });
+      return respond(event, adopted, 'adopted', false);
+    }
+    if (rollingBack) {
+      logger.warn('rolling back, and no snapshot of ours matches the old properties: keeping the current one', { physicalResourceId: currentId });
+      return respondKept(event, currentId, current);
+    }
+    logger.warn('could not tell a rollback from an update, and nothing to adopt: taking a new snapshot');
+  }
+  return create(event);
+}
+
+async function readForUpdate(physicalId: string): Promise<{ snapshots?: SnapshotView[]; error?: unknown }> {
+  const ids = snapshotIdsOf(physicalId);
+  if (ids.length === 0) return { snapshots: [] };
+  try {
+    const found = await describeByIds(ids);
+    return { snapshots: ids.map((id) => found.get(id)).filter((s): s is SnapshotView => !!s) };
+  } catch (error) {
+    logger.warn('could not read the current snapshots', { physicalResourceId: physicalId, error: error as Error });
+    return { error };
+  }
+}
+
+/**
+ * Answers with what the resource already has. If it could not be read, an update fails with the
+ * reason; a rollback answers with the ids alone, because failing a rollback leaves the stack in
+ * UPDATE_ROLLBACK_FAILED.
+ */
+async function respondKept(event: Request, physicalId: string, current: { snapshots?: SnapshotView[]; error?: unknown }): Promise<Response> {
+  const ids = snapshotIdsOf(physicalId);
+  if (ids.length === 0) return respondNone(event, physicalId);
+  if (current.error !== undefined && (await isRollingBack(event.StackId)) === false) {
+    throw new HandlerError(describeError(`Reading EBS snapshots ${ids.join(', ')}`, current.error));
+  }
+  const known = new Map((current.snapshots ?? []).map((s) => [s.SnapshotId!, s]));
+  const snapshots = ids.map((id) => known.get(id) ?? { SnapshotId: id });
+  return { ...(await respond(event, snapshots, 'unchanged', false)), PhysicalResourceId: physicalId };
+}
+
+async function remove(event: Request): Promise<Response> {
+  const physicalId = event.PhysicalResourceId!;
+  const response = { PhysicalResourceId: physicalId };
+  if (event.ResourceProperties.RemovalPolicy !== 'destroy') {
+    logger.info('removal policy is retain: keeping the snapshots', { physicalResourceId: physicalId });
+    return response;
+  }
+  for (const id of snapshotIdsOf(physicalId)) {
+    const snapshot = await step(`Reading EBS snapshot ${id}`, async () => (await describeByIds([id])).get(id));
+    if (!snapshot) {
+      logger.info('snapshot already gone', { snapshotId: id });
+      continue;
+    }
+    if (!isOwnedBy(snapshot.Tags, owner(event))) {
+      logger.warn('not deleting a snapshot this resource did not make', { snapshotId: id, tags: snapshot.Tags });
+      continue;
+    }
+    await step(`Deleting EBS snapshot ${id}`, () => deleteSnapshot(id));
+  }
+  return response;
+}
+
+/** After a failure, delete the snapshots this very request made, so that nothing is orphaned. */
+async function discard(event: Request, snapshots: SnapshotView[]): Promise<void> {
+  const token = requestToken(event);
+  const done = new Set<string>();
+  for (const s of snapshots) {
+    if (!s.SnapshotId || done.has(s.SnapshotId) || !isOurs(event, s, token)) continue;
+    done.add(s.SnapshotId);
+    try {
+      await deleteSnapshot(s.SnapshotId);
+      logger.info('deleted a snapshot of the failed request', { snapshotId: s.SnapshotId });
+    } catch (err) {
+      // It stays tagged as ours, with the request's token: visible, and deletable by the stack.
+      logger.error('could not delete a snapshot of the failed request', { snapshotId: s.SnapshotId, error: err as Error });
+    }
+  }
+}
+
+/** The source: by id, or (guarded by this snapshot) by the tags CloudFormation put on it; undefined if it does not exist yet. */
+async function resolveSource(event: Request): Promise<Source | undefined> {
+  const props = event.ResourceProperties;
+  if (props.Source === 'volume' && props.VolumeId) return { kind: 'volume', volumeId: props.VolumeId };
+  if (props.Source === 'instance' && props.InstanceId) return { kind: 'instance', instanceId: props.InstanceId };
+  if (!props.SourceLogicalId) throw new HandlerError(`the resource names no ${props.Source} to snapshot`);
+  const filters: Filter[] = [
+    { Name: `tag:${CFN_STACK_ID_TAG}`, Values: [event.StackId] },
+    { Name: `tag:${CFN_LOGICAL_ID_TAG}`, Values: [props.SourceLogicalId] },
+  ];
+  if (props.Source === 'volume') {
+    const out = await withRetries(() => ec2().send(new DescribeVolumesCommand({ Filters: filters })), { budgetMs: CALL_BUDGET_MS });
+    const volume = (out.Volumes ?? []).find((v) => v.VolumeId && v.State !== 'deleting' && v.State !== 'deleted');
+    logger.info('looked up the volume by its CloudFormation tags', { sourceLogicalId: props.SourceLogicalId, volumeId: volume?.VolumeId });
+    return volume ? { kind: 'volume', volumeId: volume.VolumeId! } : undefined;
+  }
+  const out = await withRetries(
+    () =>
+      ec2().send(
+        new DescribeInstancesCommand({
+          Filters: [...filters, { Name: 'instance-state-name', Values: ['pending', 'running', 'stopping', 'stopped'] }],
+        }),
+      ),
+    { budgetMs: CALL_BUDGET_MS },
+  );
+  const instances = (out.Reservations ?? []).flatMap((r) => r.Instances ?? []).filter((i) => i.InstanceId);
+  // After a replacement both may exist for a moment: the newest is the one the stack now has.
+  instances.sort((a, b) => (b.LaunchTime?.getTime() ?? 0) - (a.LaunchTime?.getTime() ?? 0));
+  logger.info('looked up the instance by its CloudFormation tags', { sourceLogicalId: props.SourceLogicalId, instanceId: instances[0]?.InstanceId });
+  return instances[0] ? { kind: 'instance', instanceId: instances[0].InstanceId! } : undefined;
+}
+
+/** Our snapshots carrying this request's token (owner self, tag filter), every page. */
+async function findByToken(event: Request, token: string): Promise<SnapshotView[]> {
+  const found = await describeAll([{ Name: `tag:${OWNERSHIP_TAG_KEYS.token}`, Values: [token] }]);
+  return found.filter((s) => isOurs(event, s, token));
+}
+
+/** The newest group (by token) of our snapshots made for exactly these properties. */
+async function findAdoptable(event: Request): Promise<SnapshotView[] | undefined> {
+  const wanted = identityHash(event.ResourceProperties);
+  const found = await describeAll([
+    { Name: `tag:${OWNERSHIP_TAG_KEYS.owner}`, Values: [event.LogicalResourceId] },
+    { Name: `tag:${OWNERSHIP_TAG_KEYS.propsHash}`, Values: [wanted] },
+  ]);
+  const groups = new Map<string, SnapshotView[]>();
+  for (const s of found) {
+    if (!madeFor(s, event, wanted)) continue;
+    const token = tagValue(s.Tags, OWNERSHIP_TAG_KEYS.token) ?? '';
+    groups.set(token, [...(groups.get(token) ?? []), s]);
+  }
+  // A set with a snapshot EBS failed is no point in time to return to.
+  const newest = [...groups.values()].filter((g) => g.every((s) => s.State !== 'error')).map((g) => g.sort(oldestFirst)).sort((a, b) => time(b[0]) - time(a[0]))[0];
+  if (!newest) return undefined;
+  // One per volume (a duplicate left by an older version, or a delete that failed).
+  const perVolume = new Map<string, SnapshotView>();
+  for (const s of newest) if (!perVolume.has(s.VolumeId ?? '')) perVolume.set(s.VolumeId ?? '', s);
+  return [...perVolume.values()];
+}
+
+async function describeAll(filters: Filter[]): Promise<SnapshotView[]> {
+  const out: SnapshotView[] = [];
+  let NextToken: string | undefined;
+  do {
+    const page = await withRetries(
+      () => ec2().send(new DescribeSnapshotsCommand({ OwnerIds: ['self'], Filters: filters, NextToken })),
+      { budgetMs: CALL_BUDGET_MS },
+    );
+    out.push(...(page.Snapshots ?? []));
+    NextToken = page.NextToken;
+  } while (NextToken);
+  return out;
+}
+
+/** Snapshots by id; a missing one (deleted, or not visible yet) is absent from the map. */
+async function describeByIds(ids: string[]): Promise<Map<string, SnapshotView>> {
+  const read = async (list: string[]) =>
+    (await withRetries(() => ec2().send(new DescribeSnapshotsCommand({ SnapshotIds: list })), { budgetMs: CALL_BUDGET_MS })).Snapshots ?? [];
+  const found = new Map<string, SnapshotView>();
+  try {
+    for (const s of await read(ids)) found.set(s.SnapshotId!, s);
+  } catch (err) {
+    if (errorCode(err) !== 'InvalidSnapshot.NotFound') throw err;
+    // One unknown id fails the whole call: read them one by one.
+    for (const id of ids) {
+      try {
+        for (const s of await read([id])) found.set(s.SnapshotId!, s);
+      } catch (e) {
+        if (errorCode(e) !== 'InvalidSnapshot.NotFound') throw e;
+      }
+    }
+  }
+  return found;
+}
+
+async function deleteSnapshot(id: string): Promise<void> {
+  try {
+    await withRetries(() => ec2().send(new DeleteSnapshotCommand({ SnapshotId: id })), { budgetMs: CALL_BUDGET_MS });
+  } catch (err) {
+    if (errorCode(err) !== 'InvalidSnapshot.NotFound') throw err;
+  }
+}
+
+/** The volumes attached to an instance (CreateSnapshots takes one snapshot of each). */
+async function attachedVolumes(instanceId: string): Promise<string[]> {
+  const out = await withRetries(
+    () => ec2().send(new DescribeVolumesCommand({ Filters: [{ Name: 'attachment.instance-id', Values: [instanceId] }] })),
+    { budgetMs: CALL_BUDGET_MS },
+  );
+  return (out.Volumes ?? []).map((v) => v.VolumeId).filter((v): v is string => !!v);
+}
+
+/** The device each volume is attached at (for the `Device:<name>` attributes of instance sources). */
+async function devicesOf(volumeIds: string[]): Promise<Map<string, string>> {
+  const out = await withRetries(() => ec2().send(new DescribeVolumesCommand({ VolumeIds: volumeIds })), { budgetMs: CALL_BUDGET_MS });
+  const devices = new Map<string, string>();
+  for (const v of out.Volumes ?? []) {
+    const device = v.Attachments?.find((a) => a.Device)?.Device;
+    if (v.VolumeId && device) devices.set(v.VolumeId, device);
+  }
+  return devices;
+}
+
+/**
+ * The response for these snapshots, ordered by device name (instances) or volume id. `strict`: a
+ * failure to read the devices fails the request (a Create); otherwise (updates, rollbacks) it is
+ * logged and the device attributes are left out.
+ */
+async function respond(event: Request, snapshots: SnapshotView[], origin: CopyOrigin, strict: boolean): Promise<Response> {
+  let devices = new Map<string, string>();
+  const volumeIds = snapshots.map((s) => s.VolumeId).filter((v): v is string => !!v);
+  if (event.ResourceProperties.Source === 'instance' && volumeIds.length > 0) {
+    try {
+      devices = await step('Reading the devices of the snapshotted volumes', () => devicesOf(volumeIds));
+    } catch (err) {
+      if (strict) throw err;
+      logger.error('could not read the devices of the volumes; leaving out the Device attributes', { error: err as Error });
+    }
+  }
+  const key = (s: SnapshotView) => `${devices.get(s.VolumeId ?? '') ?? '~'}|${s.VolumeId ?? ''}|${s.SnapshotId}`;
+  const sorted = [...snapshots].sort((a, b) => (key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : 0));
+  const ids = sorted.map((s) => s.SnapshotId!);
+  const data: Attributes = {
+    SnapshotId: ids[0],
+    SnapshotIds: ids.join(','),
+    VolumeIds: sorted.map((s) => s.VolumeId ?? '').join(','),
+    StartTime: sorted[0].StartTime ? new Date(sorted[0].StartTime).toISOString() : '',
+    SourceFound: 'true',
+    StartedAt: String(clock.now()),
+    Origin: origin,
+  };
+  for (const s of sorted) {
+    const device = devices.get(s.VolumeId ?? '');
+    if (device) data[`Device:${device}`] = s.SnapshotId!;
+  }
+  return { PhysicalResourceId: ids.join(','), Data: data };
+}
+
+function respondNone(event: Request, physicalId?: string): Response {
+  return {
+    PhysicalResourceId: physicalId ?? `${NO_SNAPSHOT_PREFIX}${requestToken(event).slice(4, 20)}`,
+    Data: { SnapshotId: '', SnapshotIds: '', VolumeIds: '', StartTime: '', SourceFound: 'false', StartedAt: String(clock.now()), Origin: 'unchanged' },
+  };
+}
+
+function explainCreateError(err: unknown, what: string): unknown {
+  const code = errorCode(err);
+  switch (code) {
+    case 'SnapshotCreationPerVolumeRateExceeded':
+      return new HandlerError(
+        `EC2 kept refusing a snapshot of ${what} for ${CREATE_BUDGET_MS / 1000} seconds: ${code} (snapshots of one volume must be ` +
+          'at least 15 seconds apart). Is something else snapshotting it at the same time? Deploy again.',
+      );
+    case 'ConcurrentSnapshotLimitExceeded':
+      return new HandlerError(
+        `EC2 kept refusing a snapshot of ${what} for ${CREATE_BUDGET_MS / 1000} seconds: ${code} (at most 5 pending snapshots per ` +
+          'gp2/gp3/io1/io2/standard volume, 1 per st1/sc1 volume). Wait for the pending snapshots to complete, then deploy again.',
+      );
+    case 'InvalidVolume.NotFound':
+    case 'InvalidInstanceID.NotFound':
+    case 'InvalidInstanceID.Malformed':
+    case 'InvalidVolumeID.Malformed':
+      return new HandlerError(`EC2 could not find ${what} (${code}): does it exist in this account and region?`);
+    default:
+      return err;
+  }
+}
+
+/** The properties that force a new snapshot: the source, the Outpost, the trigger and the guarded resources' hash. */
+export function identityHash(props: Props): string {
+  return stableHash({
+    Source: props.Source,
+    VolumeId: props.VolumeId,
+    InstanceId: props.InstanceId,
+    SourceLogicalId: props.SourceLogicalId,
+    OutpostArn: props.OutpostArn,
+    Trigger: props.Trigger,
+    SnapshotBeforeHash: props.SnapshotBeforeHash,
+  });
+}
+
+/** The snapshot ids a physical id names (none for a resource that took no snapshot). */
+export function snapshotIdsOf(physicalId: string | undefined): string[] {
+  return (physicalId ?? '').split(',').filter((id) => /^snap-[0-9a-f]+$/.test(id));
+}
+
+function madeFor(s: SnapshotView, event: Request, hash: string): boolean {
+  return isOwnedBy(s.Tags, owner(event)) && tagValue(s.Tags, OWNERSHIP_TAG_KEYS.propsHash) === hash;
+}
+
+function isOurs(event: Request, s: SnapshotView, token: string): boolean {
+  return isOwnedBy(s.Tags, owner(event)) && tagValue(s.Tags, OWNERSHIP_TAG_KEYS.token) === token;
+}
+
+function oldestFirst(a: SnapshotView, b: SnapshotView): number {
+  return time(a) - time(b) || (a.SnapshotId! < b.SnapshotId! ? -1 : a.SnapshotId! > b.SnapshotId! ? 1 : 0);
+}
+
+function time(s: SnapshotView): number {
+  return s.StartTime ? new Date(s.StartTime).getTime() : Number.MAX_SAFE_INTEGER;
+}
+
+function defaultDescription(event: Request): string {
+  const stackName = event.StackId.split('/')[1] ?? event.StackId;
+  return `cdk-storage-snapshots: ${event.LogicalResourceId} in ${stackName}`.slice(0, 255);
+}
+
+function owner(event: Request): Owner {
+  return { stackId: event.StackId, owner: event.LogicalResourceId };
+}
+
+function parseTags(json: string | undefined): Record<string, string> {
+  return json ? (JSON.parse(json) as Record<string, string>) : {};
+}

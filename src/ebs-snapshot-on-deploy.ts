@@ -1,0 +1,428 @@
+import { Aws, CfnResource, CustomResource, Fn, ITaggable, Size, Stack, TagManager, Token } from 'aws-cdk-lib';
+import * as kms from 'aws-cdk-lib/aws-kms';
+import { Construct, IConstruct } from 'constructs';
+import { EbsSnapshotSource } from './ebs-snapshot-source';
+import { CopyTags } from './private/copy-tags';
+import type { EbsSnapshotOnDeployProperties } from './private/ebs-contract';
+import { DEFAULT_DATA_TIMEOUT, addDataSnapshot } from './private/ebs-data-snapshot';
+import { EBS_DIRECT_EXTRA_TAG_COUNT } from './private/ebs-direct-contract';
+import type { EbsSourceConfig } from './private/ebs-source-config';
+import { DEFAULT_TIMEOUT, encodeRemovalPolicy } from './private/encode';
+import { MANAGED_BY, OWNERSHIP_TAG_COUNT, OWNERSHIP_TAG_KEYS } from './private/ownership-tags';
+import { SnapshotProvider } from './private/provider';
+import { SnapshotGuard } from './private/snapshot-before';
+import { HandlerSpec } from './private/stack-handlers';
+import { invalid, validateMaxLength, validatePattern, validateTimeout } from './private/validation';
+import { SnapshotOnDeployOptions } from './snapshot-options';
+
+/** Properties of an `EbsSnapshotOnDeploy`. */
+export interface EbsSnapshotOnDeployProps extends SnapshotOnDeployOptions {
+  /**
+   * What to take a snapshot of: `EbsSnapshotSource.fromVolume(volume)`, `.fromVolumeId('vol-…')` or
+   * `.fromInstance(instance)` (all of its volumes at one point in time).
+   */
+  readonly source: EbsSnapshotSource;
+
+  /**
+   * The snapshot's description, at most 255 characters. A change applies to the next snapshot; it
+   * does not take one.
+   *
+   * @default - "cdk-storage-snapshots: <logical id> in <stack name>"
+   * @see https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_CreateSnapshot.html
+   */
+  readonly description?: string;
+
+  /**
+   * The ARN of the Outpost to keep the snapshot on, for a volume on an Outpost (EC2 `OutpostArn`).
+   *
+   * @default - the snapshot is stored in the Region (for a volume on an Outpost, in its parent Region)
+   */
+  readonly outpostArn?: string;
+
+  /**
+   * Whether the deploy waits until the snapshot is `completed`. EBS fixes the snapshot's point in
+   * time when `CreateSnapshot` returns and the volume can be used at once, so by default the deploy
+   * goes on as soon as the snapshot exists (`pending`). With `true`, a snapshot that ends in
+   * `error` fails the deploy with EBS's state message, and one not `completed` within `timeout`
+   * fails it too (a first, full snapshot of a large volume can take longer than an hour). A change
+   * applies to the next snapshot; it does not take one.
+   *
+   * @default false
+   */
+  readonly waitForCompletion?: boolean;
+
+  /**
+   * The volume size of a snapshot made from a disk image (`fromImageFile`, `fromS3Object`): a whole
+   * number of GiB, 1 to 65,536, at least the image's size. Only for those sources.
+   *
+   * @default - the image's size rounded up to a whole GiB
+   */
+  readonly volumeSize?: Size;
+
+  /**
+   * Encrypts a snapshot made from a disk image (EBS `StartSnapshot` `Encrypted`, with `kmsKey` if
+   * given). Not with `parentSnapshotId`: an incremental snapshot has its parent's encryption. Only
+   * for disk image sources; a snapshot of a volume always has the volume's encryption.
+   *
+   * @default - not encrypted, unless the account encrypts new EBS snapshots by default
+   */
+  readonly encryption?: EbsSnapshotEncryption;
+
+  /**
+   * Makes a snapshot from a disk image incremental, on top of this snapshot (`snap-…`): only the
+   * image's non-zero blocks are written over the parent's. Only for disk image sources.
+   *
+   * @default - a full snapshot
+   */
+  readonly parentSnapshotId?: string;
+}
+
+/** How a snapshot made from a disk image is encrypted. */
+export interface EbsSnapshotEncryption {
+  /**
+   * The KMS key. The handler's role is granted what EBS needs of it.
+   *
+   * @default - the account's default key for EBS encryption
+   */
+  readonly kmsKey?: kms.IKey;
+}
+
+/** The EBS snapshots an `EbsSnapshotOnDeploy` took. */
+export interface IEbsSnapshotOnDeploy extends IConstruct {
+  /**
+   * The snapshot's id (`snap-…`): the only one for a volume source, the first one (in the order of
+   * `volumeIds`) for an instance source. Empty when the source did not exist yet.
+   * @attribute
+   */
+  readonly snapshotId: string;
+
+  /**
+   * The snapshot's ARN (`arn:<partition>:ec2:<region>::snapshot/<id>`: EC2 snapshot ARNs have no account).
+   * @attribute
+   */
+  readonly snapshotArn: string;
+}
+
+/** EC2 descriptions are at most 255 characters. */
+const MAX_DESCRIPTION_LENGTH = 255;
+
+/**
+ * EBS snapshots taken during `cdk deploy`: of one volume, or of every volume of an instance at
+ * one point in time, before the resources in `snapshotBefore` change. A new snapshot is taken
+ * whenever `trigger` changes or a guarded construct would change; earlier snapshots are kept (or
+ * deleted, with `RemovalPolicy.DESTROY`).
+ *
+ * EC2 `CreateSnapshot` has no client token: the handler tags each snapshot with a token of the
+ * CloudFormation request and looks for it before creating, and again after, so that a retried or
+ * duplicated request never leaves two snapshots of one volume. Snapshots of encrypted volumes are
+ * encrypted, with the volume's key. `DryRun` is not offered: it would make a deploy that does nothing.
+ *
+ * To guard the instance you snapshot (the snapshot comes before the change to the instance), put
+ * it in both `source` and `snapshotBefore`: the handler then finds it by the tags CloudFormation
+ * gives it rather than by a reference (which would be a dependency cycle). On the first deploy,
+ * when the instance does not exist yet, no snapshot is taken; the `SourceFound` attribute and the
+ * handler's log say so.
+ *
+ * @example
+ *
+ * declare const instance: ec2.Instance;
+ * new EbsSnapshotOnDeploy(this, 'BeforeRelease', {
+ *   source: EbsSnapshotSource.fromInstance(instance),
+ *   snapshotBefore: [instance],
+ *   description: 'before release 42',
+ * });
+ */
+export class EbsSnapshotOnDeploy extends Construct implements IEbsSnapshotOnDeploy, ITaggable {
+  public readonly snapshotId: string;
+  public readonly snapshotArn: string;
+  /**
+   * The tags of the snapshots: the `tags` prop and what `Tags.of()` adds to this construct or a
+   * scope above it. They apply to snapshots taken from then on.
+   */
+  public readonly tags: TagManager;
+
+  private readonly resource: CustomResource;
+  private readonly sourceKind: EbsSourceConfig['kind'];
+
+  constructor(scope: Construct, id: string, props: EbsSnapshotOnDeployProps) {
+    super(scope, id);
+    validateMaxLength(this, 'description', props.description, MAX_DESCRIPTION_LENGTH);
+    validateTimeout(this, props.timeout);
+
+    const config = props.source._bind(this);
+    this.sourceKind = config.kind;
+    const reservedTags = OWNERSHIP_TAG_COUNT + (config.kind === 'data' ? EBS_DIRECT_EXTRA_TAG_COUNT : 0);
+    const tags = new CopyTags(this, `Custom::${config.kind === 'data' ? 'EbsSnapshotFromData' : 'EbsSnapshotOnDeploy'}`, props.tags, reservedTags);
+    this.tags = tags.tags;
+
+    if (config.kind === 'data') {
+      this.refuseForData(props);
+      const data = addDataSnapshot(this, config.image, {
+        volumeSize: props.volumeSize,
+        encrypted: props.encryption !== undefined,
+        kmsKey: props.encryption?.kmsKey,
+        parentSnapshotId: props.parentSnapshotId,
+        description: props.description,
+        encodedTags: tags.encoded,
+        trigger: props.trigger,
+        removalPolicy: props.removalPolicy,
+        timeout: props.timeout ?? DEFAULT_DATA_TIMEOUT,
+        handlerOptions: props.handlerOptions,
+      });
+      this.resource = data.resource;
+      this.snapshotId = data.snapshotId;
+      this.snapshotArn = snapshotArn(this, this.snapshotId);
+      return;
+    }
+
+    validatePattern(this, 'outpostArn', props.outpostArn, /^arn:aws[a-z-]*:outposts:[a-z0-9-]+:\d{12}:outpost\/op-[0-9a-f]{17}$/,
+      'must be an Outpost ARN (arn:<partition>:outposts:<region>:<account>:outpost/op-<17 hex digits>)');
+    const dataOnly = { volumeSize: props.volumeSize, encryption: props.encryption, parentSnapshotId: props.parentSnapshotId };
+    for (const [prop, value] of Object.entries(dataOnly)) {
+      if (value !== undefined) {
+        invalid(this, prop, 'applies only to a snapshot made from a disk image (EbsSnapshotSource.fromImageFile or fromS3Object); ' +
+          'a snapshot of a volume has the volume\'s size and encryption');
+      }
+    }
+    const guarded = props.snapshotBefore ?? [];
+    const provider = SnapshotProvider.of(this, HANDLERS, props.handlerOptions);
+    const guard = new SnapshotGuard(this, guarded);
+
+    const source = this.sourceProperties(config, guarded);
+    this.grant(provider, source);
+    const properties: EbsSnapshotOnDeployProperties = {
+      ...source.properties,
+      Description: props.description,
+      OutpostArn: props.outpostArn,
+      Trigger: props.trigger,
+      SnapshotBeforeHash: guard.hash,
+      Tags: tags.encoded,
+      RemovalPolicy: encodeRemovalPolicy(props.removalPolicy),
+      TimeoutSeconds: String((props.timeout ?? DEFAULT_TIMEOUT).toSeconds()),
+      WaitForCompletion: props.waitForCompletion ? 'true' : 'false',
+    };
+    this.resource = new CustomResource(this, 'Resource', {
+      serviceToken: provider.serviceToken,
+      resourceType: 'Custom::EbsSnapshotOnDeploy',
+      properties: { ...properties },
+    });
+    guard.comesBefore(this.resource.node.defaultChild as CfnResource);
+
+    this.snapshotId = this.resource.getAttString('SnapshotId');
+    this.snapshotArn = snapshotArn(this, this.snapshotId);
+  }
+
+  /**
+   * Every snapshot's id: one for a volume or disk image source, one per attached volume for an
+   * instance source (in the order of `volumeIds`). For an instance, a token for a list whose length
+   * is known only at deploy time: use `Fn.select(i, snapshotIds)` for one of them, or
+   * `snapshotIdOfDevice`.
+   * @attribute
+   */
+  public get snapshotIds(): string[] {
+    return this.sourceKind === 'data' ? [this.snapshotId] : Fn.split(',', this.resource.getAttString('SnapshotIds'));
+  }
+
+  /**
+   * The volumes snapshotted, in the order of `snapshotIds` (volume and instance sources).
+   * @attribute
+   */
+  public get volumeIds(): string[] {
+    this.onlyFor(['volume', 'instance'], 'volumeIds');
+    return Fn.split(',', this.resource.getAttString('VolumeIds'));
+  }
+
+  /**
+   * When EC2 took the (first) snapshot (ISO 8601): the point in time it holds (volume and instance
+   * sources).
+   * @attribute
+   */
+  public get startTime(): string {
+    this.onlyFor(['volume', 'instance'], 'startTime');
+    return this.resource.getAttString('StartTime');
+  }
+
+  /**
+   * `true`, or `false` when the source was looked up in this stack and did not exist yet (the
+   * first deploy of an instance or volume guarded by this snapshot): then no snapshot was taken.
+   * Always `true` for a disk image source.
+   * @attribute
+   */
+  public get sourceFound(): string {
+    return this.sourceKind === 'data' ? 'true' : this.resource.getAttString('SourceFound');
+  }
+
+  /**
+   * The volume size of a snapshot made from a disk image, in GiB (disk image sources).
+   * @attribute
+   */
+  public get volumeSize(): string {
+    this.onlyFor(['data'], 'volumeSize');
+    return this.resource.getAttString('VolumeSize');
+  }
+
+  /**
+   * How many 512 KiB blocks were written into a snapshot made from a disk image: its non-zero
+   * blocks (disk image sources).
+   * @attribute
+   */
+  public get blockCount(): string {
+    this.onlyFor(['data'], 'blockCount');
+    return this.resource.getAttString('BlockCount');
+  }
+
+  /**
+   * The id of the snapshot of the volume attached at `deviceName` (as the instance's block device
+   * mapping names it, for example `/dev/xvda`), for an instance source. The deploy fails if the
+   * instance has no volume at that device when the snapshot is taken.
+   */
+  public snapshotIdOfDevice(deviceName: string): string {
+    if (this.sourceKind !== 'instance') {
+      invalid(this, 'source', 'snapshotIdOfDevice() needs an instance source (EbsSnapshotSource.fromInstance)');
+    }
+    if (!Token.isUnresolved(deviceName) && !/^\/dev\/[a-z0-9]+$|^xvd[a-z]+$/.test(deviceName)) {
+      invalid(this, 'deviceName', 'must be a device name such as /dev/xvda or /dev/sdf', deviceName);
+    }
+    return this.resource.getAttString(`Device:${deviceName}`);
+  }
+
+  private onlyFor(kinds: Array<EbsSourceConfig['kind']>, attribute: string): void {
+    if (!kinds.includes(this.sourceKind)) {
+      const names = { volume: 'volume', instance: 'instance', data: 'disk image' };
+      invalid(this, attribute, `is not available for a ${names[this.sourceKind]} source (only for ${kinds.map((k) => names[k]).join(' and ')} sources)`);
+    }
+  }
+
+  private refuseForData(props: EbsSnapshotOnDeployProps): void {
+    const why: Record<string, string> = {
+      snapshotBefore: 'a snapshot made from a disk image copies the image, not something the deploy changes; use trigger, or a new image',
+      outpostArn: 'the EBS direct APIs write snapshots in the Region',
+    };
+    if (props.snapshotBefore && props.snapshotBefore.length > 0) invalid(this, 'snapshotBefore', why.snapshotBefore);
+    if (props.outpostArn !== undefined) invalid(this, 'outpostArn', why.outpostArn);
+    if (props.waitForCompletion === false) {
+      invalid(this, 'waitForCompletion', 'a snapshot made from a disk image is always completed before the deploy goes on (false is not possible)');
+    }
+  }
+
+  /**
+   * How the handler finds the source: by id (a literal or a reference), or, for a source of this
+   * stack that the snapshot guards, by the tags CloudFormation puts on it (a reference would make
+   * the snapshot depend on what must depend on the snapshot).
+   */
+  private sourceProperties(config: EbsSourceConfig, guarded: IConstruct[]): SourceBinding {
+    const kind = (config as { kind: string }).kind;
+    switch (config.kind) {
+      case 'volume':
+      case 'instance': {
+        const sameStack = config.resource && Stack.of(config.resource) === Stack.of(this) ? config.resource : undefined;
+        const id = config.kind === 'volume' ? config.volumeId : config.instanceId;
+        // IAM names a source of this stack by its CloudFormation tags: a reference in the shared
+        // policy would make every snapshot of the stack wait for it (a cycle when one guards it).
+        const logicalId = sameStack?.logicalId;
+        if (sameStack && this.isGuarded(sameStack, guarded)) {
+          return { kind: config.kind, logicalId, properties: { Source: config.kind, SourceLogicalId: logicalId } };
+        }
+        return {
+          kind: config.kind,
+          id,
+          logicalId,
+          properties: config.kind === 'volume' ? { Source: 'volume', VolumeId: id } : { Source: 'instance', InstanceId: id },
+        };
+      }
+      default:
+        return invalid(this, 'source', `sources of kind "${kind}" are not supported by this version of EbsSnapshotOnDeploy`);
+    }
+  }
+
+  private isGuarded(resource: CfnResource, guarded: IConstruct[]): boolean {
+    return guarded.some((g) => g === resource || resource.node.scopes.includes(g));
+  }
+
+  private grant(provider: SnapshotProvider, source: SourceBinding): void {
+    const stack = Stack.of(this);
+    const ec2Arn = (resource: string, name: string) => stack.formatArn({ service: 'ec2', resource, resourceName: name });
+    // EC2 snapshot ARNs have no account field, which formatArn would fill in.
+    const snapshots = `arn:${Aws.PARTITION}:ec2:${stack.region}::snapshot/*`;
+    const action = source.kind === 'volume' ? 'ec2:CreateSnapshot' : 'ec2:CreateSnapshots';
+    const sourceType = source.kind === 'volume' ? 'volume' : 'instance';
+    if (source.logicalId !== undefined) {
+      // A source of this stack, by CloudFormation's own tags: only that resource of this stack.
+      provider.allow([action], [ec2Arn(sourceType, '*')], {
+        StringEquals: {
+          'aws:ResourceTag/aws:cloudformation:stack-id': stack.stackId,
+          'aws:ResourceTag/aws:cloudformation:logical-id': source.logicalId,
+        },
+      });
+    } else {
+      provider.allow([action], [ec2Arn(sourceType, source.id!)]);
+    }
+    if (source.kind === 'instance') {
+      // CreateSnapshots authorizes every volume attached to the instance, whose ids are not known here.
+      provider.allow(['ec2:CreateSnapshots'], [ec2Arn('volume', '*')]);
+    }
+    // The new snapshot: only with the library's tags in the request.
+    provider.allow([action], [snapshots], {
+      StringEquals: {
+        [`aws:RequestTag/${OWNERSHIP_TAG_KEYS.managedBy}`]: MANAGED_BY,
+        [`aws:RequestTag/${OWNERSHIP_TAG_KEYS.stackId}`]: stack.stackId,
+      },
+    });
+    provider.allow(['ec2:CreateTags'], [snapshots], {
+      StringEquals: {
+        'ec2:CreateAction': ['CreateSnapshot', 'CreateSnapshots'],
+        [`aws:RequestTag/${OWNERSHIP_TAG_KEYS.managedBy}`]: MANAGED_BY,
+      },
+    });
+    // Deletes only of snapshots this stack tagged as its own; the handler checks the owner tag too.
+    provider.allow(['ec2:DeleteSnapshot'], [snapshots], {
+      StringEquals: {
+        [`aws:ResourceTag/${OWNERSHIP_TAG_KEYS.managedBy}`]: MANAGED_BY,
+        [`aws:ResourceTag/${OWNERSHIP_TAG_KEYS.stackId}`]: stack.stackId,
+      },
+    });
+    // The Describe actions have no resource-level permissions.
+    provider.allow(['ec2:DescribeSnapshots', 'ec2:DescribeVolumes', 'ec2:DescribeInstances'], ['*']);
+  }
+}
+
+function snapshotArn(scope: IConstruct, snapshotId: string): string {
+  // EC2 snapshot ARNs have no account field.
+  return `arn:${Aws.PARTITION}:ec2:${Stack.of(scope).region}::snapshot/${snapshotId}`;
+}
+
+interface SourceBinding {
+  readonly kind: 'volume' | 'instance';
+  /** The id, when the source is referenced; absent when it is looked up by tags. */
+  readonly id?: string;
+  /** The logical id of a source defined in this stack. */
+  readonly logicalId?: string;
+  readonly properties: Pick<EbsSnapshotOnDeployProperties, 'Source' | 'VolumeId' | 'InstanceId' | 'SourceLogicalId'>;
+}
+
+const HANDLERS: HandlerSpec = {
+  kind: 'EbsSnapshotOnDeploy',
+  handler: 'ebs-snapshot',
+  wildcardReasons: [
+    {
+      id: 'AwsSolutions-IAM5',
+      reason: 'The id of a snapshot is not known before it is made (and EC2 snapshot ARNs have no account): creating one needs the ' +
+        'library\'s and this stack\'s request tags, tagging is limited to creation (ec2:CreateAction), deleting needs this stack\'s ownership tags.',
+      appliesTo: [{ regex: '/^Resource::arn:<AWS::Partition>:ec2:[^:]*::snapshot\\/\\*$/' }],
+    },
+    {
+      id: 'AwsSolutions-IAM5',
+      reason: 'A source defined in this stack is named by its CloudFormation tags, not by a reference (which would make the shared ' +
+        'policy, and so every snapshot of the stack, wait for it: a cycle when a snapshot guards it): volume/* and instance/* ' +
+        'are limited to that one resource by aws:cloudformation:stack-id and aws:cloudformation:logical-id; ' +
+        'CreateSnapshots also authorizes the instance\'s attached volumes, whose ids are not known at synth.',
+      appliesTo: [{ regex: '/^Resource::arn:<AWS::Partition>:ec2:[^:]*:[^:]*:(volume|instance)\\/\\*$/' }],
+    },
+    {
+      id: 'AwsSolutions-IAM5',
+      reason: 'ec2:DescribeSnapshots, ec2:DescribeVolumes and ec2:DescribeInstances have no resource-level permissions ' +
+        '(the service authorization reference lists no resource type).',
+      appliesTo: ['Resource::*'],
+    },
+  ],
+};

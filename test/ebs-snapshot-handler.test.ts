@@ -1,0 +1,650 @@
+import { CloudFormationClient, DescribeStacksCommand } from '@aws-sdk/client-cloudformation';
+import {
+  CreateSnapshotCommand,
+  CreateSnapshotsCommand,
+  DeleteSnapshotCommand,
+  DescribeInstancesCommand,
+  DescribeSnapshotsCommand,
+  DescribeVolumesCommand,
+  EC2Client,
+  Snapshot,
+} from '@aws-sdk/client-ec2';
+import { mockClient } from 'aws-sdk-client-mock';
+import 'aws-sdk-client-mock-jest';
+import { LOGICAL_ID, STACK_ID, awsError, cfnRequest } from './fixtures/events';
+import { identityHash, isComplete, onEvent, snapshotIdsOf } from '../lambda/ebs-snapshot';
+import { clock } from '../lambda/shared/clock';
+import { OWNERSHIP_TAG_KEYS } from '../lambda/shared/ownership';
+import { requestToken } from '../lambda/shared/token';
+import type { EbsSnapshotOnDeployProperties } from '../src/private/ebs-contract';
+
+const ec2Mock = mockClient(EC2Client);
+const cfnMock = mockClient(CloudFormationClient);
+const realClock = { ...clock };
+const VOLUME = 'vol-0123456789abcdef0';
+const VOLUME2 = 'vol-0123456789abcdef1';
+const INSTANCE = 'i-0123456789abcdef0';
+const T0 = new Date('2026-11-22T10:00:00Z');
+
+type Props = EbsSnapshotOnDeployProperties & { ServiceToken: string };
+
+function props(overrides: Partial<EbsSnapshotOnDeployProperties> = {}): Props {
+  return {
+    ServiceToken: 'arn:aws:lambda:us-east-1:111111111111:function:framework-onEvent',
+    Source: 'volume',
+    VolumeId: VOLUME,
+    RemovalPolicy: 'retain',
+    TimeoutSeconds: '1800',
+    WaitForCompletion: 'false',
+    ...overrides,
+  };
+}
+
+function ours(p: Props, token: string, owner = LOGICAL_ID) {
+  return [
+    { Key: OWNERSHIP_TAG_KEYS.managedBy, Value: 'cdk-storage-snapshots' },
+    { Key: OWNERSHIP_TAG_KEYS.stackId, Value: STACK_ID },
+    { Key: OWNERSHIP_TAG_KEYS.owner, Value: owner },
+    { Key: OWNERSHIP_TAG_KEYS.propsHash, Value: identityHash(p) },
+    { Key: OWNERSHIP_TAG_KEYS.token, Value: token },
+  ];
+}
+
+function snap(id: string, state: string, tags: Snapshot['Tags'] = [], opts: { volumeId?: string; start?: Date } = {}): Snapshot {
+  return { SnapshotId: id, VolumeId: opts.volumeId ?? VOLUME, State: state as any, StartTime: opts.start ?? T0, Tags: tags, Progress: '10%' };
+}
+
+/** DescribeSnapshots by token answers `answers` in turn (the last one from then on). */
+function tokenLookups(...answers: Snapshot[][]) {
+  let stub = ec2Mock.on(DescribeSnapshotsCommand, { OwnerIds: ['self'] });
+  for (const a of answers.slice(0, -1)) stub = stub.resolvesOnce({ Snapshots: a });
+  stub.resolves({ Snapshots: answers[answers.length - 1] });
+}
+
+/** DescribeVolumes by attachment: the volumes of INSTANCE. */
+function attached(...volumeIds: string[]) {
+  ec2Mock.on(DescribeVolumesCommand, { Filters: [{ Name: 'attachment.instance-id', Values: [INSTANCE] }] })
+    .resolves({ Volumes: volumeIds.map((VolumeId) => ({ VolumeId })) });
+}
+
+function stackStatus(status: string) {
+  cfnMock.on(DescribeStacksCommand).resolves({ Stacks: [{ StackName: 'app', StackStatus: status as any, CreationTime: new Date() }] });
+}
+
+let now = 1_000_000;
+beforeEach(() => {
+  ec2Mock.reset();
+  cfnMock.reset();
+  now = 1_000_000;
+  clock.now = () => now;
+  clock.sleep = async (ms) => { now += ms; };
+});
+afterAll(() => Object.assign(clock, realClock));
+
+describe('Create from a volume', () => {
+  test('looks up the token, then CreateSnapshot with user + ownership tags, a default description, and waits until it shows', async () => {
+    const p = props({ Tags: '{"team":"data"}' });
+    const event = cfnRequest('Create', p);
+    const token = requestToken(event);
+    const made = snap('snap-0000000000000000a', 'pending', ours(p, token));
+    tokenLookups([], [], [made]); // before, then not visible yet, then visible
+    ec2Mock.on(CreateSnapshotCommand).resolves(made);
+
+    const res = await onEvent(event);
+
+    expect(ec2Mock).toHaveReceivedCommandWith(DescribeSnapshotsCommand, {
+      OwnerIds: ['self'], Filters: [{ Name: `tag:${OWNERSHIP_TAG_KEYS.token}`, Values: [token] }],
+    });
+    expect(ec2Mock).toHaveReceivedCommandTimes(CreateSnapshotCommand, 1);
+    expect(ec2Mock).toHaveReceivedCommandWith(CreateSnapshotCommand, {
+      VolumeId: VOLUME,
+      Description: `cdk-storage-snapshots: ${LOGICAL_ID} in app`,
+      TagSpecifications: [{ ResourceType: 'snapshot', Tags: [{ Key: 'team', Value: 'data' }, ...ours(p, token)] }],
+    });
+    expect(ec2Mock).toHaveReceivedCommandTimes(DescribeSnapshotsCommand, 3);
+    expect(res).toEqual({
+      PhysicalResourceId: 'snap-0000000000000000a',
+      Data: {
+        SnapshotId: 'snap-0000000000000000a',
+        SnapshotIds: 'snap-0000000000000000a',
+        VolumeIds: VOLUME,
+        StartTime: T0.toISOString(),
+        SourceFound: 'true',
+        StartedAt: String(now),
+        Origin: 'created',
+      },
+    });
+  });
+
+  test('the description and Outpost are passed on', async () => {
+    const p = props({ Description: 'before release 42', OutpostArn: 'arn:aws:outposts:us-east-1:111111111111:outpost/op-0123456789abcdef0' });
+    const event = cfnRequest('Create', p);
+    const made = snap('snap-0000000000000000a', 'pending', ours(p, requestToken(event)));
+    tokenLookups([], [made]);
+    ec2Mock.on(CreateSnapshotCommand).resolves(made);
+    await onEvent(event);
+    expect(ec2Mock).toHaveReceivedCommandWith(CreateSnapshotCommand, { Description: 'before release 42', OutpostArn: p.OutpostArn });
+  });
+
+  test('a snapshot this request already made is adopted, not made again', async () => {
+    const p = props();
+    const event = cfnRequest('Create', p);
+    tokenLookups([snap('snap-0000000000000000a', 'pending', ours(p, requestToken(event)))]);
+    const res = await onEvent(event);
+    expect(ec2Mock).not.toHaveReceivedCommand(CreateSnapshotCommand);
+    expect(res.PhysicalResourceId).toBe('snap-0000000000000000a');
+    expect(res.Data?.Origin).toBe('created');
+  });
+
+  test('a snapshot carrying the token but not our owner tags is neither adopted nor deleted', async () => {
+    const p = props();
+    const event = cfnRequest('Create', p);
+    const token = requestToken(event);
+    const forged = snap('snap-0000000000000000f', 'completed', ours(p, token, 'SomeoneElse'), { start: new Date(T0.getTime() - 1000) });
+    const made = snap('snap-0000000000000000a', 'pending', ours(p, token));
+    tokenLookups([forged], [forged, made]);
+    ec2Mock.on(CreateSnapshotCommand).resolves(made);
+    const res = await onEvent(event);
+    expect(res.PhysicalResourceId).toBe('snap-0000000000000000a');
+    expect(ec2Mock).not.toHaveReceivedCommand(DeleteSnapshotCommand);
+  });
+
+  test('two snapshots of one volume for this request: the oldest is kept, the other deleted', async () => {
+    const p = props();
+    const event = cfnRequest('Create', p);
+    const token = requestToken(event);
+    const older = snap('snap-00000000000000001', 'pending', ours(p, token), { start: new Date(T0.getTime() - 5000) });
+    const made = snap('snap-00000000000000002', 'pending', ours(p, token));
+    tokenLookups([], [older, made]); // the earlier delivery's snapshot was not visible before creating
+    ec2Mock.on(CreateSnapshotCommand).resolves(made);
+    ec2Mock.on(DeleteSnapshotCommand).resolves({});
+
+    const res = await onEvent(event);
+
+    expect(ec2Mock).toHaveReceivedCommandWith(DeleteSnapshotCommand, { SnapshotId: 'snap-00000000000000002' });
+    expect(ec2Mock).toHaveReceivedCommandTimes(DeleteSnapshotCommand, 1);
+    expect(res.PhysicalResourceId).toBe('snap-00000000000000001');
+  });
+
+  test('a lost CreateSnapshot response: the retry looks up again and adopts instead of creating twice', async () => {
+    const p = props();
+    const event = cfnRequest('Create', p);
+    const made = snap('snap-0000000000000000a', 'pending', ours(p, requestToken(event)));
+    tokenLookups([], [made]);
+    ec2Mock.on(CreateSnapshotCommand).rejects(awsError('ECONNRESET', 'socket hang up', 0));
+    const res = await onEvent(event);
+    expect(ec2Mock).toHaveReceivedCommandTimes(CreateSnapshotCommand, 1);
+    expect(res.PhysicalResourceId).toBe('snap-0000000000000000a');
+  });
+
+  test('after a lost response, no second create until the first had time to show; the clean-up waits as long', async () => {
+    const p = props();
+    const event = cfnRequest('Create', p);
+    const made = snap('snap-0000000000000000a', 'pending', ours(p, requestToken(event)));
+    tokenLookups([]); // the lost create's snapshot never shows
+    ec2Mock.on(CreateSnapshotCommand).rejectsOnce(awsError('ECONNRESET', 'socket hang up', 0)).resolves(made);
+    const calls: number[] = [];
+    ec2Mock.on(CreateSnapshotCommand).callsFake(() => {
+      calls.push(now);
+      if (calls.length === 1) return Promise.reject(awsError('ECONNRESET', 'socket hang up', 0));
+      return Promise.resolve(made);
+    });
+    const res = await onEvent(event);
+    expect(calls).toHaveLength(2);
+    expect(calls[1] - calls[0]).toBeGreaterThanOrEqual(45_000);
+    expect(res.PhysicalResourceId).toBe('snap-0000000000000000a');
+  });
+
+  test.each(['SnapshotCreationPerVolumeRateExceeded', 'ConcurrentSnapshotLimitExceeded', 'RequestLimitExceeded'])('%s is retried with backoff', async (code) => {
+    const p = props();
+    const event = cfnRequest('Create', p);
+    const made = snap('snap-0000000000000000a', 'pending', ours(p, requestToken(event)));
+    let created = false;
+    ec2Mock.on(DescribeSnapshotsCommand).callsFake(async () => ({ Snapshots: created ? [made] : [] }));
+    let calls = 0;
+    ec2Mock.on(CreateSnapshotCommand).callsFake(async () => {
+      if (++calls === 1) throw awsError(code);
+      created = true;
+      return made;
+    });
+    const res = await onEvent(event);
+    expect(ec2Mock).toHaveReceivedCommandTimes(CreateSnapshotCommand, 2);
+    expect(res.PhysicalResourceId).toBe('snap-0000000000000000a');
+  });
+
+  test.each([
+    ['SnapshotCreationPerVolumeRateExceeded', /kept refusing a snapshot of volume vol-0123456789abcdef0 for 150 seconds: SnapshotCreationPerVolumeRateExceeded \(snapshots of one volume must be at least 15 seconds apart\)/],
+    ['ConcurrentSnapshotLimitExceeded', /ConcurrentSnapshotLimitExceeded \(at most 5 pending snapshots/],
+  ])('%s past the time budget fails with a clear reason', async (code, reason) => {
+    const event = cfnRequest('Create', props());
+    tokenLookups([]);
+    ec2Mock.on(CreateSnapshotCommand).rejects(awsError(code));
+    await expect(onEvent(event)).rejects.toThrow(reason);
+    expect(ec2Mock.commandCalls(CreateSnapshotCommand).length).toBeGreaterThanOrEqual(2);
+  });
+
+  test('a missing volume fails at once with a clear reason', async () => {
+    tokenLookups([]);
+    ec2Mock.on(CreateSnapshotCommand).rejects(awsError('InvalidVolume.NotFound', "The volume 'vol-0123456789abcdef0' does not exist."));
+    await expect(onEvent(cfnRequest('Create', props()))).rejects.toThrow(
+      /EC2 could not find volume vol-0123456789abcdef0 \(InvalidVolume.NotFound\): does it exist in this account and region\?/,
+    );
+    expect(ec2Mock).toHaveReceivedCommandTimes(CreateSnapshotCommand, 1);
+  });
+
+  test('a new snapshot that never shows in reads: goes on with what CreateSnapshot returned', async () => {
+    const p = props();
+    const event = cfnRequest('Create', p);
+    tokenLookups([]);
+    ec2Mock.on(CreateSnapshotCommand).resolves(snap('snap-0000000000000000a', 'pending', ours(p, requestToken(event))));
+    const res = await onEvent(event);
+    expect(res.PhysicalResourceId).toBe('snap-0000000000000000a');
+    expect(now - 1_000_000).toBeGreaterThanOrEqual(55_000); // it waited for the settle budget
+  });
+});
+
+describe('Create from an instance', () => {
+  const p = props({ Source: 'instance', VolumeId: undefined, InstanceId: INSTANCE });
+
+  test('CreateSnapshots; ids ordered by device; one Device:<name> attribute per snapshot', async () => {
+    const event = cfnRequest('Create', p);
+    const token = requestToken(event);
+    const data = snap('snap-0000000000000000b', 'pending', ours(p, token), { volumeId: VOLUME2 });
+    const boot = snap('snap-0000000000000000c', 'pending', ours(p, token), { volumeId: VOLUME });
+    tokenLookups([], [data, boot]);
+    ec2Mock.on(CreateSnapshotsCommand).resolves({ Snapshots: [data, boot] });
+    attached(VOLUME, VOLUME2);
+    ec2Mock.on(DescribeVolumesCommand, { VolumeIds: [VOLUME2, VOLUME] }).resolves({
+      Volumes: [
+        { VolumeId: VOLUME, Attachments: [{ InstanceId: INSTANCE, Device: '/dev/xvda' }] },
+        { VolumeId: VOLUME2, Attachments: [{ InstanceId: INSTANCE, Device: '/dev/sdf' }] },
+      ],
+    });
+
+    const res = await onEvent(event);
+
+    expect(ec2Mock).toHaveReceivedCommandWith(CreateSnapshotsCommand, {
+      InstanceSpecification: { InstanceId: INSTANCE },
+      TagSpecifications: [{ ResourceType: 'snapshot', Tags: ours(p, token) }],
+    });
+    expect(res.PhysicalResourceId).toBe('snap-0000000000000000b,snap-0000000000000000c');
+    expect(res.Data).toMatchObject({
+      'SnapshotId': 'snap-0000000000000000b',
+      'SnapshotIds': 'snap-0000000000000000b,snap-0000000000000000c',
+      'VolumeIds': `${VOLUME2},${VOLUME}`,
+      'Device:/dev/sdf': 'snap-0000000000000000b',
+      'Device:/dev/xvda': 'snap-0000000000000000c',
+    });
+  });
+
+  test('a duplicate per volume is deleted, one snapshot per volume is kept', async () => {
+    const event = cfnRequest('Create', p);
+    const token = requestToken(event);
+    const early = (id: string, v: string) => snap(id, 'pending', ours(p, token), { volumeId: v, start: new Date(T0.getTime() - 20_000) });
+    const a1 = early('snap-00000000000000001', VOLUME);
+    const b1 = early('snap-00000000000000002', VOLUME2);
+    const a2 = snap('snap-00000000000000003', 'pending', ours(p, token), { volumeId: VOLUME });
+    const b2 = snap('snap-00000000000000004', 'pending', ours(p, token), { volumeId: VOLUME2 });
+    tokenLookups([], [a1, b1, a2, b2]);
+    ec2Mock.on(CreateSnapshotsCommand).resolves({ Snapshots: [a2, b2] });
+    ec2Mock.on(DeleteSnapshotCommand).resolves({});
+    ec2Mock.on(DescribeVolumesCommand).resolves({ Volumes: [] });
+    const res = await onEvent(event);
+    expect(ec2Mock.commandCalls(DeleteSnapshotCommand).map((c) => c.args[0].input.SnapshotId).sort()).toEqual(['snap-00000000000000003', 'snap-00000000000000004']);
+    expect(res.PhysicalResourceId).toBe('snap-00000000000000001,snap-00000000000000002');
+  });
+
+  test('when reading the devices fails, the Create fails and deletes what it made', async () => {
+    const event = cfnRequest('Create', p);
+    const made = snap('snap-0000000000000000b', 'pending', ours(p, requestToken(event)));
+    tokenLookups([], [made]);
+    ec2Mock.on(CreateSnapshotsCommand).resolves({ Snapshots: [made] });
+    attached(VOLUME);
+    ec2Mock.on(DescribeVolumesCommand, { VolumeIds: [VOLUME] }).rejects(awsError('UnauthorizedOperation', 'not allowed', 403));
+    ec2Mock.on(DeleteSnapshotCommand).resolves({});
+    await expect(onEvent(event)).rejects.toThrow(/Reading the devices of the snapshotted volumes: UnauthorizedOperation: not allowed/);
+    expect(ec2Mock).toHaveReceivedCommandWith(DeleteSnapshotCommand, { SnapshotId: 'snap-0000000000000000b' });
+  });
+
+  test('a look-up that finds only some of the set waits for a snapshot of every attached volume', async () => {
+    const event = cfnRequest('Create', p);
+    const token = requestToken(event);
+    const a = snap('snap-0000000000000000b', 'pending', ours(p, token), { volumeId: VOLUME });
+    const b = snap('snap-0000000000000000c', 'pending', ours(p, token), { volumeId: VOLUME2 });
+    tokenLookups([a], [a], [a, b]);
+    attached(VOLUME, VOLUME2);
+    ec2Mock.on(DescribeVolumesCommand, { VolumeIds: [VOLUME, VOLUME2] }).resolves({ Volumes: [] });
+    const res = await onEvent(event);
+    expect(ec2Mock).not.toHaveReceivedCommand(CreateSnapshotsCommand);
+    expect(res.PhysicalResourceId).toBe('snap-0000000000000000b,snap-0000000000000000c');
+  });
+
+  test('a snapshot of the set in error fails the Create and deletes the whole set', async () => {
+    const event = cfnRequest('Create', p);
+    const token = requestToken(event);
+    const a = snap('snap-0000000000000000b', 'pending', ours(p, token), { volumeId: VOLUME });
+    const b = { ...snap('snap-0000000000000000c', 'error', ours(p, token), { volumeId: VOLUME2 }), StateMessage: 'internal' };
+    tokenLookups([], [a, b]);
+    ec2Mock.on(CreateSnapshotsCommand).resolves({ Snapshots: [a, b] });
+    attached(VOLUME, VOLUME2);
+    ec2Mock.on(DeleteSnapshotCommand).resolves({});
+    await expect(onEvent(event)).rejects.toThrow(/EBS snapshot snap-0000000000000000c is in state error: internal; the snapshots of this request have been deleted/);
+    expect(ec2Mock.commandCalls(DeleteSnapshotCommand).map((c) => c.args[0].input.SnapshotId).sort()).toEqual(['snap-0000000000000000b', 'snap-0000000000000000c']);
+  });
+
+  test('a set an earlier delivery made, with a snapshot EBS failed since: answered as it was, nothing deleted', async () => {
+    const event = cfnRequest('Create', p);
+    const token = requestToken(event);
+    const a = snap('snap-0000000000000000b', 'completed', ours(p, token), { volumeId: VOLUME });
+    const b = { ...snap('snap-0000000000000000c', 'error', ours(p, token), { volumeId: VOLUME2 }), StateMessage: 'internal' };
+    tokenLookups([a, b]);
+    attached(VOLUME, VOLUME2);
+    ec2Mock.on(DescribeVolumesCommand, { VolumeIds: [VOLUME, VOLUME2] }).resolves({ Volumes: [] });
+    const res = await onEvent(event);
+    expect(res.PhysicalResourceId).toBe('snap-0000000000000000b,snap-0000000000000000c');
+    expect(ec2Mock).not.toHaveReceivedCommand(DeleteSnapshotCommand);
+    expect(ec2Mock).not.toHaveReceivedCommand(CreateSnapshotsCommand);
+  });
+
+  test('an adopted set that misses an attached volume (deleted by a failed delivery) fails, deleting nothing', async () => {
+    const event = cfnRequest('Create', p);
+    tokenLookups([snap('snap-0000000000000000b', 'completed', ours(p, requestToken(event)), { volumeId: VOLUME })]);
+    attached(VOLUME, VOLUME2);
+    await expect(onEvent(event)).rejects.toThrow(/do not cover the attached volumes vol-0123456789abcdef1; deploy again/);
+    expect(ec2Mock).not.toHaveReceivedCommand(DeleteSnapshotCommand);
+    expect(ec2Mock).not.toHaveReceivedCommand(CreateSnapshotsCommand);
+  });
+
+  test('CreateSnapshots returning nothing is a clear failure', async () => {
+    tokenLookups([]);
+    ec2Mock.on(CreateSnapshotsCommand).resolves({ Snapshots: [] });
+    await expect(onEvent(cfnRequest('Create', p))).rejects.toThrow(/CreateSnapshots on i-0123456789abcdef0 returned no snapshots/);
+  });
+});
+
+describe('Create from a source found by its CloudFormation tags', () => {
+  const lookupFilters = (logicalId: string) => [
+    { Name: 'tag:aws:cloudformation:stack-id', Values: [STACK_ID] },
+    { Name: 'tag:aws:cloudformation:logical-id', Values: [logicalId] },
+  ];
+
+  test('the first deploy, before the instance exists: success without a snapshot, and it says so', async () => {
+    const p = props({ Source: 'instance', VolumeId: undefined, SourceLogicalId: 'Instance1234' });
+    ec2Mock.on(DescribeInstancesCommand).resolves({ Reservations: [] });
+    const res = await onEvent(cfnRequest('Create', p));
+    expect(ec2Mock).toHaveReceivedCommandWith(DescribeInstancesCommand, {
+      Filters: [...lookupFilters('Instance1234'), { Name: 'instance-state-name', Values: ['pending', 'running', 'stopping', 'stopped'] }],
+    });
+    expect(ec2Mock).not.toHaveReceivedCommand(CreateSnapshotsCommand);
+    expect(res.PhysicalResourceId).toMatch(/^no-snapshot-[0-9a-f]{16}$/);
+    expect(res.Data).toMatchObject({ SourceFound: 'false', SnapshotId: '', SnapshotIds: '' });
+    expect(snapshotIdsOf(res.PhysicalResourceId)).toEqual([]);
+  });
+
+  test('an instance that exists: the newest one with that logical id is snapshotted', async () => {
+    const p = props({ Source: 'instance', VolumeId: undefined, SourceLogicalId: 'Instance1234' });
+    const event = cfnRequest('Create', p);
+    ec2Mock.on(DescribeInstancesCommand).resolves({
+      Reservations: [{ Instances: [{ InstanceId: 'i-00000000000000001', LaunchTime: T0 }, { InstanceId: INSTANCE, LaunchTime: new Date(T0.getTime() + 1000) }] }],
+    });
+    const made = snap('snap-0000000000000000b', 'pending', ours(p, requestToken(event)));
+    tokenLookups([], [made]);
+    ec2Mock.on(CreateSnapshotsCommand).resolves({ Snapshots: [made] });
+    ec2Mock.on(DescribeVolumesCommand).resolves({ Volumes: [] });
+    await onEvent(event);
+    expect(ec2Mock).toHaveReceivedCommandWith(CreateSnapshotsCommand, { InstanceSpecification: { InstanceId: INSTANCE } });
+  });
+
+  test('a volume is found with DescribeVolumes and the same tags', async () => {
+    const p = props({ VolumeId: undefined, SourceLogicalId: 'Data1234' });
+    const event = cfnRequest('Create', p);
+    ec2Mock.on(DescribeVolumesCommand).resolves({ Volumes: [{ VolumeId: VOLUME2, State: 'in-use' }] });
+    const made = snap('snap-0000000000000000b', 'pending', ours(p, requestToken(event)), { volumeId: VOLUME2 });
+    tokenLookups([], [made]);
+    ec2Mock.on(CreateSnapshotCommand).resolves(made);
+    await onEvent(event);
+    expect(ec2Mock).toHaveReceivedCommandWith(DescribeVolumesCommand, { Filters: lookupFilters('Data1234') });
+    expect(ec2Mock).toHaveReceivedCommandWith(CreateSnapshotCommand, { VolumeId: VOLUME2 });
+  });
+
+  test('a volume not there yet: no snapshot', async () => {
+    ec2Mock.on(DescribeVolumesCommand).resolves({ Volumes: [] });
+    const res = await onEvent(cfnRequest('Create', props({ VolumeId: undefined, SourceLogicalId: 'Data1234' })));
+    expect(res.Data?.SourceFound).toBe('false');
+    expect(ec2Mock).not.toHaveReceivedCommand(CreateSnapshotCommand);
+  });
+
+  test('properties naming no source are refused clearly', async () => {
+    await expect(onEvent(cfnRequest('Create', props({ VolumeId: undefined })))).rejects.toThrow(/the resource names no volume to snapshot/);
+  });
+});
+
+describe('Update', () => {
+  const CURRENT = 'snap-0000000000000000a';
+
+  test('a change that forces no new snapshot (description, tags, policy) keeps the current one', async () => {
+    const old = props({ Description: 'a' });
+    const p = props({ Description: 'b', RemovalPolicy: 'destroy' });
+    ec2Mock.on(DescribeSnapshotsCommand, { SnapshotIds: [CURRENT] }).resolves({ Snapshots: [snap(CURRENT, 'completed', ours(old, 't'))] });
+    const res = await onEvent(cfnRequest('Update', p, { PhysicalResourceId: CURRENT, OldResourceProperties: old }));
+    expect(ec2Mock).not.toHaveReceivedCommand(CreateSnapshotCommand);
+    expect(res).toMatchObject({ PhysicalResourceId: CURRENT, Data: { Origin: 'unchanged', SnapshotId: CURRENT } });
+  });
+
+  test('a current snapshot EBS failed (not waited for) is replaced by the next update', async () => {
+    const old = props({ Description: 'a' });
+    const p = props({ Description: 'b' });
+    const event = cfnRequest('Update', p, { PhysicalResourceId: CURRENT, OldResourceProperties: old });
+    stackStatus('UPDATE_IN_PROGRESS');
+    ec2Mock.on(DescribeSnapshotsCommand, { SnapshotIds: [CURRENT] }).resolves({ Snapshots: [snap(CURRENT, 'error', ours(old, 't'))] });
+    const made = snap('snap-0000000000000000b', 'pending', ours(p, requestToken(event)));
+    tokenLookups([], [made]);
+    ec2Mock.on(CreateSnapshotCommand).resolves(made);
+    const res = await onEvent(event);
+    expect(res).toMatchObject({ PhysicalResourceId: 'snap-0000000000000000b', Data: { Origin: 'created' } });
+  });
+
+  test('a new trigger takes a new snapshot (a new physical id: CloudFormation deletes the old one by policy)', async () => {
+    const old = props({ Trigger: 'r1' });
+    const p = props({ Trigger: 'r2' });
+    const event = cfnRequest('Update', p, { PhysicalResourceId: CURRENT, OldResourceProperties: old });
+    stackStatus('UPDATE_IN_PROGRESS');
+    ec2Mock.on(DescribeSnapshotsCommand, { SnapshotIds: [CURRENT] }).resolves({ Snapshots: [snap(CURRENT, 'completed', ours(old, 't'))] });
+    const made = snap('snap-0000000000000000b', 'pending', ours(p, requestToken(event)));
+    tokenLookups([], [made]);
+    ec2Mock.on(CreateSnapshotCommand).resolves(made);
+    const res = await onEvent(event);
+    expect(res).toMatchObject({ PhysicalResourceId: 'snap-0000000000000000b', Data: { Origin: 'created' } });
+  });
+
+  test('a rollback adopts the newest snapshot the old properties made and takes none', async () => {
+    const tried = props({ Trigger: 'r2' });
+    const back = props({ Trigger: 'r1' });
+    stackStatus('UPDATE_ROLLBACK_IN_PROGRESS');
+    ec2Mock.on(DescribeSnapshotsCommand, { SnapshotIds: ['snap-0000000000000000b'] }).resolves({ Snapshots: [snap('snap-0000000000000000b', 'pending', ours(tried, 'tb'))] });
+    ec2Mock.on(DescribeSnapshotsCommand, { OwnerIds: ['self'] }).resolves({
+      Snapshots: [
+        snap('snap-00000000000000001', 'completed', ours(back, 'old-token'), { start: new Date(T0.getTime() - 100_000) }),
+        snap(CURRENT, 'completed', ours(back, 'token-a')),
+        snap('snap-0000000000000000e', 'error', ours(back, 'token-e'), { start: new Date(T0.getTime() + 5000) }),
+        // A newer set with one snapshot EBS failed is no point in time to return to.
+        snap('snap-0000000000000000f', 'completed', ours(back, 'token-f'), { start: new Date(T0.getTime() + 9000), volumeId: VOLUME2 }),
+        snap('snap-00000000000000010', 'error', ours(back, 'token-f'), { start: new Date(T0.getTime() + 9000) }),
+      ],
+    });
+    const res = await onEvent(cfnRequest('Update', back, { PhysicalResourceId: 'snap-0000000000000000b', OldResourceProperties: tried }));
+    expect(ec2Mock).toHaveReceivedCommandWith(DescribeSnapshotsCommand, {
+      OwnerIds: ['self'],
+      Filters: [{ Name: `tag:${OWNERSHIP_TAG_KEYS.owner}`, Values: [LOGICAL_ID] }, { Name: `tag:${OWNERSHIP_TAG_KEYS.propsHash}`, Values: [identityHash(back)] }],
+    });
+    expect(ec2Mock).not.toHaveReceivedCommand(CreateSnapshotCommand);
+    expect(res).toMatchObject({ PhysicalResourceId: CURRENT, Data: { Origin: 'adopted' } });
+  });
+
+  test('a rollback with nothing to adopt keeps the current snapshot', async () => {
+    stackStatus('UPDATE_ROLLBACK_IN_PROGRESS');
+    ec2Mock.on(DescribeSnapshotsCommand).resolves({ Snapshots: [] });
+    const res = await onEvent(cfnRequest('Update', props({ Trigger: 'r1' }), { PhysicalResourceId: CURRENT, OldResourceProperties: props({ Trigger: 'r2' }) }));
+    expect(ec2Mock).not.toHaveReceivedCommand(CreateSnapshotCommand);
+    expect(res).toMatchObject({ PhysicalResourceId: CURRENT, Data: { Origin: 'unchanged' } });
+  });
+
+  test('a rollback whose reads all fail still answers with the current ids', async () => {
+    stackStatus('UPDATE_ROLLBACK_IN_PROGRESS');
+    ec2Mock.on(DescribeSnapshotsCommand).rejects(awsError('UnauthorizedOperation', 'no', 403));
+    const res = await onEvent(cfnRequest('Update', props({ Trigger: 'r1' }), { PhysicalResourceId: CURRENT, OldResourceProperties: props({ Trigger: 'r2' }) }));
+    expect(res).toMatchObject({ PhysicalResourceId: CURRENT, Data: { SnapshotId: CURRENT, Origin: 'unchanged' } });
+  });
+
+  test('a rollback of an instance source answers without the Device attributes when the devices cannot be read', async () => {
+    stackStatus('UPDATE_ROLLBACK_IN_PROGRESS');
+    const back = props({ Source: 'instance', VolumeId: undefined, InstanceId: INSTANCE, Trigger: 'r1' });
+    ec2Mock.on(DescribeSnapshotsCommand).resolves({ Snapshots: [] });
+    ec2Mock.on(DescribeSnapshotsCommand, { SnapshotIds: [CURRENT] }).resolves({ Snapshots: [snap(CURRENT, 'completed', ours({ ...back, Trigger: 'r2' }, 't'))] });
+    ec2Mock.on(DescribeVolumesCommand).rejects(awsError('UnauthorizedOperation', 'no', 403));
+    const res = await onEvent(cfnRequest('Update', back, { PhysicalResourceId: CURRENT, OldResourceProperties: { ...back, Trigger: 'r2' } }));
+    expect(res).toMatchObject({ PhysicalResourceId: CURRENT, Data: { SnapshotIds: CURRENT, Origin: 'unchanged' } });
+    expect(Object.keys(res.Data!).filter((k) => k.startsWith('Device:'))).toEqual([]);
+  });
+
+  test('an update whose current snapshot cannot be read fails with the reason', async () => {
+    stackStatus('UPDATE_IN_PROGRESS');
+    ec2Mock.on(DescribeSnapshotsCommand).rejects(awsError('UnauthorizedOperation', 'no', 403));
+    await expect(onEvent(cfnRequest('Update', props({ Description: 'b' }), { PhysicalResourceId: CURRENT, OldResourceProperties: props() })))
+      .rejects.toThrow(/Reading EBS snapshots snap-0000000000000000a: UnauthorizedOperation: no/);
+  });
+
+  test('status unreadable and nothing to adopt: a new snapshot (an update must not skip it)', async () => {
+    cfnMock.on(DescribeStacksCommand).rejects(awsError('AccessDenied', 'no', 403));
+    const p = props({ Trigger: 'r2' });
+    const event = cfnRequest('Update', p, { PhysicalResourceId: CURRENT, OldResourceProperties: props({ Trigger: 'r1' }) });
+    const made = snap('snap-0000000000000000b', 'pending', ours(p, requestToken(event)));
+    ec2Mock.on(DescribeSnapshotsCommand, { SnapshotIds: [CURRENT] }).resolves({ Snapshots: [] });
+    tokenLookups([], [], [made]);
+    ec2Mock.on(CreateSnapshotCommand).resolves(made);
+    const res = await onEvent(event);
+    expect(res.PhysicalResourceId).toBe('snap-0000000000000000b');
+  });
+
+  test('a resource that took no snapshot keeps answering so while nothing changes', async () => {
+    const p = props({ VolumeId: undefined, SourceLogicalId: 'Data1234', Description: 'b' });
+    const res = await onEvent(cfnRequest('Update', p, { PhysicalResourceId: 'no-snapshot-0123456789abcdef', OldResourceProperties: { ...p, Description: 'a' } }));
+    expect(res).toMatchObject({ PhysicalResourceId: 'no-snapshot-0123456789abcdef', Data: { SourceFound: 'false' } });
+    expect(ec2Mock.calls()).toHaveLength(0);
+  });
+});
+
+describe('Delete', () => {
+  const ID = 'snap-0000000000000000a';
+
+  test('retain keeps the snapshots and calls nothing', async () => {
+    const res = await onEvent(cfnRequest('Delete', props(), { PhysicalResourceId: ID }));
+    expect(res).toEqual({ PhysicalResourceId: ID });
+    expect(ec2Mock.calls()).toHaveLength(0);
+  });
+
+  test('destroy deletes each snapshot of ours, skips one not ours and one already gone', async () => {
+    const p = props({ RemovalPolicy: 'destroy' });
+    ec2Mock.on(DescribeSnapshotsCommand, { SnapshotIds: ['snap-00000000000000001'] }).resolves({ Snapshots: [snap('snap-00000000000000001', 'completed', ours(p, 't'))] });
+    ec2Mock.on(DescribeSnapshotsCommand, { SnapshotIds: ['snap-00000000000000002'] }).resolves({ Snapshots: [snap('snap-00000000000000002', 'completed', ours(p, 't', 'Other'))] });
+    ec2Mock.on(DescribeSnapshotsCommand, { SnapshotIds: ['snap-00000000000000003'] }).rejects(awsError('InvalidSnapshot.NotFound'));
+    ec2Mock.on(DeleteSnapshotCommand).resolves({});
+    const physicalId = 'snap-00000000000000001,snap-00000000000000002,snap-00000000000000003';
+    const res = await onEvent(cfnRequest('Delete', p, { PhysicalResourceId: physicalId }));
+    expect(res).toEqual({ PhysicalResourceId: physicalId });
+    expect(ec2Mock.commandCalls(DeleteSnapshotCommand).map((c) => c.args[0].input.SnapshotId)).toEqual(['snap-00000000000000001']);
+  });
+
+  test('a delete racing another (NotFound on delete) succeeds', async () => {
+    const p = props({ RemovalPolicy: 'destroy' });
+    ec2Mock.on(DescribeSnapshotsCommand).resolves({ Snapshots: [snap(ID, 'completed', ours(p, 't'))] });
+    ec2Mock.on(DeleteSnapshotCommand).rejects(awsError('InvalidSnapshot.NotFound'));
+    await expect(onEvent(cfnRequest('Delete', p, { PhysicalResourceId: ID }))).resolves.toEqual({ PhysicalResourceId: ID });
+  });
+
+  test('a failed delete fails with the reason', async () => {
+    const p = props({ RemovalPolicy: 'destroy' });
+    ec2Mock.on(DescribeSnapshotsCommand).resolves({ Snapshots: [snap(ID, 'completed', ours(p, 't'))] });
+    ec2Mock.on(DeleteSnapshotCommand).rejects(awsError('InvalidSnapshot.InUse', 'used by ami-1'));
+    await expect(onEvent(cfnRequest('Delete', p, { PhysicalResourceId: ID }))).rejects.toThrow(/Deleting EBS snapshot snap-0000000000000000a: InvalidSnapshot.InUse: used by ami-1/);
+  });
+
+  test('a resource that took no snapshot (or whose Create failed) deletes nothing', async () => {
+    await onEvent(cfnRequest('Delete', props({ RemovalPolicy: 'destroy' }), { PhysicalResourceId: 'no-snapshot-0123456789abcdef' }));
+    await onEvent(cfnRequest('Delete', props({ RemovalPolicy: 'destroy' }), { PhysicalResourceId: 'AWSCDK::CustomResourceProviderFramework::CREATE_FAILED' }));
+    expect(ec2Mock.calls()).toHaveLength(0);
+  });
+});
+
+describe('isComplete', () => {
+  const ID = 'snap-0000000000000000a';
+  function polled(p: Props, data: Record<string, string> = {}, type: 'Create' | 'Update' | 'Delete' = 'Create') {
+    return cfnRequest(type, p, { PhysicalResourceId: ID, Data: { Origin: 'created', StartedAt: '1000000', ...data } });
+  }
+
+  test('without waitForCompletion, done at once (the point in time is fixed)', async () => {
+    await expect(isComplete(polled(props()))).resolves.toEqual({ IsComplete: true });
+    expect(ec2Mock.calls()).toHaveLength(0);
+  });
+
+  test('deletes, adopted and unchanged snapshots, and no snapshot at all are not waited for', async () => {
+    const p = props({ WaitForCompletion: 'true' });
+    await expect(isComplete(polled(p, {}, 'Delete'))).resolves.toEqual({ IsComplete: true });
+    await expect(isComplete(polled(p, { Origin: 'adopted' }))).resolves.toEqual({ IsComplete: true });
+    await expect(isComplete({ ...polled(p), PhysicalResourceId: 'no-snapshot-0123456789abcdef' })).resolves.toEqual({ IsComplete: true });
+    expect(ec2Mock.calls()).toHaveLength(0);
+  });
+
+  test('waits while pending, done when completed', async () => {
+    const p = props({ WaitForCompletion: 'true' });
+    ec2Mock.on(DescribeSnapshotsCommand).resolvesOnce({ Snapshots: [snap(ID, 'pending')] }).resolves({ Snapshots: [snap(ID, 'completed')] });
+    await expect(isComplete(polled(p))).resolves.toEqual({ IsComplete: false });
+    await expect(isComplete(polled(p))).resolves.toEqual({ IsComplete: true });
+  });
+
+  test('a snapshot not visible yet right after the create is waited for, not failed', async () => {
+    ec2Mock.on(DescribeSnapshotsCommand).rejects(awsError('InvalidSnapshot.NotFound'));
+    await expect(isComplete(polled(props({ WaitForCompletion: 'true' })))).resolves.toEqual({ IsComplete: false });
+  });
+
+  test('a snapshot gone long after the create fails the deploy', async () => {
+    now = 1_000_000 + 10 * 60_000;
+    ec2Mock.on(DescribeSnapshotsCommand).rejects(awsError('InvalidSnapshot.NotFound'));
+    await expect(isComplete(polled(props({ WaitForCompletion: 'true' })))).rejects.toThrow(/EBS snapshot snap-0000000000000000a no longer exists/);
+  });
+
+  test('error fails the deploy with the state message and deletes the snapshots of this request', async () => {
+    const p = props({ WaitForCompletion: 'true' });
+    const event = polled(p);
+    ec2Mock.on(DescribeSnapshotsCommand).resolves({ Snapshots: [{ ...snap(ID, 'error', ours(p, requestToken(event))), StateMessage: 'internal error' }] });
+    ec2Mock.on(DeleteSnapshotCommand).resolves({});
+    await expect(isComplete(event)).rejects.toThrow(/EBS snapshot snap-0000000000000000a is in state error: internal error; the snapshots of this request have been deleted/);
+    expect(ec2Mock).toHaveReceivedCommandWith(DeleteSnapshotCommand, { SnapshotId: ID });
+  });
+
+  test('past the timeout: deletes the snapshot of this request and fails with advice', async () => {
+    const p = props({ WaitForCompletion: 'true', TimeoutSeconds: '600' });
+    const event = polled(p);
+    now = 1_000_000 + 601_000;
+    ec2Mock.on(DescribeSnapshotsCommand).resolves({ Snapshots: [snap(ID, 'pending', ours(p, requestToken(event)))] });
+    ec2Mock.on(DeleteSnapshotCommand).resolves({});
+    await expect(isComplete(event)).rejects.toThrow(/not completed within the timeout of 600 seconds \(still snap-0000000000000000a pending 10%\).*set waitForCompletion to false/);
+    expect(ec2Mock).toHaveReceivedCommandWith(DeleteSnapshotCommand, { SnapshotId: ID });
+  });
+
+  test('a snapshot that cannot be deleted after a failure stays (tagged) and the reason is still the failure', async () => {
+    const p = props({ WaitForCompletion: 'true' });
+    const event = polled(p);
+    ec2Mock.on(DescribeSnapshotsCommand).resolves({ Snapshots: [{ ...snap(ID, 'error', ours(p, requestToken(event))), StateMessage: 'internal error' }] });
+    ec2Mock.on(DeleteSnapshotCommand).rejects(awsError('UnauthorizedOperation', 'no', 403));
+    await expect(isComplete(event)).rejects.toThrow(/is in state error: internal error/);
+    expect(ec2Mock).toHaveReceivedCommandWith(DeleteSnapshotCommand, { SnapshotId: ID });
+  });
+
+  test('a failure never deletes a snapshot of another request', async () => {
+    const p = props({ WaitForCompletion: 'true' });
+    ec2Mock.on(DescribeSnapshotsCommand).resolves({ Snapshots: [{ ...snap(ID, 'error', ours(p, 'another-token')), StateMessage: 'x' }] });
+    await expect(isComplete(polled(p))).rejects.toThrow(/state error/);
+    expect(ec2Mock).not.toHaveReceivedCommand(DeleteSnapshotCommand);
+  });
+});

@@ -1,0 +1,430 @@
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { App, Duration, RemovalPolicy, Size, Stack, Tags } from 'aws-cdk-lib';
+import { Match, Template } from 'aws-cdk-lib/assertions';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as kms from 'aws-cdk-lib/aws-kms';
+import * as s3 from 'aws-cdk-lib/aws-s3';
+import { EbsSnapshotOnDeploy, EbsSnapshotSource, OpenZfsSnapshot } from '../src';
+
+const VOLUME = 'vol-0123456789abcdef0';
+
+function newStack(): Stack {
+  return new Stack(new App(), 'Stack', { env: { account: '111111111111', region: 'us-east-1' } });
+}
+
+function instanceIn(stack: Stack, id = 'Instance'): ec2.Instance {
+  const vpc = stack.node.tryFindChild('Vpc') as ec2.Vpc ?? new ec2.Vpc(stack, 'Vpc', { maxAzs: 1, natGateways: 0 });
+  return new ec2.Instance(stack, id, {
+    vpc,
+    vpcSubnets: { subnetType: ec2.SubnetType.PUBLIC },
+    instanceType: ec2.InstanceType.of(ec2.InstanceClass.T4G, ec2.InstanceSize.MICRO),
+    machineImage: ec2.MachineImage.latestAmazonLinux2023({ cpuType: ec2.AmazonLinuxCpuType.ARM_64 }),
+  });
+}
+
+function policyStatements(stack: Stack): any[] {
+  const policies = Template.fromStack(stack).findResources('AWS::IAM::Policy');
+  const ours = Object.entries<any>(policies).find(([k]) => /EbsSnapshotOnDeployHandlersRoleDefaultPolicy/.test(k))![1];
+  return ours.Properties.PolicyDocument.Statement;
+}
+
+describe('EbsSnapshotOnDeploy resources', () => {
+  test('a volume id: the contract properties, RETAIN and no waiting by default', () => {
+    // GIVEN
+    const stack = newStack();
+    // WHEN
+    new EbsSnapshotOnDeploy(stack, 'Snap', {
+      source: EbsSnapshotSource.fromVolumeId(VOLUME),
+      description: 'before release 42',
+      tags: { team: 'data', app: 'orders' },
+      trigger: 'r1',
+    });
+    // THEN
+    Template.fromStack(stack).hasResourceProperties('Custom::EbsSnapshotOnDeploy', {
+      ServiceToken: { 'Fn::GetAtt': [Match.stringLikeRegexp('EbsSnapshotOnDeployHandlersProviderframeworkonEvent'), 'Arn'] },
+      Source: 'volume',
+      VolumeId: VOLUME,
+      InstanceId: Match.absent(),
+      SourceLogicalId: Match.absent(),
+      Description: 'before release 42',
+      Trigger: 'r1',
+      Tags: '{"app":"orders","team":"data"}',
+      RemovalPolicy: 'retain',
+      TimeoutSeconds: '1800',
+      WaitForCompletion: 'false',
+      SnapshotBeforeHash: Match.absent(),
+    });
+  });
+
+  test('removal policy, timeout, waitForCompletion and outpostArn are passed to the handler', () => {
+    const stack = newStack();
+    const outpostArn = 'arn:aws:outposts:us-east-1:111111111111:outpost/op-0123456789abcdef0';
+    new EbsSnapshotOnDeploy(stack, 'Snap', {
+      source: EbsSnapshotSource.fromVolumeId(VOLUME),
+      removalPolicy: RemovalPolicy.DESTROY,
+      timeout: Duration.minutes(45),
+      waitForCompletion: true,
+      outpostArn,
+    });
+    Template.fromStack(stack).hasResourceProperties('Custom::EbsSnapshotOnDeploy', {
+      RemovalPolicy: 'destroy', TimeoutSeconds: '2700', WaitForCompletion: 'true', OutpostArn: outpostArn,
+    });
+  });
+
+  test('fromVolume references the volume (it exists before the snapshot)', () => {
+    const stack = newStack();
+    const volume = new ec2.Volume(stack, 'Data', { availabilityZone: 'us-east-1a', size: Size.gibibytes(8) });
+    new EbsSnapshotOnDeploy(stack, 'Snap', { source: EbsSnapshotSource.fromVolume(volume) });
+    Template.fromStack(stack).hasResourceProperties('Custom::EbsSnapshotOnDeploy', {
+      Source: 'volume', VolumeId: { Ref: Match.stringLikeRegexp('^Data') },
+    });
+  });
+
+  test('fromInstance references the instance; IAM names it by its CloudFormation tags, not by a reference', () => {
+    const stack = newStack();
+    const instance = instanceIn(stack);
+    new EbsSnapshotOnDeploy(stack, 'Snap', { source: EbsSnapshotSource.fromInstance(instance) });
+    Template.fromStack(stack).hasResourceProperties('Custom::EbsSnapshotOnDeploy', {
+      Source: 'instance', InstanceId: { Ref: Match.stringLikeRegexp('^Instance') },
+    });
+    const instanceId = stack.resolve((instance.node.defaultChild as ec2.CfnInstance).logicalId);
+    expect(policyStatements(stack)).toEqual(expect.arrayContaining([
+      {
+        Action: 'ec2:CreateSnapshots',
+        Effect: 'Allow',
+        Resource: { 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':ec2:us-east-1:111111111111:instance/*']] },
+        Condition: { StringEquals: { 'aws:ResourceTag/aws:cloudformation:stack-id': { Ref: 'AWS::StackId' }, 'aws:ResourceTag/aws:cloudformation:logical-id': instanceId } },
+      },
+      // Its attached volumes, whose ids are not known at synth.
+      { Action: 'ec2:CreateSnapshots', Effect: 'Allow', Resource: { 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':ec2:us-east-1:111111111111:volume/*']] } },
+    ]));
+    expect(JSON.stringify(policyStatements(stack))).not.toContain(`"Ref":"${instanceId}"`);
+  });
+
+  test('one shared provider for many instances: the N-th instance adds exactly one resource', () => {
+    const one = newStack();
+    new EbsSnapshotOnDeploy(one, 'Snap0', { source: EbsSnapshotSource.fromVolumeId(VOLUME) });
+    const ten = newStack();
+    for (let i = 0; i < 10; i++) new EbsSnapshotOnDeploy(ten, `Snap${i}`, { source: EbsSnapshotSource.fromVolumeId(VOLUME) });
+    const count = (s: Stack) => Object.keys(Template.fromStack(s).toJSON().Resources).length;
+    expect(count(ten) - count(one)).toBe(9);
+    Template.fromStack(ten).resourceCountIs('Custom::EbsSnapshotOnDeploy', 10);
+  });
+
+  test('its own provider, not the OpenZfsSnapshot one', () => {
+    const stack = newStack();
+    new EbsSnapshotOnDeploy(stack, 'Ebs', { source: EbsSnapshotSource.fromVolumeId(VOLUME) });
+    new OpenZfsSnapshot(stack, 'Zfs', { volumeId: 'fsvol-0123456789abcdef0' });
+    Template.fromStack(stack).resourceCountIs('AWS::StepFunctions::StateMachine', 2);
+    Template.fromStack(stack).hasResourceProperties('AWS::Lambda::Function', { Handler: 'index.isComplete', Runtime: 'nodejs22.x' });
+  });
+
+  test('attributes are deploy-time references; snapshotIds and volumeIds are token lists', () => {
+    const stack = newStack();
+    const snap = new EbsSnapshotOnDeploy(stack, 'Snap', { source: EbsSnapshotSource.fromInstance(instanceIn(stack)) });
+    const r = (v: unknown) => stack.resolve(v);
+    const logicalId = Object.keys(Template.fromStack(stack).findResources('Custom::EbsSnapshotOnDeploy'))[0];
+    expect(r(snap.snapshotId)).toEqual({ 'Fn::GetAtt': [logicalId, 'SnapshotId'] });
+    expect(r(snap.snapshotIds)).toEqual({ 'Fn::Split': [',', { 'Fn::GetAtt': [logicalId, 'SnapshotIds'] }] });
+    expect(r(snap.volumeIds)).toEqual({ 'Fn::Split': [',', { 'Fn::GetAtt': [logicalId, 'VolumeIds'] }] });
+    expect(r(snap.snapshotIdOfDevice('/dev/xvda'))).toEqual({ 'Fn::GetAtt': [logicalId, 'Device:/dev/xvda'] });
+    expect(r(snap.sourceFound)).toEqual({ 'Fn::GetAtt': [logicalId, 'SourceFound'] });
+    expect(r(snap.snapshotArn)).toEqual({
+      'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':ec2:us-east-1::snapshot/', { 'Fn::GetAtt': [logicalId, 'SnapshotId'] }]],
+    });
+  });
+
+  test('a restore: a volume from the snapshot', () => {
+    const stack = newStack();
+    const snap = new EbsSnapshotOnDeploy(stack, 'Snap', { source: EbsSnapshotSource.fromVolumeId(VOLUME) });
+    new ec2.Volume(stack, 'Restored', { availabilityZone: 'us-east-1a', snapshotId: snap.snapshotId });
+    Template.fromStack(stack).hasResourceProperties('AWS::EC2::Volume', { SnapshotId: { 'Fn::GetAtt': [Match.anyValue(), 'SnapshotId'] } });
+  });
+});
+
+describe('EbsSnapshotOnDeploy validation', () => {
+  test.each([
+    ['vol-123', /invalid source: the volume id must be "vol-" followed by 8 or 17 lowercase hex digits \(received "vol-123"\)/],
+    ['vol-0123456789ABCDEF0', /invalid source/],
+    ['snap-01234567', /invalid source/],
+  ])('volume id %s is refused', (id, error) => {
+    expect(() => new EbsSnapshotOnDeploy(newStack(), 'Snap', { source: EbsSnapshotSource.fromVolumeId(id) })).toThrow(error);
+  });
+
+  test('8- and 17-digit volume ids are accepted', () => {
+    const stack = newStack();
+    new EbsSnapshotOnDeploy(stack, 'A', { source: EbsSnapshotSource.fromVolumeId('vol-01234567') });
+    new EbsSnapshotOnDeploy(stack, 'B', { source: EbsSnapshotSource.fromVolumeId(VOLUME) });
+    Template.fromStack(stack).resourceCountIs('Custom::EbsSnapshotOnDeploy', 2);
+  });
+
+  test('a description over 255 characters is refused', () => {
+    expect(() => new EbsSnapshotOnDeploy(newStack(), 'Snap', { source: EbsSnapshotSource.fromVolumeId(VOLUME), description: 'x'.repeat(256) }))
+      .toThrow(/invalid description: must be at most 255 characters long, not 256/);
+  });
+
+  test('more than 45 user tags (50 with the library\'s 5) are refused', () => {
+    const tags = Object.fromEntries(Array.from({ length: 46 }, (_, i) => [`k${i}`, 'v']));
+    expect(() => new EbsSnapshotOnDeploy(newStack(), 'Snap', { source: EbsSnapshotSource.fromVolumeId(VOLUME), tags }))
+      .toThrow(/invalid tags: at most 45 tags are allowed/);
+  });
+
+  test('a timeout over 1 hour is refused', () => {
+    expect(() => new EbsSnapshotOnDeploy(newStack(), 'Snap', { source: EbsSnapshotSource.fromVolumeId(VOLUME), timeout: Duration.minutes(61) }))
+      .toThrow(/invalid timeout: must be between 1 minute and 1 hour/);
+  });
+
+  test('an outpostArn that is not an Outpost ARN is refused', () => {
+    expect(() => new EbsSnapshotOnDeploy(newStack(), 'Snap', { source: EbsSnapshotSource.fromVolumeId(VOLUME), outpostArn: 'op-123' }))
+      .toThrow(/invalid outpostArn/);
+  });
+
+  test('snapshotIdOfDevice needs an instance source and a device name', () => {
+    const stack = newStack();
+    const vol = new EbsSnapshotOnDeploy(stack, 'Vol', { source: EbsSnapshotSource.fromVolumeId(VOLUME) });
+    expect(() => vol.snapshotIdOfDevice('/dev/xvda')).toThrow(/snapshotIdOfDevice\(\) needs an instance source/);
+    const inst = new EbsSnapshotOnDeploy(stack, 'Inst', { source: EbsSnapshotSource.fromInstance(instanceIn(stack)) });
+    expect(() => inst.snapshotIdOfDevice('sda; rm')).toThrow(/invalid deviceName/);
+  });
+
+  test('a source kind this version does not know is refused', () => {
+    const unknown = { _bind: () => ({ kind: 'tape' }) } as unknown as EbsSnapshotSource;
+    expect(() => new EbsSnapshotOnDeploy(newStack(), 'Snap', { source: unknown })).toThrow(/invalid source: sources of kind "tape" are not supported/);
+  });
+});
+
+describe('EbsSnapshotOnDeploy guarding its own source', () => {
+  test('an instance in both source and snapshotBefore is found by its CloudFormation tags, not referenced', () => {
+    // GIVEN
+    const stack = newStack();
+    const instance = instanceIn(stack);
+    // WHEN
+    new EbsSnapshotOnDeploy(stack, 'Snap', { source: EbsSnapshotSource.fromInstance(instance), snapshotBefore: [instance] });
+    // THEN: synth succeeds (no cycle), the instance depends on the snapshot, the snapshot names its logical id
+    const template = Template.fromStack(stack);
+    const instanceId = stack.resolve((instance.node.defaultChild as ec2.CfnInstance).logicalId);
+    const snapId = Object.keys(template.findResources('Custom::EbsSnapshotOnDeploy'))[0];
+    template.hasResourceProperties('Custom::EbsSnapshotOnDeploy', {
+      Source: 'instance', InstanceId: Match.absent(), SourceLogicalId: instanceId, SnapshotBeforeHash: Match.stringLikeRegexp('^[0-9a-f]{32}$'),
+    });
+    expect(template.toJSON().Resources[instanceId].DependsOn).toContain(snapId);
+    // CreateSnapshots on instance/* only for the instance of this stack with that logical id
+    expect(policyStatements(stack)).toContainEqual({
+      Action: 'ec2:CreateSnapshots',
+      Effect: 'Allow',
+      Resource: { 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':ec2:us-east-1:111111111111:instance/*']] },
+      Condition: { StringEquals: { 'aws:ResourceTag/aws:cloudformation:stack-id': { Ref: 'AWS::StackId' }, 'aws:ResourceTag/aws:cloudformation:logical-id': instanceId } },
+    });
+  });
+
+  test('a volume in a guarded scope is found by its tags too', () => {
+    const stack = newStack();
+    const volume = new ec2.Volume(stack, 'Data', { availabilityZone: 'us-east-1a', size: Size.gibibytes(8) });
+    new EbsSnapshotOnDeploy(stack, 'Snap', { source: EbsSnapshotSource.fromVolume(volume), snapshotBefore: [volume] });
+    Template.fromStack(stack).hasResourceProperties('Custom::EbsSnapshotOnDeploy', {
+      Source: 'volume', VolumeId: Match.absent(), SourceLogicalId: stack.resolve((volume.node.defaultChild as ec2.CfnVolume).logicalId),
+    });
+  });
+
+  test('a snapshot guarding its instance next to one of a volume that depends on the instance: no cycle through the shared policy', () => {
+    const stack = newStack();
+    const instance = instanceIn(stack);
+    const data = new ec2.Volume(stack, 'Data', { availabilityZone: instance.instanceAvailabilityZone, size: Size.gibibytes(1) });
+    new EbsSnapshotOnDeploy(stack, 'DataSnapshot', { source: EbsSnapshotSource.fromVolume(data) });
+    new EbsSnapshotOnDeploy(stack, 'BeforeChange', { source: EbsSnapshotSource.fromInstance(instance), snapshotBefore: [instance] });
+    const template = Template.fromStack(stack);
+    template.resourceCountIs('Custom::EbsSnapshotOnDeploy', 2);
+  });
+
+  test('a volume referenced by id (a Ref) and guarded is refused as a cycle at synth', () => {
+    const stack = newStack();
+    const volume = new ec2.CfnVolume(stack, 'Data', { availabilityZone: 'us-east-1a', size: 8 });
+    new EbsSnapshotOnDeploy(stack, 'Snap', { source: EbsSnapshotSource.fromVolumeId(volume.ref), snapshotBefore: [volume] });
+    expect(() => Template.fromStack(stack)).toThrow(/invalid snapshotBefore: Stack\/Data must exist before the snapshot can be taken/);
+  });
+
+  test('a cycle through another resource is refused too', () => {
+    // The snapshot refers to the instance; guarding its security group (which the instance needs) is a cycle.
+    const stack = newStack();
+    const instance = instanceIn(stack);
+    new EbsSnapshotOnDeploy(stack, 'Snap', { source: EbsSnapshotSource.fromInstance(instance), snapshotBefore: [instance.connections.securityGroups[0]] });
+    expect(() => Template.fromStack(stack)).toThrow(/invalid snapshotBefore: .* must exist before the snapshot can be taken/);
+  });
+
+  test('guarding other resources keeps the reference', () => {
+    const stack = newStack();
+    const instance = instanceIn(stack);
+    const other = instanceIn(stack, 'Other');
+    new EbsSnapshotOnDeploy(stack, 'Snap', { source: EbsSnapshotSource.fromInstance(instance), snapshotBefore: [other] });
+    Template.fromStack(stack).hasResourceProperties('Custom::EbsSnapshotOnDeploy', { InstanceId: { Ref: Match.stringLikeRegexp('^Instance') } });
+  });
+});
+
+describe('EbsSnapshotOnDeploy IAM', () => {
+  test('create on the volume and tagged snapshots, tags only on creation, delete only what this stack tagged', () => {
+    const stack = newStack();
+    new EbsSnapshotOnDeploy(stack, 'Snap', { source: EbsSnapshotSource.fromVolumeId(VOLUME) });
+    const snapshots = { 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':ec2:us-east-1::snapshot/*']] };
+    const statements = policyStatements(stack);
+    expect(statements).toEqual(expect.arrayContaining([
+      {
+        Action: 'ec2:CreateSnapshot',
+        Effect: 'Allow',
+        Resource: { 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, `:ec2:us-east-1:111111111111:volume/${VOLUME}`]] },
+      },
+      {
+        Action: 'ec2:CreateSnapshot',
+        Effect: 'Allow',
+        Resource: snapshots,
+        Condition: { StringEquals: { 'aws:RequestTag/cdk-storage-snapshots:managed-by': 'cdk-storage-snapshots', 'aws:RequestTag/cdk-storage-snapshots:stack-id': { Ref: 'AWS::StackId' } } },
+      },
+      {
+        Action: 'ec2:CreateTags',
+        Effect: 'Allow',
+        Resource: snapshots,
+        Condition: { StringEquals: { 'ec2:CreateAction': ['CreateSnapshot', 'CreateSnapshots'], 'aws:RequestTag/cdk-storage-snapshots:managed-by': 'cdk-storage-snapshots' } },
+      },
+      {
+        Action: 'ec2:DeleteSnapshot',
+        Effect: 'Allow',
+        Resource: snapshots,
+        Condition: { StringEquals: { 'aws:ResourceTag/cdk-storage-snapshots:managed-by': 'cdk-storage-snapshots', 'aws:ResourceTag/cdk-storage-snapshots:stack-id': { Ref: 'AWS::StackId' } } },
+      },
+      { Action: ['ec2:DescribeSnapshots', 'ec2:DescribeVolumes', 'ec2:DescribeInstances'], Effect: 'Allow', Resource: '*' },
+    ]));
+    // Nothing else is granted on "*", and nothing EC2 without a scope or condition beyond the source.
+    const wildcards = statements.filter((s) => s.Resource === '*').flatMap((s) => [].concat(s.Action));
+    expect(wildcards.filter((a: string) => a.startsWith('ec2:'))).toEqual(['ec2:DescribeSnapshots', 'ec2:DescribeVolumes', 'ec2:DescribeInstances']);
+  });
+
+  test('many volumes share statements: another volume adds an ARN, not a statement', () => {
+    const one = newStack();
+    new EbsSnapshotOnDeploy(one, 'A', { source: EbsSnapshotSource.fromVolumeId(VOLUME) });
+    const two = newStack();
+    new EbsSnapshotOnDeploy(two, 'A', { source: EbsSnapshotSource.fromVolumeId(VOLUME) });
+    new EbsSnapshotOnDeploy(two, 'B', { source: EbsSnapshotSource.fromVolumeId('vol-0123456789abcdef1') });
+    expect(policyStatements(two)).toHaveLength(policyStatements(one).length);
+    const create = policyStatements(two).find((s) => s.Action === 'ec2:CreateSnapshot' && !s.Condition);
+    expect(create.Resource).toHaveLength(2);
+  });
+
+  test('wildcards carry cdk-nag reasons', () => {
+    const stack = newStack();
+    new EbsSnapshotOnDeploy(stack, 'Snap', { source: EbsSnapshotSource.fromVolumeId(VOLUME) });
+    const policies = Template.fromStack(stack).findResources('AWS::IAM::Policy');
+    const ours = Object.entries<any>(policies).find(([k]) => /EbsSnapshotOnDeployHandlersRoleDefaultPolicy/.test(k))![1];
+    const reasons = ours.Metadata.cdk_nag.rules_to_suppress.filter((r: any) => r.id === 'AwsSolutions-IAM5');
+    expect(reasons.map((r: any) => r.applies_to)).toEqual(expect.arrayContaining([
+      [{ regex: '/^Resource::arn:<AWS::Partition>:ec2:[^:]*::snapshot\\/\\*$/' }],
+      ['Resource::*'],
+    ]));
+  });
+});
+
+describe('EbsSnapshotOnDeploy from a disk image', () => {
+  /** A raw image of `bytes` bytes in a fresh temporary directory. */
+  function image(bytes: number): string {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ebs-image-'));
+    const file = path.join(dir, 'disk.raw');
+    // A sparse file: its size is what synth checks, and it costs no disk.
+    fs.writeFileSync(file, '');
+    fs.truncateSync(file, bytes);
+    return file;
+  }
+
+  test('fromImageFile: an asset and a Custom::EbsSnapshotFromData with the image, the size and the tags (Tags.of included)', () => {
+    const stack = newStack();
+    const snap = new EbsSnapshotOnDeploy(stack, 'Golden', {
+      source: EbsSnapshotSource.fromImageFile(image(1024 * 1024)),
+      volumeSize: Size.gibibytes(8),
+      description: 'golden data disk',
+      tags: { team: 'data' },
+    });
+    Tags.of(stack).add('costCenter', '42');
+    const template = Template.fromStack(stack);
+    template.resourceCountIs('Custom::EbsSnapshotOnDeploy', 0);
+    template.hasResourceProperties('Custom::EbsSnapshotFromData', {
+      ImageBucket: Match.anyValue(),
+      ImageKey: Match.stringLikeRegexp('^[0-9a-f]{64}\\.raw$'),
+      ImageSizeBytes: String(1024 * 1024),
+      VolumeSize: '8',
+      Description: 'golden data disk',
+      Tags: '{"costCenter":"42","team":"data"}',
+      RemovalPolicy: 'retain',
+      TimeoutSeconds: '3600',
+    });
+    expect(stack.resolve(snap.snapshotId)).toEqual({ Ref: expect.stringMatching(/^Golden[0-9A-F]{8}$/) });
+    expect(stack.resolve(snap.volumeSize)).toEqual({ 'Fn::GetAtt': [expect.stringMatching(/^Golden[0-9A-F]{8}$/), 'VolumeSize'] });
+    expect(stack.resolve(snap.blockCount)).toEqual({ 'Fn::GetAtt': [expect.stringMatching(/^Golden[0-9A-F]{8}$/), 'BlockCount'] });
+    expect(snap.sourceFound).toBe('true');
+  });
+
+  test('fromS3Object: the handler may read only that object; encryption with a key of the user\'s', () => {
+    const stack = newStack();
+    const bucket = new s3.Bucket(stack, 'Images');
+    const key = new kms.Key(stack, 'Key');
+    new EbsSnapshotOnDeploy(stack, 'FromS3', {
+      source: EbsSnapshotSource.fromS3Object(bucket, 'disks/golden.raw'),
+      encryption: { kmsKey: key },
+    });
+    const template = Template.fromStack(stack);
+    template.hasResourceProperties('Custom::EbsSnapshotFromData', {
+      ImageKey: 'disks/golden.raw',
+      ImageSizeBytes: Match.absent(),
+      Encrypted: 'true',
+      KmsKeyArn: { 'Fn::GetAtt': [Match.stringLikeRegexp('^Key'), 'Arn'] },
+    });
+    const statements = Object.values<any>(template.findResources('AWS::IAM::Policy'))
+      .flatMap((p) => p.Properties.PolicyDocument.Statement);
+    const read = statements.find((st) => st.Action === 's3:GetObject');
+    expect(read.Resource).toEqual({ 'Fn::Join': ['', [{ 'Fn::GetAtt': [expect.stringMatching(/^Images/), 'Arn'] }, '/disks/golden.raw']] });
+  });
+
+  test.each([
+    ['snapshotBefore', (stack: Stack) => ({ snapshotBefore: [new s3.Bucket(stack, 'Guarded')] }), /invalid snapshotBefore: a snapshot made from a disk image/],
+    ['outpostArn', () => ({ outpostArn: 'arn:aws:outposts:us-east-1:111111111111:outpost/op-0123456789abcdef0' }), /invalid outpostArn: the EBS direct APIs/],
+    ['waitForCompletion', () => ({ waitForCompletion: false }), /invalid waitForCompletion: a snapshot made from a disk image is always completed/],
+    ['encryption with parentSnapshotId', () => ({ encryption: {}, parentSnapshotId: 'snap-0123456789abcdef0' }), /invalid encryption: cannot be combined with parentSnapshotId/],
+    ['a volume size smaller than the image', () => ({ volumeSize: Size.gibibytes(1) }), /larger than the volume size of 1 GiB/],
+  ])('refused for a disk image: %s', (_name, extra, error) => {
+    const stack = newStack();
+    const file = _name.startsWith('a volume size') ? image(1024 * 1024 * 1024 + 512) : image(512);
+    expect(() => new EbsSnapshotOnDeploy(stack, 'Golden', { source: EbsSnapshotSource.fromImageFile(file), ...extra(stack) })).toThrow(error);
+  });
+
+  test('a missing image file or one that is not whole sectors is refused at synth', () => {
+    expect(() => new EbsSnapshotOnDeploy(newStack(), 'Golden', { source: EbsSnapshotSource.fromImageFile('/no/such/disk.raw') }))
+      .toThrow(/Stack\/Golden: invalid source: the disk image file does not exist/);
+    expect(() => new EbsSnapshotOnDeploy(newStack(), 'Golden', { source: EbsSnapshotSource.fromImageFile(image(1000)) }))
+      .toThrow(/whole number of 512-byte sectors/);
+  });
+
+  test.each(['volumeSize', 'encryption', 'parentSnapshotId'])('%s is refused for a volume source', (prop) => {
+    const extra: Record<string, unknown> = { volumeSize: Size.gibibytes(8), encryption: {}, parentSnapshotId: 'snap-0123456789abcdef0' };
+    expect(() => new EbsSnapshotOnDeploy(newStack(), 'Snap', { source: EbsSnapshotSource.fromVolumeId(VOLUME), [prop]: extra[prop] }))
+      .toThrow(new RegExp(`invalid ${prop}: applies only to a snapshot made from a disk image`));
+  });
+
+  test('attributes of one kind of source are refused on another', () => {
+    const stack = newStack();
+    const golden = new EbsSnapshotOnDeploy(stack, 'Golden', { source: EbsSnapshotSource.fromImageFile(image(512)) });
+    const volume = new EbsSnapshotOnDeploy(stack, 'Snap', { source: EbsSnapshotSource.fromVolumeId(VOLUME) });
+    expect(() => golden.volumeIds).toThrow(/invalid volumeIds: is not available for a disk image source/);
+    expect(() => golden.startTime).toThrow(/invalid startTime: is not available for a disk image source/);
+    expect(() => volume.blockCount).toThrow(/invalid blockCount: is not available for a volume source/);
+    expect(stack.resolve(golden.snapshotIds)).toEqual([stack.resolve(golden.snapshotId)]);
+  });
+
+  test('restore: a snapshot\'s id wires into an ec2.Volume', () => {
+    const stack = newStack();
+    const golden = new EbsSnapshotOnDeploy(stack, 'Golden', { source: EbsSnapshotSource.fromImageFile(image(512)) });
+    const snap = new EbsSnapshotOnDeploy(stack, 'Snap', { source: EbsSnapshotSource.fromVolumeId(VOLUME) });
+    new ec2.Volume(stack, 'FromGolden', { availabilityZone: 'us-east-1a', snapshotId: golden.snapshotId });
+    new ec2.Volume(stack, 'FromSnap', { availabilityZone: 'us-east-1a', snapshotId: snap.snapshotId });
+    const template = Template.fromStack(stack);
+    template.hasResourceProperties('AWS::EC2::Volume', { SnapshotId: { Ref: Match.stringLikeRegexp('^Golden[0-9A-F]{8}$') } });
+    template.hasResourceProperties('AWS::EC2::Volume', { SnapshotId: { 'Fn::GetAtt': [Match.stringLikeRegexp('^Snap[0-9A-F]{8}$'), 'SnapshotId'] } });
+  });
+});
