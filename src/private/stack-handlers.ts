@@ -109,31 +109,26 @@ export abstract class StackHandlers extends Construct {
   }
 
   /**
-   * Past this many distinct ARNs in one statement, `allow()` grants the resource types they name
-   * by pattern instead (see `allow()`). Only the benchmark changes it, to measure per-ARN grants.
-   * @internal
-   */
-  public static exactArnsPerStatement = EXACT_ARNS_PER_STATEMENT;
-
-  /**
    * Adds `resources` to the one shared statement with these actions and conditions, so that N
    * instances give one statement with N ARNs rather than N statements.
    *
    * Past `EXACT_ARNS_PER_STATEMENT` distinct ARNs in the statement, each ARN becomes the pattern
    * of its resource type in its own account and region (`arn:<partition>:fsx:<region>:<account>:
    * snapshot/*` for `.../snapshot/fsvol-1/*`), and the statement keeps its conditions. Why: every
-   * exact ARN costs about 110 to 150 characters of the role's inline policy, which IAM caps at
-   * 10,240 for all of a role's inline policies together; per-ARN grants overflowed it at 17
-   * OpenZfsSnapshots on distinct volumes (CDK then splits the statements into extra managed
-   * policies, at most 10 per role without a quota increase, which 200 instances also overflow).
-   * Below the threshold a stack keeps exact ARNs, which is most stacks. Past it the pattern still
-   * names the service, the resource type, this account and this region, and the statements that
-   * tag or delete keep their `aws:RequestTag`/`aws:ResourceTag` ownership conditions, so deletes
-   * remain limited to what this stack made; what widens is only the condition-free create calls
-   * (for OpenZFS: a snapshot of any OpenZFS volume of the account and region), which destroy
-   * nothing. 10 keeps the worst case of one construct type (three per-resource statements at the
-   * threshold) near 4 KB, under half the limit, with room for the fixed statements and a role of
-   * the user's own. Measured by `bench/run.ts` (bench/RESULTS.md).
+   * exact ARN costs about 70 characters of policy (100 unresolved), and with per-ARN grants
+   * OpenZfsSnapshots on distinct volumes made CDK split the role's default policy into
+   * `OverflowPolicy` managed policies from 15 instances on, and from 43 one of those (a single
+   * statement, which CDK cannot split) passed IAM's 6,144-character limit for a managed policy:
+   * the deploy would fail. Below the threshold a stack keeps exact ARNs, which is most stacks.
+   * Past it the pattern still names the service, the resource type, this account and this
+   * region, and the statements that tag or delete keep their `aws:RequestTag`/`aws:ResourceTag`
+   * ownership conditions, so deletes remain limited to what this stack made; what widens is only
+   * the condition-free create calls (for OpenZFS: a snapshot of any OpenZFS volume of the account
+   * and region), which destroy nothing. At 10 the largest inline policy of one construct type
+   * stays near 2.5 KB (then 1.2 KB past it, at any N), a quarter of IAM's 10,240 per role, leaving
+   * room for a role of the user's own. CDK's own size estimate sees one resource per statement
+   * (the rendered list is a token), which the threshold makes harmless. Measured by
+   * `bench/run.ts` (bench/RESULTS.md, "IAM growth").
    */
   public allow(actions: string[], resources: string[], conditions?: Record<string, Record<string, unknown>>): void {
     const key = JSON.stringify([actions, conditions ?? {}]);
@@ -143,7 +138,7 @@ export abstract class StackHandlers extends Construct {
       const state: SharedStatement = { arns, patterned: false };
       // The resources are rendered at synth time, when the statement's last ARN is known: a
       // statement that crosses the threshold then shows only the patterns, not both.
-      const rendered = Token.asString(Lazy.any({ produce: () => renderResources(state.arns, StackHandlers.exactArnsPerStatement) }));
+      const rendered = Token.asString(Lazy.any({ produce: () => renderResources(state.arns, EXACT_ARNS_PER_STATEMENT) }));
       this.role.addToPrincipalPolicy(new iam.PolicyStatement({ actions, conditions, resources: [rendered] }));
       shared = state;
       this.policyStatements.set(key, shared);
@@ -151,7 +146,7 @@ export abstract class StackHandlers extends Construct {
       suppressNag(this.role, this.spec.wildcardReasons);
     }
     for (const r of resources) if (!shared.arns.includes(r)) shared.arns.push(r);
-    if (!shared.patterned && shared.arns.length > StackHandlers.exactArnsPerStatement) {
+    if (!shared.patterned && shared.arns.length > EXACT_ARNS_PER_STATEMENT) {
       shared.patterned = true;
       suppressNag(this.role, [PATTERN_REASON]);
     }

@@ -1,0 +1,156 @@
+/*
+ * The benchmarks: what the constructs cost in a template, at synth and at cold start, and what
+ * waiting costs, each next to what users would write instead, measured side by side in one run.
+ * Prints the tables and writes them with the conclusions to bench/RESULTS.md.
+ *
+ *   npx projen bench                       (bundles the handlers first)
+ *   npx ts-node --project test/tsconfig.json bench/run.ts [--quick] [--skip-ebs-direct] [--only=scale,iam,cold-start,waiting,ebs-direct] [--no-write]
+ *
+ * --quick runs the smallest case of each part (seconds); the smoke test does the same in process.
+ */
+import './env';
+import { createHash } from 'crypto';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { performance } from 'perf_hooks';
+import { ebsDirectUploadBench } from './ebs-direct-upload';
+import { coldStartPart, iamPart, scalePart, waitingPart } from './parts';
+import { num, ratio, Section, table } from './report';
+import { PROVIDER_QUERY_INTERVAL } from '../src/private/provider';
+import { EXACT_ARNS_PER_STATEMENT } from '../src/private/stack-handlers';
+
+const PARTS = ['scale', 'iam', 'cold-start', 'waiting', 'ebs-direct'] as const;
+type Part = typeof PARTS[number];
+
+interface Args {
+  readonly quick: boolean;
+  readonly parts: Set<Part>;
+  readonly write: boolean;
+}
+
+function parseArgs(argv: string[]): Args {
+  const only = argv.find((a) => a.startsWith('--only='))?.slice('--only='.length).split(',');
+  const unknown = (only ?? []).filter((p) => !(PARTS as readonly string[]).includes(p));
+  if (unknown.length) throw new Error(`unknown part(s) ${unknown.join(', ')}: the parts are ${PARTS.join(', ')}`);
+  const parts = new Set<Part>((only as Part[] | undefined) ?? PARTS);
+  if (argv.includes('--skip-ebs-direct')) parts.delete('ebs-direct');
+  return { quick: argv.includes('--quick'), parts, write: !argv.includes('--no-write') };
+}
+
+/** A fixed CPU task (SHA-256 of 32 MiB), timed before and after: how much the machine's load moved the figures. */
+function calibrate(): number {
+  const block = Buffer.alloc(1024 * 1024, 7);
+  const start = performance.now();
+  for (let i = 0; i < 32; i++) createHash('sha256').update(block).digest();
+  return performance.now() - start;
+}
+
+/** The EBS-direct upload benchmark (bench/ebs-direct-upload.ts): its rows, as a table. */
+async function ebsDirectPart(quick: boolean): Promise<Section> {
+  const rows: Array<Record<string, unknown>> = (await ebsDirectUploadBench({ quick })) as any[];
+  if (rows.length === 0) return { title: 'EBS direct upload', markdown: 'bench/ebs-direct-upload.ts returned no rows.' };
+  const headers = [...new Set(rows.flatMap((r) => Object.keys(r)))];
+  const cell = (v: unknown) => (typeof v === 'number' ? (Number.isInteger(v) ? v : num(v, 2)) : String(v ?? ''));
+  return { title: 'EBS direct upload (upload throughput against the local SHA-256 limit)', markdown: table(headers, rows.map((r) => headers.map((h) => cell(r[h])))) };
+}
+
+/** Progress goes to stderr when run as a command (not from the smoke test). */
+const progress = require.main === module ? (line: string) => console.error(line) : () => undefined;
+
+export async function main(argv: string[]): Promise<string> {
+  const args = parseArgs(argv);
+  const started = performance.now();
+  const before = { load: os.loadavg()[0], calibrationMs: calibrate() };
+  const sections: Section[] = [];
+  const conclusions: string[] = [];
+  const timings: Array<[string, number]> = [];
+  const calibrations: Array<[string, number]> = [];
+  const timed = async <T>(name: string, f: () => T | Promise<T>): Promise<T> => {
+    calibrations.push([`before ${name}`, calibrate()]);
+    const t = performance.now();
+    const out = await f();
+    timings.push([name, performance.now() - t]);
+    progress(`bench: ${name} done in ${num((performance.now() - t) / 1000, 1)} s`);
+    return out;
+  };
+
+  if (args.parts.has('scale')) {
+    const scale = await timed('scale', () => scalePart(args.quick
+      ? { ns: [1, 2], runs: () => 1 }
+      : { ns: [1, 10, 50, 200], runs: (n) => (n >= 200 ? 5 : n >= 50 ? 7 : 11) }));
+    sections.push(scale.section);
+    for (const m of scale.marginal.filter((x) => x.case.kind === 'library')) {
+      const acr = scale.marginal.find((x) => x.case.family === m.case.family && x.case.name === 'AwsCustomResource');
+      conclusions.push(`${m.case.name}: instance number ${m.largest.n} adds ${m.lastAdds} resource(s) (target 1); ` +
+        `${num(m.bytes)} template bytes per instance${acr ? ` (${ratio(m.bytes, acr.bytes)} AwsCustomResource's)` : ''}; ` +
+        `${num(m.fixedResources, 0)} resources and ${num(m.fixedBytes / 1024, 1)} KiB fixed per stack; at most ${m.maxN} per stack by CloudFormation's limits; ` +
+        `synth ${num(m.synthMs, 2)} ms per instance${acr ? ` (${ratio(m.synthMs, acr.synthMs)} AwsCustomResource's: target at most 1×)` : ''}.`);
+    }
+  }
+  if (args.parts.has('iam')) {
+    const iam = await timed('iam', () => iamPart(args.quick ? 12 : 400));
+    sections.push(iam.section);
+    for (const r of iam.rows) {
+      conclusions.push(`${r.case.name} (${r.case.family}): CDK splits its policy ${r.cdkSplitsAt ? `at N = ${r.cdkSplitsAt}` : 'never up to the maximum tried'}; ` +
+        `IAM refuses a policy ${r.iamRefusesAt ? `at N = ${r.iamRefusesAt}` : 'never up to the maximum tried'}.`);
+    }
+  }
+  if (args.parts.has('cold-start')) {
+    const cold = await timed('cold-start', () => coldStartPart(args.quick
+      ? { runs: 1, only: ['openzfs-snapshot'], sourceMapModes: [true], acrClients: ['fsx'] }
+      : { runs: 11 }));
+    sections.push(cold.section);
+  }
+  if (args.parts.has('waiting')) {
+    const waiting = await timed('waiting', () => waitingPart(args.quick
+      ? { lifecyclesMs: [10_000], intervalsMs: [PROVIDER_QUERY_INTERVAL.toMilliseconds()], phases: 1 }
+      : { lifecyclesMs: [10_000, 120_000, 1_200_000], intervalsMs: [5_000, 10_000, 30_000, 60_000], phases: 8 }));
+    sections.push(waiting.section);
+  }
+  if (args.parts.has('ebs-direct')) {
+    sections.push(await timed('ebs-direct', () => ebsDirectPart(args.quick)));
+  }
+
+  const after = { load: os.loadavg()[0], calibrationMs: calibrate() };
+  const elapsed = (performance.now() - started) / 1000;
+  const header = [
+    '# Benchmark results',
+    '',
+    `Written by \`bench/run.ts\`${args.quick ? ' --quick (smallest cases only)' : ''} on ${new Date().toISOString().slice(0, 10)}: ` +
+    `${os.cpus().length} CPUs (${os.cpus()[0]?.model.trim()}), Node ${process.version}, aws-cdk-lib ${JSON.parse(fs.readFileSync(require.resolve('aws-cdk-lib/package.json'), 'utf8')).version}. ` +
+    `Whole run ${num(elapsed, 0)} s (${timings.map(([n, ms]) => `${n} ${num(ms / 1000, 0)} s`).join(', ')}).`,
+    '',
+    `Contention: 1-minute load average ${num(before.load, 2)} before and ${num(after.load, 2)} after; a fixed CPU task (SHA-256 of ` +
+    `32 MiB) took ${[['at the start', before.calibrationMs] as [string, number], ...calibrations, ['at the end', after.calibrationMs] as [string, number]]
+      .map(([when, ms]) => `${num(ms, 0)} ms ${when}`).join(', ')}. ` +
+    'Absolute times move with the load of the machine; compare the ratios, measured side by side in this run.',
+    '',
+    `Settings measured: exact ARNs up to ${EXACT_ARNS_PER_STATEMENT} per IAM statement, then resource-type patterns; ` +
+    `Provider query interval ${PROVIDER_QUERY_INTERVAL.toSeconds()} s.`,
+  ].join('\n');
+  const body = sections.map((s) => `## ${s.title}\n\n${s.markdown}`).join('\n\n');
+  const markdown = `${header}\n\n${body}\n\n## Figures in one line each\n\n${conclusions.map((c) => `- ${c}`).join('\n')}\n`;
+  return markdown;
+}
+
+/** The conclusions written by hand from the figures of a full run (bench/CONCLUSIONS.md), appended to RESULTS.md. */
+function handWritten(): string {
+  const file = path.join(__dirname, 'CONCLUSIONS.md');
+  return fs.existsSync(file) ? `\n${fs.readFileSync(file, 'utf8')}` : '';
+}
+
+if (require.main === module) {
+  main(process.argv.slice(2)).then((markdown) => {
+    const args = parseArgs(process.argv.slice(2));
+    console.log(markdown);
+    if (args.write) {
+      const out = path.join(__dirname, 'RESULTS.md');
+      fs.writeFileSync(out, markdown + handWritten());
+      console.error(`bench: wrote ${path.relative(process.cwd(), out)}`);
+    }
+  }).catch((err) => {
+    console.error(err);
+    process.exitCode = 1;
+  });
+}
