@@ -154,8 +154,9 @@ project.testTask.spawn(integ);
 // translated to Python, Java, C# and Go (a broken example fails), and jsii-pacmak generates the
 // four languages' sources (an API that does not translate fails).
 const docsCheck = project.addTask('docs:check', {
-  description: 'Compile with jsii, compile and translate every example (jsii-rosetta --strict), generate all language sources',
-  steps: [{ spawn: 'compile' }, { exec: 'jsii-rosetta extract --strict' }, { spawn: codeOnly.name }],
+  description: 'Compile with jsii, compile and translate every example (jsii-rosetta --strict), generate all language sources, regenerate API.md',
+  // docgen last: API.md is regenerated, and .ci/run's `git diff --exit-code` fails if it was stale.
+  steps: [{ spawn: 'compile' }, { exec: 'jsii-rosetta extract --strict' }, { spawn: codeOnly.name }, { spawn: 'docgen' }],
 });
 project.testTask.spawn(docsCheck);
 
