@@ -65,7 +65,19 @@ export interface HandlerOptions {
   /**
    * Memory of each handler function, in MiB.
    *
-   * @default 256
+   * @default 256 (2048 for the handler that writes snapshots from disk images: more memory is more CPU)
    */
   readonly memorySize?: number;
+
+  /**
+   * Concurrent executions reserved for each handler function (the Provider framework's own
+   * functions are not limited). The handlers run once per resource per deploy, or once per tick,
+   * so they need little; a cap keeps a large deploy from taking the account's unreserved
+   * concurrency. Too low a cap makes CloudFormation wait: keep it at least the number of instances
+   * that deploy at once. The functions' timeouts are fixed by what each handler does (5 minutes for
+   * a request, 2 minutes per status check, 14 minutes per upload slice, 15 minutes per tick).
+   *
+   * @default - no reserved concurrency (the account's unreserved pool)
+   */
+  readonly reservedConcurrentExecutions?: number;
 }

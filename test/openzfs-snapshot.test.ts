@@ -83,6 +83,23 @@ describe('OpenZfsSnapshot resources', () => {
     new OpenZfsSnapshot(stack, 'D', { volumeId: VOLUME });
   });
 
+  test('reserved concurrency applies to the handler functions, not to the Provider framework\'s', () => {
+    const stack = newStack();
+    new OpenZfsSnapshot(stack, 'Snap', { volumeId: VOLUME, handlerOptions: { reservedConcurrentExecutions: 5 } });
+    const template = Template.fromStack(stack);
+    template.hasResourceProperties('AWS::Lambda::Function', { Handler: 'index.onEvent', ReservedConcurrentExecutions: 5 });
+    template.hasResourceProperties('AWS::Lambda::Function', { Handler: 'index.isComplete', ReservedConcurrentExecutions: 5 });
+    template.hasResourceProperties('AWS::Lambda::Function', { Handler: 'framework.onEvent', ReservedConcurrentExecutions: Match.absent() });
+  });
+
+  test.each([
+    [{ memorySize: 64 }, /invalid handlerOptions.memorySize: must be a whole number of MiB from 128 to 10,240 \(received 64\)/],
+    [{ memorySize: 512.5 }, /invalid handlerOptions.memorySize/],
+    [{ reservedConcurrentExecutions: 0 }, /invalid handlerOptions.reservedConcurrentExecutions: must be a whole number of at least 1/],
+  ])('handler options %j are refused', (handlerOptions, error) => {
+    expect(() => new OpenZfsSnapshot(newStack(), 'Snap', { volumeId: VOLUME, handlerOptions })).toThrow(error);
+  });
+
   test('attributes are deploy-time references to the custom resource', () => {
     const stack = newStack();
     const snap = new OpenZfsSnapshot(stack, 'Snap', { volumeId: VOLUME });

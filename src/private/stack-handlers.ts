@@ -69,6 +69,15 @@ export abstract class StackHandlers extends Construct {
     this.options = options;
     this.optionsFrom = requester.node.path;
 
+    const memory = options?.memorySize;
+    if (memory !== undefined && !Token.isUnresolved(memory) && (!Number.isInteger(memory) || memory < 128 || memory > 10_240)) {
+      throw new Error(`${requester.node.path}: invalid handlerOptions.memorySize: must be a whole number of MiB from 128 to 10,240 (received ${memory})`);
+    }
+    const reserved = options?.reservedConcurrentExecutions;
+    if (reserved !== undefined && !Token.isUnresolved(reserved) && (!Number.isInteger(reserved) || reserved < 1)) {
+      throw new Error(`${requester.node.path}: invalid handlerOptions.reservedConcurrentExecutions: must be a whole number of at least 1 ` +
+        `(0 would stop the handlers and every deploy would hang until CloudFormation's timeout) (received ${reserved})`);
+    }
     if (options?.logGroup && options.logRetention !== undefined) {
       throw new Error(`${requester.node.path}: invalid handlerOptions: give logGroup or logRetention, not both (a log group of yours keeps its own retention)`);
     }
@@ -93,6 +102,7 @@ export abstract class StackHandlers extends Construct {
       runtime: lambda.Runtime.NODEJS_22_X,
       architecture: lambda.Architecture.ARM_64,
       memorySize: this.options?.memorySize ?? this.spec.defaultMemorySize ?? 256,
+      reservedConcurrentExecutions: this.options?.reservedConcurrentExecutions,
       timeout,
       role: this.role,
       logGroup: this.logGroup,
