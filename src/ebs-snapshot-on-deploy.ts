@@ -133,6 +133,20 @@ const MAX_DESCRIPTION_LENGTH = 255;
  * });
  */
 export class EbsSnapshotOnDeploy extends Construct implements IEbsSnapshotOnDeploy, ITaggable {
+  /**
+   * An existing EBS snapshot (`snap-…`), to restore from (`ec2.Volume` `snapshotId`) or to name
+   * in a policy, for example.
+   */
+  public static fromSnapshotId(scope: Construct, id: string, snapshotId: string): IEbsSnapshotOnDeploy {
+    class Import extends Construct implements IEbsSnapshotOnDeploy {
+      public readonly snapshotId = snapshotId;
+      public readonly snapshotArn = snapshotArn(scope, snapshotId);
+    }
+    const imported = new Import(scope, id);
+    validatePattern(imported, 'snapshotId', snapshotId, /^snap-([0-9a-f]{8}|[0-9a-f]{17})$/, 'must be "snap-" followed by 8 or 17 lowercase hex digits');
+    return imported;
+  }
+
   public readonly snapshotId: string;
   public readonly snapshotArn: string;
   /**

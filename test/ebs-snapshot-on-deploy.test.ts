@@ -428,3 +428,17 @@ describe('EbsSnapshotOnDeploy from a disk image', () => {
     template.hasResourceProperties('AWS::EC2::Volume', { SnapshotId: { 'Fn::GetAtt': [Match.stringLikeRegexp('^Snap[0-9A-F]{8}$'), 'SnapshotId'] } });
   });
 });
+
+describe('EbsSnapshotOnDeploy.fromSnapshotId', () => {
+  test('an existing snapshot: its id, and an ARN with no account field', () => {
+    const stack = newStack();
+    const snap = EbsSnapshotOnDeploy.fromSnapshotId(stack, 'Existing', 'snap-0123456789abcdef0');
+    expect(snap.snapshotId).toBe('snap-0123456789abcdef0');
+    expect(stack.resolve(snap.snapshotArn)).toEqual({ 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':ec2:us-east-1::snapshot/snap-0123456789abcdef0']] });
+  });
+
+  test('a malformed id is refused', () => {
+    expect(() => EbsSnapshotOnDeploy.fromSnapshotId(newStack(), 'Bad', 'vol-0123456789abcdef0'))
+      .toThrow(/Stack\/Bad: invalid snapshotId: must be "snap-" followed by 8 or 17 lowercase hex digits/);
+  });
+});
