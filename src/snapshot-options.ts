@@ -21,9 +21,12 @@ export interface SnapshotOnDeployOptions {
    * them depends on the snapshot, and a hash of their resolved properties is part of the
    * snapshot's properties: whenever any of them would change, a new snapshot is taken first.
    *
-   * The hash sees what the template says. It cannot see a change that happens only at deploy time:
-   * a new value of a CloudFormation parameter, of a dynamic reference (`{{resolve:…}}`), of an
-   * imported value or of an SSM parameter read at deploy time. Use `trigger` for those.
+   * Values that the template only names are resolved by CloudFormation in the snapshot's
+   * properties too, so a new value at deploy time also takes a new snapshot first: the stack's
+   * parameters that the guarded resources use (such as the SSM-backed AMI parameter of
+   * `MachineImage.latestAmazonLinux2023()`) and `{{resolve:ssm:…}}` references written in their
+   * properties. Not copied, because they are secrets: `NoEcho` parameters, `ssm-secure` and
+   * Secrets Manager references; nor imported values. Use `trigger` for changes to those.
    *
    * @default - the snapshot guards nothing; it is taken when it is created and when `trigger` changes
    */

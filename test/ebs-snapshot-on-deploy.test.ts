@@ -207,7 +207,9 @@ describe('EbsSnapshotOnDeploy guarding its own source', () => {
     const instanceId = stack.resolve((instance.node.defaultChild as ec2.CfnInstance).logicalId);
     const snapId = Object.keys(template.findResources('Custom::EbsSnapshotOnDeploy'))[0];
     template.hasResourceProperties('Custom::EbsSnapshotOnDeploy', {
-      Source: 'instance', InstanceId: Match.absent(), SourceLogicalId: instanceId, SnapshotBeforeHash: Match.stringLikeRegexp('^[0-9a-f]{32}$'),
+      Source: 'instance', InstanceId: Match.absent(), SourceLogicalId: instanceId,
+      // The hash, and the AMI parameter CloudFormation resolves at deploy: a new AMI is a new snapshot first.
+      SnapshotBeforeHash: { 'Fn::Join': ['|', [Match.stringLikeRegexp('^[0-9a-f]{32}$'), { Ref: Match.stringLikeRegexp('^SsmParameterValue') }]] },
     });
     expect(template.toJSON().Resources[instanceId].DependsOn).toContain(snapId);
     // CreateSnapshots on instance/* only for the instance of this stack with that logical id

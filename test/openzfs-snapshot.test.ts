@@ -1,4 +1,4 @@
-import { App, Duration, RemovalPolicy, Stack, Tags } from 'aws-cdk-lib';
+import { App, CfnParameter, CfnResource, Duration, RemovalPolicy, Stack, Tags } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as fsx from 'aws-cdk-lib/aws-fsx';
@@ -364,5 +364,47 @@ describe('Tags.of()', () => {
     new OpenZfsSnapshot(stack, 'Snap', { volumeId: VOLUME, tags: Object.fromEntries(Array.from({ length: 45 }, (_, i) => [`k${i}`, 'v'])) });
     Tags.of(stack).add('one-more', 'v');
     expect(() => Template.fromStack(stack)).toThrow(/Stack\/Snap: invalid tags \(with those added by Tags.of\): at most 45 tags are allowed .* not 46/);
+  });
+});
+
+describe('snapshotBefore and deploy-time values', () => {
+  test('a parameter the guarded resource uses (an SSM-backed AMI) reaches the snapshot\'s properties; a NoEcho one does not', () => {
+    const stack = newStack();
+    const vpc = new ec2.Vpc(stack, 'Vpc', { maxAzs: 1, natGateways: 0 });
+    const instance = new ec2.Instance(stack, 'Server', {
+      vpc,
+      vpcSubnets: { subnetType: ec2.SubnetType.PUBLIC },
+      instanceType: ec2.InstanceType.of(ec2.InstanceClass.T4G, ec2.InstanceSize.MICRO),
+      machineImage: ec2.MachineImage.latestAmazonLinux2023({ cpuType: ec2.AmazonLinuxCpuType.ARM_64 }),
+      userData: ec2.UserData.custom('{{resolve:ssm:/app/release}}'),
+    });
+    const secret = new CfnParameter(stack, 'Password', { type: 'String', noEcho: true });
+    (instance.node.defaultChild as ec2.CfnInstance).addPropertyOverride('Tags', [{ Key: 'pw', Value: secret.valueAsString }]);
+    new OpenZfsSnapshot(stack, 'Snap', { volumeId: VOLUME, snapshotBefore: [instance] });
+    const props = Object.values<any>(Template.fromStack(stack).findResources('Custom::OpenZfsSnapshot'))[0].Properties;
+    const joined = props.SnapshotBeforeHash['Fn::Join'];
+    expect(joined[0]).toBe('|');
+    expect(joined[1][0]).toMatch(/^[0-9a-f]{32}$/);
+    expect(joined[1]).toContainEqual({ Ref: expect.stringMatching(/^SsmParameterValue.*al2023/) });
+    expect(JSON.stringify(joined[1])).not.toContain('Password');
+  });
+
+  test('a dynamic reference written in a guarded property is copied as written; secrets are not', () => {
+    const stack = newStack();
+    const guarded = new CfnResource(stack, 'Guarded', {
+      type: 'AWS::SSM::Parameter',
+      properties: { Type: 'String', Value: '{{resolve:ssm:/app/release:3}}', Description: '{{resolve:secretsmanager:db:SecretString:password}}' },
+    });
+    new OpenZfsSnapshot(stack, 'Snap', { volumeId: VOLUME, snapshotBefore: [guarded] });
+    const props = Object.values<any>(Template.fromStack(stack).findResources('Custom::OpenZfsSnapshot'))[0].Properties;
+    // CloudFormation resolves the reference in the snapshot's properties as it does in the guarded resource's.
+    expect(props.SnapshotBeforeHash).toMatch(/^[0-9a-f]{32}\|\{\{resolve:ssm:\/app\/release:3\}\}$/);
+  });
+
+  test('without deploy-time values the property stays a plain hash', () => {
+    const stack = newStack();
+    const guarded = new CfnResource(stack, 'Guarded', { type: 'AWS::SSM::Parameter', properties: { Type: 'String', Value: 'v1' } });
+    new OpenZfsSnapshot(stack, 'Snap', { volumeId: VOLUME, snapshotBefore: [guarded] });
+    Template.fromStack(stack).hasResourceProperties('Custom::OpenZfsSnapshot', { SnapshotBeforeHash: Match.stringLikeRegexp('^[0-9a-f]{32}$') });
   });
 });

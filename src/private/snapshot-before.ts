@@ -1,5 +1,5 @@
 import { createHash } from 'crypto';
-import { CfnResource, Lazy, Stack } from 'aws-cdk-lib';
+import { CfnParameter, CfnResource, Fn, Lazy, Stack } from 'aws-cdk-lib';
 import { IConstruct } from 'constructs';
 import { invalid } from './validation';
 
@@ -28,11 +28,20 @@ export class SnapshotGuard {
     this.hash = guarded.length === 0 ? undefined : Lazy.string({
       produce: () => {
         const hash = createHash('sha256');
+        const inputs = new DeployTimeInputs(stack);
         for (const r of guardedResources(guarded)) {
+          const definition = stack.resolve((r as any)._toCloudFormation());
           hash.update(r.node.path);
-          hash.update(JSON.stringify(stack.resolve((r as any)._toCloudFormation())));
+          hash.update(JSON.stringify(definition));
+          inputs.collect(definition);
         }
-        return hash.digest('hex').slice(0, 32);
+        const digest = hash.digest('hex').slice(0, 32);
+        // Values the template only names (a parameter, such as the SSM-backed one of
+        // MachineImage.latestAmazonLinux2023(); an SSM dynamic reference) are resolved by
+        // CloudFormation in the snapshot's properties too: a new value at deploy is then a new
+        // snapshot before the guarded resource changes, with no dependency on it.
+        const named = inputs.references();
+        return named.length === 0 ? digest : Fn.join('|', [digest, ...named]);
       },
     });
   }
@@ -42,6 +51,43 @@ export class SnapshotGuard {
     if (this.guarded.length === 0) return;
     for (const g of this.guarded) g.node.addDependency(copy);
     this.owner.node.addValidation({ validate: () => findCycles(this.owner, copy, this.guarded) });
+  }
+}
+
+/**
+ * The deploy-time inputs of the guarded resources that can be copied into the snapshot's
+ * properties without a dependency and without exposing a secret: references to the stack's
+ * parameters (not `NoEcho` ones) and SSM dynamic references (not `ssm-secure` or Secrets Manager).
+ */
+class DeployTimeInputs {
+  private readonly parameters = new Map<string, CfnParameter>();
+  private readonly found = new Set<string>();
+
+  constructor(stack: Stack) {
+    for (const c of stack.node.findAll()) {
+      if (c instanceof CfnParameter && Stack.of(c) === stack) this.parameters.set(stack.resolve(c.logicalId), c);
+    }
+  }
+
+  public collect(fragment: unknown): void {
+    if (typeof fragment === 'string') {
+      for (const m of fragment.matchAll(/\{\{resolve:ssm:[^}]+\}\}/g)) this.found.add(m[0]);
+    } else if (Array.isArray(fragment)) {
+      fragment.forEach((f) => this.collect(f));
+    } else if (fragment && typeof fragment === 'object') {
+      for (const [key, value] of Object.entries(fragment as Record<string, unknown>)) {
+        if (key === 'Ref' && typeof value === 'string' && this.parameters.has(value) && !this.parameters.get(value)!.noEcho) {
+          this.found.add(`Ref:${value}`);
+        } else {
+          this.collect(value);
+        }
+      }
+    }
+  }
+
+  /** In a stable order: parameter references as `{ Ref }`, dynamic references as written. */
+  public references(): string[] {
+    return [...this.found].sort().map((f) => (f.startsWith('Ref:') ? Fn.ref(f.slice(4)) : f));
   }
 }
 
