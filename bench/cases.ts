@@ -131,7 +131,7 @@ const fsxBackup: ScaleCase = {
   name: 'FsxBackupSchedule',
   family: FAMILY.fsxBackup,
   kind: 'library',
-  note: 'One daily schedule per file system (an EventBridge rule, an alarm and a dead-letter queue each; one handler per stack).',
+  note: 'One daily schedule per file system (an EventBridge rule and an alarm each; one function, Lambda permission, dead-letter queue and its alarm per stack).',
   add: (stack, i) => new FsxBackupSchedule(stack, `Backup${i}`, { schedule: events.Schedule.rate(Duration.days(1)), fileSystemIds: [idOf('fs-', i)] }),
 };
 

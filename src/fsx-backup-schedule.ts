@@ -12,7 +12,7 @@ import type { FsxBackupMetricNames, FsxBackupTargetInput, FsxBackupTickInput, Me
 import { MANAGED_BY, OWNERSHIP_TAG_COUNT, OWNERSHIP_TAG_KEYS } from './private/ownership-tags';
 import { ScheduleHandlers } from './private/schedule-handlers';
 import { HandlerSpec } from './private/stack-handlers';
-import { invalid } from './private/validation';
+import { FSX_TAG_CHARACTERS, invalid, validateTags } from './private/validation';
 
 /** How many of a schedule's backups to keep, per target. */
 export interface BackupRetention {
@@ -74,7 +74,8 @@ export class BackupTarget {
 
   /**
    * An L1 file system. ONTAP file systems are refused (back up their volumes), and so are Lustre
-   * file systems that FSx cannot back up: scratch deployments and those linked to a data repository.
+   * file systems that FSx cannot back up: scratch deployments (including one without a
+   * `deploymentType`, which defaults to `SCRATCH_1`) and those linked to a data repository.
    */
   public static cfnFileSystem(fileSystem: fsx.CfnFileSystem): BackupTarget {
     return new BackupTarget(BackupTargetType.FILE_SYSTEM, fileSystem.ref, `file system ${fileSystem.node.path}`, cannotBackUpFileSystem(fileSystem));
@@ -130,13 +131,18 @@ function cannotBackUpFileSystem(fs: fsx.CfnFileSystem): string | undefined {
   if (type === 'ONTAP') {
     return `${fs.node.path} is an ONTAP file system: FSx backs up ONTAP volumes, not whole file systems; give its volumes (BackupTarget.ontapVolume)`;
   }
+  if (type !== 'LUSTRE') return undefined;
   const lustre = fs.lustreConfiguration as fsx.CfnFileSystem.LustreConfigurationProperty | undefined;
-  if (type !== 'LUSTRE' || !lustre || Token.isUnresolved(lustre)) return undefined;
-  const deployment = lustre.deploymentType;
+  if (lustre !== undefined && Token.isUnresolved(lustre)) return undefined;
+  const deployment = lustre?.deploymentType;
+  if (deployment === undefined) {
+    return `${fs.node.path} is a Lustre file system without lustreConfiguration.deploymentType, which defaults to SCRATCH_1: ` +
+      'FSx backs up persistent Lustre file systems only (set PERSISTENT_1 or PERSISTENT_2)';
+  }
   if (typeof deployment === 'string' && !Token.isUnresolved(deployment) && deployment.startsWith('SCRATCH')) {
     return `${fs.node.path} is a ${deployment} Lustre file system: FSx backs up persistent Lustre file systems only`;
   }
-  if (lustre.importPath || lustre.exportPath) {
+  if (lustre?.importPath || lustre?.exportPath) {
     return `${fs.node.path} is linked to a data repository (importPath/exportPath): FSx cannot back up such a Lustre file system`;
   }
   return undefined;
@@ -146,7 +152,8 @@ function cannotBackUpFileSystem(fs: fsx.CfnFileSystem): string | undefined {
 export interface FsxBackupScheduleProps {
   /**
    * When to take the backups: at most once an hour (a `rate` of at least 1 hour, or a `cron` whose
-   * minute field is one number).
+   * minute field is one number). EventBridge rules take only `rate` and `cron` expressions (`at`
+   * is EventBridge Scheduler's).
    */
   readonly schedule: events.Schedule;
 
@@ -166,7 +173,8 @@ export interface FsxBackupScheduleProps {
 
   /**
    * File systems and volumes to back up, from constructs (`BackupTarget.fileSystem(lustre)`,
-   * `BackupTarget.ontapVolume(cfnVolume)`) or ids.
+   * `BackupTarget.ontapVolume(cfnVolume)`) or ids. Read when the schedule is constructed: adding
+   * to the array afterwards changes nothing.
    *
    * @default - none; give at least one of `fileSystemIds`, `volumeIds` and `targets`
    */
@@ -175,7 +183,13 @@ export interface FsxBackupScheduleProps {
   /**
    * Which of this schedule's backups to delete after each tick. Only backups that carry this
    * schedule's ownership tags and are `AVAILABLE` are ever deleted, never the newest available one
-   * of a target, and none of a target whose backup failed in that tick.
+   * of a target, and none of a target whose backup failed in that tick. Copies of those backups
+   * (`CopyBackup`, which can copy the tags) and backups FSx or AWS Backup made are never deleted.
+   *
+   * Retention follows the schedule's identity (`scheduleName` and the stack's id): backups made
+   * before the construct was renamed or moved in the tree, or before the stack was deleted and
+   * created again, carry the old identity, and this schedule never prunes them (delete them
+   * yourself when they are no longer needed).
    *
    * @default - keep every backup
    */
@@ -184,6 +198,7 @@ export interface FsxBackupScheduleProps {
   /**
    * Tags for every backup, besides the library's own ownership tags (which take 5 of the 50 tags
    * AWS allows). Tags added with `Tags.of()` to the construct or a scope above it are added too.
+   * Keys and values may contain only letters, numbers, spaces and `_ . : / = + - @` (FSx's rule).
    * When a file system or volume has `CopyTagsToBackups` on, its tags are copied as well (these
    * tags win), as FSx would have done without tags in the request.
    *
@@ -192,7 +207,7 @@ export interface FsxBackupScheduleProps {
   readonly tags?: { [key: string]: string };
 
   /**
-   * A topic to notify when the failure alarm goes off.
+   * A topic to notify when the failure alarm or the stack's dead-letter alarm goes off.
    *
    * @default - the alarm has no action
    */
@@ -258,16 +273,24 @@ const TOKEN_LENGTH_ESTIMATE = 128;
 export class FsxBackupSchedule extends Construct implements ITaggable {
   /** The EventBridge rule of this schedule. */
   public readonly rule: events.Rule;
-  /** The alarm on failed backups and failed pruning. */
+  /** The alarm on failed backups (including those that failed after they were started) and failed pruning. */
   public readonly alarm: cloudwatch.Alarm;
+  /**
+   * The stack's alarm on its schedules' dead-letter queue (shared by the stack's schedules): a
+   * tick that still failed after Lambda's retries, or that the function could not finish (a
+   * crash or a timeout emits no metric). A failure a retry fixed does not reach it.
+   */
+  public readonly deadLetterAlarm: cloudwatch.IAlarm;
   /** Where the invocations that still fail after Lambda's retries go (shared by the stack's schedules). */
   public readonly deadLetterQueue: sqs.IQueue;
   /**
    * The schedule's identity in its stack, derived from its construct path: the value of the
-   * ownership tag `cdk-storage-snapshots:owner` on its backups and of the metrics' `Schedule` dimension.
+   * ownership tag `cdk-storage-snapshots:owner` on its backups and of the metrics' `Schedule`
+   * dimension. Renaming or moving the construct changes it: the backups made before then are
+   * no longer this schedule's, and its retention leaves them alone.
    */
   public readonly scheduleName: string;
-  /** What the schedule backs up. */
+  /** What the schedule backs up: a snapshot taken at construction (changing this array changes nothing). */
   public readonly targets: BackupTarget[];
   /**
    * The tags of the backups: the `tags` prop and what `Tags.of()` adds to this construct or a
@@ -286,10 +309,12 @@ export class FsxBackupSchedule extends Construct implements ITaggable {
     this.validateTargets(props);
     validateSchedule(this, props.schedule);
     validateRetention(this, props.retention);
+    validateTags(this, props.tags, OWNERSHIP_TAG_COUNT, 'tags', FSX_TAG_CHARACTERS);
     this.tags = new CopyTags(this, 'Custom::FsxBackupSchedule', props.tags, OWNERSHIP_TAG_COUNT).tags;
 
     const handlers = ScheduleHandlers.of(this, HANDLERS, props.handlerOptions, props.deadLetterQueue);
     this.deadLetterQueue = handlers.deadLetterQueue;
+    this.deadLetterAlarm = handlers.deadLetterAlarm;
     this.grant(handlers);
 
     const stack = Stack.of(this);
@@ -304,12 +329,26 @@ export class FsxBackupSchedule extends Construct implements ITaggable {
       KeepLast: props.retention?.keepLast,
       MaxAgeSeconds: props.retention?.maxAge?.toSeconds(),
     };
-    this.validateInputSize({ ...input, Tags: props.tags });
+    // Checked once Tags.of() has added its tags (they are part of the input, and FSx's characters apply to them).
+    this.node.addValidation({
+      validate: () => {
+        const tags = sortedTags(this.tags.renderTags());
+        try {
+          validateTags(this, tags, OWNERSHIP_TAG_COUNT, 'tags (with those added by Tags.of)', FSX_TAG_CHARACTERS);
+          this.validateInputSize({ ...input, Tags: tags });
+          return [];
+        } catch (err) {
+          return [(err as Error).message];
+        }
+      },
+    });
 
     this.rule = new events.Rule(this, 'Rule', {
+      ruleName: handlers.ruleName(this),
       schedule: props.schedule,
       enabled: props.enabled ?? true,
-      description: `cdk-storage-snapshots: FSx backups of ${this.targets.length} target(s) (${this.node.path})`,
+      // Nothing that changes with the props: a description edit is a needless update of the rule.
+      description: `cdk-storage-snapshots: scheduled FSx backups (${this.node.path})`,
     });
     handlers.addSchedule(this.rule, events.RuleTargetInput.fromObject(input));
 
@@ -326,7 +365,10 @@ export class FsxBackupSchedule extends Construct implements ITaggable {
       evaluationPeriods: 1,
       treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
     });
-    if (props.alarmTopic) this.alarm.addAlarmAction(new cloudwatchActions.SnsAction(props.alarmTopic));
+    if (props.alarmTopic) {
+      this.alarm.addAlarmAction(new cloudwatchActions.SnsAction(props.alarmTopic));
+      handlers.notify(props.alarmTopic);
+    }
   }
 
   /** Backups requested per tick (a replay of a tick counts its backups again). */
@@ -334,7 +376,12 @@ export class FsxBackupSchedule extends Construct implements ITaggable {
     return this.metric(METRICS.started, props);
   }
 
-  /** Targets whose backup could not be requested. */
+  /**
+   * Backups that failed: targets whose backup could not be requested, a backup of this tick found
+   * `FAILED` (on a later delivery of the tick), and an earlier tick's backup found `FAILED` when
+   * the next backup of its target is made (FSx makes one at a time, so the earlier one has
+   * finished by then). A backup can be counted twice when a tick is delivered more than once.
+   */
   public metricBackupsFailed(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
     return this.metric(METRICS.failed, props);
   }
@@ -399,15 +446,20 @@ export class FsxBackupSchedule extends Construct implements ITaggable {
     // pruning against a backup tagged to look like ours).
     handlers.allow(['fsx:CreateBackup'], [...targetArns, backups]);
     handlers.allow(['fsx:TagResource'], [backups], {
-      StringEquals: { [`aws:RequestTag/${OWNERSHIP_TAG_KEYS.managedBy}`]: MANAGED_BY },
+      StringEquals: {
+        [`aws:RequestTag/${OWNERSHIP_TAG_KEYS.managedBy}`]: MANAGED_BY,
+        [`aws:RequestTag/${OWNERSHIP_TAG_KEYS.stackId}`]: stack.stackId,
+      },
     });
     handlers.allow(['fsx:ListTagsForResource'], targetArns);
-    // Deletes only of this very schedule's backups.
+    // Deletes only of backups tagged as this stack's: one statement for the stack's schedules,
+    // which share the role anyway (a statement per schedule would grant the same union and grow
+    // the policy with each schedule). Which schedule and target a backup belongs to is checked in
+    // code before each delete, on the tags the service just listed.
     handlers.allow(['fsx:DeleteBackup'], [backups], {
       StringEquals: {
         [`aws:ResourceTag/${OWNERSHIP_TAG_KEYS.managedBy}`]: MANAGED_BY,
         [`aws:ResourceTag/${OWNERSHIP_TAG_KEYS.stackId}`]: stack.stackId,
-        [`aws:ResourceTag/${OWNERSHIP_TAG_KEYS.owner}`]: this.scheduleName,
       },
     });
     // The describe calls have no resource-level permissions.
@@ -428,7 +480,7 @@ const HANDLERS: HandlerSpec = {
     {
       id: 'AwsSolutions-IAM5',
       reason: 'The id of a backup is not known before it is made (FSx backup ARNs do not name their file system): ' +
-        'creating needs backup/*, tagging the library\'s request tag, and deleting this schedule\'s ownership tags.',
+        'creating needs backup/*, tagging the library\'s request tags, and deleting this stack\'s ownership tags.',
       appliesTo: [{ regex: '/^Resource::arn:<AWS::Partition>:fsx:[^:]*:[^:]*:backup\\/\\*$/' }],
     },
     {
@@ -441,7 +493,8 @@ const HANDLERS: HandlerSpec = {
 
 /**
  * At most once an hour: a `rate` of at least 60 minutes, or a `cron` whose minute field is a
- * single number (any hour field then fires at most once an hour). `at(...)` fires once.
+ * single number (any hour field then fires at most once an hour). EventBridge rules take nothing
+ * else: `at(...)` is EventBridge Scheduler's, and a rule refuses it at deploy.
  */
 function validateSchedule(scope: Construct, schedule: events.Schedule): void {
   const expression = schedule.expressionString;
@@ -459,8 +512,10 @@ function validateSchedule(scope: Construct, schedule: events.Schedule): void {
     if (!/^\d{1,2}$/.test(minute) || Number(minute) > 59) invalid(scope, 'schedule', rule, expression);
     return;
   }
-  if (/^at\(.*\)$/.test(expression)) return;
-  invalid(scope, 'schedule', 'is not a rate(...), cron(...) or at(...) expression EventBridge understands', expression);
+  if (/^at\(.*\)$/.test(expression)) {
+    invalid(scope, 'schedule', 'EventBridge rules take only rate(...) and cron(...) expressions; at(...) is EventBridge Scheduler\'s', expression);
+  }
+  invalid(scope, 'schedule', 'is not a rate(...) or cron(...) expression EventBridge rules understand', expression);
 }
 
 function validateRetention(scope: Construct, retention: BackupRetention | undefined): void {

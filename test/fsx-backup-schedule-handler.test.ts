@@ -11,7 +11,7 @@ import {
 import { mockClient } from 'aws-sdk-client-mock';
 import 'aws-sdk-client-mock-jest';
 import { awsError } from './fixtures/events';
-import { backupTags, backupsToPrune, handler, metrics, targetHash } from '../lambda/fsx-backup-schedule';
+import { backupTags, backupsToPrune, handler, metrics, previousFailed, scheduledMinute, targetHash } from '../lambda/fsx-backup-schedule';
 import { clock } from '../lambda/shared/clock';
 import { OWNERSHIP_TAG_KEYS } from '../lambda/shared/ownership';
 import { tickToken } from '../lambda/shared/token';
@@ -40,8 +40,9 @@ function tick(overrides: Partial<FsxBackupTickInput> = {}): FsxBackupTickInput {
   };
 }
 
+/** The tick's token: derived from the scheduled time rounded down to the minute. */
 function token(target: string, time = TIME) {
-  return tickToken({ scheduleId: `${STACK_ID}|${SCHEDULE}`, target, scheduledTime: time });
+  return tickToken({ scheduleId: `${STACK_ID}|${SCHEDULE}`, target, scheduledTime: scheduledMinute(time) });
 }
 
 function ours(target: string, time = TIME, owner = SCHEDULE, stackId = STACK_ID): Array<{ Key: string; Value: string }> {
@@ -79,8 +80,16 @@ function backup(id: string, target: string, ageDays: number, tags = ours(target)
   } as Backup;
 }
 
-function created(id = 'backup-00000000000000001'): any {
-  return { Backup: { BackupId: id, Lifecycle: 'CREATING', Type: 'USER_INITIATED', CreationTime: new Date(TICK_MS) } };
+function created(id = 'backup-00000000000000001', lifecycle = 'CREATING'): any {
+  return {
+    Backup: {
+      BackupId: id,
+      Lifecycle: lifecycle,
+      Type: 'USER_INITIATED',
+      CreationTime: new Date(TICK_MS),
+      FailureDetails: lifecycle === 'FAILED' ? { Message: 'The file system was busy' } : undefined,
+    },
+  };
 }
 
 let now = 0;
@@ -136,8 +145,42 @@ describe('creating backups', () => {
     expect(volumeCall.FileSystemId).toBeUndefined();
     expect(res).toMatchObject({ started: 2, failed: 0, pruned: 0 });
     expect(published()).toEqual({ BackupsStarted: 2, BackupsFailed: 0, BackupsPruned: 0, PruneFailures: 0, CopiedTagsDropped: 0 });
-    // No retention: the backups are not even listed.
-    expect(fsxMock).toHaveReceivedCommandTimes(DescribeBackupsCommand, 0);
+    // No retention: the backups are still listed once per kind (to see an earlier backup that failed), nothing deleted.
+    expect(fsxMock).toHaveReceivedCommandTimes(DescribeBackupsCommand, 2);
+    expect(fsxMock).toHaveReceivedCommandTimes(DeleteBackupCommand, 0);
+  });
+
+  test('the token depends on the scheduled minute: a delivery whose time differs in its seconds shares it', async () => {
+    fsxMock.on(CreateBackupCommand).resolves(created());
+    await handler(tick({ Time: '2026-11-22T02:00:00Z' }));
+    await handler(tick({ Time: '2026-11-22T02:00:37Z', EventId: 'event-2' }));
+    await handler(tick({ Time: '2026-11-22T02:00:59.999Z', EventId: 'event-3' }));
+    await handler(tick({ Time: '2026-11-22T03:00:00Z' }));
+    const tokens = fsxMock.commandCalls(CreateBackupCommand).map((c) => c.args[0].input.ClientRequestToken);
+    expect(new Set(tokens.slice(0, 3)).size).toBe(1);
+    expect(tokens[3]).not.toBe(tokens[0]);
+    expect(scheduledMinute('2026-11-22T02:00:37Z')).toBe('2026-11-22T02:00Z');
+  });
+
+  test('a target given twice (a token and a literal resolving to the same id) is backed up once', async () => {
+    fsxMock.on(CreateBackupCommand).resolves(created());
+    const res = await handler(tick({ Targets: [{ Kind: 'file-system', Id: FS }, { Kind: 'file-system', Id: FS }] }));
+    expect(fsxMock).toHaveReceivedCommandTimes(CreateBackupCommand, 1);
+    expect(res).toMatchObject({ started: 1, failed: 0 });
+    expect(published()).toMatchObject({ BackupsStarted: 1 });
+  });
+
+  test('a later delivery that gets this tick\'s backup back FAILED counts it as failed, not started', async () => {
+    fsxMock.on(CreateBackupCommand).resolves(created('backup-0000000000000000f', 'FAILED'));
+    await expect(handler(tick())).rejects.toThrow(/Backing up fs-0123456789abcdef0: this tick's backup backup-0000000000000000f FAILED: The file system was busy/);
+    expect(published()).toMatchObject({ BackupsStarted: 0, BackupsFailed: 1 });
+  });
+
+  test('IncompatibleParameterError whose earlier backup FAILED counts as failed', async () => {
+    fsxMock.on(CreateBackupCommand).rejects(awsError('IncompatibleParameterError'));
+    fsxMock.on(DescribeBackupsCommand).resolves({ Backups: [backup('backup-0000000000000000e', FS, 0, ours(FS), 'FAILED')] });
+    await expect(handler(tick())).rejects.toThrow(/this tick's backup backup-0000000000000000e FAILED/);
+    expect(published()).toMatchObject({ BackupsStarted: 0, BackupsFailed: 1 });
   });
 
   test('a duplicate delivery of a tick sends the same token; the next tick another', async () => {
@@ -181,6 +224,19 @@ describe('creating backups', () => {
     await handler(tick({ Targets: [{ Kind: 'volume', Id: VOL }] }));
     const tags = fsxMock.commandCalls(CreateBackupCommand)[0].args[0].input.Tags!;
     expect(tags).toEqual(expect.arrayContaining([{ Key: 'a', Value: '1' }, { Key: 'b', Value: '2' }]));
+  });
+
+  test('copied tags with characters FSx refuses are left out and reported; the others are copied', async () => {
+    fsxMock.on(DescribeFileSystemsCommand).resolves({
+      FileSystems: [fileSystem(FS, true, [{ Key: 'cost#center', Value: '1' }, { Key: 'team', Value: 'a,b' }, { Key: 'app', Value: 'Zoë @ ops/dev' }])],
+    });
+    fsxMock.on(CreateBackupCommand).resolves(created());
+    await handler(tick());
+    const keys = fsxMock.commandCalls(CreateBackupCommand)[0].args[0].input.Tags!.map((t) => t.Key);
+    expect(keys).toContain('app');
+    expect(keys).not.toContain('cost#center');
+    expect(keys).not.toContain('team');
+    expect(published()).toMatchObject({ BackupsStarted: 1, CopiedTagsDropped: 2 });
   });
 
   test('copied tags that do not fit in 50 are left out, reported in a metric, and the backup is still made', async () => {
@@ -282,9 +338,59 @@ describe('creating backups', () => {
     }
   });
 
-  test('an input that is not the schedule\'s is refused with the reason', async () => {
+  test('an input that is not the schedule\'s is refused with the reason, and counted as a failure of its schedule', async () => {
     await expect(handler({ ...tick(), Time: 'yesterday', Targets: [] })).rejects.toThrow(/invalid schedule input .*Time "yesterday" is not a time; Targets is empty/);
+    expect(published()).toMatchObject({ BackupsStarted: 0, BackupsFailed: 1 });
+    expect(addMetric).toHaveBeenCalled();
+    addMetric.mockClear();
     await expect(handler(undefined as any)).rejects.toThrow(/not an object/);
+    expect(published()).toMatchObject({ BackupsFailed: 1 });
+    expect(fsxMock).toHaveReceivedCommandTimes(CreateBackupCommand, 0);
+  });
+});
+
+describe('backups that failed after they were started', () => {
+  const listing = (backups: Backup[]) => fsxMock.on(DescribeBackupsCommand).resolves({ Backups: backups });
+
+  test('the previous backup of a target, FAILED, is counted in BackupsFailed (logged, the tick itself succeeds)', async () => {
+    fsxMock.on(CreateBackupCommand).resolves(created('backup-now'));
+    listing([
+      { ...backup('backup-now', FS, 0, ours(FS), 'CREATING') },
+      { ...backup('backup-prev', FS, 1 / 24, ours(FS, '2026-11-22T01:00:00Z'), 'FAILED'), FailureDetails: { Message: 'disk error' } },
+      backup('backup-older', FS, 2 / 24, ours(FS, '2026-11-22T00:00:00Z'), 'FAILED'),
+    ]);
+    const res = await handler(tick());
+    expect(res).toMatchObject({ started: 1, failed: 0, failedEarlier: 1 });
+    expect(res.results[0].previousFailed).toBe('backup-prev');
+    expect(published()).toMatchObject({ BackupsStarted: 1, BackupsFailed: 1 });
+  });
+
+  test('previousFailed: only the newest of ours before this tick\'s backup, and only if FAILED; never a copy, another schedule\'s or a later one', () => {
+    const owner = { stackId: STACK_ID, owner: SCHEDULE };
+    const at = TICK_MS;
+    const prevFailed = backup('prev', FS, 1 / 24, ours(FS, '2026-11-22T01:00:00Z'), 'FAILED');
+    expect(previousFailed([backup('this', FS, 0), prevFailed], owner, FS, 'this', at)?.BackupId).toBe('prev');
+    // The previous one succeeded: an older failure was counted at its own next backup.
+    expect(previousFailed([backup('this', FS, 0), backup('ok', FS, 1 / 24), { ...prevFailed, CreationTime: new Date(at - 2 * 3_600_000) }], owner, FS, 'this', at))
+      .toBeUndefined();
+    // A failed copy of ours, another schedule's failure, or one made after this tick's: not ours to count.
+    expect(previousFailed([backup('this', FS, 0), { ...prevFailed, SourceBackupId: 'backup-x' }], owner, FS, 'this', at)).toBeUndefined();
+    expect(previousFailed([backup('this', FS, 0), backup('o', FS, 1 / 24, ours(FS, TIME, 'Other'), 'FAILED')], owner, FS, 'this', at)).toBeUndefined();
+    expect(previousFailed([backup('this', FS, 0), backup('later', FS, -1 / 24, ours(FS), 'FAILED')], owner, FS, 'this', at)).toBeUndefined();
+  });
+
+  test('a target whose backup failed in this tick does not count its previous one yet (the next backup will)', async () => {
+    fsxMock.on(CreateBackupCommand).rejects(awsError('ServiceLimitExceeded'));
+    listing([backup('backup-prev', FS, 1 / 24, ours(FS, '2026-11-22T01:00:00Z'), 'FAILED')]);
+    await expect(handler(tick())).rejects.toThrow(/backup quota/);
+    expect(published()).toMatchObject({ BackupsFailed: 1 });
+    expect(fsxMock).toHaveReceivedCommandTimes(DescribeBackupsCommand, 0);
+  });
+
+  test('without retention a listing that fails is logged and does not fail the tick', async () => {
+    fsxMock.on(CreateBackupCommand).resolves(created());
+    fsxMock.on(DescribeBackupsCommand).rejects(awsError('AccessDeniedException', 'not authorized'));
+    await expect(handler(tick())).resolves.toMatchObject({ started: 1, failed: 0 });
   });
 });
 
@@ -309,6 +415,21 @@ describe('retention', () => {
     expect(fsxMock.commandCalls(DeleteBackupCommand).map((c) => c.args[0].input.BackupId).sort()).toEqual(['backup-00000000000000013', 'backup-00000000000000014']);
     expect(res.pruned).toBe(2);
     expect(published()).toMatchObject({ BackupsPruned: 2 });
+  });
+
+  test('backupsToPrune: never a copy of ours (CopyBackup copies the ownership tags), nor a backup FSx or AWS Backup made', () => {
+    const owner = { stackId: STACK_ID, owner: SCHEDULE };
+    const list = [
+      backup('backup-new', FS, 0.5),
+      { ...backup('copy-in-region', FS, 1), SourceBackupId: 'backup-new', SourceBackupRegion: 'us-east-1' },
+      { ...backup('copy-from-region', FS, 2), SourceBackupRegion: 'eu-west-1' },
+      { ...backup('copy-of-id', FS, 3), SourceBackupId: 'backup-old' },
+      { ...backup('automatic', FS, 4), Type: 'AUTOMATIC' },
+      { ...backup('aws-backup', FS, 5), Type: 'AWS_BACKUP' },
+      backup('backup-old', FS, 10),
+    ] as Backup[];
+    expect(backupsToPrune(list, owner, FS, { keepLast: 1 }, TICK_MS).map((b) => b.BackupId)).toEqual(['backup-old']);
+    expect(backupsToPrune(list, owner, FS, { maxAgeSeconds: 86_400 }, TICK_MS).map((b) => b.BackupId)).toEqual(['backup-old']);
   });
 
   test('backupsToPrune: never a foreign backup, another schedule\'s or stack\'s, another target\'s, or one not AVAILABLE', () => {

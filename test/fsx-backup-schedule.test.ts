@@ -7,7 +7,7 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { AwsSolutionsChecks } from 'cdk-nag';
-import { BackupTarget, FsxBackupSchedule, FsxBackupScheduleProps } from '../src/fsx-backup-schedule';
+import { BackupTarget, FsxBackupSchedule, FsxBackupScheduleProps } from '../src';
 
 const FS = 'fs-0123456789abcdef0';
 const VOL = 'fsvol-0123456789abcdef0';
@@ -78,6 +78,79 @@ describe('FsxBackupSchedule resources', () => {
     expect(schedule(newStack(), {}, 'Hourly').scheduleName).not.toBe(schedule(newStack()).scheduleName);
   });
 
+  test('rules are named with a stack-specific prefix, within EventBridge\'s 64 characters; the description does not change with the targets', () => {
+    const stack = newStack();
+    const a = schedule(stack, {}, 'A');
+    const long = schedule(stack, { fileSystemIds: ['fs-0123456789abcdef1', 'fs-0123456789abcdef2'] }, 'AVeryLongScheduleNameThatGoesOnAndOnAndOnPastAnyLimitThatEventBridgeHas');
+    const names = [a, long].map((s) => stack.resolve((s.rule.node.defaultChild as events.CfnRule).name) as string);
+    const prefix = names[0].slice(0, 15);
+    expect(prefix).toMatch(/^css-[0-9a-f]{10}-$/);
+    for (const name of names) {
+      expect(name).toMatch(/^[.\-_A-Za-z0-9]{1,64}$/);
+      expect(name.startsWith(prefix)).toBe(true);
+    }
+    expect(names[0]).not.toBe(names[1]);
+    // Another stack of the same app: another prefix.
+    const other = new Stack(stack.node.scope as App, 'Other', { env: { account: '111111111111', region: 'us-east-1' } });
+    expect(other.resolve((schedule(other, {}, 'A').rule.node.defaultChild as events.CfnRule).name)).not.toMatch(new RegExp(`^${prefix}`));
+    const descriptions = Object.values(Template.fromStack(stack).findResources('AWS::Events::Rule')).map((r: any) => r.Properties.Description);
+    expect(descriptions).toEqual(['cdk-storage-snapshots: scheduled FSx backups (Stack/A)', expect.stringMatching(/^cdk-storage-snapshots: scheduled FSx backups \(Stack\/AVery/)]);
+  });
+
+  test('one Lambda permission and one queue-policy statement for the stack, scoped to its rule-name prefix in this account', () => {
+    const stack = newStack();
+    const a = schedule(stack, {}, 'A');
+    schedule(stack, { fileSystemIds: ['fs-0123456789abcdef1'] }, 'B');
+    const template = Template.fromStack(stack);
+    const prefix = (stack.resolve((a.rule.node.defaultChild as events.CfnRule).name) as string).slice(0, 15);
+    const rules = { 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, `:events:us-east-1:111111111111:rule/${prefix}*`]] };
+    template.resourceCountIs('AWS::Lambda::Permission', 1);
+    template.hasResourceProperties('AWS::Lambda::Permission', {
+      Action: 'lambda:InvokeFunction',
+      Principal: 'events.amazonaws.com',
+      SourceAccount: '111111111111',
+      SourceArn: rules,
+      FunctionName: { 'Fn::GetAtt': [Match.stringLikeRegexp('FsxBackupScheduleHandlersFunction'), 'Arn'] },
+    });
+    const queuePolicies = Object.values(template.findResources('AWS::SQS::QueuePolicy')) as any[];
+    const fromRules = queuePolicies.flatMap((p) => p.Properties.PolicyDocument.Statement).filter((st: any) => st.Principal?.Service === 'events.amazonaws.com');
+    expect(fromRules).toEqual([expect.objectContaining({
+      Action: 'sqs:SendMessage',
+      Condition: { ArnLike: { 'aws:SourceArn': rules }, StringEquals: { 'aws:SourceAccount': '111111111111' } },
+    })]);
+    // Each rule depends on the permission: its first tick can invoke the function.
+    for (const rule of Object.values(template.findResources('AWS::Events::Rule')) as any[]) {
+      expect(rule.DependsOn).toEqual(expect.arrayContaining([expect.stringMatching(/InvokeFromScheduleRules/)]));
+    }
+  });
+
+  test('each schedule after the first adds exactly 2 resources (its rule and its alarm)', () => {
+    const counts = [1, 2, 3].map((n) => {
+      const stack = newStack();
+      for (let i = 0; i < n; i++) schedule(stack, { fileSystemIds: [`fs-${i.toString(16).padStart(17, '0')}`] }, `S${i}`);
+      return Object.keys(Template.fromStack(stack).toJSON().Resources).length;
+    });
+    expect(counts[1] - counts[0]).toBe(2);
+    expect(counts[2] - counts[1]).toBe(2);
+  });
+
+  test('200 schedules stay under CloudFormation\'s 500 resources and IAM\'s policy sizes, with no extra managed policy', () => {
+    const stack = newStack();
+    for (let i = 0; i < 200; i++) {
+      schedule(stack, { fileSystemIds: [`fs-${i.toString(16).padStart(17, '0')}`], volumeIds: [`fsvol-${i.toString(16).padStart(17, '0')}`], retention: { keepLast: 3 } }, `S${i}`);
+    }
+    const template = Template.fromStack(stack).toJSON();
+    const resources = Object.values(template.Resources) as any[];
+    expect(resources.length).toBeLessThan(500);
+    expect(resources.filter((r) => r.Type === 'AWS::IAM::ManagedPolicy')).toHaveLength(0);
+    const policies = resources.filter((r) => r.Type === 'AWS::IAM::Policy');
+    expect(policies).toHaveLength(1);
+    // IAM counts the policy without whitespace; 10,240 is the limit for a role's inline policies.
+    expect(JSON.stringify(policies[0].Properties.PolicyDocument).length).toBeLessThan(10_240 / 2);
+    const queuePolicy = resources.find((r) => r.Type === 'AWS::SQS::QueuePolicy');
+    expect(queuePolicy.Properties.PolicyDocument.Statement.length).toBeLessThanOrEqual(2);
+  });
+
   test('enabled: false disables the rule', () => {
     const stack = newStack();
     schedule(stack, { enabled: false });
@@ -93,7 +166,9 @@ describe('FsxBackupSchedule resources', () => {
     template.resourceCountIs('AWS::Lambda::EventInvokeConfig', 1);
     template.resourceCountIs('AWS::SQS::Queue', 1);
     template.resourceCountIs('AWS::Events::Rule', 2);
-    template.resourceCountIs('AWS::CloudWatch::Alarm', 2);
+    // One failure alarm per schedule, one dead-letter alarm per stack.
+    template.resourceCountIs('AWS::CloudWatch::Alarm', 3);
+    template.resourceCountIs('AWS::Lambda::Permission', 1);
     template.hasResourceProperties('AWS::Lambda::Function', { Handler: 'index.handler', Runtime: 'nodejs22.x', Timeout: 900 });
     template.hasResourceProperties('AWS::Lambda::EventInvokeConfig', {
       MaximumRetryAttempts: 2,
@@ -132,6 +207,7 @@ describe('FsxBackupSchedule resources', () => {
     const topic = new sns.Topic(stack, 'Topic');
     const s = schedule(stack, { alarmTopic: topic });
     Template.fromStack(stack).hasResourceProperties('AWS::CloudWatch::Alarm', {
+      MetricName: Match.absent(),
       AlarmActions: [{ Ref: Match.stringLikeRegexp('Topic') }],
       Threshold: 1,
       ComparisonOperator: 'GreaterThanOrEqualToThreshold',
@@ -149,7 +225,30 @@ describe('FsxBackupSchedule resources', () => {
     });
     const none = newStack();
     schedule(none);
-    Template.fromStack(none).hasResourceProperties('AWS::CloudWatch::Alarm', { AlarmActions: Match.absent() });
+    Template.fromStack(none).resourcePropertiesCountIs('AWS::CloudWatch::Alarm', { AlarmActions: Match.anyValue() }, 0);
+  });
+
+  test('one dead-letter alarm per stack: any message in the queue (a tick that failed after Lambda\'s retries), to every schedule\'s topic once', () => {
+    const stack = newStack();
+    const topic = new sns.Topic(stack, 'Topic');
+    const other = new sns.Topic(stack, 'Other');
+    const a = schedule(stack, { alarmTopic: topic }, 'A');
+    const b = schedule(stack, { alarmTopic: topic, fileSystemIds: ['fs-0123456789abcdef1'] }, 'B');
+    schedule(stack, { alarmTopic: other, fileSystemIds: ['fs-0123456789abcdef2'] }, 'C');
+    schedule(stack, { fileSystemIds: ['fs-0123456789abcdef3'] }, 'D');
+    expect(a.deadLetterAlarm).toBe(b.deadLetterAlarm);
+    const template = Template.fromStack(stack);
+    template.resourcePropertiesCountIs('AWS::CloudWatch::Alarm', { MetricName: 'ApproximateNumberOfMessagesVisible' }, 1);
+    template.hasResourceProperties('AWS::CloudWatch::Alarm', {
+      Namespace: 'AWS/SQS',
+      MetricName: 'ApproximateNumberOfMessagesVisible',
+      Dimensions: [{ Name: 'QueueName', Value: { 'Fn::GetAtt': [Match.stringLikeRegexp('DeadLetters'), 'QueueName'] } }],
+      Statistic: 'Maximum',
+      Threshold: 1,
+      ComparisonOperator: 'GreaterThanOrEqualToThreshold',
+      TreatMissingData: 'notBreaching',
+      AlarmActions: [{ Ref: Match.stringLikeRegexp('^Topic') }, { Ref: Match.stringLikeRegexp('^Other') }],
+    });
   });
 
   test('metric methods name the handler\'s metrics', () => {
@@ -178,32 +277,34 @@ describe('FsxBackupSchedule IAM', () => {
       Action: 'fsx:TagResource',
       Effect: 'Allow',
       Resource: arn('backup/*'),
-      Condition: { StringEquals: { 'aws:RequestTag/cdk-storage-snapshots:managed-by': 'cdk-storage-snapshots' } },
+      Condition: {
+        StringEquals: {
+          'aws:RequestTag/cdk-storage-snapshots:managed-by': 'cdk-storage-snapshots',
+          'aws:RequestTag/cdk-storage-snapshots:stack-id': { Ref: 'AWS::StackId' },
+        },
+      },
     });
     expect(all).toContainEqual({ Action: 'fsx:ListTagsForResource', Effect: 'Allow', Resource: [arn(`file-system/${FS}`), arn(`volume/*/${VOL}`)] });
     expect(all).toContainEqual({ Action: ['fsx:DescribeBackups', 'fsx:DescribeFileSystems', 'fsx:DescribeVolumes'], Effect: 'Allow', Resource: '*' });
   });
 
-  test('DeleteBackup only of backups that carry this schedule\'s ownership tags', () => {
+  test('DeleteBackup only of backups tagged as this stack\'s: one statement however many schedules', () => {
     const stack = newStack();
-    const a = schedule(stack, {}, 'A');
-    const b = schedule(stack, {}, 'B');
+    schedule(stack, {}, 'A');
+    schedule(stack, {}, 'B');
+    schedule(stack, { fileSystemIds: ['fs-0123456789abcdef1'] }, 'C');
     const deletes = statements(stack).filter((s) => s.Action === 'fsx:DeleteBackup');
-    expect(deletes).toHaveLength(2);
-    for (const [s, owner] of [[deletes[0], a.scheduleName], [deletes[1], b.scheduleName]]) {
-      expect(s).toEqual({
-        Action: 'fsx:DeleteBackup',
-        Effect: 'Allow',
-        Resource: arn('backup/*'),
-        Condition: {
-          StringEquals: {
-            'aws:ResourceTag/cdk-storage-snapshots:managed-by': 'cdk-storage-snapshots',
-            'aws:ResourceTag/cdk-storage-snapshots:stack-id': { Ref: 'AWS::StackId' },
-            'aws:ResourceTag/cdk-storage-snapshots:owner': owner,
-          },
+    expect(deletes).toEqual([{
+      Action: 'fsx:DeleteBackup',
+      Effect: 'Allow',
+      Resource: arn('backup/*'),
+      Condition: {
+        StringEquals: {
+          'aws:ResourceTag/cdk-storage-snapshots:managed-by': 'cdk-storage-snapshots',
+          'aws:ResourceTag/cdk-storage-snapshots:stack-id': { Ref: 'AWS::StackId' },
         },
-      });
-    }
+      },
+    }]);
     // No statement allows anything fsx on * but the describe calls.
     const wide = statements(stack).filter((s) => s.Resource === '*');
     expect(wide.flatMap((s) => [].concat(s.Action))).toEqual(['fsx:DescribeBackups', 'fsx:DescribeFileSystems', 'fsx:DescribeVolumes']);
@@ -243,11 +344,22 @@ describe('FsxBackupSchedule targets from constructs', () => {
     const volume = new fsx.CfnVolume(stack, 'Volume', { name: 'vol1', volumeType: 'ONTAP', ontapConfiguration: { storageVirtualMachineId: 'svm-0123456789abcdef0' } });
     const targets = [BackupTarget.cfnFileSystem(zfs), BackupTarget.fileSystem(lustre), BackupTarget.ontapVolume(volume)];
     schedule(stack, { fileSystemIds: undefined, targets });
-    const input = Template.fromStack(stack).findResources('AWS::Events::Rule');
-    const text = JSON.stringify(input);
-    expect(text).toContain(JSON.stringify({ Ref: stack.getLogicalId(zfs) }).slice(1, -1));
-    expect(text).toContain(JSON.stringify({ Ref: stack.getLogicalId(lustre.node.defaultChild as fsx.CfnFileSystem) }).slice(1, -1));
-    expect(text).toContain(stack.getLogicalId(volume));
+    const template = Template.fromStack(stack);
+    const text = JSON.stringify(template.findResources('AWS::Events::Rule'));
+    const zfsRef = { Ref: stack.getLogicalId(zfs) };
+    const lustreRef = { Ref: stack.getLogicalId(lustre.node.defaultChild as fsx.CfnFileSystem) };
+    const volumeId = { 'Fn::GetAtt': [stack.getLogicalId(volume), 'VolumeId'] };
+    expect(text).toContain(JSON.stringify(zfsRef).slice(1, -1));
+    expect(text).toContain(JSON.stringify(lustreRef).slice(1, -1));
+    expect(text).toContain(JSON.stringify(volumeId).slice(1, -1));
+    // The same ids in IAM: the file systems' and the volume's ARNs, for CreateBackup and ListTagsForResource.
+    const ref = (prefix: string, id: object | string) => ({
+      'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, `:fsx:us-east-1:111111111111:${prefix}`, ...(id ? [id] : [])]],
+    });
+    const targetArns = [ref('file-system/', zfsRef), ref('file-system/', lustreRef), ref('volume/*/', volumeId)];
+    const all = Object.values(template.findResources('AWS::IAM::Policy')).flatMap((p: any) => p.Properties.PolicyDocument.Statement);
+    expect(all).toContainEqual({ Action: 'fsx:CreateBackup', Effect: 'Allow', Resource: [...targetArns, ref('backup/*', '')] });
+    expect(all).toContainEqual({ Action: 'fsx:ListTagsForResource', Effect: 'Allow', Resource: targetArns });
   });
 
   test.each([
@@ -258,6 +370,12 @@ describe('FsxBackupSchedule targets from constructs', () => {
     ['a scratch Lustre file system', () => BackupTarget.cfnFileSystem(new fsx.CfnFileSystem(new Stack(), 'F', {
       fileSystemType: 'LUSTRE', subnetIds: ['s'], lustreConfiguration: { deploymentType: 'SCRATCH_2' },
     })), /SCRATCH_2 Lustre file system: FSx backs up persistent Lustre file systems only/],
+    ['a Lustre file system without a deployment type (SCRATCH_1)', () => BackupTarget.cfnFileSystem(new fsx.CfnFileSystem(new Stack(), 'F', {
+      fileSystemType: 'LUSTRE', subnetIds: ['s'], lustreConfiguration: { perUnitStorageThroughput: 125 },
+    })), /without lustreConfiguration.deploymentType, which defaults to SCRATCH_1/],
+    ['a Lustre file system without lustreConfiguration', () => BackupTarget.cfnFileSystem(new fsx.CfnFileSystem(new Stack(), 'F', {
+      fileSystemType: 'LUSTRE', subnetIds: ['s'],
+    })), /defaults to SCRATCH_1: FSx backs up persistent Lustre file systems only/],
     ['a Lustre file system linked to S3', () => BackupTarget.cfnFileSystem(new fsx.CfnFileSystem(new Stack(), 'F', {
       fileSystemType: 'LUSTRE', subnetIds: ['s'], lustreConfiguration: { deploymentType: 'PERSISTENT_1', importPath: 's3://bucket' },
     })), /linked to a data repository/],
@@ -281,6 +399,8 @@ describe('FsxBackupSchedule validation', () => {
     [{ retention: {} }, /invalid retention: give keepLast, maxAge or both/],
     [{ tags: Object.fromEntries(Array.from({ length: 46 }, (_, i) => [`k${i}`, 'v'])) }, /invalid tags: at most 45 tags are allowed/],
     [{ tags: { 'aws:x': 'y' } }, /invalid tags: tag keys must not start with the reserved prefix/],
+    [{ tags: { 'cost#center': '42' } }, /invalid tags: tag keys may contain only letters, numbers, spaces and _ . : \/ = \+ - @ \(received "cost#center"\)/],
+    [{ tags: { team: 'a,b' } }, /invalid tags: tag values may contain only letters.*\(tag "team"\) \(received "a,b"\)/],
   ] as Array<[Partial<FsxBackupScheduleProps>, RegExp]>)('%j is refused', (props, message) => {
     expect(() => schedule(newStack(), props)).toThrow(message);
   });
@@ -303,18 +423,36 @@ describe('FsxBackupSchedule validation', () => {
     events.Schedule.rate(Duration.days(1)),
     events.Schedule.cron({ minute: '15', hour: '*' }),
     events.Schedule.cron({ minute: '0', hour: '6-18', weekDay: 'MON-FRI' }),
-    events.Schedule.expression('at(2026-12-01T02:00:00)'),
   ])('hourly or rarer is accepted: %j', (s) => {
     expect(() => schedule(newStack(), { schedule: s })).not.toThrow();
+  });
+
+  test('at(...) is refused: EventBridge rules take only rate and cron', () => {
+    expect(() => schedule(newStack(), { schedule: events.Schedule.expression('at(2026-12-01T02:00:00)') }))
+      .toThrow(/invalid schedule: EventBridge rules take only rate\(\.\.\.\) and cron\(\.\.\.\) expressions; at\(\.\.\.\) is EventBridge Scheduler's \(received "at\(2026-12-01T02:00:00\)"\)/);
   });
 
   test('an expression EventBridge would not understand is refused', () => {
     expect(() => schedule(newStack(), { schedule: events.Schedule.expression('every day') })).toThrow(/invalid schedule: is not a rate/);
   });
 
-  test('an input larger than EventBridge allows is refused with the way out', () => {
+  test('an input larger than EventBridge allows is refused at synth with the way out', () => {
+    const stack = newStack();
     const ids = Array.from({ length: 250 }, (_, i) => `fs-${i.toString(16).padStart(17, '0')}`);
-    expect(() => schedule(newStack(), { fileSystemIds: ids })).toThrow(/invalid targets: .*more than the 8192 EventBridge allows.*split the targets/);
+    schedule(stack, { fileSystemIds: ids });
+    expect(() => Template.fromStack(stack)).toThrow(/invalid targets: .*more than the 8192 EventBridge allows.*split the targets/);
+  });
+
+  test('the input size counts the tags Tags.of() adds', () => {
+    const stack = newStack();
+    // About 5 KB of targets: fits alone.
+    const ids = Array.from({ length: 120 }, (_, i) => `fs-${i.toString(16).padStart(17, '0')}`);
+    schedule(stack, { fileSystemIds: ids });
+    expect(() => Template.fromStack(stack)).not.toThrow();
+    const tagged = newStack();
+    schedule(tagged, { fileSystemIds: ids });
+    for (let i = 0; i < 20; i++) Tags.of(tagged).add(`k${i}`, 'v'.repeat(250));
+    expect(() => Template.fromStack(tagged)).toThrow(/invalid targets: the schedule's input \(its targets and tags\) takes about \d+ characters/);
   });
 
   test('tokens are accepted unchecked', () => {
@@ -354,6 +492,17 @@ describe('FsxBackupSchedule tags', () => {
     const stack = newStack();
     schedule(stack);
     expect(renderedInput(stack, ruleId(stack)).Tags).toBeUndefined();
+  });
+
+  test('tags from Tags.of() with characters FSx refuses are refused at synth', () => {
+    const stack = newStack();
+    schedule(stack);
+    Tags.of(stack).add('owner', 'ops&dev');
+    expect(() => Template.fromStack(stack)).toThrow(/invalid tags \(with those added by Tags.of\): tag values may contain only letters/);
+    const fine = newStack();
+    schedule(fine);
+    Tags.of(fine).add('owner', 'Zoë @ ops/dev: a=b+c_d.e-f');
+    expect(() => Template.fromStack(fine)).not.toThrow();
   });
 
   test('too many tags with those of Tags.of() are refused at synth', () => {

@@ -4,7 +4,7 @@ import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as events from 'aws-cdk-lib/aws-events';
 import * as fsx from 'aws-cdk-lib/aws-fsx';
 import * as sns from 'aws-cdk-lib/aws-sns';
-import { BackupTarget, FsxBackupSchedule } from '../src/fsx-backup-schedule';
+import { BackupTarget, FsxBackupSchedule } from '../src';
 import type { FsxBackupTickInput } from '../src/private/fsx-backup-contract';
 import type { ScheduleHandlers } from '../src/private/schedule-handlers';
 

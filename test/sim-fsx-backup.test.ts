@@ -45,7 +45,11 @@ beforeAll(() => {
     tally[name] = (tally[name] ?? 0) + value;
     return metrics;
   });
-  jest.spyOn(metrics, 'publishStoredMetrics').mockImplementation(() => metrics);
+  jest.spyOn(metrics, 'publishStoredMetrics').mockImplementation(() => {
+    metrics.clearMetrics();
+    metrics.clearDimensions();
+    return metrics;
+  });
 });
 afterAll(() => jest.restoreAllMocks());
 
@@ -70,8 +74,25 @@ function backupWorld(seed: number, faults: FaultRates = {}, extra: Partial<SimWo
       { Key: OWNERSHIP_TAG_KEYS.stackId, Value: 'arn:aws:cloudformation:us-east-1:111111111111:stack/other/1' },
       { Key: OWNERSHIP_TAG_KEYS.owner, Value: 'AppNightly00000000' },
     ], 'AVAILABLE', { ...opts, ageMs: 60 * DAY });
+    // Backups FSx and AWS Backup made that carry this very schedule's ownership tags (copied from
+    // one of ours): not user-initiated, so never the schedule's to prune.
+    const likeOurs = [
+      { Key: OWNERSHIP_TAG_KEYS.managedBy, Value: MANAGED_BY },
+      { Key: OWNERSHIP_TAG_KEYS.stackId, Value: STACK_ID },
+      { Key: OWNERSHIP_TAG_KEYS.owner, Value: 'AppNightly5A33CB59' },
+      { Key: OWNERSHIP_TAG_KEYS.propsHash, Value: targetHash(t.Id) },
+    ];
+    world.fsx.seedBackup(fs, likeOurs, 'AVAILABLE', { ...opts, ageMs: 30 * DAY, type: 'AUTOMATIC' });
+    world.fsx.seedBackup(fs, likeOurs, 'AVAILABLE', { ...opts, ageMs: 20 * DAY, type: 'AWS_BACKUP' });
   }
   return world;
+}
+
+/** Between the hours of a run: a user copies one of the schedule's available backups, tags and all. */
+function userCopies(world: SimWorld): void {
+  const ids = world.fsx.ownBackupIds();
+  if (ids.length === 0) return;
+  world.fsx.copyBackup(ids[Math.floor(world.faults.next() * ids.length)], { copyTags: true, tags: [{ Key: 'copied-by', Value: 'user' }] });
 }
 
 interface ScheduleSpec {
@@ -81,6 +102,8 @@ interface ScheduleSpec {
   readonly keepLast?: number;
   readonly maxAgeDays?: number;
   readonly tags?: Record<string, string>;
+  /** Duplicate deliveries carry a `time` this many seconds later at most (EventBridgeDriver option). */
+  readonly timeShiftSeconds?: number;
 }
 
 type Handler = (event: FsxBackupTickInput) => Promise<unknown>;
@@ -91,6 +114,7 @@ function driverFor(world: SimWorld, s: ScheduleSpec, fn: Handler = handler): Eve
     stackId: STACK_ID,
     owner: s.name,
     rateMs: s.rateHours * HOUR,
+    duplicateTimeShiftSeconds: s.timeShiftSeconds,
     input: (event: ScheduledEvent): FsxBackupTickInput => ({
       Time: event.time,
       EventId: event.id,
@@ -131,12 +155,13 @@ function scheduleViolations(world: SimWorld, runs: Array<{ spec: ScheduleSpec; d
   return out;
 }
 
-async function runSchedules(world: SimWorld, specs: ScheduleSpec[], hours: number, fn?: Handler) {
+async function runSchedules(world: SimWorld, specs: ScheduleSpec[], hours: number, fn?: Handler, between?: (world: SimWorld) => void) {
   const runs = specs.map((spec) => ({ spec, driver: driverFor(world, spec, fn) }));
   const start = world.clock.now();
   // Ticks at the start and every hour after, `hours` of them for an hourly schedule.
   for (let h = 1; h <= hours; h++) {
     for (const { driver } of runs) await driver.runUntil(start + h * HOUR - 1);
+    between?.(world);
   }
   const inv = new Invariants(world);
   const violations = [...inv.atEnd(), ...scheduleViolations(world, runs)];
@@ -165,7 +190,7 @@ describe('scenarios', () => {
         // Three kept (the last tick's one may still be CREATING, then four exist).
         expect(ours.filter((c) => c.exists).length).toBeGreaterThanOrEqual(3);
         expect(ours.filter((c) => c.exists).length).toBeLessThanOrEqual(4);
-        expect(world.copies().filter((c) => c.target === target && c.foreign && c.exists)).toHaveLength(3);
+        expect(world.copies().filter((c) => c.target === target && c.foreign && c.exists)).toHaveLength(5);
       }
       // CopyTagsToBackups: the file system's tags are on its backups, the user's tag wins.
       const zfsBackup = world.copies().find((c) => c.target === ZFS && !c.foreign)!;
@@ -201,7 +226,8 @@ describe('scenarios', () => {
       expect(deliveries.filter((d) => d.attempt === 2)).toHaveLength(3);
       expect(deliveries[0].reason).toMatch(/1 of 2 backups failed: Reading fs-0000000000000000f: FileSystemNotFound/);
       expect(world.copies().filter((c) => c.target === ZFS && !c.foreign)).toHaveLength(3);
-      // Nothing pruned: retention applies only to targets whose backup succeeded, and the ZFS ones did.
+      // ZFS is pruned all the same: retention skips only the target whose backup failed (the
+      // missing one), so keepLast 1 leaves ZFS its newest (and one still CREATING at most).
       expect(world.copies().filter((c) => c.target === ZFS && !c.foreign && c.exists).length).toBeLessThanOrEqual(2);
     } finally {
       world.dispose();
@@ -235,6 +261,53 @@ describe('scenarios', () => {
       expect(violations).toEqual([]);
       const second = runs[0].driver.deliveries.filter((d) => d.tick !== runs[0].driver.deliveries[0].tick);
       expect(second.every((d) => !d.ok && /BackupInProgress/.test(d.reason ?? ''))).toBe(true);
+    } finally {
+      world.dispose();
+    }
+  });
+
+  test('users copy the schedule\'s backups with their tags (CopyBackup): the copies are never pruned', async () => {
+    const world = backupWorld(9, { 'duplicate-tick': 0.3 });
+    try {
+      const { violations } = await runSchedules(world, [nightly({ keepLast: 1 })], 8, undefined, userCopies);
+      expect(violations).toEqual([]);
+      const copies = world.copies().filter((c) => c.foreign && c.tags.some((t) => t.Key === 'copied-by'));
+      expect(copies.length).toBeGreaterThanOrEqual(6);
+      // They carry the schedule's ownership tags, and every one of them is still there.
+      expect(copies.every((c) => c.exists && c.tags.some((t) => t.Key === OWNERSHIP_TAG_KEYS.owner && t.Value === 'AppNightly5A33CB59'))).toBe(true);
+      // The schedule did prune its own.
+      expect(world.fsx.backupDeletes.length).toBeGreaterThan(0);
+    } finally {
+      world.dispose();
+    }
+  });
+
+  test('duplicate deliveries whose time differs in its seconds still make one backup per target per tick', async () => {
+    const world = backupWorld(10, { 'duplicate-tick': 1 }, { durations: { minMs: 60_000, maxMs: 60_001, slowMs: 1 } });
+    try {
+      const { runs, violations } = await runSchedules(world, [nightly({ timeShiftSeconds: 45 })], 6);
+      expect(violations).toEqual([]);
+      const shifted = runs[0].driver.deliveries.filter((d) => d.duplicate && d.time !== d.tick);
+      expect(shifted.length).toBeGreaterThanOrEqual(6);
+      expect(world.copies().filter((c) => c.target === ZFS && !c.foreign)).toHaveLength(6);
+    } finally {
+      world.dispose();
+    }
+  });
+
+  test('backups that fail after CreateBackup returned are each counted once in BackupsFailed, at the next backup of their target', async () => {
+    const world = backupWorld(12, { 'failed-lifecycle': 0.5 });
+    try {
+      for (const k of Object.keys(tally)) delete tally[k];
+      const { runs, violations } = await runSchedules(world, [nightly({ targets: [TARGET_POOL[1]], keepLast: 2 })], 10);
+      expect(violations).toEqual([]);
+      expect(runs[0].driver.deliveries.every((d) => d.ok)).toBe(true);
+      const ours = world.copies().filter((c) => c.target === WINDOWS && !c.foreign);
+      expect(ours).toHaveLength(10);
+      // Every failed backup but the last tick's has a later backup, which counted it.
+      const failedBeforeLast = ours.slice(0, -1).filter((c) => c.state === 'FAILED').length;
+      expect(failedBeforeLast).toBeGreaterThan(0);
+      expect(tally.BackupsFailed).toBe(failedBeforeLast);
     } finally {
       world.dispose();
     }
@@ -335,6 +408,7 @@ const scheduleArb = (name: string): fc.Arbitrary<ScheduleSpec> => fc.record({
   keepLast: fc.option(fc.integer({ min: 1, max: 3 }), { nil: undefined }),
   maxAgeDays: fc.option(fc.integer({ min: 1, max: 2 }), { nil: undefined }),
   tags: fc.constantFrom(undefined, { team: 'ops' }),
+  timeShiftSeconds: fc.constantFrom(0, 0, 30, 59),
 });
 
 const scenarioArb = fc.record({
@@ -345,6 +419,7 @@ const scenarioArb = fc.record({
     fc.tuple(scheduleArb('AppNightly5A33CB59'), scheduleArb('AppHourlyC0FFEE00')),
   ),
   hours: fc.integer({ min: 1, max: 8 }),
+  userCopies: fc.boolean(),
 });
 
 type Scenario = typeof scenarioArb extends fc.Arbitrary<infer S> ? S : never;
@@ -352,7 +427,7 @@ type Scenario = typeof scenarioArb extends fc.Arbitrary<infer S> ? S : never;
 async function runScenario(s: Scenario, stats?: Record<string, number>) {
   const world = backupWorld(s.seed, s.faults);
   try {
-    const { runs, violations } = await runSchedules(world, [...s.schedules], s.hours);
+    const { runs, violations } = await runSchedules(world, [...s.schedules], s.hours, undefined, s.userCopies ? userCopies : undefined);
     if (stats) {
       stats.scenarios = (stats.scenarios ?? 0) + 1;
       for (const { driver } of runs) {

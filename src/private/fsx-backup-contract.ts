@@ -17,9 +17,17 @@ export interface FsxBackupTargetInput {
 
 /** The input of one tick, as the rule's input transformer renders it. */
 export interface FsxBackupTickInput {
-  /** EventBridge's `time` of the scheduled event: the scheduled time of the tick, not when it arrived. */
+  /**
+   * EventBridge's `time` of the scheduled event: the scheduled time of the tick, not when it
+   * arrived. The handler rounds it down to the minute before deriving the token (ticks are at
+   * least an hour apart), so that deliveries of one tick whose `time` differs in its seconds
+   * still share a token.
+   */
   readonly Time: string;
-  /** EventBridge's event id (for logs only: a duplicate delivery of a tick has another id). */
+  /**
+   * EventBridge's event id, for logs only: Lambda's retries keep it, and a duplicate delivery of
+   * a tick may or may not share it, so nothing is derived from it.
+   */
   readonly EventId?: string;
   /** The stack that owns the schedule (its ARN): the `stack-id` ownership tag. */
   readonly StackId: string;
@@ -41,7 +49,10 @@ export type MetricNamespace = 'CdkStorageSnapshots';
 export interface FsxBackupMetricNames {
   /** Backups requested (or found already requested by this tick) per tick. */
   readonly started: 'BackupsStarted';
-  /** Targets whose backup could not be requested in this tick. */
+  /**
+   * Backups that failed: targets whose backup could not be requested in this tick, this tick's
+   * backup found FAILED, and the previous backup of a target found FAILED when its next one is made.
+   */
   readonly failed: 'BackupsFailed';
   /** Backups the retention deleted. */
   readonly pruned: 'BackupsPruned';

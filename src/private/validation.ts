@@ -18,11 +18,35 @@ export function validateMaxLength(scope: IConstruct, prop: string, value: string
   if (value.length > max) invalid(scope, prop, `must be at most ${max} characters long, not ${value.length}`);
 }
 
+/** The characters a service allows in tag keys and values, beyond the length rules. */
+export interface TagCharacters {
+  /** Matches a whole allowed key or value. */
+  readonly pattern: RegExp;
+  /** What the pattern allows, in words, for the error. */
+  readonly description: string;
+}
+
+/**
+ * FSx's tag characters (its API model's `TagKey`/`TagValue` pattern): letters, numbers, spaces
+ * and `_ . : / = + - @`. EC2 allows any character, so the check is FSx's only.
+ */
+export const FSX_TAG_CHARACTERS: TagCharacters = {
+  pattern: /^([\p{L}\p{Z}\p{N}_.:/=+\-@]*)$/u,
+  description: 'letters, numbers, spaces and _ . : / = + - @',
+};
+
 /**
  * AWS tag rules (FSx and EC2 alike): keys 1–128 characters, values at most 256, no `aws:` prefix,
- * at most 50 tags of which the library's ownership tags take `reserved`.
+ * at most 50 tags of which the library's ownership tags take `reserved`; with `characters`, only
+ * those characters in keys and values.
  */
-export function validateTags(scope: IConstruct, tags: Record<string, string> | undefined, reserved: number, prop = 'tags'): void {
+export function validateTags(
+  scope: IConstruct,
+  tags: Record<string, string> | undefined,
+  reserved: number,
+  prop = 'tags',
+  characters?: TagCharacters,
+): void {
   if (!tags) return;
   const max = 50 - reserved;
   const keys = Object.keys(tags);
@@ -39,6 +63,12 @@ export function validateTags(scope: IConstruct, tags: Record<string, string> | u
     }
     if (!Token.isUnresolved(value) && value.length > 256) {
       invalid(scope, prop, `tag values must be at most 256 characters long (tag "${key}" has ${value.length})`);
+    }
+    if (characters && !characters.pattern.test(key)) {
+      invalid(scope, prop, `tag keys may contain only ${characters.description}`, key);
+    }
+    if (characters && !Token.isUnresolved(value) && !characters.pattern.test(value)) {
+      invalid(scope, prop, `tag values may contain only ${characters.description} (tag "${key}")`, value);
     }
   }
 }

@@ -30,6 +30,11 @@ export interface EventBridgeDriverOptions {
   /** Delay before each retry (ms); Lambda waits about 1 minute, then 2. */
   readonly retryDelaysMs?: readonly number[];
   /**
+   * A duplicate delivery's `time` is later than the tick's by 1 to this many seconds (at most
+   * 59): the handler must not derive its token from the exact string. @default 0 (the same `time`)
+   */
+  readonly duplicateTimeShiftSeconds?: number;
+  /**
    * The rule target's input transformer: what the handler receives instead of the event.
    * @default the event itself
    */
@@ -44,7 +49,10 @@ export interface EventBridgeDriverOptions {
 
 /** One delivery of a tick to the handler. */
 export interface Delivery {
+  /** The scheduled time of the tick (whole seconds): what identifies the tick. */
   readonly tick: string;
+  /** The event's `time` as delivered (a duplicate's may be shifted by seconds). */
+  readonly time: string;
   readonly eventId: string;
   readonly at: number;
   readonly attempt: number;
@@ -55,8 +63,9 @@ export interface Delivery {
 
 /**
  * Plays EventBridge and Lambda's asynchronous invocation around a scheduled handler: ticks at the
- * scheduled times, at-least-once delivery (a tick can arrive twice, with a different event id),
- * and up to two retries of a failed invocation (same event).
+ * scheduled times, at-least-once delivery (a tick can arrive twice, with a different event id and,
+ * with `duplicateTimeShiftSeconds`, a `time` some seconds later), and up to two retries of a
+ * failed invocation (same event).
  */
 export class EventBridgeDriver {
   public readonly deliveries: Delivery[] = [];
@@ -75,6 +84,7 @@ export class EventBridgeDriver {
       timeoutMs: 15 * 60_000,
       maxRetries: 2,
       retryDelaysMs: [60_000, 120_000],
+      duplicateTimeShiftSeconds: 0,
       input: (event) => event,
       ...options,
     };
@@ -105,7 +115,11 @@ export class EventBridgeDriver {
   }
 
   private async deliver(tickMs: number, duplicate: boolean): Promise<void> {
-    const time = new Date(tickMs).toISOString().replace(/\.\d{3}Z$/, 'Z');
+    const iso = (ms: number) => new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z');
+    const tick = iso(tickMs);
+    const maxShift = Math.min(59, this.opts.duplicateTimeShiftSeconds);
+    const shift = duplicate && maxShift > 0 ? 1 + Math.floor(this.world.faults.next() * maxShift) : 0;
+    const time = iso(tickMs + shift * 1000);
     const event: ScheduledEvent = {
       'version': '0',
       'id': `sim-event-${++this.events}`,
@@ -119,8 +133,8 @@ export class EventBridgeDriver {
     };
     for (let attempt = 0; attempt <= this.opts.maxRetries; attempt++) {
       if (attempt > 0) this.world.clock.advance(this.opts.retryDelaysMs[attempt - 1] ?? 120_000);
-      const result = await this.invoke(event, time);
-      this.deliveries.push({ tick: time, eventId: event.id, at: this.world.clock.now(), attempt, duplicate, ...result });
+      const result = await this.invoke(event, tick);
+      this.deliveries.push({ tick, time, eventId: event.id, at: this.world.clock.now(), attempt, duplicate, ...result });
       // Lambda retries failed async invocations; `async-retry` injects a retry after a success too
       // (the runtime crashed after the handler returned).
       const retry = !result.ok || (attempt < this.opts.maxRetries && this.world.faults.chance('async-retry'));

@@ -71,10 +71,17 @@ interface SnapshotRecord {
   deletedByCall: boolean;
 }
 
+/** Who made a backup, as DescribeBackups `Type` says. */
+export type BackupType = 'USER_INITIATED' | 'AUTOMATIC' | 'AWS_BACKUP';
+
 interface BackupRecord {
   readonly id: string;
   readonly fileSystemId: string;
   readonly volumeId?: string;
+  readonly type: BackupType;
+  /** Set on a copy (CopyBackup): the backup it was copied from, and that one's region. */
+  readonly sourceBackupId?: string;
+  readonly sourceRegion?: string;
   readonly created: number;
   lifecycle: string;
   tags: SimTag[];
@@ -186,14 +193,20 @@ export class FakeFsx {
 
   /**
    * A backup someone else made (AVAILABLE): of a file system, or of an ONTAP volume (`volumeId`),
-   * made `ageMs` ago.
+   * made `ageMs` ago, by a user (the default), by FSx (`AUTOMATIC`) or by AWS Backup.
    */
-  public seedBackup(fileSystemId: string, tags: SimTag[], lifecycle = 'AVAILABLE', opts: { volumeId?: string; ageMs?: number } = {}): string {
+  public seedBackup(
+    fileSystemId: string,
+    tags: SimTag[],
+    lifecycle = 'AVAILABLE',
+    opts: { volumeId?: string; ageMs?: number; type?: BackupType } = {},
+  ): string {
     const id = this.core.newId('backup-');
     this.backups.set(id, {
       id,
       fileSystemId,
       volumeId: opts.volumeId,
+      type: opts.type ?? 'USER_INITIATED',
       created: this.core.clock.now() - (opts.ageMs ?? 0),
       lifecycle,
       tags,
@@ -203,6 +216,41 @@ export class FakeFsx {
       deletedByCall: false,
     });
     return id;
+  }
+
+  /**
+   * A user's `CopyBackup` of an AVAILABLE backup within the region: a new USER_INITIATED backup
+   * of the same file system or volume whose `SourceBackupId` names the source, with the source's
+   * tags when `copyTags` (ownership tags included: FSx copies every tag). Foreign: the library
+   * must never delete it. Undefined when the source is not AVAILABLE (FSx refuses the copy).
+   */
+  public copyBackup(sourceId: string, opts: { copyTags?: boolean; tags?: SimTag[] } = {}): string | undefined {
+    this.refresh();
+    const source = this.backups.get(sourceId);
+    if (!source || source.gone || source.lifecycle !== 'AVAILABLE') return undefined;
+    const id = this.core.newId('backup-');
+    this.backups.set(id, {
+      id,
+      fileSystemId: source.fileSystemId,
+      volumeId: source.volumeId,
+      type: 'USER_INITIATED',
+      sourceBackupId: source.id,
+      sourceRegion: REGION,
+      created: this.core.clock.now(),
+      lifecycle: 'AVAILABLE',
+      tags: mergeTags(opts.copyTags ? [...source.tags] : [], opts.tags ?? []),
+      gone: false,
+      foreign: true,
+      serviceFailed: false,
+      deletedByCall: false,
+    });
+    return id;
+  }
+
+  /** The backups the library made (not foreign), for scenarios that act on them. */
+  public ownBackupIds(lifecycle = 'AVAILABLE'): string[] {
+    this.refresh();
+    return [...this.backups.values()].filter((b) => !b.foreign && !b.gone && b.lifecycle === lifecycle).map((b) => b.id);
   }
 
   // ---- views for invariants ----
@@ -418,6 +466,7 @@ export class FakeFsx {
       id: this.core.newId('backup-'),
       fileSystemId: fsId,
       volumeId: input.VolumeId,
+      type: 'USER_INITIATED',
       created: now,
       lifecycle: 'CREATING',
       tags,
@@ -445,7 +494,7 @@ export class FakeFsx {
     for (const f of input.Filters ?? []) {
       if (f.Name === 'file-system-id') list = list.filter((b) => f.Values.includes(b.fileSystemId));
       else if (f.Name === 'volume-id') list = list.filter((b) => f.Values.includes(b.volumeId));
-      else if (f.Name === 'backup-type') list = list.filter(() => f.Values.includes('USER_INITIATED'));
+      else if (f.Name === 'backup-type') list = list.filter((b) => f.Values.includes(b.type));
       else if (f.Name === 'file-system-type') list = list.filter((b) => f.Values.includes(this.fileSystems.get(b.fileSystemId)?.type));
       else throw awsError('BadRequest', `Unknown filter ${f.Name}`, 400);
     }
@@ -520,6 +569,9 @@ export class FakeFsx {
     const ownerKey = (r: BackupRecord) => ['managed-by', 'stack-id', 'owner']
       .map((k) => r.tags.find((t) => t.Key === `cdk-storage-snapshots:${k}`)?.Value ?? '').join('|');
     const available = [...this.backups.values()].filter((r) => !r.gone && r.lifecycle === 'AVAILABLE' && target(r) === target(b));
+    // Copies and backups FSx or AWS Backup made can carry the same tags: "its owner's newest" is
+    // among the user-initiated originals.
+    const originals = available.filter((r) => r.type === 'USER_INITIATED' && !r.sourceBackupId);
     const newest = (list: BackupRecord[]) => list.reduce<BackupRecord | undefined>((n, r) => (!n || r.created > n.created ? r : n), undefined);
     return {
       at: this.core.clock.now(),
@@ -528,7 +580,7 @@ export class FakeFsx {
       lifecycle: b.lifecycle,
       tags: [...b.tags],
       foreign: b.foreign,
-      newestOfItsOwner: newest(available.filter((r) => ownerKey(r) === ownerKey(b)))?.id === b.id,
+      newestOfItsOwner: newest(originals.filter((r) => ownerKey(r) === ownerKey(b)))?.id === b.id,
       newestOfTarget: newest(available)?.id === b.id,
     };
   }
@@ -596,7 +648,9 @@ export class FakeFsx {
       BackupId: b.id,
       Lifecycle: b.lifecycle as Backup['Lifecycle'],
       FailureDetails: b.failure ? { Message: b.failure } : undefined,
-      Type: 'USER_INITIATED',
+      Type: b.type,
+      SourceBackupId: b.sourceBackupId,
+      SourceBackupRegion: b.sourceRegion,
       CreationTime: new Date(b.created),
       ResourceARN: `arn:aws:fsx:${REGION}:${ACCOUNT}:backup/${b.id}`,
       Tags: b.tags.map((t) => ({ Key: t.Key!, Value: t.Value! })),
@@ -606,11 +660,15 @@ export class FakeFsx {
   }
 }
 
+/** FSx's TagKey/TagValue pattern (its API model). */
+const FSX_TAG_CHARACTERS = /^([\p{L}\p{Z}\p{N}_.:/=+\-@]*)$/u;
+
 function validateTags(tags: SimTag[] | undefined): void {
   if (!tags) return;
   if (tags.length > 50) throw awsError('BadRequest', 'A resource can have at most 50 tags', 400);
   for (const t of tags) {
-    if (!t.Key || t.Key.length > 128 || (t.Value ?? '').length > 256 || t.Key.startsWith('aws:')) {
+    if (!t.Key || t.Key.length > 128 || (t.Value ?? '').length > 256 || t.Key.startsWith('aws:') ||
+      !FSX_TAG_CHARACTERS.test(t.Key) || !FSX_TAG_CHARACTERS.test(t.Value ?? '')) {
       throw awsError('BadRequest', `Invalid tag ${JSON.stringify(t)}`, 400);
     }
   }
