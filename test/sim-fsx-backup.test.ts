@@ -4,19 +4,14 @@ import { handler, metrics, targetHash } from '../lambda/fsx-backup-schedule';
 import { EventBridgeDriver, ScheduledEvent } from './support/eventbridge-driver';
 import { FaultRates } from './support/faults';
 import { Invariants, Violation } from './support/invariants';
+import { SIM_RUNS, SIM_TIMEOUT_MS, checkScenarios, faultRatesArb } from './support/sim-property';
 import { SimWorld, SimWorldOptions } from './support/sim-world';
 import { fsx } from '../lambda/shared/clients/fsx';
 import { MANAGED_BY, OWNERSHIP_TAG_KEYS } from '../lambda/shared/ownership';
 import type { FsxBackupTargetInput, FsxBackupTickInput } from '../src/private/fsx-backup-contract';
 
-const RUNS = Number(process.env.SIM_RUNS ?? 1000);
-/**
- * The default run is reproducible (a fixed fast-check seed); SIM_SEED=<n> replays a run and
- * SIM_SEED=random explores new ones (use it for soaks: SIM_RUNS=100000 SIM_SEED=random).
- */
-const SEED = process.env.SIM_SEED === 'random' ? undefined : Number(process.env.SIM_SEED ?? 20261122);
-
-jest.setTimeout(Math.max(60_000, RUNS * 100));
+const RUNS = SIM_RUNS;
+jest.setTimeout(SIM_TIMEOUT_MS);
 
 const STACK_ID = 'arn:aws:cloudformation:us-east-1:111111111111:stack/app/0e1a2b3c-0000-0000-0000-000000000000';
 const HOUR = 3_600_000;
@@ -388,18 +383,10 @@ describe('the invariants catch a broken handler', () => {
   });
 });
 
-const faultsArb: fc.Arbitrary<FaultRates> = fc.record({
-  'throttle': fc.constantFrom(0, 0.05, 0.3),
-  'server-error': fc.constantFrom(0, 0, 0.02, 0.1),
-  'network': fc.constantFrom(0, 0, 0.02, 0.1),
-  'lost-response': fc.constantFrom(0, 0, 0.02, 0.1),
-  'hung-response': fc.constantFrom(0, 0, 0, 0.01),
-  'kill-after-create': fc.constantFrom(0, 0, 0.02, 0.1),
-  'slow-lifecycle': fc.constantFrom(0, 0, 0.05),
-  'failed-lifecycle': fc.constantFrom(0, 0, 0.05),
+const faultsArb = faultRatesArb({
   'duplicate-tick': fc.constantFrom(0, 0.2, 1),
   'async-retry': fc.constantFrom(0, 0.2, 1),
-});
+}, 0.01);
 
 const scheduleArb = (name: string): fc.Arbitrary<ScheduleSpec> => fc.record({
   name: fc.constant(name),
@@ -453,19 +440,7 @@ describe('property: random schedules, targets, retention and faults', () => {
   });
 
   test(`${RUNS} scenarios keep every invariant`, async () => {
-    const stats: Record<string, number> = {};
-    const started = Date.now();
-    await fc.assert(
-      fc.asyncProperty(scenarioArb, async (s) => {
-        const { violations } = await runScenario(s, stats);
-        if (violations.length) throw new Error(violations.slice(0, 10).map((v) => `[${v.invariant}] ${v.detail}`).join('\n'));
-      }),
-      { numRuns: RUNS, seed: SEED, endOnFailure: !!process.env.SIM_NO_SHRINK },
-    );
-    if (process.env.SIM_STATS) {
-      // eslint-disable-next-line no-console
-      console.log(`${RUNS} scenarios in ${Date.now() - started} ms`, stats);
-    }
+    const stats = await checkScenarios(scenarioArb, runScenario, 20261122);
     expect(stats.scenarios).toBeGreaterThanOrEqual(RUNS);
     // The runs exercised what they are meant to: ticks that succeed, and pruning.
     expect(stats.okDeliveries).toBeGreaterThan(0);

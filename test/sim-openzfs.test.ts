@@ -3,6 +3,7 @@ import { identityHash, isComplete, onEvent } from '../lambda/openzfs-snapshot';
 import { CfnStack } from './support/cfn-driver';
 import { FaultRates } from './support/faults';
 import { Invariants } from './support/invariants';
+import { SIM_RUNS, SIM_TIMEOUT_MS, checkScenarios, faultRatesArb } from './support/sim-property';
 import { SimWorld } from './support/sim-world';
 import { MANAGED_BY, OWNERSHIP_TAG_KEYS } from '../lambda/shared/ownership';
 import type { OpenZfsSnapshotProperties } from '../src/private/contract';
@@ -10,14 +11,8 @@ import type { OpenZfsSnapshotProperties } from '../src/private/contract';
 const FILE_SYSTEM = 'fs-0123456789abcdef0';
 const VOLUME = 'fsvol-0123456789abcdef0';
 const handler = { onEvent, isComplete };
-const RUNS = Number(process.env.SIM_RUNS ?? 1000);
-/**
- * The default run is reproducible (a fixed fast-check seed); SIM_SEED=<n> replays a run and
- * SIM_SEED=random explores new ones (use it for soaks: SIM_RUNS=100000 SIM_SEED=random).
- */
-const SEED = process.env.SIM_SEED === 'random' ? undefined : Number(process.env.SIM_SEED ?? 20261122);
-
-jest.setTimeout(Math.max(60_000, RUNS * 100));
+const RUNS = SIM_RUNS;
+jest.setTimeout(SIM_TIMEOUT_MS);
 
 function zfs(trigger: string, removalPolicy: 'retain' | 'destroy', extra: Partial<OpenZfsSnapshotProperties> = {}): OpenZfsSnapshotProperties {
   return { VolumeId: VOLUME, SnapshotName: 'before-release', Trigger: trigger, RemovalPolicy: removalPolicy, TimeoutSeconds: '1800', ...extra };
@@ -194,16 +189,7 @@ const stepArb: fc.Arbitrary<Step> = fc.oneof(
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('wait' as const), minutes: fc.integer({ min: 1, max: 180 }) }) },
 );
 
-const rate = fc.constantFrom(0, 0, 0.02, 0.1);
-const faultsArb: fc.Arbitrary<FaultRates> = fc.record({
-  'throttle': fc.constantFrom(0, 0.05, 0.3),
-  'server-error': rate,
-  'network': rate,
-  'lost-response': rate,
-  'hung-response': fc.constantFrom(0, 0, 0, 0.02),
-  'kill-after-create': rate,
-  'slow-lifecycle': rate,
-  'failed-lifecycle': rate,
+const faultsArb = faultRatesArb({
   'duplicate-delivery': fc.constantFrom(0, 0.1, 0.3),
   'framework-retry': fc.constantFrom(0, 0.5, 1),
 });
@@ -270,21 +256,7 @@ describe('property: random deploy sequences with faults', () => {
   });
 
   test(`${RUNS} scenarios keep every invariant`, async () => {
-    const stats: Record<string, number> = {};
-    const started = Date.now();
-    await fc.assert(
-      fc.asyncProperty(scenarioArb, async (s) => {
-        const { violations } = await runScenario(s, stats);
-        if (violations.length) {
-          throw new Error(violations.slice(0, 10).map((v) => `[${v.invariant}] ${v.detail}`).join('\n'));
-        }
-      }),
-      { numRuns: RUNS, seed: SEED, endOnFailure: !!process.env.SIM_NO_SHRINK },
-    );
-    if (process.env.SIM_STATS) {
-      // eslint-disable-next-line no-console
-      console.log(`${RUNS} scenarios in ${Date.now() - started} ms`, stats);
-    }
+    const stats = await checkScenarios(scenarioArb, runScenario, 20261122);
     expect(stats.scenarios).toBeGreaterThanOrEqual(RUNS);
   });
 });
