@@ -8,7 +8,7 @@
  * zero blocks skipped, and the two limits it is measured against: the same process's SHA-256 +
  * base64 rate over the same (non-zero) bytes, and concurrency × 512 KiB ÷ latency.
  *
- *   npx ts-node --project test/tsconfig.json bench/ebs-direct-upload.ts [--quick]
+ *   npx ts-node --project test/tsconfig.json bench/ebs-direct-upload.ts [--quick] [--json]
  */
 import { createHash } from 'crypto';
 import * as http from 'http';
@@ -123,6 +123,10 @@ if (require.main === module) {
   const quick = process.argv.includes('--quick');
   ebsDirectUploadBench({ quick })
     .then((rows) => {
+      if (process.argv.includes('--json')) {
+        console.log(JSON.stringify(rows));
+        return;
+      }
       const w = [Math.max(...rows.map((r) => r.measure.length)), Math.max(...rows.map((r) => r.value.length))];
       for (const r of rows) console.log(`${r.measure.padEnd(w[0])}  ${r.value.padStart(w[1])}  ${r.note}`);
     })
