@@ -1,9 +1,10 @@
-import { Aws, CfnResource, CustomResource, Fn, ITaggable, Size, Stack, TagManager, Token } from 'aws-cdk-lib';
+import { Annotations, Aws, CfnResource, CustomResource, Fn, ITaggable, Lazy, Size, Stack, TagManager, Token } from 'aws-cdk-lib';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import { Construct, IConstruct } from 'constructs';
 import { EbsSnapshotSource } from './ebs-snapshot-source';
 import { CopyTags } from './private/copy-tags';
-import type { EbsSnapshotOnDeployProperties } from './private/ebs-contract';
+import { EBS_SNAPSHOT_EXTRA_TAG_COUNT, type EbsSnapshotOnDeployProperties } from './private/ebs-contract';
 import { DEFAULT_DATA_TIMEOUT, addDataSnapshot } from './private/ebs-data-snapshot';
 import { EBS_DIRECT_EXTRA_TAG_COUNT } from './private/ebs-direct-contract';
 import type { EbsSourceConfig } from './private/ebs-source-config';
@@ -157,6 +158,10 @@ export class EbsSnapshotOnDeploy extends Construct implements IEbsSnapshotOnDepl
 
   private readonly resource: CustomResource;
   private readonly sourceKind: EbsSourceConfig['kind'];
+  /** The device names `snapshotIdOfDevice()` was called with: the handler answers each of them. */
+  private readonly devices = new Set<string>();
+  /** Whether the source is found by its CloudFormation tags (then the first deploy takes no snapshot). */
+  private foundByTags = false;
 
   constructor(scope: Construct, id: string, props: EbsSnapshotOnDeployProps) {
     super(scope, id);
@@ -165,7 +170,7 @@ export class EbsSnapshotOnDeploy extends Construct implements IEbsSnapshotOnDepl
 
     const config = props.source._bind(this);
     this.sourceKind = config.kind;
-    const reservedTags = OWNERSHIP_TAG_COUNT + (config.kind === 'data' ? EBS_DIRECT_EXTRA_TAG_COUNT : 0);
+    const reservedTags = OWNERSHIP_TAG_COUNT + (config.kind === 'data' ? EBS_DIRECT_EXTRA_TAG_COUNT : EBS_SNAPSHOT_EXTRA_TAG_COUNT);
     const tags = new CopyTags(this, `Custom::${config.kind === 'data' ? 'EbsSnapshotFromData' : 'EbsSnapshotOnDeploy'}`, props.tags, reservedTags);
     this.tags = tags.tags;
 
@@ -214,13 +219,16 @@ export class EbsSnapshotOnDeploy extends Construct implements IEbsSnapshotOnDepl
       RemovalPolicy: encodeRemovalPolicy(props.removalPolicy),
       TimeoutSeconds: String((props.timeout ?? DEFAULT_TIMEOUT).toSeconds()),
       WaitForCompletion: props.waitForCompletion ? 'true' : 'false',
+      Devices: Lazy.string({ produce: () => (this.devices.size > 0 ? [...this.devices].sort().join(',') : undefined) }),
     };
+    this.foundByTags = source.properties.SourceLogicalId !== undefined;
     this.resource = new CustomResource(this, 'Resource', {
       serviceToken: provider.serviceToken,
       resourceType: 'Custom::EbsSnapshotOnDeploy',
       properties: { ...properties },
     });
     guard.comesBefore(this.resource.node.defaultChild as CfnResource);
+    if (this.foundByTags) this.node.addValidation({ validate: () => this.refuseEmptySnapshotForVolumes() });
 
     this.snapshotId = this.resource.getAttString('SnapshotId');
     this.snapshotArn = snapshotArn(this, this.snapshotId);
@@ -238,21 +246,21 @@ export class EbsSnapshotOnDeploy extends Construct implements IEbsSnapshotOnDepl
   }
 
   /**
-   * The volumes snapshotted, in the order of `snapshotIds` (volume and instance sources).
+   * The volumes snapshotted, in the order of `snapshotIds`; undefined for a disk image source.
    * @attribute
    */
-  public get volumeIds(): string[] {
-    this.onlyFor(['volume', 'instance'], 'volumeIds');
+  public get volumeIds(): string[] | undefined {
+    if (this.sourceKind === 'data') return undefined;
     return Fn.split(',', this.resource.getAttString('VolumeIds'));
   }
 
   /**
-   * When EC2 took the (first) snapshot (ISO 8601): the point in time it holds (volume and instance
-   * sources).
+   * When EC2 took the (first) snapshot (ISO 8601): the point in time it holds; undefined for a disk
+   * image source.
    * @attribute
    */
-  public get startTime(): string {
-    this.onlyFor(['volume', 'instance'], 'startTime');
+  public get startTime(): string | undefined {
+    if (this.sourceKind === 'data') return undefined;
     return this.resource.getAttString('StartTime');
   }
 
@@ -267,21 +275,22 @@ export class EbsSnapshotOnDeploy extends Construct implements IEbsSnapshotOnDepl
   }
 
   /**
-   * The volume size of a snapshot made from a disk image, in GiB (disk image sources).
+   * The volume size of a snapshot made from a disk image, in GiB; undefined for volume and instance
+   * sources.
    * @attribute
    */
-  public get volumeSize(): string {
-    this.onlyFor(['data'], 'volumeSize');
+  public get volumeSize(): string | undefined {
+    if (this.sourceKind !== 'data') return undefined;
     return this.resource.getAttString('VolumeSize');
   }
 
   /**
    * How many 512 KiB blocks were written into a snapshot made from a disk image: its non-zero
-   * blocks (disk image sources).
+   * blocks; undefined for volume and instance sources.
    * @attribute
    */
-  public get blockCount(): string {
-    this.onlyFor(['data'], 'blockCount');
+  public get blockCount(): string | undefined {
+    if (this.sourceKind !== 'data') return undefined;
     return this.resource.getAttString('BlockCount');
   }
 
@@ -289,6 +298,11 @@ export class EbsSnapshotOnDeploy extends Construct implements IEbsSnapshotOnDepl
    * The id of the snapshot of the volume attached at `deviceName` (as the instance's block device
    * mapping names it, for example `/dev/xvda`), for an instance source. The deploy fails if the
    * instance has no volume at that device when the snapshot is taken.
+   *
+   * The attribute is always there, and EMPTY when no snapshot was taken: on the first deploy of an
+   * instance this construct guards (`snapshotBefore`), which is found by its tags and does not exist
+   * yet. Synth refuses an `ec2.Volume` restored from such an id (it would get an empty snapshot id
+   * on the first deploy); an output or a parameter is fine.
    */
   public snapshotIdOfDevice(deviceName: string): string {
     if (this.sourceKind !== 'instance') {
@@ -297,14 +311,31 @@ export class EbsSnapshotOnDeploy extends Construct implements IEbsSnapshotOnDepl
     if (!Token.isUnresolved(deviceName) && !/^\/dev\/[a-z0-9]+$|^xvd[a-z]+$/.test(deviceName)) {
       invalid(this, 'deviceName', 'must be a device name such as /dev/xvda or /dev/sdf', deviceName);
     }
+    this.devices.add(deviceName);
+    if (this.foundByTags) {
+      Annotations.of(this).addWarningV2('cdk-storage-snapshots:empty-on-first-deploy',
+        `snapshotIdOfDevice('${deviceName}') is empty on the first deploy: the instance is guarded by this snapshot and does not exist yet`);
+    }
     return this.resource.getAttString(`Device:${deviceName}`);
   }
 
-  private onlyFor(kinds: Array<EbsSourceConfig['kind']>, attribute: string): void {
-    if (!kinds.includes(this.sourceKind)) {
-      const names = { volume: 'volume', instance: 'instance', data: 'disk image' };
-      invalid(this, attribute, `is not available for a ${names[this.sourceKind]} source (only for ${kinds.map((k) => names[k]).join(' and ')} sources)`);
+  /**
+   * A source found by its tags has no snapshot on the first deploy, so its ids are empty then: an
+   * `ec2.Volume` restored from one would fail (or be created empty). Refused at synth.
+   */
+  private refuseEmptySnapshotForVolumes(): string[] {
+    const stack = Stack.of(this);
+    const logicalId = stack.resolve((this.resource.node.defaultChild as CfnResource).logicalId);
+    const errors: string[] = [];
+    for (const c of stack.node.findAll()) {
+      if (!(c instanceof ec2.CfnVolume) || c.snapshotId === undefined) continue;
+      const refs = JSON.stringify(stack.resolve(c.snapshotId));
+      if (refs.includes(`"${logicalId}"`)) {
+        errors.push(`${c.node.path} restores from a snapshot id of ${this.node.path}, whose source is guarded by it and found by its tags: ` +
+          'no snapshot is taken on the first deploy, so the id is empty then. Restore from a source that is not guarded, or from EbsSnapshotOnDeploy.fromSnapshotId');
+      }
     }
+    return errors;
   }
 
   private refuseForData(props: EbsSnapshotOnDeployProps): void {

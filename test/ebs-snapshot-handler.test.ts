@@ -50,6 +50,9 @@ function ours(p: Props, token: string, owner = LOGICAL_ID) {
   ];
 }
 
+/** The tag naming the delivery (one onEvent invocation) that made a snapshot. */
+const DELIVERY = { Key: 'cdk-storage-snapshots:delivery', Value: expect.stringMatching(/^[0-9a-z]+-[0-9a-z]+$/) };
+
 function snap(id: string, state: string, tags: Snapshot['Tags'] = [], opts: { volumeId?: string; start?: Date } = {}): Snapshot {
   return { SnapshotId: id, VolumeId: opts.volumeId ?? VOLUME, State: state as any, StartTime: opts.start ?? T0, Tags: tags, Progress: '10%' };
 }
@@ -90,6 +93,7 @@ describe('Create from a volume', () => {
     tokenLookups([], [], [made]); // before, then not visible yet, then visible
     ec2Mock.on(CreateSnapshotCommand).resolves(made);
 
+    const started = now;
     const res = await onEvent(event);
 
     expect(ec2Mock).toHaveReceivedCommandWith(DescribeSnapshotsCommand, {
@@ -99,7 +103,7 @@ describe('Create from a volume', () => {
     expect(ec2Mock).toHaveReceivedCommandWith(CreateSnapshotCommand, {
       VolumeId: VOLUME,
       Description: `cdk-storage-snapshots: ${LOGICAL_ID} in app`,
-      TagSpecifications: [{ ResourceType: 'snapshot', Tags: [{ Key: 'team', Value: 'data' }, ...ours(p, token)] }],
+      TagSpecifications: [{ ResourceType: 'snapshot', Tags: [{ Key: 'team', Value: 'data' }, ...ours(p, token), DELIVERY] }],
     });
     expect(ec2Mock).toHaveReceivedCommandTimes(DescribeSnapshotsCommand, 3);
     expect(res).toEqual({
@@ -110,7 +114,7 @@ describe('Create from a volume', () => {
         VolumeIds: VOLUME,
         StartTime: T0.toISOString(),
         SourceFound: 'true',
-        StartedAt: String(now),
+        StartedAt: String(started), // when onEvent began: isComplete's timeout counts from there
         Origin: 'created',
       },
     });
@@ -177,22 +181,83 @@ describe('Create from a volume', () => {
     expect(res.PhysicalResourceId).toBe('snap-0000000000000000a');
   });
 
-  test('after a lost response, no second create until the first had time to show; the clean-up waits as long', async () => {
+  test('after a lost response the create is never sent again: reads are watched until the time is up, then a clear failure', async () => {
+    const event = cfnRequest('Create', props());
+    tokenLookups([]); // what the lost create made never shows
+    ec2Mock.on(CreateSnapshotCommand).rejects(awsError('ECONNRESET', 'socket hang up', 0));
+    await expect(onEvent(event)).rejects.toThrow(
+      /EC2 CreateSnapshot on volume vol-0123456789abcdef0 may have acted \(socket hang up\), and no snapshot of this request showed in reads within \d+ seconds. It was not sent again/,
+    );
+    expect(ec2Mock).toHaveReceivedCommandTimes(CreateSnapshotCommand, 1);
+    expect(ec2Mock).not.toHaveReceivedCommand(DeleteSnapshotCommand);
+    expect(now - 1_000_000).toBeGreaterThan(150_000); // it kept looking
+    expect(now - 1_000_000).toBeLessThan(5 * 60_000 - 30_000); // and answered inside onEvent's 5 minutes
+  });
+
+  test.each([50_000, 90_000])('a lost response whose snapshot shows in reads after %d ms: adopted, never made twice', async (lagMs) => {
     const p = props();
     const event = cfnRequest('Create', p);
     const made = snap('snap-0000000000000000a', 'pending', ours(p, requestToken(event)));
-    tokenLookups([]); // the lost create's snapshot never shows
-    ec2Mock.on(CreateSnapshotCommand).rejectsOnce(awsError('ECONNRESET', 'socket hang up', 0)).resolves(made);
-    const calls: number[] = [];
-    ec2Mock.on(CreateSnapshotCommand).callsFake(() => {
-      calls.push(now);
-      if (calls.length === 1) return Promise.reject(awsError('ECONNRESET', 'socket hang up', 0));
-      return Promise.resolve(made);
+    let createdAt: number | undefined;
+    ec2Mock.on(DescribeSnapshotsCommand).callsFake(async () => ({ Snapshots: createdAt !== undefined && now - createdAt >= lagMs ? [made] : [] }));
+    ec2Mock.on(CreateSnapshotCommand).callsFake(async () => {
+      createdAt = now;
+      throw awsError('ECONNRESET', 'socket hang up', 0);
     });
     const res = await onEvent(event);
-    expect(calls).toHaveLength(2);
-    expect(calls[1] - calls[0]).toBeGreaterThanOrEqual(45_000);
+    expect(ec2Mock).toHaveReceivedCommandTimes(CreateSnapshotCommand, 1);
     expect(res.PhysicalResourceId).toBe('snap-0000000000000000a');
+  });
+
+  test('the time budget follows the Lambda context: less time left, an earlier clear failure', async () => {
+    const event = cfnRequest('Create', props());
+    tokenLookups([]);
+    ec2Mock.on(CreateSnapshotCommand).rejects(awsError('ECONNRESET', 'socket hang up', 0));
+    const started = now;
+    await expect(onEvent(event, { getRemainingTimeInMillis: () => 150_000 })).rejects.toThrow(/may have acted/);
+    expect(now - started).toBeLessThan(150_000 - 30_000);
+  });
+
+  test('a failed delivery deletes only what it made, never a snapshot another delivery of the request made', async () => {
+    const p = props();
+    const event = cfnRequest('Create', p);
+    const token = requestToken(event);
+    const earlier = snap('snap-00000000000000001', 'pending', ours(p, token), { start: new Date(T0.getTime() - 60_000) });
+    const made = snap('snap-00000000000000002', 'pending', [...ours(p, token), { Key: 'cdk-storage-snapshots:delivery', Value: 'other' }]);
+    tokenLookups([], [earlier, made]); // the look-up missed the earlier delivery's snapshot
+    ec2Mock.on(CreateSnapshotCommand).resolves(made);
+    // The duplicate clean-up fails: logged, left tagged; then the answer is too large to fail this delivery.
+    ec2Mock.on(DeleteSnapshotCommand).rejectsOnce(awsError('UnauthorizedOperation', 'no', 403)).resolves({});
+    await expect(onEvent({ ...event, StackId: `${event.StackId}${'x'.repeat(4_000)}` })).rejects.toThrow(/more than a CloudFormation custom resource response may carry/);
+    const deleted = ec2Mock.commandCalls(DeleteSnapshotCommand).map((c) => c.args[0].input.SnapshotId);
+    expect(deleted).not.toContain('snap-00000000000000001');
+  });
+
+  test('a duplicate that cannot be deleted does not fail the Create (it stays tagged)', async () => {
+    const p = props();
+    const event = cfnRequest('Create', p);
+    const token = requestToken(event);
+    const earlier = snap('snap-00000000000000001', 'pending', ours(p, token), { start: new Date(T0.getTime() - 60_000) });
+    const made = snap('snap-00000000000000002', 'pending', ours(p, token));
+    tokenLookups([], [earlier, made]);
+    ec2Mock.on(CreateSnapshotCommand).resolves(made);
+    ec2Mock.on(DeleteSnapshotCommand).rejects(awsError('UnauthorizedOperation', 'no', 403));
+    const res = await onEvent(event);
+    expect(res.PhysicalResourceId).toBe('snap-00000000000000001');
+    expect(ec2Mock.commandCalls(DeleteSnapshotCommand).map((c) => c.args[0].input.SnapshotId)).toEqual(['snap-00000000000000002']);
+  });
+
+  test('a newer duplicate another delivery made is left to it; this delivery answers with the oldest', async () => {
+    const p = props();
+    const event = cfnRequest('Create', p);
+    const token = requestToken(event);
+    const made = snap('snap-00000000000000001', 'pending', ours(p, token), { start: new Date(T0.getTime() - 60_000) });
+    const theirs = snap('snap-00000000000000002', 'pending', [...ours(p, token), { Key: 'cdk-storage-snapshots:delivery', Value: 'other' }]);
+    tokenLookups([], [made, theirs]);
+    ec2Mock.on(CreateSnapshotCommand).resolves(made);
+    const res = await onEvent(event);
+    expect(res.PhysicalResourceId).toBe('snap-00000000000000001');
+    expect(ec2Mock).not.toHaveReceivedCommand(DeleteSnapshotCommand);
   });
 
   test.each(['SnapshotCreationPerVolumeRateExceeded', 'ConcurrentSnapshotLimitExceeded', 'RequestLimitExceeded'])('%s is retried with backoff', async (code) => {
@@ -213,7 +278,7 @@ describe('Create from a volume', () => {
   });
 
   test.each([
-    ['SnapshotCreationPerVolumeRateExceeded', /kept refusing a snapshot of volume vol-0123456789abcdef0 for 150 seconds: SnapshotCreationPerVolumeRateExceeded \(snapshots of one volume must be at least 15 seconds apart\)/],
+    ['SnapshotCreationPerVolumeRateExceeded', /kept refusing a snapshot of volume vol-0123456789abcdef0 for \d+ seconds: SnapshotCreationPerVolumeRateExceeded \(snapshots of one volume must be at least 15 seconds apart\)/],
     ['ConcurrentSnapshotLimitExceeded', /ConcurrentSnapshotLimitExceeded \(at most 5 pending snapshots/],
   ])('%s past the time budget fails with a clear reason', async (code, reason) => {
     const event = cfnRequest('Create', props());
@@ -265,9 +330,10 @@ describe('Create from an instance', () => {
 
     expect(ec2Mock).toHaveReceivedCommandWith(CreateSnapshotsCommand, {
       InstanceSpecification: { InstanceId: INSTANCE },
-      TagSpecifications: [{ ResourceType: 'snapshot', Tags: ours(p, token) }],
+      TagSpecifications: [{ ResourceType: 'snapshot', Tags: [...ours(p, token), DELIVERY] }],
     });
-    expect(res.PhysicalResourceId).toBe('snap-0000000000000000b,snap-0000000000000000c');
+    // The physical id keeps each snapshot's device (a rollback needs no read of the volumes).
+    expect(res.PhysicalResourceId).toBe('snap-0000000000000000b=/dev/sdf,snap-0000000000000000c=/dev/xvda');
     expect(res.Data).toMatchObject({
       'SnapshotId': 'snap-0000000000000000b',
       'SnapshotIds': 'snap-0000000000000000b,snap-0000000000000000c',
@@ -328,11 +394,11 @@ describe('Create from an instance', () => {
     ec2Mock.on(CreateSnapshotsCommand).resolves({ Snapshots: [a, b] });
     attached(VOLUME, VOLUME2);
     ec2Mock.on(DeleteSnapshotCommand).resolves({});
-    await expect(onEvent(event)).rejects.toThrow(/EBS snapshot snap-0000000000000000c is in state error: internal; the snapshots of this request have been deleted/);
+    await expect(onEvent(event)).rejects.toThrow(/EBS snapshot snap-0000000000000000c is in state error: internal; the snapshots this request made have been deleted/);
     expect(ec2Mock.commandCalls(DeleteSnapshotCommand).map((c) => c.args[0].input.SnapshotId).sort()).toEqual(['snap-0000000000000000b', 'snap-0000000000000000c']);
   });
 
-  test('a set an earlier delivery made, with a snapshot EBS failed since: answered as it was, nothing deleted', async () => {
+  test('a set another delivery made, with a snapshot EBS failed since: fails (no point in time), deleting nothing of the other delivery', async () => {
     const event = cfnRequest('Create', p);
     const token = requestToken(event);
     const a = snap('snap-0000000000000000b', 'completed', ours(p, token), { volumeId: VOLUME });
@@ -340,8 +406,7 @@ describe('Create from an instance', () => {
     tokenLookups([a, b]);
     attached(VOLUME, VOLUME2);
     ec2Mock.on(DescribeVolumesCommand, { VolumeIds: [VOLUME, VOLUME2] }).resolves({ Volumes: [] });
-    const res = await onEvent(event);
-    expect(res.PhysicalResourceId).toBe('snap-0000000000000000b,snap-0000000000000000c');
+    await expect(onEvent(event)).rejects.toThrow(/snap-0000000000000000c is in state error: internal/);
     expect(ec2Mock).not.toHaveReceivedCommand(DeleteSnapshotCommand);
     expect(ec2Mock).not.toHaveReceivedCommand(CreateSnapshotsCommand);
   });

@@ -2,7 +2,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { App, Duration, RemovalPolicy, Size, Stack, Tags } from 'aws-cdk-lib';
-import { Match, Template } from 'aws-cdk-lib/assertions';
+import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as s3 from 'aws-cdk-lib/aws-s3';
@@ -165,10 +165,10 @@ describe('EbsSnapshotOnDeploy validation', () => {
       .toThrow(/invalid description: must be at most 255 characters long, not 256/);
   });
 
-  test('more than 45 user tags (50 with the library\'s 5) are refused', () => {
-    const tags = Object.fromEntries(Array.from({ length: 46 }, (_, i) => [`k${i}`, 'v']));
+  test('more than 43 user tags (50 with the library\'s 5 ownership tags, the delivery and the replaced set) are refused', () => {
+    const tags = Object.fromEntries(Array.from({ length: 44 }, (_, i) => [`k${i}`, 'v']));
     expect(() => new EbsSnapshotOnDeploy(newStack(), 'Snap', { source: EbsSnapshotSource.fromVolumeId(VOLUME), tags }))
-      .toThrow(/invalid tags: at most 45 tags are allowed/);
+      .toThrow(/invalid tags: at most 43 tags are allowed/);
   });
 
   test('a timeout over 1 hour is refused', () => {
@@ -207,7 +207,9 @@ describe('EbsSnapshotOnDeploy guarding its own source', () => {
     const instanceId = stack.resolve((instance.node.defaultChild as ec2.CfnInstance).logicalId);
     const snapId = Object.keys(template.findResources('Custom::EbsSnapshotOnDeploy'))[0];
     template.hasResourceProperties('Custom::EbsSnapshotOnDeploy', {
-      Source: 'instance', InstanceId: Match.absent(), SourceLogicalId: instanceId,
+      Source: 'instance',
+      InstanceId: Match.absent(),
+      SourceLogicalId: instanceId,
       // The hash, and the AMI parameter CloudFormation resolves at deploy: a new AMI is a new snapshot first.
       SnapshotBeforeHash: { 'Fn::Join': ['|', [Match.stringLikeRegexp('^[0-9a-f]{32}$'), { Ref: Match.stringLikeRegexp('^SsmParameterValue') }]] },
     });
@@ -219,6 +221,31 @@ describe('EbsSnapshotOnDeploy guarding its own source', () => {
       Resource: { 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':ec2:us-east-1:111111111111:instance/*']] },
       Condition: { StringEquals: { 'aws:ResourceTag/aws:cloudformation:stack-id': { Ref: 'AWS::StackId' }, 'aws:ResourceTag/aws:cloudformation:logical-id': instanceId } },
     });
+  });
+
+  test('snapshotIdOfDevice names its devices in the properties (the handler always answers them) and warns when empty on a first deploy', () => {
+    const stack = newStack();
+    const instance = instanceIn(stack);
+    const snap = new EbsSnapshotOnDeploy(stack, 'Snap', { source: EbsSnapshotSource.fromInstance(instance), snapshotBefore: [instance] });
+    snap.snapshotIdOfDevice('/dev/xvda');
+    snap.snapshotIdOfDevice('/dev/sdf');
+    const template = Template.fromStack(stack);
+    template.hasResourceProperties('Custom::EbsSnapshotOnDeploy', { Devices: '/dev/sdf,/dev/xvda' });
+    Annotations.fromStack(stack).hasWarning('/Stack/Snap', Match.stringLikeRegexp('is empty on the first deploy'));
+  });
+
+  test('no Devices property without snapshotIdOfDevice', () => {
+    const stack = newStack();
+    new EbsSnapshotOnDeploy(stack, 'Snap', { source: EbsSnapshotSource.fromInstance(instanceIn(stack)) });
+    Template.fromStack(stack).hasResourceProperties('Custom::EbsSnapshotOnDeploy', { Devices: Match.absent() });
+  });
+
+  test('an ec2.Volume restored from a snapshot of a guarded source (empty on the first deploy) is refused at synth', () => {
+    const stack = newStack();
+    const instance = instanceIn(stack);
+    const snap = new EbsSnapshotOnDeploy(stack, 'Snap', { source: EbsSnapshotSource.fromInstance(instance), snapshotBefore: [instance] });
+    new ec2.Volume(stack, 'Restored', { availabilityZone: 'us-east-1a', snapshotId: snap.snapshotIdOfDevice('/dev/xvda') });
+    expect(() => Template.fromStack(stack)).toThrow(/Restored\/Resource restores from a snapshot id of Stack\/Snap, whose source is guarded by it and found by its tags/);
   });
 
   test('a volume in a guarded scope is found by its tags too', () => {
@@ -409,13 +436,29 @@ describe('EbsSnapshotOnDeploy from a disk image', () => {
       .toThrow(new RegExp(`invalid ${prop}: applies only to a snapshot made from a disk image`));
   });
 
-  test('attributes of one kind of source are refused on another', () => {
+  test('StartSnapshot\'s tags on creation (ec2:CreateTags) need our tags in the request; the KMS actions the EBS direct APIs list', () => {
+    const stack = newStack();
+    const kmsKey = new kms.Key(stack, 'Key');
+    new EbsSnapshotOnDeploy(stack, 'Golden', { source: EbsSnapshotSource.fromImageFile(image(512)), encryption: { kmsKey } });
+    const statements = Object.values<any>(Template.fromStack(stack).findResources('AWS::IAM::Policy')).flatMap((pol) => pol.Properties.PolicyDocument.Statement);
+    expect(statements).toContainEqual(expect.objectContaining({
+      Action: 'ec2:CreateTags',
+      Condition: { StringEquals: { 'aws:RequestTag/cdk-storage-snapshots:managed-by': 'cdk-storage-snapshots', 'aws:RequestTag/cdk-storage-snapshots:stack-id': { Ref: 'AWS::StackId' } } },
+    }));
+    const kmsActions = statements.filter((st) => JSON.stringify(st.Resource).includes('Key')).flatMap((st) => st.Action);
+    expect(kmsActions).toEqual(expect.arrayContaining(['kms:Encrypt', 'kms:Decrypt', 'kms:GenerateDataKey', 'kms:GenerateDataKeyWithoutPlaintext', 'kms:ReEncrypt*', 'kms:DescribeKey', 'kms:CreateGrant']));
+  });
+
+  test('attributes of one kind of source are undefined on another', () => {
     const stack = newStack();
     const golden = new EbsSnapshotOnDeploy(stack, 'Golden', { source: EbsSnapshotSource.fromImageFile(image(512)) });
     const volume = new EbsSnapshotOnDeploy(stack, 'Snap', { source: EbsSnapshotSource.fromVolumeId(VOLUME) });
-    expect(() => golden.volumeIds).toThrow(/invalid volumeIds: is not available for a disk image source/);
-    expect(() => golden.startTime).toThrow(/invalid startTime: is not available for a disk image source/);
-    expect(() => volume.blockCount).toThrow(/invalid blockCount: is not available for a volume source/);
+    expect(golden.volumeIds).toBeUndefined();
+    expect(golden.startTime).toBeUndefined();
+    expect(volume.blockCount).toBeUndefined();
+    expect(volume.volumeSize).toBeUndefined();
+    expect(stack.resolve(golden.blockCount)).toEqual({ 'Fn::GetAtt': [expect.any(String), 'BlockCount'] });
+    expect(stack.resolve(volume.startTime)).toEqual({ 'Fn::GetAtt': [expect.any(String), 'StartTime'] });
     expect(stack.resolve(golden.snapshotIds)).toEqual([stack.resolve(golden.snapshotId)]);
   });
 

@@ -3,10 +3,13 @@ import { EBSClient, PutSnapshotBlockCommand } from '@aws-sdk/client-ebs';
 import { CreateTagsCommand, DescribeSnapshotsCommand, EC2Client } from '@aws-sdk/client-ec2';
 import { GetObjectCommand, HeadObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { mockClient } from 'aws-sdk-client-mock';
+import * as fc from 'fast-check';
 import { awsError } from './support/aws-errors';
-import { CfnStack } from './support/cfn-driver';
+import { CfnStack, StackOperationResult } from './support/cfn-driver';
 import { syntheticImage } from './support/ebs-direct-server';
 import { blockChecksum } from './support/fake-ebs';
+import { Invariants, Violation } from './support/invariants';
+import { SIM_RUNS, SIM_TIMEOUT_MS, checkScenarios, faultRatesArb } from './support/sim-property';
 import { SimWorld, SimWorldOptions } from './support/sim-world';
 import { CURSOR_TAG_KEY, decodeCursor } from '../lambda/ebs-direct-snapshot/cursor';
 import * as handler from '../lambda/ebs-direct-snapshot/index';
@@ -279,5 +282,84 @@ describe('EBS snapshot from data: lifecycle simulation', () => {
     } finally {
       world.dispose();
     }
+  });
+});
+
+/*
+ * Property run: random deploy sequences (trigger changes, stack deletes, waits) of one or two
+ * snapshots from data, with random faults, checked against the simulator's invariants and, for
+ * every snapshot a successful deploy reports, the exact-blocks rule.
+ */
+const dataStep = fc.oneof(
+  { weight: 6, arbitrary: fc.record({ kind: fc.constant('deploy' as const), trigger: fc.integer({ min: 0, max: 2 }), policy: fc.constantFrom('retain' as const, 'destroy' as const) }) },
+  { weight: 1, arbitrary: fc.constant({ kind: 'delete' as const }) },
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant('wait' as const), minutes: fc.integer({ min: 1, max: 90 }) }) },
+);
+
+const dataScenario = fc.record({
+  seed: fc.integer({ min: 1, max: 2 ** 31 - 1 }),
+  blocks: fc.integer({ min: 1, max: 12 }),
+  zeroShare: fc.constantFrom(0, 0.3, 0.9),
+  // 10 ms writes finish in one isComplete; 6 s writes (one after another in simulated time) make
+  // an upload of more than 10 blocks span invocations (60 s slices).
+  putLatencyMs: fc.constantFrom(10, 6_000),
+  twoResources: fc.boolean(),
+  faults: faultRatesArb({ 'duplicate-delivery': fc.constantFrom(0, 0.1, 0.3), 'framework-retry': fc.constantFrom(0, 0.5, 1) }),
+  steps: fc.array(dataStep, { minLength: 1, maxLength: 5 }),
+});
+
+type DataScenario = typeof dataScenario extends fc.Arbitrary<infer S> ? S : never;
+
+async function runDataScenario(s: DataScenario, stats: Record<string, number>) {
+  const world = new SimWorld({ seed: s.seed, faults: s.faults, ebs: { completeMs: 30_000, putLatencyMs: s.putLatencyMs } });
+  const { nonZero } = serveImage(s.blocks, s.zeroShare, s.seed);
+  const violations: Violation[] = [];
+  try {
+    const stack = new CfnStack(world, handler, { resourceType: 'Custom::EbsSnapshotFromData' });
+    const inv = new Invariants(world);
+    const checkExact = (result: StackOperationResult) => {
+      if (result.status !== 'CREATE_COMPLETE' && result.status !== 'UPDATE_COMPLETE') return;
+      for (const [logicalId, r] of result.resources) {
+        const snap = world.ec2.snapshots.get(r.physicalId);
+        const blocks = snap?.direct ? [...snap.direct.blocks.entries()].sort(([a], [b]) => a - b) : undefined;
+        const expected = [...nonZero.entries()].sort(([a], [b]) => a - b);
+        if (!snap || snap.state !== 'completed' || JSON.stringify(blocks) !== JSON.stringify(expected)) {
+          violations.push({ invariant: 'success-points-at-copy', detail: `${result.status}: ${logicalId} -> ${r.physicalId} is not the image's exact non-zero blocks, completed` });
+        }
+      }
+    };
+    for (const step of s.steps) {
+      if (step.kind === 'wait') {
+        world.clock.advance(step.minutes * 60_000);
+      } else if (step.kind === 'delete') {
+        if (stack.stackId) inv.afterOperation(await stack.deleteStack());
+      } else {
+        const desired: Record<string, EbsSnapshotFromDataProperties> = { Golden: props({ Trigger: `t${step.trigger}`, RemovalPolicy: step.policy }) };
+        if (s.twoResources) desired.Silver = props({ Trigger: `t${step.trigger}`, RemovalPolicy: step.policy });
+        const result = await stack.deploy(desired);
+        inv.afterOperation(result);
+        checkExact(result);
+        stats[result.status] = (stats[result.status] ?? 0) + 1;
+      }
+    }
+    if (stack.stackId) inv.afterOperation(await stack.deleteStack());
+    violations.push(...inv.atEnd([stack]));
+    for (const [k, v] of Object.entries(world.faults.injected)) stats[`fault:${k}`] = (stats[`fault:${k}`] ?? 0) + v;
+    stats.scenarios = (stats.scenarios ?? 0) + 1;
+    return { violations };
+  } finally {
+    world.dispose();
+  }
+}
+
+describe('property: random deploy sequences of snapshots from data, with faults', () => {
+  jest.setTimeout(SIM_TIMEOUT_MS);
+
+  test(`${SIM_RUNS} scenarios keep every invariant and write exactly the image's non-zero blocks`, async () => {
+    const stats = await checkScenarios(dataScenario, runDataScenario, 20261123);
+    expect(stats.scenarios).toBeGreaterThanOrEqual(SIM_RUNS);
+    // The runs exercised what they are meant to: deploys that complete, and ones that fail.
+    expect(stats.CREATE_COMPLETE).toBeGreaterThan(0);
+    expect((stats.ROLLBACK_COMPLETE ?? 0) + (stats.UPDATE_ROLLBACK_COMPLETE ?? 0)).toBeGreaterThan(0);
   });
 });

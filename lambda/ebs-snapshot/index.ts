@@ -9,10 +9,10 @@ import {
   Tag,
 } from '@aws-sdk/client-ec2';
 import type { CopyOrigin } from '../../src/private/contract';
-import type { EbsSnapshotOnDeployAttributes, EbsSnapshotOnDeployProperties } from '../../src/private/ebs-contract';
-import { ec2 } from '../shared/clients/ec2';
+import type { EbsSnapshotExtraTagKey, EbsSnapshotOnDeployAttributes, EbsSnapshotOnDeployProperties } from '../../src/private/ebs-contract';
+import { ec2, ec2Create } from '../shared/clients/ec2';
 import { clock } from '../shared/clock';
-import { HandlerError, describeError, errorCode, isThrottling, isTransient, step, withRetries } from '../shared/errors';
+import { HandlerError, describeError, errorCode, errorMessage, isThrottling, isTransient, step, withRetries } from '../shared/errors';
 import { IsCompleteRequest, IsCompleteResponse, OnEventRequest, OnEventResponse, isRollingBack } from '../shared/events';
 import { logger } from '../shared/logger';
 import { KeyValue, OWNERSHIP_TAG_KEYS, Owner, isOwnedBy, ownershipTags, tagValue, withOwnershipTags } from '../shared/ownership';
@@ -26,29 +26,39 @@ type Request = OnEventRequest<Props>;
 type Response = OnEventResponse<Attributes>;
 type CompleteRequest = IsCompleteRequest<Props, Attributes>;
 
+/** What the handler uses of the Lambda context. */
+export interface LambdaContext {
+  getRemainingTimeInMillis(): number;
+}
+
 /** How long one read or delete keeps retrying throttling and 5xx. */
 const CALL_BUDGET_MS = 60_000;
-/**
- * How long onEvent (5 minutes) keeps retrying a create refused for a rate limit
- * (SnapshotCreationPerVolumeRateExceeded: 15 s apart; ConcurrentSnapshotLimitExceeded: until a
- * pending snapshot completes), throttling or a 5xx.
- */
-const CREATE_BUDGET_MS = 150_000;
-/** How long to wait for a new snapshot to show in tag-filtered reads (EC2 reads are eventually consistent). */
-const SETTLE_BUDGET_MS = 60_000;
+/** onEvent's Lambda timeout: the budget when no Lambda context tells the time left. */
+const ON_EVENT_TIMEOUT_MS = 5 * 60_000;
+/** Kept at the end of onEvent for the clean-up after a failure and the answer. */
+const END_MARGIN_MS = 30_000;
+/** Kept after the create for the wait until it shows in reads and the clean-up of duplicates. */
+const SETTLE_RESERVE_MS = 60_000;
 const SETTLE_INTERVAL_MS = 5_000;
 /**
- * After a create whose outcome is unknown (its response was lost, or a 5xx), how long reads are
- * watched for what it may have made before the duplicates are cleaned up.
+ * After EC2 refused a create because the volume had a snapshot seconds ago (perhaps one of another
+ * delivery of this request), how long reads are watched before creating: longer than reads lag.
  */
-const UNCERTAIN_CREATE_QUIET_MS = 45_000;
+const RATE_LIMIT_QUIET_MS = 100_000;
 /** How long after onEvent a snapshot missing from a read by id is taken for not visible yet, not gone. */
 const VISIBILITY_GRACE_MS = 5 * 60_000;
+/** CloudFormation takes custom resource responses of at most 4,096 bytes; the framework adds a reason of about 200. */
+const MAX_RESPONSE_BYTES = 4_096 - 300;
+/** Tag values are at most 256 characters. */
+const MAX_TAG_VALUE = 256;
 /** Physical id prefix of a resource that took no snapshot (its source did not exist yet). */
 export const NO_SNAPSHOT_PREFIX = 'no-snapshot-';
+const DELIVERY_TAG: EbsSnapshotExtraTagKey = 'cdk-storage-snapshots:delivery';
+const REPLACES_TAG: EbsSnapshotExtraTagKey = 'cdk-storage-snapshots:replaces';
 
-/** The retryable marker of a create deferred because an earlier one may have acted. */
+/** The retryable markers of a create held back: its outcome is unknown, or reads are watched first. */
 const UNCERTAIN = 'UncertainCreate';
+const QUIET = 'WaitingForReads';
 const RATE_LIMITS = new Set(['SnapshotCreationPerVolumeRateExceeded', 'ConcurrentSnapshotLimitExceeded']);
 const CFN_STACK_ID_TAG = 'aws:cloudformation:stack-id';
 const CFN_LOGICAL_ID_TAG = 'aws:cloudformation:logical-id';
@@ -64,17 +74,32 @@ export interface SnapshotView {
   readonly Tags?: Tag[];
 }
 
+/** One invocation of onEvent: when it started, when it must have answered, and its delivery tag. */
+interface Run {
+  readonly startedAt: number;
+  readonly endAt: number;
+  readonly delivery: string;
+}
+
 /** The source, resolved at deploy time. */
 type Source = { readonly kind: 'volume'; readonly volumeId: string } | { readonly kind: 'instance'; readonly instanceId: string };
 
-export async function onEvent(event: Request): Promise<Response> {
+export async function onEvent(event: Request, context?: LambdaContext): Promise<Response> {
+  const startedAt = clock.now();
+  const remaining = context?.getRemainingTimeInMillis?.();
+  const run: Run = {
+    startedAt,
+    endAt: startedAt + (typeof remaining === 'number' && remaining > 0 ? remaining : ON_EVENT_TIMEOUT_MS) - END_MARGIN_MS,
+    // Unique among the deliveries of one request (Math.random is enough: it only has to differ).
+    delivery: `${startedAt.toString(36)}-${Math.random().toString(36).slice(2, 12)}`,
+  };
   logger.appendKeys({ requestType: event.RequestType, logicalResourceId: event.LogicalResourceId, requestId: event.RequestId });
-  logger.info('onEvent', { physicalResourceId: event.PhysicalResourceId, properties: event.ResourceProperties });
+  logger.info('onEvent', { physicalResourceId: event.PhysicalResourceId, properties: event.ResourceProperties, delivery: run.delivery });
   switch (event.RequestType) {
     case 'Create':
-      return create(event);
+      return create(event, run);
     case 'Update':
-      return update(event);
+      return update(event, run);
     case 'Delete':
       return remove(event);
   }
@@ -116,84 +141,100 @@ export async function isComplete(event: CompleteRequest): Promise<IsCompleteResp
   return { IsComplete: false };
 }
 
-async function create(event: Request): Promise<Response> {
-  const source = await step('Finding the source of the EBS snapshot', () => resolveSource(event));
-  if (!source) {
-    logger.warn('the source does not exist yet (first deploy of a guarded source): no snapshot taken', {
-      sourceLogicalId: event.ResourceProperties.SourceLogicalId,
-    });
-    return respondNone(event);
-  }
+/** `replaces`: the physical id of the snapshots this request replaces (an Update), tagged on the new ones. */
+async function create(event: Request, run: Run, replaces?: string): Promise<Response> {
+  // What this delivery made: the only snapshots it ever deletes (on failure, or as a duplicate).
+  const made: SnapshotView[] = [];
   const token = requestToken(event);
-  const { snapshots: made, uncertainAt, adopted } = await createOrAdopt(event, source, token);
   try {
+    const source = await step('Finding the source of the EBS snapshot', () => resolveSource(event));
+    if (!source) {
+      logger.warn('the source does not exist yet (first deploy of a guarded source): no snapshot taken', {
+        sourceLogicalId: event.ResourceProperties.SourceLogicalId,
+      });
+      return respondNone(event, run);
+    }
+    const { rateLimitedAt } = await createOrAdopt(event, run, source, token, made, replaces);
     // A look-up can find some of an instance's snapshots and not yet the others: wait for one of each attached volume.
     const expected = source.kind === 'instance' ? await step(`Reading the volumes of instance ${source.instanceId}`, () => attachedVolumes(source.instanceId)) : [];
-    const kept = await step('Checking for duplicate snapshots of this request', () => settleAndDeduplicate(event, token, made, expected, uncertainAt, adopted));
-    return await respond(event, kept, 'created', true);
+    const kept = await step('Checking for duplicate snapshots of this request', () => settleAndDeduplicate(event, run, token, made, expected, rateLimitedAt));
+    return await respond(event, run, kept, 'created', true);
   } catch (err) {
-    // Nothing of a failed Create is left behind: delete what this request made (and what reads show
-    // of it). Not what an earlier delivery of the request made: its answer may be the one CloudFormation keeps.
-    if (!adopted) {
-      const shown = await findByToken(event, token).catch(() => []);
-      await discard(event, [...made, ...shown]);
-    }
+    // Nothing this delivery made is left behind: what it created, and what reads show carrying its
+    // delivery tag. Never what another delivery of the request made: that may be the answer
+    // CloudFormation keeps.
+    const shown = await findByToken(event, token).then((all) => all.filter((s) => isMine(s, run)), () => []);
+    await discard(event, [...made, ...shown]);
     throw err;
   }
 }
 
 /**
- * The snapshots of this request: those a look-up by its token finds (an earlier delivery of the
- * same request made them), or new ones. The look-up runs again before every retry of the create,
- * because a create whose response was lost may have acted.
+ * The snapshots of this request: those a look-up by its token finds (a delivery of the same
+ * request made them), or new ones (pushed onto `made`). The look-up runs again before every retry,
+ * and a create whose outcome is unknown (its response was lost, a 5xx) is never sent again: reads
+ * are watched for what it made until the time is up.
  */
 async function createOrAdopt(
-  event: Request, source: Source, token: string,
-): Promise<{ snapshots: SnapshotView[]; uncertainAt?: number; adopted: boolean }> {
+  event: Request, run: Run, source: Source, token: string, made: SnapshotView[], replaces: string | undefined,
+): Promise<{ rateLimitedAt?: number }> {
   const props = event.ResourceProperties;
-  const tags = withOwnershipTags(parseTags(props.Tags), ownershipTags(owner(event), identityHash(props), token));
+  const extra: KeyValue[] = [{ Key: DELIVERY_TAG, Value: run.delivery }];
+  if (replaces && replaces.length <= MAX_TAG_VALUE) extra.push({ Key: REPLACES_TAG, Value: replaces });
+  const tags = withOwnershipTags(parseTags(props.Tags), [...ownershipTags(owner(event), identityHash(props), token), ...extra]);
   const what = source.kind === 'volume' ? `volume ${source.volumeId}` : `the volumes of instance ${source.instanceId}`;
   let uncertainAt: number | undefined;
+  let rateLimitedAt: number | undefined;
   let lastCreateError: unknown;
-  let adopted = false;
-  const snapshots = await step(`Creating an EBS snapshot of ${what}`, async () => {
+  const budgetMs = Math.max(0, run.endAt - SETTLE_RESERVE_MS - clock.now());
+  await step(`Creating an EBS snapshot of ${what}`, async () => {
     try {
-      return await withRetries(
+      await withRetries(
         async () => {
           const found = await findByToken(event, token);
           if (found.length > 0) {
-            logger.info('adopting the snapshots this request already made', { snapshotIds: found.map((s) => s.SnapshotId), token });
-            adopted = true;
-            return found;
+            logger.info('adopting the snapshots of this request', { snapshotIds: found.map((s) => s.SnapshotId), token });
+            // One whose create response was lost is this delivery's own.
+            for (const s of found) if (isMine(s, run) && !made.some((m) => m.SnapshotId === s.SnapshotId)) made.push(s);
+            return;
           }
-          if (uncertainAt !== undefined && clock.now() - uncertainAt < UNCERTAIN_CREATE_QUIET_MS) {
-            // Not again before what the earlier create may have made had time to show in the look-up.
-            throw Object.assign(new Error('waiting for what an earlier create may have made to show in reads'), { name: UNCERTAIN });
+          if (uncertainAt !== undefined) {
+            throw Object.assign(new Error('waiting for what a create of unknown outcome made to show in reads'), { name: UNCERTAIN });
+          }
+          if (rateLimitedAt !== undefined && clock.now() - rateLimitedAt < RATE_LIMIT_QUIET_MS) {
+            throw Object.assign(new Error('waiting for the snapshot that made EC2 refuse to show in reads'), { name: QUIET });
           }
           const created = await createSnapshots(event, source, tags).catch((err) => {
             lastCreateError = err;
-            // A lost response or a 5xx may follow a create that acted, and a per-volume rate limit
-            // says a snapshot was made seconds ago (by an earlier delivery of this request, maybe):
-            // what it made shows in reads later.
-            if ((isTransient(err) && !isThrottling(err)) || errorCode(err) === 'SnapshotCreationPerVolumeRateExceeded') uncertainAt = clock.now();
+            // A lost response or a 5xx may follow a create that acted: what it made shows in reads later.
+            if (isTransient(err) && !isThrottling(err)) uncertainAt = clock.now();
+            // A snapshot of the volume seconds ago (by another delivery of this request, maybe).
+            if (errorCode(err) === 'SnapshotCreationPerVolumeRateExceeded') rateLimitedAt = clock.now();
             throw err;
           });
+          made.push(...created);
           logger.info('snapshot requested', { snapshotIds: created.map((s) => s.SnapshotId), token });
-          return created;
         },
         {
-          budgetMs: CREATE_BUDGET_MS,
+          budgetMs,
           baseDelayMs: 2_000,
-          maxDelayMs: 30_000,
-          retryable: (err) => isTransient(err) || RATE_LIMITS.has(errorCode(err)) || errorCode(err) === UNCERTAIN,
+          maxDelayMs: 15_000,
+          retryable: (err) => isTransient(err) || RATE_LIMITS.has(errorCode(err)) || errorCode(err) === UNCERTAIN || errorCode(err) === QUIET,
           onRetry: (err, attempt, delayMs) => logger.warn('retrying the snapshot', { attempt, delayMs, error: errorCode(err) }),
         },
       );
     } catch (err) {
-      throw explainCreateError(errorCode(err) === UNCERTAIN && lastCreateError ? lastCreateError : err, what);
+      if (errorCode(err) === UNCERTAIN) {
+        throw new HandlerError(
+          `EC2 ${source.kind === 'volume' ? 'CreateSnapshot' : 'CreateSnapshots'} on ${what} may have acted (${errorMessage(lastCreateError)}), ` +
+            `and no snapshot of this request showed in reads within ${Math.round((clock.now() - uncertainAt!) / 1000)} seconds. ` +
+            'It was not sent again, so as not to make two; a snapshot it made keeps this request\'s token tag (a retry of the request adopts it). Deploy again.',
+        );
+      }
+      throw explainCreateError(errorCode(err) === QUIET && lastCreateError ? lastCreateError : err, what, budgetMs);
     }
   });
-  return { snapshots, uncertainAt, adopted };
+  return { rateLimitedAt };
 }
 
 async function createSnapshots(event: Request, source: Source, tags: KeyValue[]): Promise<SnapshotView[]> {
@@ -204,32 +245,33 @@ async function createSnapshots(event: Request, source: Source, tags: KeyValue[])
     TagSpecifications: [{ ResourceType: 'snapshot' as const, Tags: tags }],
   };
   if (source.kind === 'volume') {
-    const out = await ec2().send(new CreateSnapshotCommand({ VolumeId: source.volumeId, ...common }));
+    const out = await ec2Create().send(new CreateSnapshotCommand({ VolumeId: source.volumeId, ...common }));
     if (!out.SnapshotId) throw new HandlerError(`EC2 CreateSnapshot on ${source.volumeId} returned no snapshot id`);
-    return [out];
+    return [{ ...out, Tags: out.Tags ?? tags }];
   }
-  const out = await ec2().send(new CreateSnapshotsCommand({ InstanceSpecification: { InstanceId: source.instanceId }, ...common }));
-  const snapshots = (out.Snapshots ?? []).filter((s) => s.SnapshotId);
+  const out = await ec2Create().send(new CreateSnapshotsCommand({ InstanceSpecification: { InstanceId: source.instanceId }, ...common }));
+  const snapshots = (out.Snapshots ?? []).filter((s) => s.SnapshotId).map((s) => ({ ...s, Tags: s.Tags ?? tags }));
   if (snapshots.length === 0) throw new HandlerError(`EC2 CreateSnapshots on ${source.instanceId} returned no snapshots (no volume attached?)`);
   return snapshots;
 }
 
 /**
- * EC2 reads are eventually consistent, so the look-up before creating can miss a snapshot an
- * earlier delivery of this request made seconds ago. Wait (briefly) until what this request made
- * shows in the look-up by its token, then keep the oldest snapshot of each volume and delete the
- * others: every delivery that sees the same snapshots keeps the same ones.
+ * EC2 reads are eventually consistent, so the look-up before creating can miss a snapshot another
+ * delivery of this request made. Wait until what this delivery made shows in the look-up by its
+ * token (and, after a rate limit, until reads had time to show what caused it); then answer with
+ * the oldest snapshot of each volume, and delete this delivery's own snapshots that have an older
+ * one of the same volume. A delivery never deletes another's: that may be CloudFormation's answer.
  */
 async function settleAndDeduplicate(
-  event: Request, token: string, made: SnapshotView[], expectedVolumes: string[], uncertainAt: number | undefined, adopted: boolean,
+  event: Request, run: Run, token: string, made: SnapshotView[], expectedVolumes: string[], rateLimitedAt: number | undefined,
 ): Promise<SnapshotView[]> {
-  const deadline = clock.now() + SETTLE_BUDGET_MS;
+  const deadline = run.endAt - END_MARGIN_MS / 2;
   let visible: SnapshotView[] = [];
   for (;;) {
     visible = await findByToken(event, token);
     const seen = new Set(visible.map((s) => s.SnapshotId));
     const volumes = new Set([...made, ...visible].map((s) => s.VolumeId));
-    const quiet = uncertainAt === undefined || clock.now() - uncertainAt >= UNCERTAIN_CREATE_QUIET_MS;
+    const quiet = rateLimitedAt === undefined || clock.now() - rateLimitedAt >= RATE_LIMIT_QUIET_MS;
     if (made.every((s) => seen.has(s.SnapshotId)) && expectedVolumes.every((v) => volumes.has(v)) && quiet) break;
     if (clock.now() + SETTLE_INTERVAL_MS > deadline) {
       logger.warn('the new snapshots do not show in reads yet; going on with what is known', {
@@ -250,14 +292,6 @@ async function settleAndDeduplicate(
       `the snapshots of this request (${[...all.keys()].join(', ') || 'none'}) do not cover the attached volumes ${uncovered.join(', ')}; deploy again`,
     );
   }
-  const failed = [...all.values()].find((s) => s.State === 'error');
-  if (failed && adopted) {
-    // An earlier delivery of this request made them and may have answered with them: answer the same.
-    logger.warn('EBS failed a snapshot an earlier delivery of this request made', { snapshotId: failed.SnapshotId });
-  } else if (failed) {
-    // An incomplete set is no point in time to restore the instance to: fail (create() deletes the set).
-    throw new HandlerError(`${(ec2SnapshotProgress(failed.SnapshotId!, failed) as { reason: string }).reason}; the snapshots of this request have been deleted`);
-  }
   const byVolume = new Map<string, SnapshotView[]>();
   for (const s of all.values()) {
     byVolume.set(s.VolumeId ?? '', [...(byVolume.get(s.VolumeId ?? '') ?? []), s]);
@@ -267,15 +301,29 @@ async function settleAndDeduplicate(
     list.sort(oldestFirst);
     kept.push(list[0]);
     for (const extra of list.slice(1)) {
-      if (!isOurs(event, extra, token)) continue;
+      const mine = made.some((m) => m.SnapshotId === extra.SnapshotId) || isMine(extra, run);
+      if (!mine || !isOurs(event, extra, token)) {
+        logger.warn('leaving a newer snapshot of this request that another delivery made (it deletes its own)', { volumeId, snapshotId: extra.SnapshotId });
+        continue;
+      }
       logger.warn('deleting a duplicate snapshot of this request', { volumeId, kept: list[0].SnapshotId, duplicate: extra.SnapshotId });
-      await deleteSnapshot(extra.SnapshotId!);
+      try {
+        await deleteSnapshot(extra.SnapshotId!);
+      } catch (err) {
+        // Not a reason to fail the request (and delete the one kept): it stays tagged as ours.
+        logger.error('could not delete a duplicate snapshot; it stays, tagged with this request\'s token', { snapshotId: extra.SnapshotId, error: err as Error });
+      }
     }
+  }
+  const failed = kept.find((s) => s.State === 'error');
+  if (failed) {
+    // An incomplete set is no point in time to restore the instance to: fail (create() deletes what this delivery made).
+    throw new HandlerError(`${(ec2SnapshotProgress(failed.SnapshotId!, failed) as { reason: string }).reason}; the snapshots this request made have been deleted`);
   }
   return kept;
 }
 
-async function update(event: Request): Promise<Response> {
+async function update(event: Request, run: Run): Promise<Response> {
   const currentId = event.PhysicalResourceId!;
   const wanted = identityHash(event.ResourceProperties);
   const old = event.OldResourceProperties;
@@ -288,28 +336,49 @@ async function update(event: Request): Promise<Response> {
     // Nothing that forces a new snapshot changed, or the current snapshots were made for exactly
     // these properties (the rollback that follows a failure of this very update).
     logger.info('keeping the current snapshots', { physicalResourceId: currentId });
-    return respondKept(event, currentId, current);
+    return respondKept(event, run, currentId, current);
   }
   if (sameIdentity) logger.warn('EBS failed the current snapshots: taking new ones unless rolling back', { failed: failed.map((s) => s.SnapshotId) });
   const rollingBack = await isRollingBack(event.StackId);
+  if (sameIdentity && rollingBack !== false) {
+    // The current set was made for these very properties: a rollback returns to it as it is (even
+    // with a snapshot EBS failed); only an update replaces it.
+    logger.warn('keeping the current snapshots (possibly a rollback): a failed snapshot is replaced by the next update', { physicalResourceId: currentId });
+    return respondKept(event, run, currentId, current);
+  }
   if (rollingBack !== false) {
     // A rollback returns to the snapshots the old properties made: it never fails and never takes
-    // a new snapshot.
+    // a new snapshot. First choice: the set the current snapshots replaced (their tag names it).
+    const returnTo = await findReplaced(event, current.snapshots, wanted).catch((err) => {
+      logger.error('could not read the snapshots the current ones replaced', { error: err as Error });
+      return undefined;
+    });
+    if (returnTo) {
+      logger.info('returning to the snapshots the current ones replaced', { physicalResourceId: returnTo.physicalId, rollingBack });
+      return respondKept(event, run, returnTo.physicalId, { snapshots: returnTo.snapshots }, 'adopted');
+    }
     const adopted = await findAdoptable(event).catch((err) => {
       logger.error('could not look for snapshots to adopt', { error: err as Error });
       return undefined;
     });
     if (adopted) {
       logger.info('adopting the snapshots these properties made', { snapshotIds: adopted.map((s) => s.SnapshotId), rollingBack });
-      return respond(event, adopted, 'adopted', false);
+      return respond(event, run, adopted, 'adopted', false);
     }
-    if (rollingBack) {
-      logger.warn('rolling back, and no snapshot of ours matches the old properties: keeping the current one', { physicalResourceId: currentId });
-      return respondKept(event, currentId, current);
+    const madeForOld = old !== undefined && current.snapshots !== undefined && current.snapshots.length > 0 &&
+      current.snapshots.every((s) => madeFor(s, event, identityHash(old)));
+    if (rollingBack || madeForOld || current.error !== undefined) {
+      // Rolling back; or the status is unknown and this may be a rollback (the current snapshots
+      // were made for the properties it leaves, or cannot be read): never take a snapshot in a
+      // rollback. An update whose status cannot be read keeps the current snapshots, and says so.
+      logger.warn(rollingBack
+        ? 'rolling back, and no snapshot of ours matches the old properties: keeping the current one'
+        : 'could not tell a rollback from an update: keeping the current snapshots rather than taking one in a rollback', { physicalResourceId: currentId });
+      return respondKept(event, run, currentId, current);
     }
-    logger.warn('could not tell a rollback from an update, and nothing to adopt: taking a new snapshot');
+    logger.warn('could not tell a rollback from an update, and the current snapshots were not made for the old properties: taking a new snapshot');
   }
-  return create(event);
+  return create(event, run, snapshotIdsOf(currentId).length > 0 ? currentId : undefined);
 }
 
 async function readForUpdate(physicalId: string): Promise<{ snapshots?: SnapshotView[]; error?: unknown }> {
@@ -324,20 +393,36 @@ async function readForUpdate(physicalId: string): Promise<{ snapshots?: Snapshot
   }
 }
 
-/**
- * Answers with what the resource already has. If it could not be read, an update fails with the
- * reason; a rollback answers with the ids alone, because failing a rollback leaves the stack in
- * UPDATE_ROLLBACK_FAILED.
- */
-async function respondKept(event: Request, physicalId: string, current: { snapshots?: SnapshotView[]; error?: unknown }): Promise<Response> {
+/** The set the current snapshots replaced (the physical id in their `replaces` tag), if it is ours, made for `wanted`, and all there. */
+async function findReplaced(
+  event: Request, current: SnapshotView[] | undefined, wanted: string,
+): Promise<{ physicalId: string; snapshots: SnapshotView[] } | undefined> {
+  const physicalId = current?.map((s) => tagValue(s.Tags, REPLACES_TAG)).find((v) => v);
   const ids = snapshotIdsOf(physicalId);
-  if (ids.length === 0) return respondNone(event, physicalId);
+  if (!physicalId || ids.length === 0) return undefined;
+  const found = await describeByIds(ids);
+  const snapshots = ids.map((id) => found.get(id));
+  if (!snapshots.every((s): s is SnapshotView => !!s && madeFor(s, event, wanted) && s.State !== 'error')) return undefined;
+  return { physicalId, snapshots };
+}
+
+/**
+ * Answers with the set a physical id names, in its order and with its device names. If it could
+ * not be read, an update fails with the reason; a rollback answers with the ids alone, because
+ * failing a rollback leaves the stack in UPDATE_ROLLBACK_FAILED.
+ */
+async function respondKept(
+  event: Request, run: Run, physicalId: string, current: { snapshots?: SnapshotView[]; error?: unknown }, origin: CopyOrigin = 'unchanged',
+): Promise<Response> {
+  const ids = snapshotIdsOf(physicalId);
+  if (ids.length === 0) return respondNone(event, run, physicalId);
   if (current.error !== undefined && (await isRollingBack(event.StackId)) === false) {
     throw new HandlerError(describeError(`Reading EBS snapshots ${ids.join(', ')}`, current.error));
   }
   const known = new Map((current.snapshots ?? []).map((s) => [s.SnapshotId!, s]));
+  const devices = devicesOfPhysicalId(physicalId);
   const snapshots = ids.map((id) => known.get(id) ?? { SnapshotId: id });
-  return { ...(await respond(event, snapshots, 'unchanged', false)), PhysicalResourceId: physicalId };
+  return answer(event, run, snapshots.map((s) => ({ snapshot: s, device: devices.get(s.SnapshotId!) })), origin, physicalId);
 }
 
 async function remove(event: Request): Promise<Response> {
@@ -362,7 +447,7 @@ async function remove(event: Request): Promise<Response> {
   return response;
 }
 
-/** After a failure, delete the snapshots this very request made, so that nothing is orphaned. */
+/** After a failure, delete these snapshots (of this request, tagged as ours), so that nothing is orphaned. */
 async function discard(event: Request, snapshots: SnapshotView[]): Promise<void> {
   const token = requestToken(event);
   const done = new Set<string>();
@@ -503,11 +588,11 @@ async function devicesOf(volumeIds: string[]): Promise<Map<string, string>> {
 }
 
 /**
- * The response for these snapshots, ordered by device name (instances) or volume id. `strict`: a
- * failure to read the devices fails the request (a Create); otherwise (updates, rollbacks) it is
- * logged and the device attributes are left out.
+ * The response for new or adopted snapshots, ordered by device name (instances) or volume id.
+ * `strict`: a failure to read the devices fails the request (a Create); otherwise (rollbacks) it is
+ * logged and the device attributes are empty.
  */
-async function respond(event: Request, snapshots: SnapshotView[], origin: CopyOrigin, strict: boolean): Promise<Response> {
+async function respond(event: Request, run: Run, snapshots: SnapshotView[], origin: CopyOrigin, strict: boolean): Promise<Response> {
   let devices = new Map<string, string>();
   const volumeIds = snapshots.map((s) => s.VolumeId).filter((v): v is string => !!v);
   if (event.ResourceProperties.Source === 'instance' && volumeIds.length > 0) {
@@ -515,46 +600,79 @@ async function respond(event: Request, snapshots: SnapshotView[], origin: CopyOr
       devices = await step('Reading the devices of the snapshotted volumes', () => devicesOf(volumeIds));
     } catch (err) {
       if (strict) throw err;
-      logger.error('could not read the devices of the volumes; leaving out the Device attributes', { error: err as Error });
+      logger.error('could not read the devices of the volumes; the Device attributes are empty', { error: err as Error });
     }
   }
-  const key = (s: SnapshotView) => `${devices.get(s.VolumeId ?? '') ?? '~'}|${s.VolumeId ?? ''}|${s.SnapshotId}`;
-  const sorted = [...snapshots].sort((a, b) => (key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : 0));
-  const ids = sorted.map((s) => s.SnapshotId!);
+  const entries = snapshots.map((snapshot) => ({ snapshot, device: devices.get(snapshot.VolumeId ?? '') }));
+  const key = (e: { snapshot: SnapshotView; device?: string }) => `${e.device ?? '~'}|${e.snapshot.VolumeId ?? ''}|${e.snapshot.SnapshotId}`;
+  entries.sort((a, b) => (key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : 0));
+  if (strict && event.ResourceProperties.Source === 'instance') {
+    const missing = requestedDevices(event).filter((d) => !entries.some((e) => e.device === d));
+    if (missing.length > 0) {
+      throw new HandlerError(`snapshotIdOfDevice() names ${missing.join(', ')}, but the instance has no volume attached there ` +
+        `(attached: ${entries.map((e) => e.device).filter((d) => d).join(', ') || 'none'}); the snapshots this request made have been deleted`);
+    }
+  }
+  return answer(event, run, entries, origin);
+}
+
+/**
+ * The answer: the physical id names each snapshot, in order, with its device for an instance source
+ * (`snap-…=/dev/xvda,…`, so that a later rollback keeps the order and the device attributes without
+ * reading the volumes, which may be gone by then). Every requested `Device:<name>` is answered.
+ */
+function answer(
+  event: Request, run: Run, entries: Array<{ snapshot: SnapshotView; device?: string }>, origin: CopyOrigin, physicalId?: string,
+): Response {
+  const ids = entries.map((e) => e.snapshot.SnapshotId!);
+  const first = entries[0]?.snapshot;
   const data: Attributes = {
-    SnapshotId: ids[0],
+    SnapshotId: ids[0] ?? '',
     SnapshotIds: ids.join(','),
-    VolumeIds: sorted.map((s) => s.VolumeId ?? '').join(','),
-    StartTime: sorted[0].StartTime ? new Date(sorted[0].StartTime).toISOString() : '',
+    VolumeIds: entries.map((e) => e.snapshot.VolumeId ?? '').join(','),
+    StartTime: first?.StartTime ? new Date(first.StartTime).toISOString() : '',
     SourceFound: 'true',
-    StartedAt: String(clock.now()),
+    StartedAt: String(run.startedAt),
     Origin: origin,
   };
-  for (const s of sorted) {
-    const device = devices.get(s.VolumeId ?? '');
-    if (device) data[`Device:${device}`] = s.SnapshotId!;
-  }
-  return { PhysicalResourceId: ids.join(','), Data: data };
-}
-
-function respondNone(event: Request, physicalId?: string): Response {
-  return {
-    PhysicalResourceId: physicalId ?? `${NO_SNAPSHOT_PREFIX}${requestToken(event).slice(4, 20)}`,
-    Data: { SnapshotId: '', SnapshotIds: '', VolumeIds: '', StartTime: '', SourceFound: 'false', StartedAt: String(clock.now()), Origin: 'unchanged' },
+  for (const d of requestedDevices(event)) data[`Device:${d}`] = '';
+  for (const e of entries) if (e.device) data[`Device:${e.device}`] = e.snapshot.SnapshotId!;
+  const response: Response = {
+    PhysicalResourceId: physicalId ?? entries.map((e) => (e.device && event.ResourceProperties.Source === 'instance'
+      ? `${e.snapshot.SnapshotId}=${e.device}` : e.snapshot.SnapshotId)).join(','),
+    Data: data,
   };
+  const envelope = { ...response, StackId: event.StackId, RequestId: event.RequestId, LogicalResourceId: event.LogicalResourceId };
+  const size = Buffer.byteLength(JSON.stringify(envelope));
+  if (size > MAX_RESPONSE_BYTES) {
+    throw new HandlerError(`the answer for ${ids.length} snapshots would be ${size} bytes, more than a CloudFormation custom resource ` +
+      'response may carry (4,096 bytes with the framework\'s fields): snapshot fewer volumes per resource (one EbsSnapshotOnDeploy per volume, say)');
+  }
+  return response;
 }
 
-function explainCreateError(err: unknown, what: string): unknown {
+function respondNone(event: Request, run: Run, physicalId?: string): Response {
+  const data: Attributes = { SnapshotId: '', SnapshotIds: '', VolumeIds: '', StartTime: '', SourceFound: 'false', StartedAt: String(run.startedAt), Origin: 'unchanged' };
+  for (const d of requestedDevices(event)) data[`Device:${d}`] = '';
+  return { PhysicalResourceId: physicalId ?? `${NO_SNAPSHOT_PREFIX}${requestToken(event).slice(4, 20)}`, Data: data };
+}
+
+/** The device names the template reads `Device:<name>` attributes of. */
+function requestedDevices(event: Request): string[] {
+  return (event.ResourceProperties.Devices ?? '').split(',').filter((d) => d);
+}
+
+function explainCreateError(err: unknown, what: string, budgetMs: number): unknown {
   const code = errorCode(err);
   switch (code) {
     case 'SnapshotCreationPerVolumeRateExceeded':
       return new HandlerError(
-        `EC2 kept refusing a snapshot of ${what} for ${CREATE_BUDGET_MS / 1000} seconds: ${code} (snapshots of one volume must be ` +
+        `EC2 kept refusing a snapshot of ${what} for ${Math.round(budgetMs / 1000)} seconds: ${code} (snapshots of one volume must be ` +
           'at least 15 seconds apart). Is something else snapshotting it at the same time? Deploy again.',
       );
     case 'ConcurrentSnapshotLimitExceeded':
       return new HandlerError(
-        `EC2 kept refusing a snapshot of ${what} for ${CREATE_BUDGET_MS / 1000} seconds: ${code} (at most 5 pending snapshots per ` +
+        `EC2 kept refusing a snapshot of ${what} for ${Math.round(budgetMs / 1000)} seconds: ${code} (at most 5 pending snapshots per ` +
           'gp2/gp3/io1/io2/standard volume, 1 per st1/sc1 volume). Wait for the pending snapshots to complete, then deploy again.',
       );
     case 'InvalidVolume.NotFound':
@@ -580,13 +698,28 @@ export function identityHash(props: Props): string {
   });
 }
 
-/** The snapshot ids a physical id names (none for a resource that took no snapshot). */
+/** The snapshot ids a physical id names (none for a resource that took no snapshot), in its order. */
 export function snapshotIdsOf(physicalId: string | undefined): string[] {
-  return (physicalId ?? '').split(',').filter((id) => /^snap-[0-9a-f]+$/.test(id));
+  return (physicalId ?? '').split(',').map((e) => e.split('=')[0]).filter((id) => /^snap-[0-9a-f]+$/.test(id));
+}
+
+/** The device of each snapshot a physical id names (`snap-…=/dev/xvda`). */
+function devicesOfPhysicalId(physicalId: string): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const e of physicalId.split(',')) {
+    const [id, device] = e.split('=');
+    if (device) out.set(id, device);
+  }
+  return out;
 }
 
 function madeFor(s: SnapshotView, event: Request, hash: string): boolean {
   return isOwnedBy(s.Tags, owner(event)) && tagValue(s.Tags, OWNERSHIP_TAG_KEYS.propsHash) === hash;
+}
+
+/** Whether this delivery made it (its delivery tag). */
+function isMine(s: SnapshotView, run: Run): boolean {
+  return tagValue(s.Tags, DELIVERY_TAG) === run.delivery;
 }
 
 function isOurs(event: Request, s: SnapshotView, token: string): boolean {

@@ -40,7 +40,23 @@ export interface EbsSnapshotOnDeployProperties {
   readonly TimeoutSeconds: string;
   /** `true`: `isComplete` waits for `completed`; `false`: the deploy goes on once the snapshot exists. */
   readonly WaitForCompletion: 'true' | 'false';
+  /**
+   * The device names `snapshotIdOfDevice()` was asked for, comma-separated and sorted (instance
+   * sources): the handler answers a `Device:<name>` attribute for each of them on every request,
+   * empty when no snapshot was taken, so that a `Fn::GetAtt` never names a missing attribute.
+   */
+  readonly Devices?: string;
 }
+
+/**
+ * Tags the handler adds to each snapshot beyond the ownership tags: the delivery (one invocation
+ * of onEvent) that made it, so that a delivery deletes only what it made itself; and the physical
+ * id (or, if longer than a tag value, nothing) of the snapshots the request replaced, so that a
+ * rollback returns to exactly that set.
+ */
+export type EbsSnapshotExtraTagKey = 'cdk-storage-snapshots:delivery' | 'cdk-storage-snapshots:replaces';
+/** How many tags `EbsSnapshotExtraTagKey` takes of the 50 a snapshot may have. */
+export const EBS_SNAPSHOT_EXTRA_TAG_COUNT = 2;
 
 /**
  * Attributes (`Data`) of the `Custom::EbsSnapshotOnDeploy` resource. Besides these, one

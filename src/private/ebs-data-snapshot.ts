@@ -175,6 +175,15 @@ function grantDataSnapshot(provider: SnapshotProvider, image: EbsImageLocation, 
   });
   // Writes only to snapshots this stack started.
   provider.allow(['ebs:PutSnapshotBlock', 'ebs:CompleteSnapshot'], [snapshots], { StringEquals: ours });
+  // StartSnapshot with Tags is also authorized as ec2:CreateTags on the new snapshot (the service
+  // authorization reference maps StartSnapshot to ebs:StartSnapshot and ec2:CreateTags): only with
+  // the library's and this stack's tags in the request.
+  provider.allow(['ec2:CreateTags'], [snapshots], {
+    StringEquals: {
+      [`aws:RequestTag/${OWNERSHIP_TAG_KEYS.managedBy}`]: MANAGED_BY,
+      [`aws:RequestTag/${OWNERSHIP_TAG_KEYS.stackId}`]: stack.stackId,
+    },
+  });
   // The resume cursor: one tag key, on snapshots this stack owns.
   provider.allow(['ec2:CreateTags'], [snapshots], {
     'StringEquals': ours,
@@ -187,8 +196,10 @@ function grantDataSnapshot(provider: SnapshotProvider, image: EbsImageLocation, 
   provider.allow(['s3:GetObject'], [image.bucket.arnForObjects(image.objectKey)]);
   image.bucket.encryptionKey?.grantDecrypt(provider.role);
   if (options.kmsKey) {
-    // What EBS needs of the caller to encrypt a snapshot with a customer managed key.
-    options.kmsKey.grant(provider.role, 'kms:GenerateDataKeyWithoutPlaintext', 'kms:ReEncrypt*', 'kms:Decrypt', 'kms:DescribeKey');
+    // What the EBS direct APIs need of the caller to write a snapshot encrypted with a customer
+    // managed key (EBS user guide, "Control access to EBS direct APIs using IAM", KMS keys).
+    options.kmsKey.grant(provider.role, 'kms:Encrypt', 'kms:Decrypt', 'kms:GenerateDataKey', 'kms:GenerateDataKeyWithoutPlaintext',
+      'kms:ReEncrypt*', 'kms:DescribeKey');
     provider.allow(['kms:CreateGrant'], [options.kmsKey.keyArn], { Bool: { 'kms:GrantIsForAWSResource': true } });
   }
 }
