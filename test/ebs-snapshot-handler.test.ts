@@ -599,6 +599,109 @@ describe('Update', () => {
   });
 });
 
+describe('Rollbacks, Devices and unknown stack status', () => {
+  const REPLACES = 'cdk-storage-snapshots:replaces';
+  const at = (ms: number) => new Date(T0.getTime() + ms);
+  const inst = (trigger: string) => props({ Source: 'instance', VolumeId: undefined, InstanceId: INSTANCE, Trigger: trigger, Devices: '/dev/sdf,/dev/xvda' });
+
+  test('a rollback returns via the replaces tag to the exact old set, not to a newer RETAINed set of the same owner and properties', async () => {
+    stackStatus('UPDATE_ROLLBACK_IN_PROGRESS');
+    const back = inst('r1');
+    const tried = inst('r2');
+    const oldSet = 'snap-000000000000000a1=/dev/sdf,snap-000000000000000a2=/dev/xvda';
+    const current = 'snap-000000000000000b1=/dev/sdf,snap-000000000000000b2=/dev/xvda';
+    ec2Mock.on(DescribeSnapshotsCommand, { SnapshotIds: ['snap-000000000000000b1', 'snap-000000000000000b2'] }).resolves({
+      Snapshots: [
+        snap('snap-000000000000000b1', 'pending', [...ours(tried, 'token-b'), { Key: REPLACES, Value: oldSet }], { volumeId: VOLUME2, start: at(60_000) }),
+        snap('snap-000000000000000b2', 'pending', [...ours(tried, 'token-b'), { Key: REPLACES, Value: oldSet }], { start: at(60_000) }),
+      ],
+    });
+    ec2Mock.on(DescribeSnapshotsCommand, { SnapshotIds: ['snap-000000000000000a1', 'snap-000000000000000a2'] }).resolves({
+      Snapshots: [
+        snap('snap-000000000000000a1', 'completed', ours(back, 'token-a'), { volumeId: VOLUME2 }),
+        snap('snap-000000000000000a2', 'completed', ours(back, 'token-a')),
+      ],
+    });
+    // A newer set made for the same properties (an earlier deploy of r1, kept by RETAIN): the newest by time, but not the one replaced.
+    ec2Mock.on(DescribeSnapshotsCommand, { OwnerIds: ['self'] }).resolves({
+      Snapshots: [
+        snap('snap-000000000000000c1', 'completed', ours(back, 'token-c'), { volumeId: VOLUME2, start: at(30_000) }),
+        snap('snap-000000000000000c2', 'completed', ours(back, 'token-c'), { start: at(30_000) }),
+        snap('snap-000000000000000a1', 'completed', ours(back, 'token-a'), { volumeId: VOLUME2 }),
+        snap('snap-000000000000000a2', 'completed', ours(back, 'token-a')),
+      ],
+    });
+    const res = await onEvent(cfnRequest('Update', back, { PhysicalResourceId: current, OldResourceProperties: tried }));
+    expect(res).toEqual({
+      PhysicalResourceId: oldSet,
+      Data: expect.objectContaining({
+        'SnapshotIds': 'snap-000000000000000a1,snap-000000000000000a2',
+        'Device:/dev/sdf': 'snap-000000000000000a1',
+        'Device:/dev/xvda': 'snap-000000000000000a2',
+        'Origin': 'adopted',
+      }),
+    });
+    expect(ec2Mock).not.toHaveReceivedCommand(CreateSnapshotsCommand);
+    expect(ec2Mock).not.toHaveReceivedCommand(CreateSnapshotCommand);
+    expect(ec2Mock).not.toHaveReceivedCommand(DeleteSnapshotCommand);
+  });
+
+  test('Devices without a snapshot: the first deploy with a guarded source not found answers every Device attribute, empty', async () => {
+    const p = props({ Source: 'instance', VolumeId: undefined, SourceLogicalId: 'Instance1234', Devices: '/dev/xvda,/dev/sdf' });
+    ec2Mock.on(DescribeInstancesCommand).resolves({ Reservations: [] });
+    const res = await onEvent(cfnRequest('Create', p));
+    expect(res.PhysicalResourceId).toMatch(/^no-snapshot-/);
+    expect(res.Data).toMatchObject({ 'SourceFound': 'false', 'Device:/dev/xvda': '', 'Device:/dev/sdf': '' });
+    expect(Object.keys(res.Data!).filter((k) => k.startsWith('Device:')).sort()).toEqual(['Device:/dev/sdf', 'Device:/dev/xvda']);
+    expect(ec2Mock).not.toHaveReceivedCommand(CreateSnapshotsCommand);
+  });
+
+  test('Devices without a snapshot: a rollback keeping a resource that took none answers every Device attribute, empty', async () => {
+    stackStatus('UPDATE_ROLLBACK_IN_PROGRESS');
+    const back = props({ Source: 'instance', VolumeId: undefined, SourceLogicalId: 'Instance1234', SnapshotBeforeHash: 'h1', Devices: '/dev/xvda,/dev/sdf' });
+    const tried = { ...back, SnapshotBeforeHash: 'h2' };
+    ec2Mock.on(DescribeSnapshotsCommand).resolves({ Snapshots: [] });
+    const res = await onEvent(cfnRequest('Update', back, { PhysicalResourceId: 'no-snapshot-0123456789abcdef', OldResourceProperties: tried }));
+    expect(res).toEqual({
+      PhysicalResourceId: 'no-snapshot-0123456789abcdef',
+      Data: expect.objectContaining({ 'SnapshotIds': '', 'Device:/dev/xvda': '', 'Device:/dev/sdf': '' }),
+    });
+    expect(ec2Mock).not.toHaveReceivedCommand(CreateSnapshotsCommand);
+  });
+
+  test('Devices on a rollback keeping the current set: a device the set has no snapshot of is answered empty', async () => {
+    stackStatus('UPDATE_ROLLBACK_IN_PROGRESS');
+    const back = props({ Source: 'instance', VolumeId: undefined, InstanceId: INSTANCE, Trigger: 'r1', Devices: '/dev/xvda,/dev/sdf' });
+    const tried = { ...back, Trigger: 'r2' };
+    ec2Mock.on(DescribeSnapshotsCommand).resolves({ Snapshots: [] });
+    const res = await onEvent(cfnRequest('Update', back, { PhysicalResourceId: `${'snap-0000000000000000a'}=/dev/xvda`, OldResourceProperties: tried }));
+    expect(res.Data).toMatchObject({ 'Device:/dev/xvda': 'snap-0000000000000000a', 'Device:/dev/sdf': '', 'Origin': 'unchanged' });
+    expect(ec2Mock).not.toHaveReceivedCommand(CreateSnapshotsCommand);
+  });
+
+  test('an update whose stack status cannot be read keeps the current set made for the old properties, and never creates', async () => {
+    cfnMock.on(DescribeStacksCommand).rejects(awsError('Throttling', 'Rate exceeded', 400));
+    const old = inst('r1');
+    const p = inst('r2');
+    const current = 'snap-000000000000000a1=/dev/sdf,snap-000000000000000a2=/dev/xvda';
+    ec2Mock.on(DescribeSnapshotsCommand, { SnapshotIds: ['snap-000000000000000a1', 'snap-000000000000000a2'] }).resolves({
+      Snapshots: [
+        snap('snap-000000000000000a1', 'completed', ours(old, 'token-a'), { volumeId: VOLUME2 }),
+        snap('snap-000000000000000a2', 'completed', ours(old, 'token-a')),
+      ],
+    });
+    ec2Mock.on(DescribeSnapshotsCommand, { OwnerIds: ['self'] }).resolves({ Snapshots: [] });
+    const res = await onEvent(cfnRequest('Update', p, { PhysicalResourceId: current, OldResourceProperties: old }));
+    expect(res).toEqual({
+      PhysicalResourceId: current,
+      Data: expect.objectContaining({ 'SnapshotIds': 'snap-000000000000000a1,snap-000000000000000a2', 'Device:/dev/sdf': 'snap-000000000000000a1', 'Origin': 'unchanged' }),
+    });
+    expect(cfnMock).toHaveReceivedCommand(DescribeStacksCommand);
+    expect(ec2Mock).not.toHaveReceivedCommand(CreateSnapshotsCommand);
+    expect(ec2Mock).not.toHaveReceivedCommand(CreateSnapshotCommand);
+  });
+});
+
 describe('Delete', () => {
   const ID = 'snap-0000000000000000a';
 

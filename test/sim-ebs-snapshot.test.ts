@@ -1,11 +1,14 @@
 import * as fc from 'fast-check';
 import { identityHash, isComplete, onEvent, snapshotIdsOf } from '../lambda/ebs-snapshot';
-import { CfnStack, StackOperationResult } from './support/cfn-driver';
+import { CfnStack, ConcurrentDuplicates, DeliveryCall, StackOperationResult } from './support/cfn-driver';
+import { FakeEc2Options } from './support/fake-ec2';
 import { FaultRates, ScriptedFault } from './support/faults';
 import { Invariants, Violation } from './support/invariants';
 import { CopyView } from './support/sim-core';
 import { SimWorld } from './support/sim-world';
+import { clock } from '../lambda/shared/clock';
 import { MANAGED_BY, OWNERSHIP_TAG_KEYS } from '../lambda/shared/ownership';
+import { requestToken } from '../lambda/shared/token';
 import type { EbsSnapshotOnDeployProperties } from '../src/private/ebs-contract';
 
 const VOL_A = 'vol-0000000000000000a'; // instance I1, /dev/xvda
@@ -38,13 +41,13 @@ function guarded(hash: string, policy: Policy, wait = false): Props {
  * An account with an instance of two volumes, a lone volume, and snapshots the library did not
  * make. EC2 reads are eventually consistent: a new snapshot shows in reads 20–30 s after it is made.
  */
-function ebsWorld(seed: number, faults: FaultRates = {}, scripted: ScriptedFault[] = []): SimWorld {
+function ebsWorld(seed: number, faults: FaultRates = {}, scripted: ScriptedFault[] = [], ec2: FakeEc2Options = {}): SimWorld {
   const world = new SimWorld({
     seed,
     faults,
     scripted,
     durations: { minMs: 5_000, maxMs: 180_000, slowMs: 3 * 3_600_000 },
-    ec2: { visibilityDelayMs: 20_000, visibilityJitterMs: 10_000 },
+    ec2: { visibilityDelayMs: 20_000, visibilityJitterMs: 10_000, ...ec2 },
   });
   world.ec2.addVolume(VOL_A, { instanceId: I1, device: '/dev/xvda', size: 8 });
   world.ec2.addVolume(VOL_B, { instanceId: I1, device: '/dev/sdf', size: 100 });
@@ -129,6 +132,40 @@ function checkAllSnapshots(world: SimWorld, stack: CfnStack, result: StackOperat
 
 function existing(world: SimWorld, volumeId: string): CopyView[] {
   return world.copies().filter((c) => !c.foreign && c.exists && c.target === volumeId);
+}
+
+/** EC2 reads that lag 50–90 s behind a new snapshot. */
+const SLOW_READS: FakeEc2Options = { visibilityDelayMs: 50_000, visibilityJitterMs: 40_000 };
+
+/**
+ * What concurrent deliveries and lagging reads must never do: leave two snapshots of one volume
+ * made for one request, delete a snapshot a counted answer named during that same request, or
+ * leave a snapshot without the token of the request that made it (a retry could not adopt it).
+ */
+function checkDeliveries(world: SimWorld, stack: CfnStack, out: Violation[]) {
+  const left = new Map<string, CopyView[]>();
+  for (const c of world.copies()) {
+    if (c.foreign || !c.exists || !c.createdDuring) continue;
+    const key = `${c.createdDuring.requestKey}#${c.target}`;
+    left.set(key, [...(left.get(key) ?? []), c]);
+    const [stackId, logicalId, requestId] = [c.createdDuring.stackId!, c.createdDuring.owner!, c.createdDuring.requestKey.split('/').pop()!];
+    const token = requestToken({ StackId: stackId, LogicalResourceId: logicalId, RequestId: requestId });
+    if (!c.tags.some((t) => t.Key === OWNERSHIP_TAG_KEYS.token && t.Value === token)) {
+      out.push({ invariant: 'no-orphans', detail: `${c.id} is left without the token of ${c.createdDuring.requestKey}` });
+    }
+  }
+  for (const [key, copies] of left) {
+    if (copies.length > 1) out.push({ invariant: 'no-duplicates', detail: `${copies.length} snapshots left for ${key}: ${copies.map((c) => c.id).join(', ')}` });
+  }
+  for (const r of stack.requests) {
+    if (!r.counted || r.status !== 'SUCCESS' || r.requestType === 'Delete') continue;
+    const key = `${r.stackId}/${r.logicalId}/${r.requestId}`;
+    for (const id of snapshotIdsOf(r.physicalIdOut)) {
+      const deleter = world.core.log.find((call) => call.command === 'DeleteSnapshotCommand' && call.resourceId === id &&
+        call.outcome.startsWith('ok') && call.context?.requestKey === key);
+      if (deleter) out.push({ invariant: 'success-points-at-copy', detail: `${r.requestType} ${key} answered ${id}, and deleted it (call ${deleter.seq})` });
+    }
+  }
 }
 
 describe('scenarios', () => {
@@ -287,6 +324,304 @@ describe('scenarios', () => {
   });
 });
 
+const CREATE = /^CreateSnapshots?Command$/;
+
+/** The duplicate starts when the first is about to send its first create (its look-up found nothing), and runs its own look-up first. */
+const BETWEEN_LOOKUP_AND_CREATE: ConcurrentDuplicates = {
+  startWhen: (c) => c.delivery === 0 && CREATE.test(c.command) && !c.before.some((x) => CREATE.test(x)),
+  resumeWhen: (c) => c.command === 'DescribeSnapshotsCommand',
+};
+/** The duplicate starts when the first, its create sent, reads to settle and deduplicate. */
+const WHILE_SETTLING: ConcurrentDuplicates = {
+  startWhen: (c) => c.delivery === 0 && c.command === 'DescribeSnapshotsCommand' && c.before.some((x) => CREATE.test(x)),
+  resumeWhen: (c) => CREATE.test(c.command) || c.command === 'DescribeSnapshotsCommand',
+};
+
+/** The duplicate starts 15 s or more after the first's create (EC2 takes its create), while the first still waits for it to show. */
+const LATE_IN_SETTLING: ConcurrentDuplicates = {
+  startWhen: (c) => c.delivery === 0 && c.command === 'DescribeSnapshotsCommand' &&
+    c.before.slice(c.before.findIndex((x) => CREATE.test(x))).filter((x) => x === 'DescribeSnapshotsCommand').length >= 4,
+  resumeWhen: (c) => CREATE.test(c.command),
+};
+
+/** Runs `options` with every call the hooks see traced. */
+function traced(options: ConcurrentDuplicates, trace: DeliveryCall[]): ConcurrentDuplicates {
+  return {
+    startWhen: (c) => (trace.push(c), options.startWhen!(c)),
+    resumeWhen: (c) => (trace.push(c), options.resumeWhen!(c)),
+  };
+}
+
+describe('concurrent duplicate deliveries (both handlers in flight at once)', () => {
+  const cases: Array<[string, ConcurrentDuplicates, 'volume' | 'instance', string, FakeEc2Options]> = [];
+  for (const [when, options] of [
+    ['between its look-up and its create', BETWEEN_LOOKUP_AND_CREATE], ['while it is settling', WHILE_SETTLING], ['late in its settling', LATE_IN_SETTLING],
+  ] as const) {
+    for (const source of ['volume', 'instance'] as const) {
+      cases.push([when, options, source, '20–30 s', {}], [when, options, source, '50–90 s', SLOW_READS]);
+    }
+  }
+
+  test.each(cases)('the duplicate starts while the first is %s (%s source, reads lag %s): one snapshot per volume, the answer kept',
+    async (_when, options, source, _lag, reads) => {
+      for (const seed of [21, 22, 23, 24]) {
+        const world = ebsWorld(seed, {}, [{ kind: 'duplicate-delivery' }], reads);
+        try {
+          const trace: DeliveryCall[] = [];
+          const stack = new CfnStack(world, handler, { concurrentDuplicates: traced(options, trace) });
+          const inv = ebsInvariants(world);
+          const props = source === 'volume' ? volume('v1', 'destroy') : instance('v1', 'destroy');
+          const created = await stack.deploy({ Snap1: props });
+          inv.afterOperation(created);
+          // The race took place: the duplicate started while the first was held before that call, and it read first.
+          expect(stack.concurrency).toEqual({ pairs: 1, overlapped: 1 });
+          const start = trace.findIndex((c) => c.delivery === 0 && options.startWhen!(c));
+          expect(trace.slice(start + 1).find((c) => c.delivery === 1)?.command).toBe('DescribeSnapshotsCommand');
+          const [first, second] = stack.requests;
+          expect([first.duplicate, second.duplicate]).toEqual([false, true]);
+          expect(created.status).toBe('CREATE_COMPLETE');
+          const answered = snapshotIdsOf(created.resources.get('Snap1')!.physicalId);
+          const volumes = source === 'volume' ? [VOL_C] : [VOL_A, VOL_B];
+          expect(answered).toHaveLength(volumes.length);
+          // Whatever each delivery answered, one snapshot per volume is left: the one CloudFormation keeps.
+          expect(volumes.flatMap((v) => existing(world, v).map((c) => c.id)).sort()).toEqual([...answered].sort());
+          const out = [...inv.atEnd([stack])];
+          checkAllSnapshots(world, stack, created, out);
+          checkDeliveries(world, stack, out);
+          expect(out).toEqual([]);
+          // And the stack delete removes it (destroy).
+          expect((await stack.deleteStack()).status).toBe('DELETE_COMPLETE');
+          expect(volumes.flatMap((v) => existing(world, v))).toEqual([]);
+        } finally {
+          world.dispose();
+        }
+      }
+    });
+
+  test('the first create\'s response is lost, and the duplicate starts while the first watches its look-up: neither sends the create again', async () => {
+    for (const reads of [{}, SLOW_READS]) {
+      const world = ebsWorld(31, {}, [{ kind: 'duplicate-delivery' }, { kind: 'lost-response', command: 'CreateSnapshotCommand' }], reads);
+      try {
+        const stack = new CfnStack(world, handler, { concurrentDuplicates: WHILE_SETTLING });
+        const inv = ebsInvariants(world);
+        const created = await stack.deploy({ Snap1: volume('v1', 'retain') });
+        inv.afterOperation(created);
+        expect(created.status).toBe('CREATE_COMPLETE');
+        expect(stack.concurrency.overlapped).toBe(1);
+        const creates = world.core.log.filter((c) => c.command === 'CreateSnapshotCommand');
+        // The first's (acted, response lost); the duplicate's, if any, refused: 15 s between snapshots of a volume.
+        expect(creates[0].outcome).toBe('ok+lost-response');
+        expect(creates.slice(1).every((c) => c.outcome === 'SnapshotCreationPerVolumeRateExceeded')).toBe(true);
+        expect(existing(world, VOL_C).map((c) => c.id)).toEqual([created.resources.get('Snap1')!.physicalId]);
+        expect(stack.requests.map((r) => r.physicalIdOut)).toEqual([creates[0].resourceId, creates[0].resourceId]);
+        const out = [...inv.atEnd([stack])];
+        checkDeliveries(world, stack, out);
+        expect(out).toEqual([]);
+      } finally {
+        world.dispose();
+      }
+    }
+  });
+
+  test('each delivery has its own Lambda deadline: the first is killed by its own timeout, the duplicate (started with it) answers', async () => {
+    // The first's create hangs (no response) until its Lambda times out; the duplicate, started at once, is not killed with it.
+    const world = ebsWorld(32, {}, [{ kind: 'duplicate-delivery' }, { kind: 'hung-response', command: 'CreateSnapshotCommand' }]);
+    try {
+      const stack = new CfnStack(world, handler, { concurrentDuplicates: true });
+      const inv = ebsInvariants(world);
+      const created = await stack.deploy({ Snap1: volume('v1', 'retain') });
+      inv.afterOperation(created);
+      const [first, second] = stack.requests;
+      expect(first.reason).toMatch(/Task timed out or was killed: the function timed out while sleeping/);
+      expect(second.status).toBe('SUCCESS');
+      expect(created.status).toBe(second.counted ? 'CREATE_COMPLETE' : 'ROLLBACK_COMPLETE');
+      expect(existing(world, VOL_C).length).toBeLessThanOrEqual(1);
+      const out = [...inv.atEnd([stack])];
+      checkDeliveries(world, stack, out);
+      expect(out).toEqual([]);
+    } finally {
+      world.dispose();
+    }
+  });
+
+  test('the driver overlaps the two deliveries\' sleeps on the shared clock, and each has its own deadline', async () => {
+    async function run(concurrent: boolean, sleeps: number[]) {
+      const world = ebsWorld(33, {}, [{ kind: 'duplicate-delivery' }]);
+      try {
+        let deliveries = 0;
+        const seen: Array<[number, number]> = [];
+        const sleeper = {
+          onEvent: async () => {
+            const me = deliveries++;
+            for (const ms of sleeps) {
+              await clock.sleep(ms);
+              seen.push([me, world.clock.now()]);
+            }
+            return { PhysicalResourceId: 'p' };
+          },
+        };
+        const stack = new CfnStack(world, sleeper, { onEventTimeoutMs: 60_000, concurrentDuplicates: concurrent });
+        const start = world.clock.now();
+        await stack.deploy({ R: {} });
+        return { elapsed: world.clock.now() - start, seen: seen.map(([d, t]) => [d, t - start]), requests: stack.requests };
+      } finally {
+        world.dispose();
+      }
+    }
+    expect((await run(false, [10_000, 10_000])).elapsed).toBe(40_000);
+    const both = await run(true, [10_000, 10_000]);
+    expect(both.elapsed).toBe(20_000);
+    expect(both.seen).toEqual([[0, 10_000], [1, 10_000], [0, 20_000], [1, 20_000]]);
+    // 70 s of sleep in a 60 s Lambda: each is killed at its own deadline (not the other's, not twice as early).
+    const killed = await run(true, [30_000, 40_000]);
+    expect(killed.seen).toEqual([[0, 30_000], [1, 30_000]]);
+    expect(killed.elapsed).toBe(60_000);
+    expect(killed.requests.map((r) => r.reason)).toEqual([expect.stringMatching(/timed out while sleeping/), expect.stringMatching(/timed out while sleeping/)]);
+  });
+});
+
+/**
+ * Known bugs of lambda/ebs-snapshot (the handler is not edited here): a delivery concludes there is
+ * no older snapshot of its request as soon as what it knows of shows in reads, and never removes
+ * a newer one another delivery made. Each scenario runs the duplicate 15 s or more after the first
+ * delivery's create (EC2 takes a second CreateSnapshot of the volume then) while reads still miss it.
+ */
+describe('known bugs: two snapshots of a volume left for one request (concurrent deliveries)', () => {
+  async function lateDuplicate(seed: number, reads: FakeEc2Options, atStart: (world: SimWorld) => void = () => undefined) {
+    const world = ebsWorld(seed, {}, [{ kind: 'duplicate-delivery' }], reads);
+    try {
+      const stack = new CfnStack(world, handler, {
+        concurrentDuplicates: { ...LATE_IN_SETTLING, startWhen: (c) => LATE_IN_SETTLING.startWhen!(c) && (atStart(world), true) },
+      });
+      const inv = ebsInvariants(world);
+      inv.afterOperation(await stack.deploy({ Snap1: volume('v1', 'retain') }));
+      const out = [...inv.atEnd([stack])];
+      checkDeliveries(world, stack, out);
+      const creates = world.core.log.filter((c) => c.command === 'CreateSnapshotCommand' && c.outcome.startsWith('ok'));
+      return { out, creates, overlapped: stack.concurrency.overlapped };
+    } finally {
+      world.dispose();
+    }
+  }
+
+  test('the scenarios below are races that happen: both deliveries\' creates act, 15 s or more apart', async () => {
+    for (const [reads, atStart] of [
+      [SLOW_READS, undefined],
+      [{}, (w: SimWorld) => w.faults.script({ kind: 'kill-after-create', command: 'CreateSnapshotCommand' })],
+      [{}, (w: SimWorld) => w.faults.script({ kind: 'lost-response', command: 'CreateSnapshotCommand' })],
+    ] as const) {
+      const { creates, overlapped } = await lateDuplicate(42, reads, atStart);
+      expect(overlapped).toBe(1);
+      expect(creates).toHaveLength(2);
+      expect(creates[1].at - creates[0].at).toBeGreaterThanOrEqual(15_000);
+    }
+  });
+
+  // BUG: reads lag 50–90 s and do not show snapshots in the order they were made. The duplicate's
+  // look-up misses the first's snapshot, its own create is taken 15–25 s later, and its own shows
+  // first: settleAndDeduplicate breaks as soon as `made` is visible (and no rate limit was met), sees
+  // no older sibling, and answers with its own; the first delivery sees the newer one but leaves it
+  // (not its own). Both remain (about one seed in ten).
+  // A fix: after creating, keep reading until longer than reads lag (RATE_LIMIT_QUIET_MS) has passed
+  // since the create before concluding that no older snapshot of the request exists.
+  test.failing('reads lagging 50–90 s: the duplicate answers with its own snapshot, the first with its own; both are left', async () => {
+    const out: Violation[] = [];
+    for (let seed = 1; seed <= 60; seed++) out.push(...(await lateDuplicate(seed, SLOW_READS)).out);
+    expect(out).toEqual([]);
+  });
+
+  // BUG: the duplicate is killed right after its CreateSnapshot acted (its look-up had missed the
+  // first's snapshot, not visible yet). The first delivery answers with its own (older) snapshot and
+  // never deletes another delivery's; nothing reruns the killed one. Its snapshot stays for good,
+  // tagged with the request's token and the dead delivery's tag (no later request adopts or prunes it).
+  // A fix: the delivery that answers deletes a newer snapshot of its request whose delivery is not
+  // its own once reads have shown both for longer than reads lag (the oldest is every delivery's answer).
+  test.failing('a duplicate killed after its create leaves its newer snapshot behind', async () => {
+    const { out } = await lateDuplicate(42, {}, (w) => w.faults.script({ kind: 'kill-after-create', command: 'CreateSnapshotCommand' }));
+    expect(out).toEqual([]);
+  });
+
+  // BUG: the duplicate's create acted but its response was lost. createOrAdopt then watches the
+  // look-up and, as soon as it finds the first delivery's snapshot, adopts it and returns with
+  // `made` empty: its own snapshot (not visible yet) is never waited for, so settleAndDeduplicate
+  // never deletes it. Both deliveries answer with the first's; the duplicate's own stays for good.
+  // The same happens without concurrency when reads lag 50–90 s: a delivery killed after its create,
+  // the framework's retry 60 s later misses it, creates (response lost), then adopts the killed one's
+  // (soak counterexample {"seed":1306211114, lost-response 0.1, kill-after-create 0.02, framework-retry 1, slowReads}).
+  // A fix: after a create of unknown outcome, settle (as after a rate limit) until reads had time to
+  // show what it made (RATE_LIMIT_QUIET_MS), then delete this delivery's own newer snapshots.
+  test.failing('a duplicate whose create response is lost adopts the first\'s snapshot and leaves its own behind', async () => {
+    const { out } = await lateDuplicate(42, {}, (w) => w.faults.script({ kind: 'lost-response', command: 'CreateSnapshotCommand' }));
+    expect(out).toEqual([]);
+  });
+});
+
+describe('EC2 reads lagging 50–90 s, with lost responses', () => {
+  test('the request succeeds or fails clearly, never leaves two snapshots of a volume, and what it left keeps its token', async () => {
+    const outcomes: Record<string, number> = {};
+    for (let seed = 40; seed < 100; seed++) {
+      const world = ebsWorld(seed, { 'lost-response': 0.3, 'throttle': 0.05, 'duplicate-delivery': 0.5, 'framework-retry': 0.5 }, [], SLOW_READS);
+      try {
+        const stack = new CfnStack(world, handler, { concurrentDuplicates: { share: 0.5 } });
+        const inv = ebsInvariants(world);
+        const out: Violation[] = [];
+        for (const trigger of ['v1', 'v2']) {
+          const result = await stack.deploy({ Snap1: volume(trigger, 'retain'), Snap2: instance(trigger, 'destroy') });
+          inv.afterOperation(result);
+          checkAllSnapshots(world, stack, result, out);
+          outcomes[result.status] = (outcomes[result.status] ?? 0) + 1;
+        }
+        for (const r of stack.requests.filter((q) => q.status === 'FAILED')) {
+          // Short and human: no stack trace, no AWS SDK dump.
+          expect(r.reason!.length).toBeLessThan(1_000);
+          expect(r.reason).not.toMatch(/\n\s+at |\$metadata/);
+        }
+        out.push(...inv.atEnd([stack]));
+        checkDeliveries(world, stack, out);
+        expect(out).toEqual([]);
+      } finally {
+        world.dispose();
+      }
+    }
+    expect(outcomes.CREATE_COMPLETE).toBeGreaterThan(0);
+    expect(Object.keys(outcomes).length).toBeGreaterThan(1);
+  });
+
+  test('a lost create response and too little time left: a clear failure, the snapshot shows later with the token, and a retry adopts it', async () => {
+    const world = ebsWorld(50, {}, [{ kind: 'lost-response', command: 'CreateSnapshotCommand' }], SLOW_READS);
+    try {
+      const event = {
+        RequestType: 'Create',
+        RequestId: 'retried-request',
+        StackId: 'arn:aws:cloudformation:us-east-1:111111111111:stack/app/1',
+        LogicalResourceId: 'Snap1',
+        ResourceType: 'Custom::EbsSnapshotOnDeploy',
+        ResponseURL: '...',
+        ResourceProperties: { ServiceToken: 'x', ...volume('v1', 'retain') },
+      } as any;
+      world.core.context = { kind: 'cfn', stackId: event.StackId, owner: 'Snap1', requestKey: `${event.StackId}/Snap1/${event.RequestId}`, requestType: 'Create' };
+      // 100 s left: 10 s to watch reads after the lost response, far less than they lag.
+      await expect(onEvent(event, { getRemainingTimeInMillis: () => 100_000 })).rejects.toThrow(
+        /EC2 CreateSnapshot on volume vol-0+c may have acted \(.+\), and no snapshot of this request showed in reads within \d+ seconds\. It was not sent again/);
+      const made = world.core.log.filter((c) => c.command === 'CreateSnapshotCommand');
+      expect(made).toHaveLength(1);
+      const id = made[0].resourceId!;
+      // Not deleted (it did not show), and tagged with the request's token.
+      expect(world.copy(id)).toMatchObject({ exists: true });
+      expect(world.copy(id)!.tags).toContainEqual({ Key: OWNERSHIP_TAG_KEYS.token, Value: requestToken(event) });
+      world.clock.advance(90_000);
+      // The retry of the same request adopts it: no second create.
+      const retried = await onEvent(event, { getRemainingTimeInMillis: () => 300_000 });
+      expect(retried).toMatchObject({ PhysicalResourceId: id, Data: { SnapshotId: id, Origin: 'created' } });
+      expect(world.core.log.filter((c) => c.command === 'CreateSnapshotCommand')).toHaveLength(1);
+      expect(existing(world, VOL_C).map((c) => c.id)).toEqual([id]);
+    } finally {
+      world.core.context = undefined;
+      world.dispose();
+    }
+  });
+});
+
 type Step =
   | { readonly kind: 'deploy'; readonly t1: number; readonly t2: number; readonly t3: number; readonly policy: Policy; readonly wait: boolean; readonly otherFailsAt?: number }
   | { readonly kind: 'delete' }
@@ -323,9 +658,27 @@ const faultsArb: fc.Arbitrary<FaultRates> = fc.record({
   'framework-retry': fc.constantFrom(0, 0.5, 1),
 });
 
+/**
+ * How duplicate deliveries run: after the first (as before), or at the same time (a share of them),
+ * starting together or when the first is about to send a random call. EC2 reads lag 20–30 s, or
+ * 50–90 s. Two combinations leave two snapshots of a volume for one request (the known bugs shown
+ * by the test.failing scenarios above) and are not drawn unless SIM_EBS_KNOWN_BUGS=1: slow reads
+ * with concurrent deliveries; a delivery killed (or hung) after its create while the other is in
+ * flight (also without concurrency when reads lag 50–90 s: a framework retry, itself killed after
+ * its create, whose look-up missed the first kill's snapshot); a lost create response while another
+ * delivery's snapshot is adopted (also without concurrency, with slow reads, after a framework retry).
+ */
+const KNOWN_BUGS = !!process.env.SIM_EBS_KNOWN_BUGS;
+const deliveryArb = fc.record({
+  concurrent: fc.constantFrom(0, 0.5, 1),
+  start: fc.constantFrom('at-once' as const, 'at-a-random-call' as const),
+  slowReads: fc.boolean(),
+});
+
 const scenarioArb = fc.record({
   seed: fc.integer({ min: 1, max: 2 ** 31 - 1 }),
   faults: faultsArb,
+  delivery: deliveryArb,
   steps: fc.array(stepArb, { minLength: 1, maxLength: 5 }),
 });
 
@@ -333,9 +686,18 @@ type Scenario = typeof scenarioArb extends fc.Arbitrary<infer S> ? S : never;
 
 /** Runs one scenario: a volume, an instance and a guarded instance found by its tags; ends with a stack delete. */
 async function runScenario(s: Scenario, stats?: Record<string, number>) {
-  const world = ebsWorld(s.seed, s.faults);
+  const { delivery } = s;
+  const concurrent = delivery.concurrent > 0;
+  const slowReads = delivery.slowReads && (!concurrent || KNOWN_BUGS);
+  const faults = !KNOWN_BUGS && (concurrent || slowReads) ? { ...s.faults, 'kill-after-create': 0, 'hung-response': 0, 'lost-response': 0 } : s.faults;
+  const world = ebsWorld(s.seed, faults, [], slowReads ? SLOW_READS : {});
   try {
-    const stack = new CfnStack(world, handler, { resourceType: 'Custom::EbsSnapshotOnDeploy' });
+    const concurrentDuplicates: ConcurrentDuplicates | false = concurrent && {
+      share: delivery.concurrent,
+      startWhen: delivery.start === 'at-once' ? undefined : () => world.faults.next() < 0.25,
+      resumeWhen: () => world.faults.next() < 0.5,
+    };
+    const stack = new CfnStack(world, handler, { resourceType: 'Custom::EbsSnapshotOnDeploy', concurrentDuplicates });
     const inv = ebsInvariants(world);
     const extra: Violation[] = [];
     let guardedFor: string | undefined;
@@ -365,6 +727,7 @@ async function runScenario(s: Scenario, stats?: Record<string, number>) {
       }
     }
     if (stack.stackId) after(await stack.deleteStack());
+    checkDeliveries(world, stack, extra);
     const violations = [...inv.atEnd([stack]), ...extra];
     if (stats) {
       for (const [k, v] of Object.entries(world.faults.injected)) stats[`fault:${k}`] = (stats[`fault:${k}`] ?? 0) + v;
@@ -373,6 +736,9 @@ async function runScenario(s: Scenario, stats?: Record<string, number>) {
       stats.duplicatesCleanedUp = (stats.duplicatesCleanedUp ?? 0) + cleaned.length;
       stats.noSourceYet = (stats.noSourceYet ?? 0) + stack.requests.filter((r) => r.data?.SourceFound === 'false').length;
       stats.scenarios = (stats.scenarios ?? 0) + 1;
+      stats.concurrentPairs = (stats.concurrentPairs ?? 0) + stack.concurrency.pairs;
+      stats.overlappedPairs = (stats.overlappedPairs ?? 0) + stack.concurrency.overlapped;
+      if (slowReads) stats.slowReads = (stats.slowReads ?? 0) + 1;
     }
     return { violations, world, stack };
   } finally {
@@ -408,6 +774,9 @@ describe('property: random deploy sequences with faults', () => {
       // The paths this file exists for were taken: the clean-up after a look-up missed, and first deploys without a source.
       expect(stats.duplicatesCleanedUp).toBeGreaterThan(0);
       expect(stats.noSourceYet).toBeGreaterThan(0);
+      // Concurrent deliveries ran, overlapping, and reads lagged 50–90 s.
+      expect(stats.overlappedPairs).toBeGreaterThan(RUNS / 10);
+      expect(stats.slowReads).toBeGreaterThan(RUNS / 10);
     }
   });
 });

@@ -1,3 +1,5 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
+import { LambdaKilled } from './sim-clock';
 import { SimWorld } from './sim-world';
 
 /** The Provider framework's physical id after a failed Create (its following Delete is skipped). */
@@ -22,6 +24,44 @@ export interface CfnDriverOptions {
   readonly isCompleteTimeoutMs?: number;
   /** Called before each request is sent (a test can script faults for that request). */
   readonly beforeRequest?: (event: any, flags: { readonly rollback?: boolean; readonly cleanup?: boolean }) => void;
+  /**
+   * Opt-in: a `duplicate-delivery` runs at the same time as the first delivery instead of after it
+   * (both user handlers in flight, their SDK calls interleaved, one shared simulated clock, a
+   * Lambda deadline each). `true` interleaves every duplicate delivery.
+   * @default false: a duplicate delivery starts once the first one was answered
+   */
+  readonly concurrentDuplicates?: boolean | ConcurrentDuplicates;
+}
+
+/** An SDK call one of two concurrent deliveries of a request is about to send. */
+export interface DeliveryCall {
+  /** 0: the first delivery; 1: the duplicate. */
+  readonly delivery: 0 | 1;
+  readonly service: string;
+  /** The SDK command name, e.g. `CreateSnapshotCommand`. */
+  readonly command: string;
+  readonly input: unknown;
+  /** The commands this delivery sent before this one, in order (onEvent and isComplete, retries included). */
+  readonly before: readonly string[];
+}
+
+/** How concurrent duplicate deliveries interleave. */
+export interface ConcurrentDuplicates {
+  /** The share of duplicate deliveries that run concurrently; the others run after the first. @default 1 */
+  readonly share?: number;
+  /**
+   * The duplicate starts when the first delivery is about to send a call this accepts; the first
+   * is held there (the call not sent) until `resumeWhen` lets it go on. If it accepts none, the
+   * duplicate starts once the first was answered.
+   * @default both start at once
+   */
+  readonly startWhen?: (call: DeliveryCall) => boolean;
+  /**
+   * The held first delivery goes on once the duplicate had the answer to a call this accepts (or
+   * sleeps, or has answered).
+   * @default after the duplicate's first call
+   */
+  readonly resumeWhen?: (call: DeliveryCall) => boolean;
 }
 
 export type Status = 'SUCCESS' | 'FAILED';
@@ -84,8 +124,11 @@ export class CfnStack {
   public stackId: string | undefined;
   public status = 'NONE';
   public resources = new Map<string, ResourceRecord>();
+  /** Duplicate deliveries run concurrently (`concurrentDuplicates`), and those during which both were in flight at once. */
+  public readonly concurrency = { pairs: 0, overlapped: 0 };
   private readonly opts: Required<CfnDriverOptions>;
   private requestCounter = 0;
+  private interleaving: Interleaving | undefined;
 
   constructor(
     private readonly world: SimWorld,
@@ -100,6 +143,7 @@ export class CfnStack {
       onEventTimeoutMs: 5 * 60_000,
       isCompleteTimeoutMs: 2 * 60_000,
       beforeRequest: () => undefined,
+      concurrentDuplicates: false,
       ...options,
     };
   }
@@ -235,19 +279,64 @@ export class CfnStack {
       ServiceToken: partial.ResourceProperties.ServiceToken,
     };
     this.opts.beforeRequest(event, flags);
+    const concurrent = this.opts.concurrentDuplicates;
+    if (concurrent) {
+      // Decided before the first delivery, which the duplicate may overlap.
+      if (!this.world.faults.chance('duplicate-delivery')) return this.frameworkRequest(event, flags, false);
+      const options = typeof concurrent === 'object' ? concurrent : {};
+      const share = options.share ?? 1;
+      if (share >= 1 || this.world.faults.next() < share) return this.concurrentDeliveries(event, flags, options);
+      return this.duplicateAfter(event, flags, await this.frameworkRequest(event, flags, false));
+    }
     const first = await this.frameworkRequest(event, flags, false);
-    if (this.world.faults.chance('duplicate-delivery')) {
-      // The same RequestId again (a deployment retry, or the framework's async retry). When the first
-      // answer was lost, the second is the one CloudFormation acts on.
-      const firstLost = this.world.faults.next() < 0.5;
-      const second = await this.frameworkRequest(event, flags, true);
-      if (firstLost) {
-        first.counted = false;
-        second.counted = true;
-        return second;
-      }
+    if (this.world.faults.chance('duplicate-delivery')) return this.duplicateAfter(event, flags, first);
+    return first;
+  }
+
+  /**
+   * The same RequestId again (a deployment retry, or the framework's async retry). When the first
+   * answer was lost, the second is the one CloudFormation acts on.
+   */
+  private async duplicateAfter(event: any, flags: { rollback?: boolean; cleanup?: boolean }, first: RequestRecord): Promise<RequestRecord> {
+    const firstLost = this.world.faults.next() < 0.5;
+    const second = await this.frameworkRequest(event, flags, true);
+    if (firstLost) {
+      first.counted = false;
+      second.counted = true;
+      return second;
     }
     return first;
+  }
+
+  /**
+   * Two deliveries of one request in flight at once. CloudFormation acts on the answer that comes
+   * first, unless it was lost: then on the other.
+   */
+  private async concurrentDeliveries(
+    event: any, flags: { rollback?: boolean; cleanup?: boolean }, options: ConcurrentDuplicates,
+  ): Promise<RequestRecord> {
+    const firstLost = this.world.faults.next() < 0.5;
+    const interleaving = new Interleaving(this.world, options);
+    this.interleaving = interleaving;
+    let out: { records: [RequestRecord, RequestRecord]; finished: Array<0 | 1> };
+    try {
+      out = await interleaving.run(() => this.frameworkRequest(event, flags, false), () => this.frameworkRequest(event, flags, true));
+    } finally {
+      this.interleaving = undefined;
+      this.world.core.context = undefined;
+    }
+    this.concurrency.pairs++;
+    if (interleaving.overlapped) this.concurrency.overlapped++;
+    const kept = out.records[out.finished[firstLost ? 1 : 0]];
+    for (const r of out.records) r.counted = r === kept;
+    return kept;
+  }
+
+  /** Simulated time passing in the framework (between polls, before a retry). */
+  private async pause(ms: number): Promise<void> {
+    const task = this.interleaving?.task();
+    if (task) await this.interleaving!.sleep(task, ms);
+    else this.world.clock.advance(ms);
   }
 
   /** The framework's onEvent, then its waiter state machine polling isComplete. */
@@ -285,7 +374,7 @@ export class CfnStack {
       result = await this.invoke('onEvent', event, this.opts.onEventTimeoutMs, flags);
       // The framework Lambda dies with the user function: Lambda's async retries (2) run it all again.
       if (!result.ok && result.killed && attempt <= 2 && this.world.faults.chance('framework-retry')) {
-        this.world.clock.advance(60_000 * attempt);
+        await this.pause(60_000 * attempt);
         continue;
       }
       break;
@@ -318,7 +407,7 @@ export class CfnStack {
       }
       if (answer.Data && Object.keys(answer.Data).length > 0) return fail(resourceEvent, '"Data" is not allowed if "IsComplete" is "False"');
       if (attempt >= maxAttempts) return fail(resourceEvent, 'Operation timed out');
-      this.world.clock.advance(this.opts.queryIntervalMs);
+      await this.pause(this.opts.queryIntervalMs);
     }
   }
 
@@ -334,7 +423,10 @@ export class CfnStack {
       requestType: event.RequestType,
       rollback: flags.rollback ?? false,
     };
-    world.clock.startInvocation(timeoutMs);
+    // Concurrent deliveries: a deadline per delivery (the clock's own tracks one invocation).
+    const task = this.interleaving?.task();
+    if (task) startDelivery(task, world.clock.now() + timeoutMs);
+    else world.clock.startInvocation(timeoutMs);
     let out: Invocation;
     try {
       // Lambda passes JSON both ways.
@@ -343,8 +435,9 @@ export class CfnStack {
     } catch (err) {
       out = { ok: false, reason: (err as Error)?.message ?? String(err) };
     }
-    const killed = world.clock.endInvocation();
-    world.core.context = undefined;
+    const killed = task ? endDelivery(task, world.clock.now()) : world.clock.endInvocation();
+    // (Both concurrent deliveries have the same context: it is cleared once both ended.)
+    if (!task) world.core.context = undefined;
     return killed ? { ok: false, reason: `Task timed out or was killed: ${killed}`, killed } : out;
   }
 
@@ -363,5 +456,202 @@ export class CfnStack {
     };
     this.operations.push(result);
     return result;
+  }
+}
+
+const DELIVERY_STORAGE = new AsyncLocalStorage<DeliveryTask>();
+
+/** One of two concurrent deliveries: its Lambda deadline, why it was killed, and the commands it sent. */
+interface DeliveryTask {
+  readonly index: 0 | 1;
+  deadline?: number;
+  killedBy?: string;
+  readonly sent: string[];
+}
+
+/** A delivery's invocation starts: its own Lambda deadline. */
+function startDelivery(task: DeliveryTask, deadline: number): void {
+  task.deadline = deadline;
+  task.killedBy = undefined;
+}
+
+function endDelivery(task: DeliveryTask, now: number): string | undefined {
+  const killed = task.killedBy ?? (task.deadline !== undefined && now > task.deadline ? 'the function timed out' : undefined);
+  task.deadline = undefined;
+  task.killedBy = undefined;
+  return killed;
+}
+
+interface Sleeper {
+  readonly at: number;
+  readonly seq: number;
+  readonly wake: () => void;
+}
+
+/**
+ * Runs two deliveries of one request at once, for `concurrentDuplicates`. The simulated clock is
+ * shared, but the clock and the fakes track one running invocation: while the pair runs, the
+ * clock's `checkAlive`, `kill` and `sleep` and the core's `handle` are overridden on those
+ * instances to act for the delivery calling them (found through an AsyncLocalStorage). A sleep no
+ * longer moves the clock by itself: time advances to the earliest wake-up once every delivery in
+ * flight sleeps (a discrete-event scheduler), so the two deliveries' sleeps overlap as in real time.
+ */
+class Interleaving {
+  /** Whether the duplicate started while the first delivery was in flight. */
+  public overlapped = false;
+  /** One for all pairs: every AsyncLocalStorage left enabled slows every promise of the process. */
+  private readonly storage = DELIVERY_STORAGE;
+  private sleepers: Sleeper[] = [];
+  private live = 0;
+  private seq = 0;
+  private held: (() => void) | undefined;
+  private second: Promise<RequestRecord> | undefined;
+  /** Starts the duplicate (once); set by run(). */
+  private startSecond!: () => Promise<RequestRecord>;
+
+  constructor(
+    private readonly world: SimWorld,
+    private readonly options: ConcurrentDuplicates,
+  ) {}
+
+  public task(): DeliveryTask | undefined {
+    return this.storage.getStore();
+  }
+
+  public async run(
+    first: () => Promise<RequestRecord>, second: () => Promise<RequestRecord>,
+  ): Promise<{ records: [RequestRecord, RequestRecord]; finished: Array<0 | 1> }> {
+    const finished: Array<0 | 1> = [];
+    const tasks: [DeliveryTask, DeliveryTask] = [{ index: 0, sent: [] }, { index: 1, sent: [] }];
+    const track = async (task: DeliveryTask, fn: () => Promise<RequestRecord>) => {
+      try {
+        return await fn();
+      } finally {
+        finished.push(task.index);
+        this.live--;
+        if (task.index === 1) this.resume();
+        this.schedule();
+      }
+    };
+    this.startSecond = () => {
+      if (!this.second) {
+        this.overlapped = finished.length === 0;
+        // (Counted in flight before it runs: a sleep of the first must not move the clock alone.)
+        if (this.options.startWhen) this.live++;
+        this.second = this.storage.run(tasks[1], () => track(tasks[1], second));
+      }
+      return this.second;
+    };
+    const restore = this.install();
+    try {
+      this.live = this.options.startWhen ? 1 : 2;
+      const a = this.storage.run(tasks[0], () => track(tasks[0], first));
+      if (!this.options.startWhen) void this.startSecond();
+      // Both settle before either is looked at (one may fail while the other still runs).
+      const [ra] = await Promise.allSettled([a]);
+      const [rb] = await Promise.allSettled([this.startSecond()]);
+      if (ra.status === 'rejected') throw ra.reason;
+      if (rb.status === 'rejected') throw rb.reason;
+      return { records: [ra.value, rb.value], finished };
+    } finally {
+      restore();
+    }
+  }
+
+  /** Sleeps `ms` of simulated time; past the delivery's Lambda deadline, it is killed at the deadline. */
+  public sleep(task: DeliveryTask, ms: number): Promise<void> {
+    this.checkAlive(task);
+    const wanted = this.world.clock.now() + Math.max(0, ms);
+    const dies = task.deadline !== undefined && wanted > task.deadline;
+    const at = dies ? task.deadline! : wanted;
+    return new Promise<void>((resolve, reject) => {
+      this.sleepers.push({
+        at,
+        seq: ++this.seq,
+        wake: () => {
+          if (!dies) return resolve();
+          task.killedBy ??= 'the function timed out while sleeping';
+          reject(new LambdaKilled(task.killedBy));
+        },
+      });
+      if (task.index === 1) this.resume();
+      this.schedule();
+    });
+  }
+
+  /** Once every delivery in flight sleeps, the clock moves to the earliest wake-up. */
+  private schedule(): void {
+    if (this.sleepers.length === 0 || this.sleepers.length < this.live) return;
+    this.sleepers.sort((x, y) => x.at - y.at || x.seq - y.seq);
+    const next = this.sleepers.shift()!;
+    const now = this.world.clock.now();
+    if (next.at > now) this.world.clock.advance(next.at - now);
+    next.wake();
+  }
+
+  private resume(): void {
+    const held = this.held;
+    this.held = undefined;
+    held?.();
+  }
+
+  private checkAlive(task: DeliveryTask): void {
+    if (task.killedBy !== undefined) throw new LambdaKilled(task.killedBy);
+    if (task.deadline !== undefined && this.world.clock.now() > task.deadline) {
+      task.killedBy = 'the function timed out';
+      throw new LambdaKilled(task.killedBy);
+    }
+  }
+
+  /** Puts the per-delivery overrides on the clock and the core; returns what takes them off. */
+  private install(): () => void {
+    const { clock, core } = this.world;
+    const storage = this.storage;
+    const c = clock as any;
+    const proto = Object.getPrototypeOf(clock);
+    c.checkAlive = () => {
+      const task = storage.getStore();
+      return task ? this.checkAlive(task) : proto.checkAlive.call(clock);
+    };
+    c.kill = (reason: string) => {
+      const task = storage.getStore();
+      if (!task) return proto.kill.call(clock, reason);
+      task.killedBy ??= reason;
+      throw new LambdaKilled(task.killedBy);
+    };
+    c.sleep = (ms: number) => {
+      const task = storage.getStore();
+      return task ? this.sleep(task, ms) : proto.sleep.call(clock, ms);
+    };
+    Object.defineProperty(clock, 'killed', {
+      configurable: true,
+      get: () => {
+        const task = storage.getStore();
+        return task ? task.killedBy !== undefined : Object.getOwnPropertyDescriptor(proto, 'killed')!.get!.call(clock);
+      },
+    });
+    const handle = core.handle;
+    (core as any).handle = async (service: string, command: string, input: unknown, options: any, act: any) => {
+      const task = storage.getStore();
+      if (!task) return handle.call(core, service, command, input, options, act);
+      const call: DeliveryCall = { delivery: task.index, service, command, input, before: [...task.sent] };
+      task.sent.push(command);
+      if (task.index === 0 && !this.second && this.options.startWhen?.(call)) {
+        // Held before the call is sent, until the duplicate lets it go on.
+        await new Promise<void>((resolve) => {
+          this.held = resolve;
+          void this.startSecond();
+        });
+      }
+      try {
+        return await handle.call(core, service, command, input, options, act);
+      } finally {
+        if (task.index === 1 && this.held && (this.options.resumeWhen?.(call) ?? true)) this.resume();
+      }
+    };
+    return () => {
+      for (const k of ['checkAlive', 'kill', 'sleep', 'killed']) delete c[k];
+      delete (core as any).handle;
+    };
   }
 }
