@@ -173,4 +173,7 @@ project.addTask('synth:example', {
   ],
 });
 
+// The npm package is the library, its bundled handlers and its docs: not the CI, build or doc tooling.
+for (const path of ['/.ci/', '/build-tools/', '/rosetta/']) project.addPackageIgnore(path);
+
 project.synth();
