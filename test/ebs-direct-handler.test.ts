@@ -475,8 +475,8 @@ describe('isComplete', () => {
 
   describe('failures: the deploy fails with the reason, and the snapshot this request made is deleted', () => {
     test.each([
-      ['with the service\'s message', 'Insufficient capacity', /^EBS snapshot snap-0123456789abcdef0 failed: Insufficient capacity$/],
-      ['without one', undefined, /^EBS snapshot snap-0123456789abcdef0 failed: no reason given$/],
+      ['with the service\'s message', 'Insufficient capacity', /^EBS snapshot snap-0123456789abcdef0 is in state error: Insufficient capacity$/],
+      ['without one', undefined, /^EBS snapshot snap-0123456789abcdef0 is in state error: no reason given$/],
     ])('state error %s', async (_, message, reason) => {
       const event = polled(image('x'));
       describes(SNAP, ec2Snapshot(SNAP, 'error', ours(props(), requestToken(event)), { StateMessage: message }));
@@ -493,7 +493,7 @@ describe('isComplete', () => {
     ])('state error of a snapshot made by %s: not deleted', async (_, tags) => {
       const event = polled(image('x'));
       describes(SNAP, ec2Snapshot(SNAP, 'error', tags(requestToken(event)), { StateMessage: 'broken' }));
-      await expect(isComplete(event)).rejects.toThrow(/failed: broken$/);
+      await expect(isComplete(event)).rejects.toThrow(/is in state error: broken$/);
       expect(ec2Mock).not.toHaveReceivedCommand(DeleteSnapshotCommand);
     });
 
@@ -848,7 +848,7 @@ describe('isComplete', () => {
       ebsMock.on(CompleteSnapshotCommand, { SnapshotId: SNAP })
         .rejectsOnce(awsError('InternalServerException', 'oops', 500))
         .rejects(awsError('ValidationException', 'The snapshot is already completing', 400));
-      await expect(isComplete(event)).rejects.toThrow(/^EBS snapshot snap-0123456789abcdef0 failed: The checksum does not match$/);
+      await expect(isComplete(event)).rejects.toThrow(/^EBS snapshot snap-0123456789abcdef0 is in state error: The checksum does not match$/);
       expect(ec2Mock).toHaveReceivedCommandWith(DeleteSnapshotCommand, { SnapshotId: SNAP });
     });
 

@@ -15,7 +15,7 @@ import { IsCompleteRequest, IsCompleteResponse, OnEventRequest, OnEventResponse,
 import { logger } from '../shared/logger';
 import { OWNERSHIP_TAG_KEYS, Owner, isOwnedBy, ownershipTags, tagValue, withOwnershipTags } from '../shared/ownership';
 import { requestToken, stableHash } from '../shared/token';
-import { deadlineExceeded } from '../shared/waiter';
+import { deadlineExceeded, ec2SnapshotProgress } from '../shared/waiter';
 
 type Props = EbsSnapshotFromDataProperties;
 type Attributes = EbsSnapshotFromDataAttributes;
@@ -64,12 +64,14 @@ export async function isComplete(event: CompleteRequest, context?: InvocationCon
   const cursor = decodeCursor(tagValue(snapshot?.Tags, CURSOR_TAG_KEY)) ?? initialCursor();
   logger.info('isComplete', { snapshotId: id, state: snapshot?.State ?? 'not visible yet', next: cursor.next, changed: cursor.changed, phase: cursor.phase });
 
-  if (snapshot?.State === 'completed') {
+  // Not visible yet is not a failure here: EC2 reads lag behind StartSnapshot.
+  const progress = snapshot ? ec2SnapshotProgress(id, snapshot) : undefined;
+  if (progress?.status === 'done') {
     return { IsComplete: true, Data: { BlockCount: String(cursor.changed) } };
   }
-  if (snapshot?.State === 'error') {
+  if (progress?.status === 'failed') {
     await discard(event, snapshot);
-    throw new HandlerError(`EBS snapshot ${id} failed: ${snapshot.StateMessage ?? 'no reason given'}`);
+    throw new HandlerError(progress.reason);
   }
   if (deadlineExceeded(data.StartedAt, event.ResourceProperties.TimeoutSeconds, clock.now())) {
     await discard(event, snapshot);
@@ -284,9 +286,10 @@ async function complete(event: CompleteRequest, snapshot: Snapshot | undefined, 
 async function confirmCompleting(event: CompleteRequest, cursor: UploadCursor, refusal: unknown): Promise<void> {
   const id = event.PhysicalResourceId;
   const now = await step(`Reading EBS snapshot ${id}`, () => describeSnapshot(id));
-  if (now?.State === 'error') {
+  const progress = now ? ec2SnapshotProgress(id, now) : undefined;
+  if (progress?.status === 'failed') {
     await discard(event, now);
-    throw new HandlerError(`EBS snapshot ${id} failed: ${now.StateMessage ?? 'no reason given'}`);
+    throw new HandlerError(progress.reason);
   }
   logger.info('CompleteSnapshot was refused as already received: waiting for the snapshot to complete', {
     snapshotId: id, state: now?.State ?? 'not visible yet', refusal: errorMessage(refusal),
