@@ -105,7 +105,9 @@ describe('Create from a volume', () => {
       Description: `cdk-storage-snapshots: ${LOGICAL_ID} in app`,
       TagSpecifications: [{ ResourceType: 'snapshot', Tags: [{ Key: 'team', Value: 'data' }, ...ours(p, token), DELIVERY] }],
     });
-    expect(ec2Mock).toHaveReceivedCommandTimes(DescribeSnapshotsCommand, 3);
+    // Reads until the answer is settled: 100 s after the create (longer than reads lag), every 5 s.
+    expect(ec2Mock.commandCalls(DescribeSnapshotsCommand).length).toBeGreaterThanOrEqual(3);
+    expect(now - started).toBeGreaterThanOrEqual(100_000);
     expect(res).toEqual({
       PhysicalResourceId: 'snap-0000000000000000a',
       Data: {
@@ -190,7 +192,7 @@ describe('Create from a volume', () => {
     );
     expect(ec2Mock).toHaveReceivedCommandTimes(CreateSnapshotCommand, 1);
     expect(ec2Mock).not.toHaveReceivedCommand(DeleteSnapshotCommand);
-    expect(now - 1_000_000).toBeGreaterThan(150_000); // it kept looking
+    expect(now - 1_000_000).toBeGreaterThan(120_000); // it kept looking (its budget leaves 120 s to settle)
     expect(now - 1_000_000).toBeLessThan(5 * 60_000 - 30_000); // and answered inside onEvent's 5 minutes
   });
 
@@ -247,7 +249,7 @@ describe('Create from a volume', () => {
     expect(ec2Mock.commandCalls(DeleteSnapshotCommand).map((c) => c.args[0].input.SnapshotId)).toEqual(['snap-00000000000000002']);
   });
 
-  test('a newer duplicate another delivery made is left to it; this delivery answers with the oldest', async () => {
+  test('a newer duplicate another delivery made is deleted too, once the oldest (every delivery\'s answer) is settled', async () => {
     const p = props();
     const event = cfnRequest('Create', p);
     const token = requestToken(event);
@@ -255,9 +257,43 @@ describe('Create from a volume', () => {
     const theirs = snap('snap-00000000000000002', 'pending', [...ours(p, token), { Key: 'cdk-storage-snapshots:delivery', Value: 'other' }]);
     tokenLookups([], [made, theirs]);
     ec2Mock.on(CreateSnapshotCommand).resolves(made);
+    ec2Mock.on(DeleteSnapshotCommand).resolves({});
+    const started = now;
     const res = await onEvent(event);
     expect(res.PhysicalResourceId).toBe('snap-00000000000000001');
-    expect(ec2Mock).not.toHaveReceivedCommand(DeleteSnapshotCommand);
+    expect(ec2Mock.commandCalls(DeleteSnapshotCommand).map((c) => c.args[0].input.SnapshotId)).toEqual(['snap-00000000000000002']);
+    expect(now - started).toBeGreaterThanOrEqual(100_000);
+  });
+
+  test('its own snapshot shows first; an older one of the request shows later inside the settle window: the answer switches, its own is deleted', async () => {
+    const p = props();
+    const event = cfnRequest('Create', p);
+    const token = requestToken(event);
+    const made = snap('snap-00000000000000002', 'pending', ours(p, token), { start: new Date(2_000_000) });
+    const older = snap('snap-00000000000000001', 'pending', [...ours(p, token), { Key: 'cdk-storage-snapshots:delivery', Value: 'other' }], { start: new Date(1_000_000) });
+    let createdAt = 0;
+    ec2Mock.on(DescribeSnapshotsCommand).callsFake(async () => ({
+      Snapshots: createdAt === 0 ? [] : now - createdAt < 80_000 ? [made] : [older, made],
+    }));
+    ec2Mock.on(CreateSnapshotCommand).callsFake(async () => { createdAt = now; return made; });
+    ec2Mock.on(DeleteSnapshotCommand).resolves({});
+    const res = await onEvent(event);
+    expect(res.PhysicalResourceId).toBe('snap-00000000000000001');
+    expect(ec2Mock.commandCalls(DeleteSnapshotCommand).map((c) => c.args[0].input.SnapshotId)).toEqual(['snap-00000000000000002']);
+  });
+
+  test('the answer cannot be settled in the time left: a clear failure, deleting only what this delivery made', async () => {
+    const p = props();
+    const event = cfnRequest('Create', p);
+    const token = requestToken(event);
+    const made = snap('snap-00000000000000002', 'pending', ours(p, token));
+    tokenLookups([], [made]);
+    ec2Mock.on(CreateSnapshotCommand).resolves(made);
+    ec2Mock.on(DeleteSnapshotCommand).resolves({});
+    // 140 s left: 110 s to answer, less than the create plus the 100 s settle window and the margin.
+    await expect(onEvent(event, { getRemainingTimeInMillis: () => 140_000 })).rejects.toThrow(
+      /EC2 reads did not settle within the time left \(100 seconds after the snapshots of this request were made\).*Deploy again/);
+    expect(ec2Mock.commandCalls(DeleteSnapshotCommand).map((c) => c.args[0].input.SnapshotId)).toEqual(['snap-00000000000000002']);
   });
 
   test.each(['SnapshotCreationPerVolumeRateExceeded', 'ConcurrentSnapshotLimitExceeded', 'RequestLimitExceeded'])('%s is retried with backoff', async (code) => {
@@ -705,10 +741,10 @@ describe('Rollbacks, Devices and unknown stack status', () => {
 describe('Delete', () => {
   const ID = 'snap-0000000000000000a';
 
-  test('retain keeps the snapshots and calls nothing', async () => {
+  test('retain keeps the snapshots and deletes nothing else (no leftover of their request)', async () => {
     const res = await onEvent(cfnRequest('Delete', props(), { PhysicalResourceId: ID }));
     expect(res).toEqual({ PhysicalResourceId: ID });
-    expect(ec2Mock.calls()).toHaveLength(0);
+    expect(ec2Mock).not.toHaveReceivedCommand(DeleteSnapshotCommand);
   });
 
   test('destroy deletes each snapshot of ours, skips one not ours and one already gone', async () => {
@@ -750,9 +786,10 @@ describe('isComplete', () => {
     return cfnRequest(type, p, { PhysicalResourceId: ID, Data: { Origin: 'created', StartedAt: '1000000', ...data } });
   }
 
-  test('without waitForCompletion, done at once (the point in time is fixed)', async () => {
+  test('without waitForCompletion, done at once (the point in time is fixed); only the sweep reads', async () => {
+    ec2Mock.on(DescribeSnapshotsCommand).rejects(awsError('RequestLimitExceeded'));
     await expect(isComplete(polled(props()))).resolves.toEqual({ IsComplete: true });
-    expect(ec2Mock.calls()).toHaveLength(0);
+    expect(ec2Mock).not.toHaveReceivedCommand(DeleteSnapshotCommand);
   });
 
   test('deletes, adopted and unchanged snapshots, and no snapshot at all are not waited for', async () => {
@@ -766,6 +803,7 @@ describe('isComplete', () => {
   test('waits while pending, done when completed', async () => {
     const p = props({ WaitForCompletion: 'true' });
     ec2Mock.on(DescribeSnapshotsCommand).resolvesOnce({ Snapshots: [snap(ID, 'pending')] }).resolves({ Snapshots: [snap(ID, 'completed')] });
+    // (no ownership tags on them: the sweep looks up no token)
     await expect(isComplete(polled(p))).resolves.toEqual({ IsComplete: false });
     await expect(isComplete(polled(p))).resolves.toEqual({ IsComplete: true });
   });
@@ -814,5 +852,94 @@ describe('isComplete', () => {
     ec2Mock.on(DescribeSnapshotsCommand).resolves({ Snapshots: [{ ...snap(ID, 'error', ours(p, 'another-token')), StateMessage: 'x' }] });
     await expect(isComplete(polled(p))).rejects.toThrow(/state error/);
     expect(ec2Mock).not.toHaveReceivedCommand(DeleteSnapshotCommand);
+  });
+});
+
+describe('The sweep: leftovers of the request whose snapshots the physical id names', () => {
+  const NAMED = 'snap-0000000000000000a';
+  const LEFT = 'snap-0000000000000000b';
+  const OTHER_REQUEST = 'snap-0000000000000000c';
+  const NOT_OURS = 'snap-0000000000000000d';
+  const TOKEN = 'css-0000000000000000000000000000000000000001';
+
+  /** DescribeSnapshots by id answers from `snapshots`; by token tag, those carrying the token. */
+  function account(snapshots: Snapshot[]) {
+    ec2Mock.on(DescribeSnapshotsCommand).callsFake(async (input: any) => {
+      if (input.SnapshotIds) return { Snapshots: snapshots.filter((s) => input.SnapshotIds.includes(s.SnapshotId)) };
+      const token = (input.Filters ?? []).find((f: any) => f.Name === `tag:${OWNERSHIP_TAG_KEYS.token}`)?.Values?.[0];
+      return { Snapshots: token ? snapshots.filter((s) => s.Tags?.some((t) => t.Key === OWNERSHIP_TAG_KEYS.token && t.Value === token)) : [] };
+    });
+    ec2Mock.on(DeleteSnapshotCommand).resolves({});
+  }
+  function world(p: Props) {
+    return [
+      snap(NAMED, 'completed', ours(p, TOKEN)),
+      snap(LEFT, 'completed', ours(p, TOKEN), { start: new Date(T0.getTime() + 20_000) }), // a killed delivery's
+      snap(OTHER_REQUEST, 'completed', ours(p, 'css-0000000000000000000000000000000000000002')),
+      snap(NOT_OURS, 'completed', ours(p, TOKEN, 'SomeoneElse')), // carries the token, not our owner tag
+    ];
+  }
+  const deleted = () => ec2Mock.commandCalls(DeleteSnapshotCommand).map((c) => c.args[0].input.SnapshotId);
+
+  test('an Update that keeps the current snapshot deletes the leftover of its request, nothing else', async () => {
+    const p = props({ Description: 'b' });
+    account(world(p));
+    const res = await onEvent(cfnRequest('Update', p, { PhysicalResourceId: NAMED, OldResourceProperties: props({ Description: 'a' }) }));
+    expect(res.PhysicalResourceId).toBe(NAMED);
+    expect(deleted()).toEqual([LEFT]);
+  });
+
+  test('a Delete with retain deletes the leftover and keeps what the physical id names', async () => {
+    const p = props();
+    account(world(p));
+    await onEvent(cfnRequest('Delete', p, { PhysicalResourceId: NAMED }));
+    expect(deleted()).toEqual([LEFT]);
+  });
+
+  test('a Delete with destroy deletes the leftover and the named snapshot', async () => {
+    const p = props({ RemovalPolicy: 'destroy' });
+    account(world(p));
+    await onEvent(cfnRequest('Delete', p, { PhysicalResourceId: NAMED }));
+    expect(deleted().sort()).toEqual([LEFT, NAMED].sort());
+  });
+
+  test('isComplete sweeps too, with or without waitForCompletion', async () => {
+    for (const wait of ['false', 'true'] as const) {
+      ec2Mock.reset();
+      const p = props({ WaitForCompletion: wait });
+      account(world(p));
+      await expect(isComplete(cfnRequest('Create', p, { PhysicalResourceId: NAMED, Data: { Origin: 'created', StartedAt: '1000000' } })))
+        .resolves.toEqual({ IsComplete: true });
+      expect(deleted()).toEqual([LEFT]);
+    }
+  });
+
+  test('a rollback never deletes the set it returns to, even when it carries the same token', async () => {
+    const old = props({ Trigger: 'r1' });
+    const p = props({ Trigger: 'r2' });
+    stackStatus('UPDATE_ROLLBACK_IN_PROGRESS');
+    // The current snapshot names the set it replaced (LEFT, made for the old properties, same token: a contrived worst case).
+    const current = snap(NAMED, 'completed', [...ours(p, TOKEN), { Key: 'cdk-storage-snapshots:replaces', Value: LEFT }]);
+    const returnTo = snap(LEFT, 'completed', ours(old, TOKEN));
+    account([current, returnTo]);
+    const res = await onEvent(cfnRequest('Update', old, { PhysicalResourceId: NAMED, OldResourceProperties: p }));
+    expect(res.PhysicalResourceId).toBe(LEFT);
+    expect(deleted()).toEqual([]);
+  });
+
+  test('a sweep that fails never fails the event (a rollback least of all)', async () => {
+    const p = props({ Description: 'b' });
+    const snapshots = world(p);
+    ec2Mock.on(DescribeSnapshotsCommand, { SnapshotIds: [NAMED] }).resolves({ Snapshots: [snapshots[0]] });
+    ec2Mock.on(DescribeSnapshotsCommand, { OwnerIds: ['self'] }).resolves({ Snapshots: snapshots });
+    ec2Mock.on(DeleteSnapshotCommand).rejects(awsError('UnauthorizedOperation', 'no', 403));
+    const res = await onEvent(cfnRequest('Update', p, { PhysicalResourceId: NAMED, OldResourceProperties: props({ Description: 'a' }) }));
+    expect(res.PhysicalResourceId).toBe(NAMED);
+    expect(deleted()).toEqual([LEFT]);
+  });
+
+  test('a physical id that names no snapshot sweeps nothing', async () => {
+    await onEvent(cfnRequest('Delete', props(), { PhysicalResourceId: 'no-snapshot-0123456789abcdef' }));
+    expect(ec2Mock.calls()).toHaveLength(0);
   });
 });

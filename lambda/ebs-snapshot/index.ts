@@ -37,14 +37,20 @@ const CALL_BUDGET_MS = 60_000;
 const ON_EVENT_TIMEOUT_MS = 5 * 60_000;
 /** Kept at the end of onEvent for the clean-up after a failure and the answer. */
 const END_MARGIN_MS = 30_000;
-/** Kept after the create for the wait until it shows in reads and the clean-up of duplicates. */
-const SETTLE_RESERVE_MS = 60_000;
+/**
+ * Longer than EC2 reads lag behind a new snapshot (the design bound, see settleAndDeduplicate): a
+ * snapshot is answered only once this long has passed since it (or what this delivery may have
+ * made) was created or first seen, so that every older snapshot of the request shows in reads.
+ */
+const SETTLE_WINDOW_MS = 100_000;
+/** Kept after the create for the settle window, the reads and the clean-up of duplicates. */
+const SETTLE_RESERVE_MS = SETTLE_WINDOW_MS + 20_000;
 const SETTLE_INTERVAL_MS = 5_000;
 /**
  * After EC2 refused a create because the volume had a snapshot seconds ago (perhaps one of another
  * delivery of this request), how long reads are watched before creating: longer than reads lag.
  */
-const RATE_LIMIT_QUIET_MS = 100_000;
+const RATE_LIMIT_QUIET_MS = SETTLE_WINDOW_MS;
 /** How long after onEvent a snapshot missing from a read by id is taken for not visible yet, not gone. */
 const VISIBILITY_GRACE_MS = 5 * 60_000;
 /** CloudFormation takes custom resource responses of at most 4,096 bytes; the framework adds a reason of about 200. */
@@ -98,9 +104,14 @@ export async function onEvent(event: Request, context?: LambdaContext): Promise<
   switch (event.RequestType) {
     case 'Create':
       return create(event, run);
-    case 'Update':
-      return update(event, run);
+    case 'Update': {
+      const response = await update(event, run);
+      // Never what the current physical id names, nor what the answer (a rollback's, say) returns to.
+      await sweep(event, event.PhysicalResourceId, snapshotIdsOf(response.PhysicalResourceId), run.endAt);
+      return response;
+    }
     case 'Delete':
+      await sweep(event, event.PhysicalResourceId, [], run.endAt);
       return remove(event);
   }
 }
@@ -110,11 +121,17 @@ export async function isComplete(event: CompleteRequest): Promise<IsCompleteResp
   // Deletes finish in onEvent; adopted and unchanged snapshots are not waited for (a rollback must
   // never fail on them), and without waitForCompletion the snapshot's point in time is already fixed.
   if (event.RequestType === 'Delete' || event.Data?.Origin !== 'created') return { IsComplete: true };
-  if (event.ResourceProperties.WaitForCompletion !== 'true') return { IsComplete: true };
   const ids = snapshotIdsOf(event.PhysicalResourceId);
   if (ids.length === 0) return { IsComplete: true };
-
+  // The answer was settled (see settleAndDeduplicate): a snapshot of this request that a delivery
+  // killed after its create made, and that showed after the answering delivery stopped reading, is
+  // removed on every poll, not only at the next event.
+  if (event.ResourceProperties.WaitForCompletion !== 'true') {
+    await sweep(event, event.PhysicalResourceId, [], clock.now() + CALL_BUDGET_MS);
+    return { IsComplete: true };
+  }
   const snapshots = await step(`Reading EBS snapshots ${ids.join(', ')}`, () => describeByIds(ids));
+  await sweep(event, event.PhysicalResourceId, [], clock.now() + CALL_BUDGET_MS, snapshots);
   const sinceStart = clock.now() - Number(event.Data?.StartedAt ?? clock.now());
   const progress: Array<{ id: string; p: Progress }> = ids.map((id) => {
     const s = snapshots.get(id);
@@ -154,10 +171,11 @@ async function create(event: Request, run: Run, replaces?: string): Promise<Resp
       });
       return respondNone(event, run);
     }
-    const { rateLimitedAt } = await createOrAdopt(event, run, source, token, made, replaces);
+    const seen = new Map<string, number>();
+    const { unseenSince } = await createOrAdopt(event, run, source, token, made, seen, replaces);
     // A look-up can find some of an instance's snapshots and not yet the others: wait for one of each attached volume.
     const expected = source.kind === 'instance' ? await step(`Reading the volumes of instance ${source.instanceId}`, () => attachedVolumes(source.instanceId)) : [];
-    const kept = await step('Checking for duplicate snapshots of this request', () => settleAndDeduplicate(event, run, token, made, expected, rateLimitedAt));
+    const kept = await step('Checking for duplicate snapshots of this request', () => settleAndDeduplicate(event, run, token, made, seen, expected, unseenSince));
     return await respond(event, run, kept, 'created', true);
   } catch (err) {
     // Nothing this delivery made is left behind: what it created, and what reads show carrying its
@@ -176,8 +194,8 @@ async function create(event: Request, run: Run, replaces?: string): Promise<Resp
  * are watched for what it made until the time is up.
  */
 async function createOrAdopt(
-  event: Request, run: Run, source: Source, token: string, made: SnapshotView[], replaces: string | undefined,
-): Promise<{ rateLimitedAt?: number }> {
+  event: Request, run: Run, source: Source, token: string, made: SnapshotView[], seen: Map<string, number>, replaces: string | undefined,
+): Promise<{ unseenSince?: number }> {
   const props = event.ResourceProperties;
   const extra: KeyValue[] = [{ Key: DELIVERY_TAG, Value: run.delivery }];
   if (replaces && replaces.length <= MAX_TAG_VALUE) extra.push({ Key: REPLACES_TAG, Value: replaces });
@@ -192,6 +210,7 @@ async function createOrAdopt(
       await withRetries(
         async () => {
           const found = await findByToken(event, token);
+          for (const s of found) if (!seen.has(s.SnapshotId!)) seen.set(s.SnapshotId!, clock.now());
           if (found.length > 0) {
             logger.info('adopting the snapshots of this request', { snapshotIds: found.map((s) => s.SnapshotId), token });
             // One whose create response was lost is this delivery's own.
@@ -213,6 +232,7 @@ async function createOrAdopt(
             throw err;
           });
           made.push(...created);
+          for (const s of created) seen.set(s.SnapshotId!, clock.now());
           logger.info('snapshot requested', { snapshotIds: created.map((s) => s.SnapshotId), token });
         },
         {
@@ -224,7 +244,8 @@ async function createOrAdopt(
         },
       );
     } catch (err) {
-      if (errorCode(err) === UNCERTAIN) {
+      // A create of unknown outcome is never sent again, whatever the last error (the budget may end before a retry).
+      if (uncertainAt !== undefined && (errorCode(err) === UNCERTAIN || err === lastCreateError)) {
         throw new HandlerError(
           `EC2 ${source.kind === 'volume' ? 'CreateSnapshot' : 'CreateSnapshots'} on ${what} may have acted (${errorMessage(lastCreateError)}), ` +
             `and no snapshot of this request showed in reads within ${Math.round((clock.now() - uncertainAt!) / 1000)} seconds. ` +
@@ -234,7 +255,10 @@ async function createOrAdopt(
       throw explainCreateError(errorCode(err) === QUIET && lastCreateError ? lastCreateError : err, what, budgetMs);
     }
   });
-  return { rateLimitedAt };
+  // The latest moment by which a snapshot this delivery cannot name may have been made: a create of
+  // unknown outcome, or the one that made EC2 refuse (perhaps another delivery's).
+  const times = [uncertainAt, rateLimitedAt].filter((t): t is number => t !== undefined);
+  return { unseenSince: times.length > 0 ? Math.max(...times) : undefined };
 }
 
 async function createSnapshots(event: Request, source: Source, tags: KeyValue[]): Promise<SnapshotView[]> {
@@ -257,62 +281,88 @@ async function createSnapshots(event: Request, source: Source, tags: KeyValue[])
 
 /**
  * EC2 reads are eventually consistent, so the look-up before creating can miss a snapshot another
- * delivery of this request made. Wait until what this delivery made shows in the look-up by its
- * token (and, after a rate limit, until reads had time to show what caused it); then answer with
- * the oldest snapshot of each volume, and delete this delivery's own snapshots that have an older
- * one of the same volume. A delivery never deletes another's: that may be CloudFormation's answer.
+ * delivery of this request made. Every delivery answers, per volume, the same snapshot: the oldest
+ * of the request (StartTime, then snapshot id), and deletes every other snapshot of the request
+ * and volume, whoever made it.
+ *
+ * Why that never deletes another delivery's answer, as long as reads lag less than
+ * SETTLE_WINDOW_MS (W): a delivery answers S only once W has passed since S was made (its
+ * StartTime, or when this delivery made or first saw it, whichever is earliest), and since any
+ * create of its own it cannot name (a lost response, a rate-limit refusal). Every snapshot older
+ * than S was made before S, so it shows in reads by then, and S would not be the oldest. Two
+ * deliveries answering S and S' ≠ S of one volume: say S is older; the one answering S' waited W
+ * after S' was made, later than S was made, so it saw S: a contradiction. So all answers agree,
+ * and a snapshot deleted as "not the answer" is nobody's answer. If an older snapshot shows up
+ * while settling, the answer switches to it and this delivery's own is deleted. A snapshot a
+ * delivery made after the answering one stopped reading (a delivery killed after its create) is
+ * deleted by the delivery that made it, or by the sweep (isComplete, and every later event).
+ * If W cannot be waited for inside the time left, the delivery fails rather than answer a
+ * snapshot that may not be the oldest.
  */
 async function settleAndDeduplicate(
-  event: Request, run: Run, token: string, made: SnapshotView[], expectedVolumes: string[], rateLimitedAt: number | undefined,
+  event: Request, run: Run, token: string, made: SnapshotView[], seen: Map<string, number>, expectedVolumes: string[],
+  unseenSince: number | undefined,
 ): Promise<SnapshotView[]> {
   const deadline = run.endAt - END_MARGIN_MS / 2;
-  let visible: SnapshotView[] = [];
+  const gone = new Set<string>();
+  const shownBefore = new Set<string>();
+  let candidates = new Map<string, SnapshotView>();
+  let answers = new Map<string, SnapshotView>();
   for (;;) {
-    visible = await findByToken(event, token);
-    const seen = new Set(visible.map((s) => s.SnapshotId));
-    const volumes = new Set([...made, ...visible].map((s) => s.VolumeId));
-    const quiet = rateLimitedAt === undefined || clock.now() - rateLimitedAt >= RATE_LIMIT_QUIET_MS;
-    if (made.every((s) => seen.has(s.SnapshotId)) && expectedVolumes.every((v) => volumes.has(v)) && quiet) break;
-    if (clock.now() + SETTLE_INTERVAL_MS > deadline) {
+    const visible = await findByToken(event, token);
+    const now = clock.now();
+    const shown = new Set(visible.map((s) => s.SnapshotId!));
+    for (const s of visible) {
+      if (!seen.has(s.SnapshotId!)) seen.set(s.SnapshotId!, now);
+      // One whose create response was lost is this delivery's own.
+      if (isMine(s, run) && !made.some((m) => m.SnapshotId === s.SnapshotId)) made.push(s);
+    }
+    // One of ours that showed and no longer does was deleted (by a delivery that answers another).
+    for (const m of made) if (!shown.has(m.SnapshotId!) && shownBefore.has(m.SnapshotId!)) gone.add(m.SnapshotId!);
+    for (const id of shown) shownBefore.add(id);
+    candidates = new Map<string, SnapshotView>();
+    for (const s of [...made.filter((m) => !gone.has(m.SnapshotId!)), ...visible]) {
+      candidates.set(s.SnapshotId!, { ...candidates.get(s.SnapshotId!), ...s });
+    }
+    answers = oldestPerVolume([...candidates.values()]);
+    const settled = [...answers.values()].every((s) => now - madeAt(s, seen) >= SETTLE_WINDOW_MS) &&
+      (unseenSince === undefined || now - unseenSince >= SETTLE_WINDOW_MS);
+    const covered = expectedVolumes.every((v) => answers.has(v));
+    const madeShown = made.every((s) => shown.has(s.SnapshotId!) || gone.has(s.SnapshotId!));
+    if (settled && covered && madeShown) break;
+    if (now + SETTLE_INTERVAL_MS > deadline) {
+      if (!settled) {
+        // Answering now could answer a snapshot another delivery deletes as a newer duplicate.
+        throw new HandlerError(`EC2 reads did not settle within the time left (${Math.round(SETTLE_WINDOW_MS / 1000)} seconds after the ` +
+          'snapshots of this request were made), so this delivery cannot tell which of them is the request\'s; the snapshots it made have been deleted. Deploy again.');
+      }
       logger.warn('the new snapshots do not show in reads yet; going on with what is known', {
         made: made.map((s) => s.SnapshotId),
-        visible: [...seen],
+        visible: [...shown],
       });
       break;
     }
     await clock.sleep(SETTLE_INTERVAL_MS);
   }
-  const all = new Map<string, SnapshotView>();
-  for (const s of [...made, ...visible]) all.set(s.SnapshotId!, { ...all.get(s.SnapshotId!), ...s });
-  const covered = new Set([...all.values()].map((s) => s.VolumeId));
-  const uncovered = expectedVolumes.filter((v) => !covered.has(v));
+  const uncovered = expectedVolumes.filter((v) => !answers.has(v));
   if (uncovered.length > 0) {
     // A set without some attached volume (one deleted by a delivery that failed, say) is no point in time to restore to.
     throw new HandlerError(
-      `the snapshots of this request (${[...all.keys()].join(', ') || 'none'}) do not cover the attached volumes ${uncovered.join(', ')}; deploy again`,
+      `the snapshots of this request (${[...candidates.keys()].join(', ') || 'none'}) do not cover the attached volumes ${uncovered.join(', ')}; deploy again`,
     );
   }
-  const byVolume = new Map<string, SnapshotView[]>();
-  for (const s of all.values()) {
-    byVolume.set(s.VolumeId ?? '', [...(byVolume.get(s.VolumeId ?? '') ?? []), s]);
-  }
-  const kept: SnapshotView[] = [];
-  for (const [volumeId, list] of byVolume) {
-    list.sort(oldestFirst);
-    kept.push(list[0]);
-    for (const extra of list.slice(1)) {
-      const mine = made.some((m) => m.SnapshotId === extra.SnapshotId) || isMine(extra, run);
-      if (!mine || !isOurs(event, extra, token)) {
-        logger.warn('leaving a newer snapshot of this request that another delivery made (it deletes its own)', { volumeId, snapshotId: extra.SnapshotId });
-        continue;
-      }
-      logger.warn('deleting a duplicate snapshot of this request', { volumeId, kept: list[0].SnapshotId, duplicate: extra.SnapshotId });
-      try {
-        await deleteSnapshot(extra.SnapshotId!);
-      } catch (err) {
-        // Not a reason to fail the request (and delete the one kept): it stays tagged as ours.
-        logger.error('could not delete a duplicate snapshot; it stays, tagged with this request\'s token', { snapshotId: extra.SnapshotId, error: err as Error });
-      }
+  const kept = [...answers.values()];
+  const keptIds = new Set(kept.map((s) => s.SnapshotId));
+  for (const extra of candidates.values()) {
+    if (keptIds.has(extra.SnapshotId) || !isOurs(event, extra, token)) continue;
+    logger.warn('deleting a duplicate snapshot of this request', {
+      volumeId: extra.VolumeId, kept: answers.get(extra.VolumeId ?? '')?.SnapshotId, duplicate: extra.SnapshotId, madeHere: isMine(extra, run) || made.includes(extra),
+    });
+    try {
+      await deleteSnapshot(extra.SnapshotId!);
+    } catch (err) {
+      // Not a reason to fail the request (and delete the one kept): it stays tagged as ours, and the sweep retries.
+      logger.error('could not delete a duplicate snapshot; it stays, tagged with this request\'s token', { snapshotId: extra.SnapshotId, error: err as Error });
     }
   }
   const failed = kept.find((s) => s.State === 'error');
@@ -321,6 +371,18 @@ async function settleAndDeduplicate(
     throw new HandlerError(`${(ec2SnapshotProgress(failed.SnapshotId!, failed) as { reason: string }).reason}; the snapshots this request made have been deleted`);
   }
   return kept;
+}
+
+/** The oldest snapshot (StartTime, then id) of each volume: the answer every delivery of the request gives. */
+function oldestPerVolume(snapshots: SnapshotView[]): Map<string, SnapshotView> {
+  const out = new Map<string, SnapshotView>();
+  for (const s of [...snapshots].sort(oldestFirst)) if (!out.has(s.VolumeId ?? '')) out.set(s.VolumeId ?? '', s);
+  return out;
+}
+
+/** The earliest moment this delivery knows the snapshot existed: its StartTime, or when it was made or first seen here. */
+function madeAt(s: SnapshotView, seen: Map<string, number>): number {
+  return Math.min(time(s), seen.get(s.SnapshotId!) ?? clock.now());
 }
 
 async function update(event: Request, run: Run): Promise<Response> {
@@ -445,6 +507,43 @@ async function remove(event: Request): Promise<Response> {
     await step(`Deleting EBS snapshot ${id}`, () => deleteSnapshot(id));
   }
   return response;
+}
+
+/**
+ * The sweep, on every event after the one that answered (and in isComplete): the snapshots tagged
+ * with the token of a request whose snapshots `physicalId` names, that it does not name, are
+ * duplicates a delivery of that request left behind (one killed after its create, say): delete
+ * them. The token comes from the named snapshots' own tags, so only that request's snapshots are
+ * looked at; each is checked for our ownership tags (this stack and resource); never one the
+ * physical id or `keep` names. It never fails the event: what it cannot delete is logged, and the
+ * next event tries again.
+ */
+async function sweep(
+  event: Request, physicalId: string | undefined, keep: string[], until: number, read?: Map<string, SnapshotView>,
+): Promise<void> {
+  const ids = snapshotIdsOf(physicalId);
+  if (ids.length === 0) return;
+  const kept = new Set([...ids, ...keep]);
+  try {
+    const named = read ?? await describeByIds(ids);
+    const tokens = new Set([...named.values()]
+      .filter((s) => isOwnedBy(s.Tags, owner(event)))
+      .map((s) => tagValue(s.Tags, OWNERSHIP_TAG_KEYS.token))
+      .filter((t): t is string => !!t));
+    for (const token of tokens) {
+      for (const s of await findByToken(event, token)) {
+        if (kept.has(s.SnapshotId!)) continue;
+        if (clock.now() > until) {
+          logger.warn('no time left to delete the snapshots a delivery left behind; the next event will', { snapshotId: s.SnapshotId });
+          return;
+        }
+        logger.warn('deleting a snapshot a delivery of the request left behind', { snapshotId: s.SnapshotId, volumeId: s.VolumeId, token, physicalResourceId: physicalId });
+        await deleteSnapshot(s.SnapshotId!);
+      }
+    }
+  } catch (err) {
+    logger.error('could not delete the snapshots a delivery left behind; the next event tries again', { physicalResourceId: physicalId, error: err as Error });
+  }
 }
 
 /** After a failure, delete these snapshots (of this request, tagged as ours), so that nothing is orphaned. */
