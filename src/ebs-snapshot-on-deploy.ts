@@ -43,7 +43,8 @@ export interface EbsSnapshotOnDeployProps extends SnapshotOnDeployOptions {
   /**
    * Whether the deploy waits until the snapshot is `completed`. EBS fixes the snapshot's point in
    * time when `CreateSnapshot` returns and the volume can be used at once, so by default the deploy
-   * goes on as soon as the snapshot exists (`pending`). With `true`, a snapshot that ends in
+   * goes on once the snapshot exists (`pending`) and no duplicate of it can still appear (about
+   * 100 s: EC2 reads are eventually consistent). With `true`, a snapshot that ends in
    * `error` fails the deploy with EBS's state message, and one not `completed` within `timeout`
    * fails it too (a first, full snapshot of a large volume can take longer than an hour). A change
    * applies to the next snapshot; it does not take one.
