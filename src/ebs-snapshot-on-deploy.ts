@@ -28,7 +28,8 @@ export interface EbsSnapshotOnDeployProps extends SnapshotOnDeployOptions {
    * The snapshot's description, at most 255 characters. A change applies to the next snapshot; it
    * does not take one.
    *
-   * @default - "cdk-storage-snapshots: <logical id> in <stack name>"
+   * @default - for a volume or an instance: "cdk-storage-snapshots: <logical id> in <stack name>";
+   * for a disk image: no description
    * @see https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_CreateSnapshot.html
    */
   readonly description?: string;
@@ -48,6 +49,9 @@ export interface EbsSnapshotOnDeployProps extends SnapshotOnDeployOptions {
    * `error` fails the deploy with EBS's state message, and one not `completed` within `timeout`
    * fails it too (a first, full snapshot of a large volume can take longer than an hour). A change
    * applies to the next snapshot; it does not take one.
+   *
+   * Not for a disk image source: a snapshot made from data is always completed first (`false` is
+   * refused there).
    *
    * @default false
    */

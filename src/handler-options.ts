@@ -4,14 +4,17 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 
 /**
  * Settings of the Lambda handlers behind a construct type. The handlers are shared by every
- * instance of that construct type in a stack, so these settings are too: give them on any
- * instance (or on all of them, the same); different settings on two instances in one stack are
- * refused at synth.
+ * instance of that construct type in a stack, so these settings are too: give them on the first
+ * instance of the type created in the stack (or on all of them, the same); different settings on
+ * two instances in one stack, or settings on a later instance when the first had none, are refused
+ * at synth.
  */
 export interface HandlerOptions {
   /**
-   * The VPC to run the handlers in. They call the FSx, EC2, EBS and CloudFormation APIs, so the
-   * subnets need a route to them (a NAT gateway, or interface VPC endpoints for those services).
+   * The VPC to run the handlers in. They call the FSx, EC2, EBS, S3 and CloudFormation APIs, and
+   * the Provider framework calls Lambda and Step Functions and answers CloudFormation through a
+   * pre-signed S3 URL, so the subnets need a route to them: a NAT gateway, or interface VPC
+   * endpoints for those services and an S3 gateway endpoint (see the README).
    *
    * @default - the handlers do not run in a VPC
    */
