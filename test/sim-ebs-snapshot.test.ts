@@ -589,6 +589,72 @@ describe('fixed races: one snapshot of a volume left for one request (concurrent
   });
 });
 
+/**
+ * Soak counterexample (20,000 random scenarios, reads lagging 50–90 s, concurrent deliveries): a
+ * duplicate delivery of an update created its snapshot ~34 s after the answering delivery's and was
+ * killed; its snapshot showed in reads only after the rollback and the clean-up Delete (retain) had
+ * swept, so it was left. KNOWN, NOT FIXED (issue #5 stays open): a fix that keeps the Delete of a
+ * set that young sweeping in isComplete until the onEvent budget + the settle window + the read lag
+ * (500 s) have passed works, but makes every rollback within ~8 minutes of a snapshot wait that
+ * long; see the closing note of session 2. When it is fixed, this becomes a plain `test.each`.
+ */
+describe('a duplicate killed after its create, followed at once by a rollback and the clean-up Delete', () => {
+  async function rolledBack(seed: number, policy: Policy) {
+    const world = ebsWorld(seed, {}, [], SLOW_READS);
+    try {
+      const stack = new CfnStack(world, handler, {
+        concurrentDuplicates: {
+          ...LATE_IN_SETTLING,
+          startWhen: (c) => LATE_IN_SETTLING.startWhen!(c) && (world.faults.script({ kind: 'kill-after-create', command: 'CreateSnapshotCommand' }), true),
+        },
+      });
+      const inv = ebsInvariants(world, stack);
+      const created = await stack.deploy({ Snap1: volume('v1', policy) });
+      inv.afterOperation(created);
+      const before = created.resources.get('Snap1')!.physicalId;
+      // The update's request is delivered twice at once; another resource fails right after it: a rollback.
+      world.faults.script({ kind: 'duplicate-delivery' });
+      const failed = await stack.deploy({ Snap1: volume('v2', policy) }, { otherResourceFailsAt: 1 });
+      inv.afterOperation(failed);
+      expect(failed.status).toBe('UPDATE_ROLLBACK_COMPLETE');
+      expect(failed.resources.get('Snap1')!.physicalId).toBe(before);
+      expect(stack.concurrency.overlapped).toBe(1);
+      // CloudFormation acted on the killed delivery's failure (its answer came first): no clean-up Delete, not this case.
+      const cleanup = stack.requests.find((r) => r.requestType === 'Delete' && r.cleanup);
+      if (!cleanup) return undefined;
+      expect(cleanup.status).toBe('SUCCESS');
+      const creates = world.core.log.filter((c) => c.command === 'CreateSnapshotCommand' && c.outcome.startsWith('ok'));
+      const killed = creates.find((c) => c.outcome.includes('kill-after-create'));
+      const cleanupKey = `${cleanup.stackId}/${cleanup.logicalId}/${cleanup.requestId}`;
+      const sweptByCleanup = world.core.log.some((c) => c.command === 'DeleteSnapshotCommand' && c.resourceId === killed?.resourceId &&
+        c.outcome.startsWith('ok') && c.context?.requestKey === cleanupKey);
+      const out = [...inv.atEnd([stack])];
+      checkAllSnapshots(world, stack, failed, out);
+      checkDeliveries(world, stack, out);
+      return { out, killed, sweptByCleanup, answered: cleanup.physicalIdIn, creates };
+    } finally {
+      world.dispose();
+    }
+  }
+
+  test.failing.each(['retain', 'destroy'] as const)('(%s) the killed duplicate\'s snapshot, showing after the clean-up Delete\'s onEvent, is swept', async (policy) => {
+    const out: Violation[] = [];
+    let cases = 0;
+    for (let seed = 1; seed <= 24; seed++) {
+      const r = await rolledBack(seed, policy);
+      if (!r) continue;
+      cases++;
+      // The race took place: the duplicate's create acted 15 s or more after the answer's, and it was killed.
+      expect(r.killed).toBeDefined();
+      expect(r.killed!.at - r.creates[0].at).toBeGreaterThanOrEqual(15_000);
+      expect(snapshotIdsOf(r.answered)).not.toContain(r.killed!.resourceId);
+      out.push(...r.out);
+    }
+    expect(cases).toBeGreaterThan(5);
+    expect(out).toEqual([]);
+  });
+});
+
 describe('EC2 reads lagging 50–90 s, with lost responses', () => {
   test('the request succeeds or fails clearly, never leaves two snapshots of a volume, and what it left keeps its token', async () => {
     const outcomes: Record<string, number> = {};
