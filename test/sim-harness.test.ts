@@ -29,7 +29,7 @@ import { FaultRates } from './support/faults';
 import { Invariants } from './support/invariants';
 import { SimWorld, SimWorldOptions } from './support/sim-world';
 import { withRetries } from '../lambda/shared/errors';
-import { MANAGED_BY, OWNERSHIP_TAG_KEYS, isOwnedBy, ownershipTags } from '../lambda/shared/ownership';
+import { MANAGED_BY, OWNERSHIP_TAG_KEYS, isOwnedBy, ownershipTags, requestOwner } from '../lambda/shared/ownership';
 import { requestToken, tickToken } from '../lambda/shared/token';
 
 const FS = 'fs-0123456789abcdef0';
@@ -71,14 +71,13 @@ interface BrokenOptions {
 
 /** The OpenZFS flow, cut down, with one mistake switched on. */
 function brokenHandler(opts: BrokenOptions): ProviderHandler {
-  const owner = (e: any) => ({ stackId: e.StackId, owner: e.LogicalResourceId });
   const create = async (e: any) => {
     const token = requestToken(e);
     const out = await withRetries(
       () => fsx.send(new CreateSnapshotCommand({
         VolumeId: e.ResourceProperties.VolumeId,
         Name: `snap-${token.slice(4, 12)}`,
-        Tags: ownershipTags(owner(e), 'hash', token),
+        Tags: ownershipTags(requestOwner(e), 'hash', token),
         ClientRequestToken: opts.token ? token : undefined,
       })),
       { budgetMs: 60_000 },
@@ -103,7 +102,7 @@ function brokenHandler(opts: BrokenOptions): ProviderHandler {
         }
       } else {
         const s = (await fsx.send(new DescribeSnapshotsCommand({ SnapshotIds: [id] }))).Snapshots?.[0];
-        if (s && isOwnedBy(s.Tags, owner(e))) await fsx.send(new DeleteSnapshotCommand({ SnapshotId: id }));
+        if (s && isOwnedBy(s.Tags, requestOwner(e))) await fsx.send(new DeleteSnapshotCommand({ SnapshotId: id }));
       }
       return { PhysicalResourceId: id };
     },

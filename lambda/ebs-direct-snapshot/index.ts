@@ -13,7 +13,7 @@ import { clock } from '../shared/clock';
 import { HandlerError, describeError, errorCode, errorMessage, step, withRetries } from '../shared/errors';
 import { IsCompleteRequest, IsCompleteResponse, OnEventRequest, OnEventResponse, isRollingBack } from '../shared/events';
 import { logger } from '../shared/logger';
-import { OWNERSHIP_TAG_KEYS, Owner, isOwnedBy, ownershipTags, tagValue, withOwnershipTags } from '../shared/ownership';
+import { OWNERSHIP_TAG_KEYS, isOwnedBy, ownershipTags, parseUserTags, requestOwner, tagValue, withOwnershipTags } from '../shared/ownership';
 import { requestToken, stableHash } from '../shared/token';
 import { deadlineExceeded, ec2SnapshotProgress } from '../shared/waiter';
 
@@ -149,7 +149,7 @@ async function create(event: Request): Promise<Response> {
   const volumeSize = props.VolumeSize ? Number(props.VolumeSize) : Math.max(1, Math.ceil(image.size / GIB));
   checkImage(props, image.size, volumeSize);
   const token = requestToken(event);
-  const tags = withOwnershipTags(parseTags(props.Tags), ownershipTags(owner(event), identityHash(props), token));
+  const tags = withOwnershipTags(parseUserTags(props.Tags), ownershipTags(requestOwner(event), identityHash(props), token));
   const out = await step('Starting an EBS snapshot (StartSnapshot)', async () => {
     try {
       return await withRetries(
@@ -229,7 +229,7 @@ async function remove(event: Request): Promise<Response> {
     logger.info('snapshot already gone', { snapshotId: id });
     return response;
   }
-  if (!isOwnedBy(snapshot.Tags, owner(event))) {
+  if (!isOwnedBy(snapshot.Tags, requestOwner(event))) {
     logger.warn('not deleting a snapshot this resource did not make', { snapshotId: id, tags: snapshot.Tags });
     return response;
   }
@@ -326,7 +326,8 @@ async function uploadFailed(event: CompleteRequest, snapshot: Snapshot | undefin
  */
 async function discard(event: CompleteRequest, snapshot: Snapshot | undefined): Promise<void> {
   const id = event.PhysicalResourceId;
-  if (snapshot && (!isOwnedBy(snapshot.Tags, owner(event)) || tagValue(snapshot.Tags, OWNERSHIP_TAG_KEYS.token) !== requestToken(event))) return;
+  if (snapshot && (!isOwnedBy(snapshot.Tags, requestOwner(event)) ||
+    tagValue(snapshot.Tags, OWNERSHIP_TAG_KEYS.token) !== requestToken(event))) return;
   if (snapshot?.State !== 'error') {
     const now = await describeSnapshot(id).catch(() => undefined);
     if (now?.State === 'completed' || snapshot?.State === 'completed') {
@@ -438,7 +439,7 @@ async function findAdoptable(event: Request, hash: string): Promise<Snapshot | u
         ),
       { budgetMs: CALL_BUDGET_MS },
     );
-    candidates.push(...(page.Snapshots ?? []).filter((s) => isOwnedBy(s.Tags, owner(event))));
+    candidates.push(...(page.Snapshots ?? []).filter((s) => isOwnedBy(s.Tags, requestOwner(event))));
     NextToken = page.NextToken;
   } while (NextToken);
   candidates.sort((a, b) => (b.StartTime?.getTime() ?? 0) - (a.StartTime?.getTime() ?? 0));
@@ -507,10 +508,4 @@ export function identityHash(props: Props): string {
   });
 }
 
-function owner(event: Request): Owner {
-  return { stackId: event.StackId, owner: event.LogicalResourceId };
-}
 
-function parseTags(json: string | undefined): Record<string, string> {
-  return json ? (JSON.parse(json) as Record<string, string>) : {};
-}

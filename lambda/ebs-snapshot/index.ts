@@ -15,7 +15,7 @@ import { clock } from '../shared/clock';
 import { HandlerError, describeError, errorCode, errorMessage, isThrottling, isTransient, step, withRetries } from '../shared/errors';
 import { IsCompleteRequest, IsCompleteResponse, OnEventRequest, OnEventResponse, isRollingBack } from '../shared/events';
 import { logger } from '../shared/logger';
-import { KeyValue, OWNERSHIP_TAG_KEYS, Owner, isOwnedBy, ownershipTags, tagValue, withOwnershipTags } from '../shared/ownership';
+import { KeyValue, OWNERSHIP_TAG_KEYS, isOwnedBy, ownershipTags, parseUserTags, requestOwner, tagValue, withOwnershipTags } from '../shared/ownership';
 import { requestToken, stableHash } from '../shared/token';
 import { Progress, deadlineExceeded, ec2SnapshotProgress } from '../shared/waiter';
 
@@ -199,7 +199,7 @@ async function createOrAdopt(
   const props = event.ResourceProperties;
   const extra: KeyValue[] = [{ Key: DELIVERY_TAG, Value: run.delivery }];
   if (replaces && replaces.length <= MAX_TAG_VALUE) extra.push({ Key: REPLACES_TAG, Value: replaces });
-  const tags = withOwnershipTags(parseTags(props.Tags), [...ownershipTags(owner(event), identityHash(props), token), ...extra]);
+  const tags = withOwnershipTags(parseUserTags(props.Tags), [...ownershipTags(requestOwner(event), identityHash(props), token), ...extra]);
   const what = source.kind === 'volume' ? `volume ${source.volumeId}` : `the volumes of instance ${source.instanceId}`;
   let uncertainAt: number | undefined;
   let rateLimitedAt: number | undefined;
@@ -500,7 +500,7 @@ async function remove(event: Request): Promise<Response> {
       logger.info('snapshot already gone', { snapshotId: id });
       continue;
     }
-    if (!isOwnedBy(snapshot.Tags, owner(event))) {
+    if (!isOwnedBy(snapshot.Tags, requestOwner(event))) {
       logger.warn('not deleting a snapshot this resource did not make', { snapshotId: id, tags: snapshot.Tags });
       continue;
     }
@@ -527,7 +527,7 @@ async function sweep(
   try {
     const named = read ?? await describeByIds(ids);
     const tokens = new Set([...named.values()]
-      .filter((s) => isOwnedBy(s.Tags, owner(event)))
+      .filter((s) => isOwnedBy(s.Tags, requestOwner(event)))
       .map((s) => tagValue(s.Tags, OWNERSHIP_TAG_KEYS.token))
       .filter((t): t is string => !!t));
     for (const token of tokens) {
@@ -813,7 +813,7 @@ function devicesOfPhysicalId(physicalId: string): Map<string, string> {
 }
 
 function madeFor(s: SnapshotView, event: Request, hash: string): boolean {
-  return isOwnedBy(s.Tags, owner(event)) && tagValue(s.Tags, OWNERSHIP_TAG_KEYS.propsHash) === hash;
+  return isOwnedBy(s.Tags, requestOwner(event)) && tagValue(s.Tags, OWNERSHIP_TAG_KEYS.propsHash) === hash;
 }
 
 /** Whether this delivery made it (its delivery tag). */
@@ -822,7 +822,7 @@ function isMine(s: SnapshotView, run: Run): boolean {
 }
 
 function isOurs(event: Request, s: SnapshotView, token: string): boolean {
-  return isOwnedBy(s.Tags, owner(event)) && tagValue(s.Tags, OWNERSHIP_TAG_KEYS.token) === token;
+  return isOwnedBy(s.Tags, requestOwner(event)) && tagValue(s.Tags, OWNERSHIP_TAG_KEYS.token) === token;
 }
 
 function oldestFirst(a: SnapshotView, b: SnapshotView): number {
@@ -838,10 +838,4 @@ function defaultDescription(event: Request): string {
   return `cdk-storage-snapshots: ${event.LogicalResourceId} in ${stackName}`.slice(0, 255);
 }
 
-function owner(event: Request): Owner {
-  return { stackId: event.StackId, owner: event.LogicalResourceId };
-}
 
-function parseTags(json: string | undefined): Record<string, string> {
-  return json ? (JSON.parse(json) as Record<string, string>) : {};
-}

@@ -20,7 +20,7 @@ import {
   isRollingBack,
 } from '../shared/events';
 import { logger } from '../shared/logger';
-import { OWNERSHIP_TAG_KEYS, Owner, isOwnedBy, ownershipTags, tagValue, withOwnershipTags } from '../shared/ownership';
+import { OWNERSHIP_TAG_KEYS, isOwnedBy, ownershipTags, parseUserTags, requestOwner, tagValue, withOwnershipTags } from '../shared/ownership';
 import { requestToken, stableHash } from '../shared/token';
 import { deadlineExceeded, fsxSnapshotProgress } from '../shared/waiter';
 
@@ -75,7 +75,7 @@ async function create(event: Request): Promise<Response> {
   const props = event.ResourceProperties;
   const token = requestToken(event);
   const name = `${props.SnapshotName}-${token.slice(4, 12)}`;
-  const tags = withOwnershipTags(parseTags(props.Tags), ownershipTags(owner(event), identityHash(props), token));
+  const tags = withOwnershipTags(parseUserTags(props.Tags), ownershipTags(requestOwner(event), identityHash(props), token));
   const out = await step(`Creating an FSx snapshot of volume ${props.VolumeId}`, async () => {
     try {
       return await withRetries(
@@ -164,7 +164,7 @@ function knownSnapshot(event: Request, id: string): Snapshot {
 
 /** Ours, for this resource, and made for properties with this identity. */
 function madeFor(snapshot: Snapshot, event: Request, hash: string): boolean {
-  return isOwnedBy(snapshot.Tags, owner(event)) && tagValue(snapshot.Tags, OWNERSHIP_TAG_KEYS.propsHash) === hash;
+  return isOwnedBy(snapshot.Tags, requestOwner(event)) && tagValue(snapshot.Tags, OWNERSHIP_TAG_KEYS.propsHash) === hash;
 }
 
 async function remove(event: Request): Promise<Response> {
@@ -180,7 +180,7 @@ async function remove(event: Request): Promise<Response> {
     logger.info('snapshot already gone', { snapshotId: id });
     return response;
   }
-  if (!isOwnedBy(snapshot.Tags, owner(event))) {
+  if (!isOwnedBy(snapshot.Tags, requestOwner(event))) {
     logger.warn('not deleting a snapshot this resource did not make', { snapshotId: id, tags: snapshot.Tags });
     return response;
   }
@@ -191,7 +191,7 @@ async function remove(event: Request): Promise<Response> {
 /** After a failure, delete the snapshot this very request made, so that nothing is orphaned. */
 async function discard(event: CompleteRequest, snapshot: Snapshot | undefined): Promise<void> {
   if (!snapshot?.SnapshotId || snapshot.Lifecycle === 'DELETING') return;
-  if (!isOwnedBy(snapshot.Tags, owner(event)) || tagValue(snapshot.Tags, OWNERSHIP_TAG_KEYS.token) !== requestToken(event)) return;
+  if (!isOwnedBy(snapshot.Tags, requestOwner(event)) || tagValue(snapshot.Tags, OWNERSHIP_TAG_KEYS.token) !== requestToken(event)) return;
   try {
     await deleteSnapshot(snapshot.SnapshotId);
     logger.info('deleted the snapshot of the failed request', { snapshotId: snapshot.SnapshotId });
@@ -289,10 +289,4 @@ export function identityHash(props: OpenZfsSnapshotProperties): string {
   });
 }
 
-function owner(event: Request): Owner {
-  return { stackId: event.StackId, owner: event.LogicalResourceId };
-}
 
-function parseTags(json: string | undefined): Record<string, string> {
-  return json ? (JSON.parse(json) as Record<string, string>) : {};
-}

@@ -41,6 +41,16 @@ export function ownershipTags(owner: Owner, propsHash: string, token: string): K
   ];
 }
 
+/** The owner of the copies one custom resource makes: its stack and its logical id. */
+export function requestOwner(event: { readonly StackId: string; readonly LogicalResourceId: string }): Owner {
+  return { stackId: event.StackId, owner: event.LogicalResourceId };
+}
+
+/** The user tags a construct wrote into its custom resource's `Tags` property (a JSON object). */
+export function parseUserTags(json: string | undefined): Record<string, string> {
+  return json ? (JSON.parse(json) as Record<string, string>) : {};
+}
+
 /** User tags plus ours; ours win, so a user cannot forge or drop ownership. */
 export function withOwnershipTags(userTags: Record<string, string>, ours: KeyValue[]): KeyValue[] {
   const reserved = new Set(ours.map((t) => t.Key));
