@@ -1,4 +1,4 @@
-import { Annotations, Aws, CfnResource, CustomResource, Fn, ITaggable, Lazy, Size, Stack, TagManager, Token } from 'aws-cdk-lib';
+import { Annotations, CfnResource, CustomResource, Fn, ITaggable, Lazy, Size, Stack, TagManager, Token } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import { Construct, IConstruct } from 'constructs';
@@ -8,6 +8,7 @@ import { EBS_SNAPSHOT_EXTRA_TAG_COUNT, type EbsSnapshotOnDeployProperties } from
 import { DEFAULT_DATA_TIMEOUT, addDataSnapshot } from './private/ebs-data-snapshot';
 import { EBS_DIRECT_EXTRA_TAG_COUNT } from './private/ebs-direct-contract';
 import type { EbsSourceConfig } from './private/ebs-source-config';
+import { ec2SnapshotArn } from './private/ec2-arns';
 import { DEFAULT_TIMEOUT, encodeRemovalPolicy } from './private/encode';
 import { MANAGED_BY, OWNERSHIP_TAG_COUNT, OWNERSHIP_TAG_KEYS } from './private/ownership-tags';
 import { SnapshotProvider } from './private/provider';
@@ -146,7 +147,7 @@ export class EbsSnapshotOnDeploy extends Construct implements IEbsSnapshotOnDepl
   public static fromSnapshotId(scope: Construct, id: string, snapshotId: string): IEbsSnapshotOnDeploy {
     class Import extends Construct implements IEbsSnapshotOnDeploy {
       public readonly snapshotId = snapshotId;
-      public readonly snapshotArn = snapshotArn(scope, snapshotId);
+      public readonly snapshotArn = ec2SnapshotArn(scope, snapshotId);
     }
     const imported = new Import(scope, id);
     validatePattern(imported, 'snapshotId', snapshotId, /^snap-([0-9a-f]{8}|[0-9a-f]{17})$/, 'must be "snap-" followed by 8 or 17 lowercase hex digits');
@@ -195,7 +196,7 @@ export class EbsSnapshotOnDeploy extends Construct implements IEbsSnapshotOnDepl
       });
       this.resource = data.resource;
       this.snapshotId = data.snapshotId;
-      this.snapshotArn = snapshotArn(this, this.snapshotId);
+      this.snapshotArn = ec2SnapshotArn(this, this.snapshotId);
       return;
     }
 
@@ -236,7 +237,7 @@ export class EbsSnapshotOnDeploy extends Construct implements IEbsSnapshotOnDepl
     if (this.foundByTags) this.node.addValidation({ validate: () => this.refuseEmptySnapshotForVolumes() });
 
     this.snapshotId = this.resource.getAttString('SnapshotId');
-    this.snapshotArn = snapshotArn(this, this.snapshotId);
+    this.snapshotArn = ec2SnapshotArn(this, this.snapshotId);
   }
 
   /**
@@ -392,8 +393,7 @@ export class EbsSnapshotOnDeploy extends Construct implements IEbsSnapshotOnDepl
   private grant(provider: SnapshotProvider, source: SourceBinding): void {
     const stack = Stack.of(this);
     const ec2Arn = (resource: string, name: string) => stack.formatArn({ service: 'ec2', resource, resourceName: name });
-    // EC2 snapshot ARNs have no account field, which formatArn would fill in.
-    const snapshots = `arn:${Aws.PARTITION}:ec2:${stack.region}::snapshot/*`;
+    const snapshots = ec2SnapshotArn(this, '*');
     const action = source.kind === 'volume' ? 'ec2:CreateSnapshot' : 'ec2:CreateSnapshots';
     const sourceType = source.kind === 'volume' ? 'volume' : 'instance';
     if (source.logicalId !== undefined) {
@@ -434,11 +434,6 @@ export class EbsSnapshotOnDeploy extends Construct implements IEbsSnapshotOnDepl
     // The Describe actions have no resource-level permissions.
     provider.allow(['ec2:DescribeSnapshots', 'ec2:DescribeVolumes', 'ec2:DescribeInstances'], ['*']);
   }
-}
-
-function snapshotArn(scope: IConstruct, snapshotId: string): string {
-  // EC2 snapshot ARNs have no account field.
-  return `arn:${Aws.PARTITION}:ec2:${Stack.of(scope).region}::snapshot/${snapshotId}`;
 }
 
 interface SourceBinding {

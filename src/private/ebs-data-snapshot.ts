@@ -5,6 +5,7 @@ import { Construct, IConstruct } from 'constructs';
 import { HandlerOptions } from '../handler-options';
 import type { EbsSnapshotFromDataProperties } from './ebs-direct-contract';
 import { EBS_DIRECT_EXTRA_TAG_COUNT } from './ebs-direct-contract';
+import { ec2SnapshotArn } from './ec2-arns';
 import { encodeRemovalPolicy, encodeTags } from './encode';
 import { MANAGED_BY, OWNERSHIP_TAG_COUNT, OWNERSHIP_TAG_KEYS } from './ownership-tags';
 import { SnapshotProvider } from './provider';
@@ -156,8 +157,7 @@ function validateDataSnapshot(scope: IConstruct, image: EbsImageLocation, option
 
 function grantDataSnapshot(provider: SnapshotProvider, image: EbsImageLocation, options: DataSnapshotOptions): void {
   const stack = Stack.of(provider);
-  // EC2 snapshot ARNs have an empty account field.
-  const snapshots = stack.formatArn({ service: 'ec2', account: '', resource: 'snapshot', resourceName: '*' });
+  const snapshots = ec2SnapshotArn(provider, '*');
   const ours = {
     [`aws:ResourceTag/${OWNERSHIP_TAG_KEYS.managedBy}`]: MANAGED_BY,
     [`aws:ResourceTag/${OWNERSHIP_TAG_KEYS.stackId}`]: stack.stackId,
@@ -165,7 +165,7 @@ function grantDataSnapshot(provider: SnapshotProvider, image: EbsImageLocation, 
   // StartSnapshot authorizes the new snapshot (and the parent); the tags on creation must be ours.
   const startResources = [snapshots];
   if (options.parentSnapshotId) {
-    startResources.push(stack.formatArn({ service: 'ec2', account: '', resource: 'snapshot', resourceName: options.parentSnapshotId }));
+    startResources.push(ec2SnapshotArn(provider, options.parentSnapshotId));
   }
   provider.allow(['ebs:StartSnapshot'], startResources, {
     StringEquals: {
