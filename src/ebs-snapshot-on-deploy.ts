@@ -121,8 +121,9 @@ const MAX_DESCRIPTION_LENGTH = 255;
  *
  * EC2 `CreateSnapshot` has no client token: the handler tags each snapshot with a token of the
  * CloudFormation request and looks for it before creating, and again after, so that a retried or
- * duplicated request never leaves two snapshots of one volume. Snapshots of encrypted volumes are
- * encrypted, with the volume's key. `DryRun` is not offered: it would make a deploy that does nothing.
+ * duplicated request never leaves two snapshots of one volume (unless it fails because an invocation
+ * was killed right after its create: see the README). Snapshots of encrypted volumes are encrypted,
+ * with the volume's key. `DryRun` is not offered: it would make a deploy that does nothing.
  *
  * To guard the instance you snapshot (the snapshot comes before the change to the instance), put
  * it in both `source` and `snapshotBefore`: the handler then finds it by the tags CloudFormation

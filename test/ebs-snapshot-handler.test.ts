@@ -139,7 +139,7 @@ describe('Create from a volume', () => {
     const res = await onEvent(event);
     expect(ec2Mock).not.toHaveReceivedCommand(CreateSnapshotCommand);
     expect(res.PhysicalResourceId).toBe('snap-0000000000000000a');
-    expect(res.Data?.Origin).toBe('created');
+    expect(res.Data).toMatchObject({ Origin: 'created' });
   });
 
   test('a snapshot carrying the token but not our owner tags is neither adopted nor deleted', async () => {
@@ -282,7 +282,9 @@ describe('Create from a volume', () => {
     expect(ec2Mock.commandCalls(DeleteSnapshotCommand).map((c) => c.args[0].input.SnapshotId)).toEqual(['snap-00000000000000002']);
   });
 
-  test('the answer cannot be settled in the time left: a clear failure, deleting only what this delivery made', async () => {
+  // Was a bug (soak, 22,355th scenario): a delivery whose reads gave up deleted the snapshot it made,
+  // which a concurrent delivery had adopted and answered: CloudFormation kept a deleted snapshot.
+  test('the answer cannot be settled in the time left: a clear failure; the snapshot another delivery may answer is kept, with the token', async () => {
     const p = props();
     const event = cfnRequest('Create', p);
     const token = requestToken(event);
@@ -292,7 +294,34 @@ describe('Create from a volume', () => {
     ec2Mock.on(DeleteSnapshotCommand).resolves({});
     // 140 s left: 110 s to answer, less than the create plus the 100 s settle window and the margin.
     await expect(onEvent(event, { getRemainingTimeInMillis: () => 140_000 })).rejects.toThrow(
-      /EC2 reads did not settle within the time left \(100 seconds after the snapshots of this request were made\).*Deploy again/);
+      /EC2 reads did not settle within the time left \(100 seconds after the snapshots of this request were made\).*Deploy again\. \(kept snap-00000000000000002: another delivery of this request may have answered with it; it carries the request's token\)$/);
+    expect(ec2Mock).not.toHaveReceivedCommand(DeleteSnapshotCommand);
+  });
+
+  test('a failed delivery deletes what it made that no delivery can answer (an older snapshot of the request shows), and keeps nothing', async () => {
+    const p = props();
+    const event = cfnRequest('Create', p);
+    const token = requestToken(event);
+    const earlier = snap('snap-00000000000000001', 'pending', [...ours(p, token), { Key: 'cdk-storage-snapshots:delivery', Value: 'other' }],
+      { start: new Date(T0.getTime() - 60_000) });
+    const made = snap('snap-00000000000000002', 'pending', ours(p, token));
+    // The look-up missed the other delivery's snapshot; reads then fail until the time is up.
+    tokenLookups([], [earlier, made]);
+    ec2Mock.on(CreateSnapshotCommand).resolves(made);
+    ec2Mock.on(DeleteSnapshotCommand).resolves({});
+    await expect(onEvent(event, { getRemainingTimeInMillis: () => 140_000 })).rejects.toThrow(/EC2 reads did not settle within the time left/);
+    expect(ec2Mock.commandCalls(DeleteSnapshotCommand).map((c) => c.args[0].input.SnapshotId)).toEqual(['snap-00000000000000002']);
+  });
+
+  test('a failure no delivery can avoid (the answer is too large) deletes everything this delivery made, the oldest too', async () => {
+    const p = props();
+    // A logical id long enough to make the answer's envelope too large.
+    const event = { ...cfnRequest('Create', p), LogicalResourceId: 'L'.repeat(4_000) };
+    const made = snap('snap-00000000000000002', 'pending', ours(p, requestToken(event), event.LogicalResourceId));
+    tokenLookups([], [made]);
+    ec2Mock.on(CreateSnapshotCommand).resolves(made);
+    ec2Mock.on(DeleteSnapshotCommand).resolves({});
+    await expect(onEvent(event)).rejects.toThrow(/more than a CloudFormation custom resource response may carry/);
     expect(ec2Mock.commandCalls(DeleteSnapshotCommand).map((c) => c.args[0].input.SnapshotId)).toEqual(['snap-00000000000000002']);
   });
 
@@ -396,7 +425,7 @@ describe('Create from an instance', () => {
     expect(res.PhysicalResourceId).toBe('snap-00000000000000001,snap-00000000000000002');
   });
 
-  test('when reading the devices fails, the Create fails and deletes what it made', async () => {
+  test('when reading the devices fails, the Create fails and keeps the set another delivery may answer', async () => {
     const event = cfnRequest('Create', p);
     const made = snap('snap-0000000000000000b', 'pending', ours(p, requestToken(event)));
     tokenLookups([], [made]);
@@ -404,8 +433,8 @@ describe('Create from an instance', () => {
     attached(VOLUME);
     ec2Mock.on(DescribeVolumesCommand, { VolumeIds: [VOLUME] }).rejects(awsError('UnauthorizedOperation', 'not allowed', 403));
     ec2Mock.on(DeleteSnapshotCommand).resolves({});
-    await expect(onEvent(event)).rejects.toThrow(/Reading the devices of the snapshotted volumes: UnauthorizedOperation: not allowed/);
-    expect(ec2Mock).toHaveReceivedCommandWith(DeleteSnapshotCommand, { SnapshotId: 'snap-0000000000000000b' });
+    await expect(onEvent(event)).rejects.toThrow(/^Reading the devices of the snapshotted volumes: UnauthorizedOperation: not allowed \(kept snap-0000000000000000b: /);
+    expect(ec2Mock).not.toHaveReceivedCommand(DeleteSnapshotCommand);
   });
 
   test('a look-up that finds only some of the set waits for a snapshot of every attached volume', async () => {
@@ -511,7 +540,7 @@ describe('Create from a source found by its CloudFormation tags', () => {
   test('a volume not there yet: no snapshot', async () => {
     ec2Mock.on(DescribeVolumesCommand).resolves({ Volumes: [] });
     const res = await onEvent(cfnRequest('Create', props({ VolumeId: undefined, SourceLogicalId: 'Data1234' })));
-    expect(res.Data?.SourceFound).toBe('false');
+    expect(res.Data).toMatchObject({ SourceFound: 'false' });
     expect(ec2Mock).not.toHaveReceivedCommand(CreateSnapshotCommand);
   });
 
@@ -761,7 +790,8 @@ describe('Delete', () => {
 
   test('a delete racing another (NotFound on delete) succeeds', async () => {
     const p = props({ RemovalPolicy: 'destroy' });
-    ec2Mock.on(DescribeSnapshotsCommand).resolves({ Snapshots: [snap(ID, 'completed', ours(p, 't'))] });
+    // Made long ago (no late sweep: see 'The late sweep of a Delete').
+    ec2Mock.on(DescribeSnapshotsCommand).resolves({ Snapshots: [snap(ID, 'completed', ours(p, 't'), { start: new Date(now - 600_000) })] });
     ec2Mock.on(DeleteSnapshotCommand).rejects(awsError('InvalidSnapshot.NotFound'));
     await expect(onEvent(cfnRequest('Delete', p, { PhysicalResourceId: ID }))).resolves.toEqual({ PhysicalResourceId: ID });
   });
@@ -936,6 +966,67 @@ describe('The sweep: leftovers of the request whose snapshots the physical id na
     const res = await onEvent(cfnRequest('Update', p, { PhysicalResourceId: NAMED, OldResourceProperties: props({ Description: 'a' }) }));
     expect(res.PhysicalResourceId).toBe(NAMED);
     expect(deleted()).toEqual([LEFT]);
+  });
+
+  describe('The late sweep of a Delete: a set younger than the horizon (2 × 100 s settle + 60 s look-up budget)', () => {
+    const HORIZON_MS = 260_000;
+
+    test.each(['retain', 'destroy'] as const)('(%s) a rollback\'s clean-up right after the answer sweeps the request until the horizon, and a duplicate showing meanwhile is deleted', async (policy) => {
+      const p = props({ RemovalPolicy: policy });
+      const snapshots = [snap(NAMED, 'completed', ours(p, TOKEN))];
+      account(snapshots);
+      now = T0.getTime() + 110_000;
+      const res = await onEvent(cfnRequest('Delete', p, { PhysicalResourceId: NAMED }));
+      expect(res).toEqual({ PhysicalResourceId: NAMED, Data: { SweepTokens: TOKEN, SweepUntil: String(T0.getTime() + HORIZON_MS) } });
+      expect(deleted()).toEqual(policy === 'destroy' ? [NAMED] : []);
+      const poll = () => isComplete(cfnRequest('Delete', p, { PhysicalResourceId: NAMED, Data: res.Data }) as any);
+
+      await expect(poll()).resolves.toEqual({ IsComplete: false });
+      // A duplicate delivery killed after its create: its snapshot shows in reads only now.
+      snapshots.push(snap(LEFT, 'completed', ours(p, TOKEN), { start: new Date(T0.getTime() + 20_000) }));
+      now += 10_000;
+      await expect(poll()).resolves.toEqual({ IsComplete: false });
+      expect(deleted()).toEqual(policy === 'destroy' ? [NAMED, LEFT] : [LEFT]);
+      now = T0.getTime() + HORIZON_MS - 1;
+      await expect(poll()).resolves.toEqual({ IsComplete: false });
+      // The first sweep that starts at the horizon is the last.
+      now = T0.getTime() + HORIZON_MS;
+      await expect(poll()).resolves.toEqual({ IsComplete: true });
+      // Never the other request's snapshot, nor one carrying the token without our owner tag.
+      expect(deleted()).not.toContain(OTHER_REQUEST);
+      expect(deleted()).not.toContain(NOT_OURS);
+    });
+
+    test('a Delete of a set older than the horizon completes at once, reading nothing more', async () => {
+      const p = props();
+      account(world(p));
+      now = T0.getTime() + HORIZON_MS + 20_000 + 1; // past the horizon of the newest named snapshot
+      const res = await onEvent(cfnRequest('Delete', p, { PhysicalResourceId: NAMED }));
+      expect(res).toEqual({ PhysicalResourceId: NAMED });
+      ec2Mock.resetHistory();
+      await expect(isComplete(cfnRequest('Delete', p, { PhysicalResourceId: NAMED }) as any)).resolves.toEqual({ IsComplete: true });
+      expect(ec2Mock.calls()).toHaveLength(0);
+    });
+
+    test('a sweep that fails never fails the Delete: it ends at the horizon all the same', async () => {
+      const p = props();
+      account([snap(NAMED, 'completed', ours(p, TOKEN))]);
+      now = T0.getTime() + 110_000;
+      const res = await onEvent(cfnRequest('Delete', p, { PhysicalResourceId: NAMED }));
+      ec2Mock.on(DescribeSnapshotsCommand).rejects(awsError('UnauthorizedOperation', 'no', 403));
+      const poll = () => isComplete(cfnRequest('Delete', p, { PhysicalResourceId: NAMED, Data: res.Data }) as any);
+      await expect(poll()).resolves.toEqual({ IsComplete: false });
+      now = T0.getTime() + HORIZON_MS;
+      await expect(poll()).resolves.toEqual({ IsComplete: true });
+    });
+
+    test('a StartTime ahead of the handler\'s clock never makes the Delete wait longer than the horizon', async () => {
+      const p = props();
+      account([snap(NAMED, 'completed', ours(p, TOKEN))]);
+      now = T0.getTime() - 3_600_000;
+      const res = await onEvent(cfnRequest('Delete', p, { PhysicalResourceId: NAMED }));
+      expect(res.Data).toEqual({ SweepTokens: TOKEN, SweepUntil: String(now + HORIZON_MS) });
+    });
   });
 
   test('a physical id that names no snapshot sweeps nothing', async () => {

@@ -111,6 +111,29 @@ function noDeliveryAnswered(stack: CfnStack, requestKey: string | undefined): bo
 }
 
 /**
+ * The second weaker case (documented in the README, not fixed: fixing it would add 160 s to every
+ * deploy): CloudFormation acted on the failure of a delivery killed after its create while another
+ * delivery answered. The request failed and the Provider framework sends no Delete after a failed
+ * Create, so no event follows for it: what may be left is what the answering deliveries answered
+ * and what the killed deliveries made, at most one per delivery. Anything else left is a violation.
+ */
+function killedDeliveryFailedTheRequest(world: SimWorld, stack: CfnStack, copies: CopyView[]): boolean {
+  const requestKey = copies[0]?.createdDuring?.requestKey;
+  const records = stack.requests.filter((r) => `${r.stackId}/${r.logicalId}/${r.requestId}` === requestKey);
+  const counted = records.find((r) => r.counted);
+  if (!counted || counted.status !== 'FAILED' || !/^Task timed out or was killed/.test(counted.reason ?? '')) return false;
+  const answered = new Set(records.filter((r) => r.status === 'SUCCESS').flatMap((r) => snapshotIdsOf(r.physicalIdOut)));
+  const madeByKilled = new Set(world.core.log.filter((c) => c.outcome.endsWith('+kill-after-create') && c.context?.requestKey === requestKey)
+    .flatMap((c) => (c.resourceId ?? '').split(',')).filter((id) => id));
+  return copies.length <= records.length && copies.every((c) => answered.has(c.id) || madeByKilled.has(c.id));
+}
+
+/** The snapshots of `c`'s volume made for `c`'s request that still exist (`c` among them if it does). */
+function leftFor(world: SimWorld, c: CopyView): CopyView[] {
+  return world.copies().filter((x) => !x.foreign && x.exists && x.target === c.target && x.createdDuring?.requestKey === c.createdDuring?.requestKey);
+}
+
+/**
  * The invariants as they apply to EBS: one snapshot per volume per request is left (a duplicate the
  * request itself deleted again, or the sweep of a later event for the resource, does not count; the
  * strict check that none is LEFT at the end is checkDeliveries), and a resource points at snapshots
@@ -126,7 +149,9 @@ function ebsInvariants(world: SimWorld, stack: CfnStack): Invariants {
     },
     // waitForCompletion applies to the snapshots taken from then on: checkAllSnapshots checks them.
     waitsForCopy: () => false,
-    duplicateKeyOf: (c) => (cleanedUpByItsRequest(world, c) || sweptLater(world, stack, c) || noDeliveryAnswered(stack, c.createdDuring?.requestKey) ? undefined : `${c.createdDuring!.requestKey}#${c.kind}#${c.target}`),
+    duplicateKeyOf: (c) => (cleanedUpByItsRequest(world, c) || sweptLater(world, stack, c) ||
+      noDeliveryAnswered(stack, c.createdDuring?.requestKey) || killedDeliveryFailedTheRequest(world, stack, leftFor(world, c))
+      ? undefined : `${c.createdDuring!.requestKey}#${c.kind}#${c.target}`),
   });
 }
 
@@ -185,6 +210,10 @@ function checkDeliveries(world: SimWorld, stack: CfnStack, out: Violation[]) {
   }
   for (const [key, copies] of left) {
     if (noDeliveryAnswered(stack, copies[0].createdDuring?.requestKey)) continue;
+    if (copies.length > 1 && killedDeliveryFailedTheRequest(world, stack, copies)) {
+      knownWeak.killedDeliveryFailedTheRequest = (knownWeak.killedDeliveryFailedTheRequest ?? 0) + 1;
+      continue;
+    }
     if (copies.length > 1) out.push({ invariant: 'no-duplicates', detail: `${copies.length} snapshots left for ${key}: ${copies.map((c) => c.id).join(', ')}` });
   }
   for (const r of stack.requests) {
@@ -196,14 +225,8 @@ function checkDeliveries(world: SimWorld, stack: CfnStack, out: Violation[]) {
     for (const id of snapshotIdsOf(r.physicalIdOut)) {
       const deleter = world.core.log.find((call) => call.command === 'DeleteSnapshotCommand' && call.resourceId === id &&
         call.outcome.startsWith('ok') && call.context?.requestKey === key);
-      // KNOWN WEAK (not fixed): a delivery that made the snapshot and then failed (its reads or the
-      // device read gave up) deletes what it made, which a concurrent delivery that adopted it may
-      // have answered; the handler cannot tell that another delivery exists. Counted, not hidden.
-      if (deleter && stack.requests.some((q) => `${q.stackId}/${q.logicalId}/${q.requestId}` === key && q.status === 'FAILED' &&
-        !/^Task timed out or was killed/.test(q.reason ?? ''))) {
-        knownWeak.answerDeletedByFailedMaker = (knownWeak.answerDeletedByFailedMaker ?? 0) + 1;
-        continue;
-      }
+      // Was a known weak case (a delivery that made the answer and then failed deleted it): a failing
+      // delivery now keeps what another delivery may have answered.
       if (deleter) out.push({ invariant: 'success-points-at-copy', detail: `${r.requestType} ${key} answered ${id}, and deleted it (call ${deleter.seq})` });
     }
   }
@@ -588,13 +611,11 @@ describe('fixed races: one snapshot of a volume left for one request (concurrent
 });
 
 /**
- * Soak counterexample (20,000 random scenarios, reads lagging 50–90 s, concurrent deliveries): a
- * duplicate delivery of an update created its snapshot ~34 s after the answering delivery's and was
- * killed; its snapshot showed in reads only after the rollback and the clean-up Delete (retain) had
- * swept, so it was left. KNOWN, NOT FIXED (issue #5 stays open): a fix that keeps the Delete of a
- * set that young sweeping in isComplete until the onEvent budget + the settle window + the read lag
- * (500 s) have passed works, but makes every rollback within ~8 minutes of a snapshot wait that
- * long; see the closing note of session 2. When it is fixed, this becomes a plain `test.each`.
+ * Was a bug (soak counterexample: 20,000 random scenarios, reads lagging 50–90 s, concurrent
+ * deliveries): a duplicate delivery of an update created its snapshot ~34 s after the answering
+ * delivery's and was killed; its snapshot showed in reads only after the rollback and the clean-up
+ * Delete had swept, so it was left. Now a Delete of snapshots younger than 260 s sweeps their
+ * request in isComplete until 260 s after they were taken (completeDelete).
  */
 describe('a duplicate killed after its create, followed at once by a rollback and the clean-up Delete', () => {
   async function rolledBack(seed: number, policy: Policy) {
@@ -635,7 +656,7 @@ describe('a duplicate killed after its create, followed at once by a rollback an
     }
   }
 
-  test.failing.each(['retain', 'destroy'] as const)('(%s) the killed duplicate\'s snapshot, showing after the clean-up Delete\'s onEvent, is swept', async (policy) => {
+  test.each(['retain', 'destroy'] as const)('(%s) the killed duplicate\'s snapshot, showing after the clean-up Delete\'s onEvent, is swept', async (policy) => {
     const out: Violation[] = [];
     let cases = 0;
     for (let seed = 1; seed <= 24; seed++) {
@@ -650,6 +671,52 @@ describe('a duplicate killed after its create, followed at once by a rollback an
     }
     expect(cases).toBeGreaterThan(5);
     expect(out).toEqual([]);
+  });
+});
+
+/**
+ * The documented weaker case (README, "Idempotency without a client token"): soak seed 538869895,
+ * failing after 16,879 scenarios before it was recorded. The duplicate delivery created 15 s after
+ * the first (reads had not shown the first's yet) and was killed; CloudFormation took its failure.
+ * The Create failed, so no Delete follows (the Provider framework skips the Delete of a failed
+ * Create), and the first delivery stopped reading before the duplicate's snapshot showed. Left: the
+ * first delivery's answer and the killed delivery's snapshot, both tagged with the request's token,
+ * and nothing else.
+ */
+describe('CloudFormation takes the failure of a duplicate delivery killed after its create', () => {
+  test('the failed Create leaves at most the answering delivery\'s snapshot and the killed one\'s, both with the token', async () => {
+    const { violations, stack, world } = await runScenario({
+      seed: 2057241461,
+      faults: { 'throttle': 0.05, 'kill-after-create': 0.1, 'duplicate-delivery': 0.3 } as FaultRates,
+      delivery: { concurrent: 0.5, start: 'at-a-random-call', slowReads: true },
+      steps: [{ kind: 'deploy', t1: 0, t2: 0, t3: 0, policy: 'retain', wait: false }],
+    });
+    expect(violations).toEqual([]);
+    const create = stack.requests.filter((r) => r.logicalId === 'Snap1' && r.requestType === 'Create');
+    expect(create.map((r) => [r.status, r.counted])).toEqual([['SUCCESS', false], ['FAILED', true]]);
+    expect(create[1].reason).toMatch(/^Task timed out or was killed: killed after CreateSnapshotCommand/);
+    const left = existing(world, VOL_C).filter((c) => c.createdDuring?.requestKey.endsWith(`/Snap1/${create[0].requestId}`));
+    const killed = world.core.log.find((c) => c.outcome === 'ok+kill-after-create')!;
+    expect(left.map((c) => c.id).sort()).toEqual([create[0].physicalIdOut, killed.resourceId].sort());
+    const token = requestToken({ StackId: create[0].stackId, LogicalResourceId: 'Snap1', RequestId: create[0].requestId });
+    for (const c of left) expect(c.tags).toContainEqual({ Key: OWNERSHIP_TAG_KEYS.token, Value: token });
+    // The weaker case is recognised as such, and a third snapshot would not be.
+    expect(killedDeliveryFailedTheRequest(world, stack, left)).toBe(true);
+    expect(killedDeliveryFailedTheRequest(world, stack, [...left, { ...left[0], id: 'snap-0000000000000ffff' }])).toBe(false);
+  });
+});
+
+/** Counterexamples random soaks found, replayed on every run (each was a bug; see the handler tests named after them). */
+describe('soak counterexamples', () => {
+  test.each([
+    // 22,355th scenario of a 50,000 soak: a delivery whose reads gave up (30 % throttling) deleted the
+    // snapshot it made, which the concurrent duplicate had adopted and answered (UPDATE_COMPLETE named a deleted snapshot).
+    ['a failing delivery deleted the answer', '{"seed":1359044284,"faults":{"throttle":0.3,"server-error":0.1,"network":0.1,"lost-response":0,"hung-response":0,"kill-after-create":0.02,"slow-lifecycle":0.1,"failed-lifecycle":0.02,"duplicate-delivery":0.3,"framework-retry":0},"delivery":{"concurrent":0.5,"start":"at-once","slowReads":false},"steps":[{"kind":"deploy","t1":0,"t2":1,"t3":1,"policy":"destroy","wait":false,"otherFailsAt":3},{"kind":"deploy","t1":2,"t2":0,"t3":1,"policy":"retain","wait":false},{"kind":"deploy","t1":1,"t2":2,"t3":2,"policy":"retain","wait":false,"otherFailsAt":0},{"kind":"deploy","t1":2,"t2":2,"t3":1,"policy":"destroy","wait":true,"otherFailsAt":3}]}'],
+  ])('%s', async (_, scenario) => {
+    const { violations, stack } = await runScenario(JSON.parse(scenario));
+    expect(violations).toEqual([]);
+    // The path was taken: a delivery failed after its create while the request succeeded.
+    expect(stack.requests.some((r) => r.status === 'FAILED' && !r.counted && /EC2 reads|RequestLimitExceeded/.test(r.reason ?? ''))).toBe(true);
   });
 });
 

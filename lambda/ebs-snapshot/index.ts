@@ -24,6 +24,11 @@ type Props = EbsSnapshotOnDeployProperties;
 export type Attributes = EbsSnapshotOnDeployAttributes & Record<string, string>;
 type Request = OnEventRequest<Props>;
 type Response = OnEventResponse<Attributes>;
+/** What a Delete of young snapshots hands on to isComplete: the request tokens to sweep, and until when (epoch ms). */
+export interface LateSweep {
+  readonly SweepTokens: string;
+  readonly SweepUntil: string;
+}
 type CompleteRequest = IsCompleteRequest<Props, Attributes>;
 
 /** What the handler uses of the Lambda context. */
@@ -43,6 +48,15 @@ const END_MARGIN_MS = 30_000;
  * made) was created or first seen, so that every older snapshot of the request shows in reads.
  */
 const SETTLE_WINDOW_MS = 100_000;
+/**
+ * How long after the request's answer was made a duplicate delivery's snapshot can still come to
+ * show in reads. A delivery creates only after a look-up that found no snapshot of the request, so
+ * it missed the answer: that look-up came less than SETTLE_WINDOW_MS after the answer was made,
+ * and the create at most CALL_BUDGET_MS after it (a look-up that retried throttling). What it made
+ * shows within SETTLE_WINDOW_MS more. A Delete of a set younger than this keeps sweeping until then
+ * (a delivery killed after such a create leaves a snapshot nobody else deletes: see completeDelete).
+ */
+const LATE_DUPLICATE_HORIZON_MS = 2 * SETTLE_WINDOW_MS + CALL_BUDGET_MS;
 /** Kept after the create for the settle window, the reads and the clean-up of duplicates. */
 const SETTLE_RESERVE_MS = SETTLE_WINDOW_MS + 20_000;
 const SETTLE_INTERVAL_MS = 5_000;
@@ -90,7 +104,7 @@ interface Run {
 /** The source, resolved at deploy time. */
 type Source = { readonly kind: 'volume'; readonly volumeId: string } | { readonly kind: 'instance'; readonly instanceId: string };
 
-export async function onEvent(event: Request, context?: LambdaContext): Promise<Response> {
+export async function onEvent(event: Request, context?: LambdaContext): Promise<Response | OnEventResponse<LateSweep>> {
   const startedAt = clock.now();
   const remaining = context?.getRemainingTimeInMillis?.();
   const run: Run = {
@@ -110,17 +124,25 @@ export async function onEvent(event: Request, context?: LambdaContext): Promise<
       await sweep(event, event.PhysicalResourceId, snapshotIdsOf(response.PhysicalResourceId), run.endAt);
       return response;
     }
-    case 'Delete':
-      await sweep(event, event.PhysicalResourceId, [], run.endAt);
-      return remove(event);
+    case 'Delete': {
+      const swept = await sweep(event, event.PhysicalResourceId, [], run.endAt);
+      const response = await remove(event);
+      if (swept.horizon === undefined || swept.horizon <= clock.now()) return response;
+      // isComplete sweeps the request until no duplicate of it can be still to show (completeDelete);
+      // a StartTime ahead of this clock never makes it wait longer than the horizon itself.
+      const until = Math.min(swept.horizon, clock.now() + LATE_DUPLICATE_HORIZON_MS);
+      logger.info('the snapshots are young: sweeping their request until no late duplicate can show', { until: new Date(until).toISOString() });
+      return { ...response, Data: { SweepTokens: swept.tokens.join(','), SweepUntil: String(until) } };
+    }
   }
 }
 
 export async function isComplete(event: CompleteRequest): Promise<IsCompleteResponse<Attributes>> {
   logger.appendKeys({ requestType: event.RequestType, logicalResourceId: event.LogicalResourceId, requestId: event.RequestId });
-  // Deletes finish in onEvent; adopted and unchanged snapshots are not waited for (a rollback must
-  // never fail on them), and without waitForCompletion the snapshot's point in time is already fixed.
-  if (event.RequestType === 'Delete' || event.Data?.Origin !== 'created') return { IsComplete: true };
+  if (event.RequestType === 'Delete') return completeDelete(event);
+  // Adopted and unchanged snapshots are not waited for (a rollback must never fail on them), and
+  // without waitForCompletion the snapshot's point in time is already fixed.
+  if (event.Data?.Origin !== 'created') return { IsComplete: true };
   const ids = snapshotIdsOf(event.PhysicalResourceId);
   if (ids.length === 0) return { IsComplete: true };
   // The answer was settled (see settleAndDeduplicate): a snapshot of this request that a delivery
@@ -178,13 +200,37 @@ async function create(event: Request, run: Run, replaces?: string): Promise<Resp
     const kept = await step('Checking for duplicate snapshots of this request', () => settleAndDeduplicate(event, run, token, made, seen, expected, unseenSince));
     return await respond(event, run, kept, 'created', true);
   } catch (err) {
-    // Nothing this delivery made is left behind: what it created, and what reads show carrying its
-    // delivery tag. Never what another delivery of the request made: that may be the answer
-    // CloudFormation keeps.
-    const shown = await findByToken(event, token).then((all) => all.filter((s) => isMine(s, run)), () => []);
-    await discard(event, [...made, ...shown]);
-    throw err;
+    // What this delivery made (what it created, and what reads show carrying its delivery tag) is
+    // deleted, except what another delivery of the request may have answered: never what another
+    // delivery made, and never the oldest of a volume, unless no delivery can answer it (NoAnswer).
+    const all = await findByToken(event, token).catch(() => undefined);
+    const mine = [...new Map([...made, ...(all ?? []).filter((s) => isMine(s, run))].map((s) => [s.SnapshotId!, s])).values()];
+    const kept = err instanceof NoAnswer ? [] : mayBeAnswered(mine, all ?? []);
+    await discard(event, mine.filter((s) => !kept.includes(s)));
+    if (kept.length === 0) throw err;
+    const ids = kept.map((s) => s.SnapshotId).join(', ');
+    logger.warn('failed, keeping what may be another delivery\'s answer', { snapshotIds: ids, token });
+    throw new HandlerError(`${errorMessage(err)} (kept ${ids}: another delivery of this request may have answered with it; it carries the request's token)`);
   }
+}
+
+/**
+ * A failure no delivery of the request can avoid (the instance has no volume at a requested
+ * device, a snapshot of the set is in error, the answer is too large): no delivery answers, so the
+ * failing one deletes everything it made.
+ */
+class NoAnswer extends HandlerError {}
+
+/**
+ * Of the snapshots a failing delivery made, those another delivery may answer: per volume, the
+ * oldest snapshot of the request this delivery knows of (in no error), if it made it. Another
+ * delivery answers that snapshot 100 s after it was taken, and a deletion, like a creation, may
+ * show in reads late: deleting it could leave CloudFormation an answer that no longer exists.
+ * (Snapshots that are not the oldest of their volume are no delivery's answer: they are deleted.)
+ */
+function mayBeAnswered(mine: SnapshotView[], known: SnapshotView[]): SnapshotView[] {
+  const oldest = oldestPerVolume([...mine, ...known].filter((s) => s.State !== 'error'));
+  return mine.filter((s) => oldest.get(s.VolumeId ?? '')?.SnapshotId === s.SnapshotId);
 }
 
 /**
@@ -295,7 +341,8 @@ async function createSnapshots(event: Request, source: Source, tags: KeyValue[])
  * and a snapshot deleted as "not the answer" is nobody's answer. If an older snapshot shows up
  * while settling, the answer switches to it and this delivery's own is deleted. A snapshot a
  * delivery made after the answering one stopped reading (a delivery killed after its create) is
- * deleted by the delivery that made it, or by the sweep (isComplete, and every later event).
+ * deleted by the delivery that made it, or by the sweep (isComplete, and every later event; a
+ * Delete of young snapshots keeps sweeping until LATE_DUPLICATE_HORIZON_MS after them).
  * If W cannot be waited for inside the time left, the delivery fails rather than answer a
  * snapshot that may not be the oldest.
  */
@@ -334,7 +381,7 @@ async function settleAndDeduplicate(
       if (!settled) {
         // Answering now could answer a snapshot another delivery deletes as a newer duplicate.
         throw new HandlerError(`EC2 reads did not settle within the time left (${Math.round(SETTLE_WINDOW_MS / 1000)} seconds after the ` +
-          'snapshots of this request were made), so this delivery cannot tell which of them is the request\'s; the snapshots it made have been deleted. Deploy again.');
+          'snapshots of this request were made), so this delivery cannot tell which of them is the request\'s. Deploy again.');
       }
       logger.warn('the new snapshots do not show in reads yet; going on with what is known', {
         made: made.map((s) => s.SnapshotId),
@@ -368,7 +415,7 @@ async function settleAndDeduplicate(
   const failed = kept.find((s) => s.State === 'error');
   if (failed) {
     // An incomplete set is no point in time to restore the instance to: fail (create() deletes what this delivery made).
-    throw new HandlerError(`${(ec2SnapshotProgress(failed.SnapshotId!, failed) as { reason: string }).reason}; the snapshots this request made have been deleted`);
+    throw new NoAnswer(`${(ec2SnapshotProgress(failed.SnapshotId!, failed) as { reason: string }).reason}; the snapshots this request made have been deleted`);
   }
   return kept;
 }
@@ -516,20 +563,30 @@ async function remove(event: Request): Promise<Response> {
  * them. The token comes from the named snapshots' own tags, so only that request's snapshots are
  * looked at; each is checked for our ownership tags (this stack and resource); never one the
  * physical id or `keep` names. It never fails the event: what it cannot delete is logged, and the
- * next event tries again.
+ * next event tries again. Returns the tokens it swept and, when the newest named snapshot is young,
+ * the moment until which a duplicate of its request may still come to show in reads.
  */
 async function sweep(
   event: Request, physicalId: string | undefined, keep: string[], until: number, read?: Map<string, SnapshotView>,
-): Promise<void> {
+): Promise<{ tokens: string[]; horizon?: number }> {
   const ids = snapshotIdsOf(physicalId);
-  if (ids.length === 0) return;
-  const kept = new Set([...ids, ...keep]);
+  if (ids.length === 0) return { tokens: [] };
+  let named: SnapshotView[];
   try {
-    const named = read ?? await describeByIds(ids);
-    const tokens = new Set([...named.values()]
-      .filter((s) => isOwnedBy(s.Tags, requestOwner(event)))
-      .map((s) => tagValue(s.Tags, OWNERSHIP_TAG_KEYS.token))
-      .filter((t): t is string => !!t));
+    named = [...(read ?? await describeByIds(ids)).values()].filter((s) => isOwnedBy(s.Tags, requestOwner(event)));
+  } catch (err) {
+    logger.error('could not read the snapshots to sweep the request of; the next event tries again', { physicalResourceId: physicalId, error: err as Error });
+    return { tokens: [] };
+  }
+  const tokens = [...new Set(named.map((s) => tagValue(s.Tags, OWNERSHIP_TAG_KEYS.token)).filter((t): t is string => !!t))];
+  await sweepTokens(event, tokens, new Set([...ids, ...keep]), until, physicalId);
+  const newest = Math.max(...named.map((s) => (s.StartTime ? new Date(s.StartTime).getTime() : 0)));
+  return { tokens, horizon: tokens.length > 0 && newest > 0 ? newest + LATE_DUPLICATE_HORIZON_MS : undefined };
+}
+
+/** Deletes the snapshots carrying one of these request tokens (and our ownership tags) that `kept` does not name. Never throws. */
+async function sweepTokens(event: Request, tokens: string[], kept: Set<string>, until: number, physicalId: string | undefined): Promise<void> {
+  try {
     for (const token of tokens) {
       for (const s of await findByToken(event, token)) {
         if (kept.has(s.SnapshotId!)) continue;
@@ -544,6 +601,24 @@ async function sweep(
   } catch (err) {
     logger.error('could not delete the snapshots a delivery left behind; the next event tries again', { physicalResourceId: physicalId, error: err as Error });
   }
+}
+
+/**
+ * A Delete of snapshots younger than LATE_DUPLICATE_HORIZON_MS (a rollback's clean-up right after
+ * the deploy that made them, say) is the last event for their request: a duplicate delivery killed
+ * after its create may have made a snapshot that shows in reads only later, and nothing would
+ * delete it. So it sweeps the request on every poll until the horizon has passed (260 s after the
+ * newest snapshot was taken: at most 160 s after the answer, which came 100 s after it), and
+ * completes with the first sweep that starts at or after it.
+ */
+async function completeDelete(event: CompleteRequest): Promise<IsCompleteResponse<Attributes>> {
+  const data = (event.Data ?? {}) as Partial<LateSweep>;
+  const until = Number(data.SweepUntil ?? 0);
+  const tokens = (data.SweepTokens ?? '').split(',').filter((t) => t);
+  if (!(until > 0) || tokens.length === 0) return { IsComplete: true };
+  const startedAt = clock.now();
+  await sweepTokens(event, tokens, new Set(snapshotIdsOf(event.PhysicalResourceId)), startedAt + CALL_BUDGET_MS, event.PhysicalResourceId);
+  return { IsComplete: startedAt >= until };
 }
 
 /** After a failure, delete these snapshots (of this request, tagged as ours), so that nothing is orphaned. */
@@ -708,7 +783,7 @@ async function respond(event: Request, run: Run, snapshots: SnapshotView[], orig
   if (strict && event.ResourceProperties.Source === 'instance') {
     const missing = requestedDevices(event).filter((d) => !entries.some((e) => e.device === d));
     if (missing.length > 0) {
-      throw new HandlerError(`snapshotIdOfDevice() names ${missing.join(', ')}, but the instance has no volume attached there ` +
+      throw new NoAnswer(`snapshotIdOfDevice() names ${missing.join(', ')}, but the instance has no volume attached there ` +
         `(attached: ${entries.map((e) => e.device).filter((d) => d).join(', ') || 'none'}); the snapshots this request made have been deleted`);
     }
   }
@@ -744,7 +819,7 @@ function answer(
   const envelope = { ...response, StackId: event.StackId, RequestId: event.RequestId, LogicalResourceId: event.LogicalResourceId };
   const size = Buffer.byteLength(JSON.stringify(envelope));
   if (size > MAX_RESPONSE_BYTES) {
-    throw new HandlerError(`the answer for ${ids.length} snapshots would be ${size} bytes, more than a CloudFormation custom resource ` +
+    throw new NoAnswer(`the answer for ${ids.length} snapshots would be ${size} bytes, more than a CloudFormation custom resource ` +
       'response may carry (4,096 bytes with the framework\'s fields): snapshot fewer volumes per resource (one EbsSnapshotOnDeploy per volume, say)');
   }
   return response;
