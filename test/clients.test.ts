@@ -71,3 +71,47 @@ describe.each(SERVICES)('$file client', ({ file, variable, command }) => {
     });
   });
 });
+
+describe('timeouts: a silent request fails instead of hanging the invocation into its Lambda timeout', () => {
+  /** The handler options a client's requests run with. */
+  async function handlerOptions(client: any): Promise<{ socketTimeout?: number; connectionTimeout?: number }> {
+    return (client.config.requestHandler as any).configProvider;
+  }
+  const clients: Array<[string, () => any]> = [
+    ...(['fsx', 'ec2', 'ebs', 'cloudformation', 's3'] as const).map((file): [string, () => any] =>
+      [file, () => require(`../lambda/shared/clients/${file}`)[file]()]),
+    ['ec2Create', () => require('../lambda/shared/clients/ec2').ec2Create()],
+    ['uploadEbs', () => require('../lambda/ebs-direct-snapshot/clients').uploadEbs()],
+    ['imageS3', () => require('../lambda/ebs-direct-snapshot/clients').imageS3()],
+  ];
+
+  test.each(clients)('%s gives up after 30 s of silence and 5 s of connecting', async (_, make) => {
+    let client: any;
+    jest.isolateModules(() => {
+      client = make();
+    });
+    await expect(handlerOptions(client)).resolves.toMatchObject({ socketTimeout: 30_000, connectionTimeout: 5_000 });
+  });
+
+  test('that idle timeout ends a silent request with a TimeoutError (requestTimeout alone would only log a warning)', async () => {
+    const { CLIENT_CONFIG } = require('../lambda/shared/clients/config');
+    const { EC2Client, DescribeSnapshotsCommand } = require('@aws-sdk/client-ec2');
+    const silent = http.createServer(() => undefined); // accepts the request, never answers
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    try {
+      const client = new EC2Client({
+        ...CLIENT_CONFIG,
+        maxAttempts: 1,
+        endpoint: `http://127.0.0.1:${(silent.address() as AddressInfo).port}`,
+        // The same options with a short idle timeout, so that the test does not wait 30 s.
+        requestHandler: { ...CLIENT_CONFIG.requestHandler, socketTimeout: 300 },
+      });
+      const started = Date.now();
+      await expect(client.send(new DescribeSnapshotsCommand({}))).rejects.toMatchObject({ name: 'TimeoutError' });
+      expect(Date.now() - started).toBeLessThan(5_000);
+    } finally {
+      silent.closeAllConnections();
+      await new Promise<void>((resolve) => silent.close(() => resolve()));
+    }
+  });
+});

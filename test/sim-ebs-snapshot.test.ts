@@ -488,10 +488,21 @@ describe('concurrent duplicate deliveries (both handlers in flight at once)', ()
   });
 
   test('each delivery has its own Lambda deadline: the first is killed by its own timeout, the duplicate (started with it) answers', async () => {
-    // The first's create hangs (no response) until its Lambda times out; the duplicate, started at once, is not killed with it.
-    const world = ebsWorld(32, {}, [{ kind: 'duplicate-delivery' }, { kind: 'hung-response', command: 'CreateSnapshotCommand' }]);
+    // The first hangs until its Lambda times out; the duplicate, started at once, is not killed with it.
+    const world = ebsWorld(32, {}, [{ kind: 'duplicate-delivery' }]);
     try {
-      const stack = new CfnStack(world, handler, { concurrentDuplicates: true });
+      let hung = false;
+      const hangsFirst = {
+        onEvent: async (event: any) => {
+          if (!hung) {
+            hung = true;
+            await clock.sleep(24 * 3_600_000);
+          }
+          return onEvent(event);
+        },
+        isComplete,
+      };
+      const stack = new CfnStack(world, hangsFirst, { concurrentDuplicates: true });
       const inv = ebsInvariants(world, stack);
       const created = await stack.deploy({ Snap1: volume('v1', 'retain') });
       inv.afterOperation(created);

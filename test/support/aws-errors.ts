@@ -19,3 +19,8 @@ export function networkError(code = 'ECONNRESET'): Error {
     $metadata: { attempts: 1, totalRetryDelay: 0 },
   });
 }
+
+/** What the SDK's HTTP handler throws when a request stays silent past its `requestTimeout`. */
+export function requestTimeoutError(ms = 30_000): Error {
+  return Object.assign(new Error(`Connection timed out after ${ms} ms`), { name: 'TimeoutError', $metadata: { attempts: 1, totalRetryDelay: 0 } });
+}

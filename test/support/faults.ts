@@ -11,7 +11,10 @@ export const FAULT_KINDS = [
   'network',
   /** The call acted, but its response was lost: the caller sees ECONNRESET. */
   'lost-response',
-  /** The call acted, and the response never came: the Lambda hangs until its timeout kills it. */
+  /**
+   * The call acted, and the response never came: the SDK's request timeout (REQUEST_TIMEOUT_MS,
+   * lambda/shared/clients/config.ts) ends the call with a TimeoutError after 30 s of silence.
+   */
   'hung-response',
   /** The Lambda is killed right after a create call succeeded, before it answered. */
   'kill-after-create',

@@ -1,6 +1,7 @@
-import { networkError } from './aws-errors';
+import { networkError, requestTimeoutError } from './aws-errors';
 import { FaultPlan } from './faults';
 import { SimClock } from './sim-clock';
+import { REQUEST_TIMEOUT_MS } from '../../lambda/shared/clients/config';
 
 export const ACCOUNT = '111111111111';
 export const REGION = 'us-east-1';
@@ -125,8 +126,9 @@ export class SimCore {
       if (after === 'lost-response') throw networkError('ECONNRESET');
       if (after === 'kill-after-create') this.clock.kill(`killed after ${command} succeeded`);
       if (after === 'hung-response') {
-        // No response ever comes; the SDK has no request timeout here, so the Lambda times out.
-        await this.clock.sleep(24 * 3_600_000);
+        // No response ever comes: the SDK's request timeout (the clients' config) gives up on it.
+        await this.clock.sleep(REQUEST_TIMEOUT_MS);
+        throw requestTimeoutError(REQUEST_TIMEOUT_MS);
       }
     }
     return structuredClone(result);
