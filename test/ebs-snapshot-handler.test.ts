@@ -425,7 +425,7 @@ describe('Create from an instance', () => {
     expect(res.PhysicalResourceId).toBe('snap-00000000000000001,snap-00000000000000002');
   });
 
-  test('when reading the devices fails, the Create fails and keeps the set another delivery may answer', async () => {
+  test('when reading the devices is not allowed (every delivery fails alike), the Create fails and deletes what it made', async () => {
     const event = cfnRequest('Create', p);
     const made = snap('snap-0000000000000000b', 'pending', ours(p, requestToken(event)));
     tokenLookups([], [made]);
@@ -433,8 +433,33 @@ describe('Create from an instance', () => {
     attached(VOLUME);
     ec2Mock.on(DescribeVolumesCommand, { VolumeIds: [VOLUME] }).rejects(awsError('UnauthorizedOperation', 'not allowed', 403));
     ec2Mock.on(DeleteSnapshotCommand).resolves({});
-    await expect(onEvent(event)).rejects.toThrow(/^Reading the devices of the snapshotted volumes: UnauthorizedOperation: not allowed \(kept snap-0000000000000000b: /);
+    await expect(onEvent(event)).rejects.toThrow(/^Reading the devices of the snapshotted volumes: UnauthorizedOperation: not allowed$/);
+    expect(ec2Mock).toHaveReceivedCommandWith(DeleteSnapshotCommand, { SnapshotId: 'snap-0000000000000000b' });
+  });
+
+  test('when reading the devices stays throttled, the Create fails and keeps the set another delivery may have answered', async () => {
+    const event = cfnRequest('Create', p);
+    const made = snap('snap-0000000000000000b', 'pending', ours(p, requestToken(event)));
+    tokenLookups([], [made]);
+    ec2Mock.on(CreateSnapshotsCommand).resolves({ Snapshots: [made] });
+    attached(VOLUME);
+    ec2Mock.on(DescribeVolumesCommand, { VolumeIds: [VOLUME] }).rejects(awsError('RequestLimitExceeded', 'Rate exceeded', 503));
+    ec2Mock.on(DeleteSnapshotCommand).resolves({});
+    await expect(onEvent(event)).rejects.toThrow(/^Reading the devices of the snapshotted volumes: RequestLimitExceeded: Rate exceeded \(kept snap-0000000000000000b: another delivery/);
     expect(ec2Mock).not.toHaveReceivedCommand(DeleteSnapshotCommand);
+  });
+
+  test('a device snapshotIdOfDevice() names is not attached (every delivery fails alike): the Create fails and deletes what it made', async () => {
+    const q = { ...p, Devices: '/dev/sdz' };
+    const event = cfnRequest('Create', q);
+    const made = snap('snap-0000000000000000b', 'pending', ours(q, requestToken(event)));
+    tokenLookups([], [made]);
+    ec2Mock.on(CreateSnapshotsCommand).resolves({ Snapshots: [made] });
+    attached(VOLUME);
+    ec2Mock.on(DescribeVolumesCommand, { VolumeIds: [VOLUME] }).resolves({ Volumes: [{ VolumeId: VOLUME, Attachments: [{ Device: '/dev/xvda' }] }] });
+    ec2Mock.on(DeleteSnapshotCommand).resolves({});
+    await expect(onEvent(event)).rejects.toThrow(/^snapshotIdOfDevice\(\) names \/dev\/sdz, but the instance has no volume attached there \(attached: \/dev\/xvda\)/);
+    expect(ec2Mock).toHaveReceivedCommandWith(DeleteSnapshotCommand, { SnapshotId: 'snap-0000000000000000b' });
   });
 
   test('a look-up that finds only some of the set waits for a snapshot of every attached volume', async () => {
@@ -450,7 +475,7 @@ describe('Create from an instance', () => {
     expect(res.PhysicalResourceId).toBe('snap-0000000000000000b,snap-0000000000000000c');
   });
 
-  test('a snapshot of the set in error fails the Create and deletes the whole set', async () => {
+  test('a snapshot of the set in error fails the Create and deletes the whole set (no point in time; a partial set could be adopted by a rollback)', async () => {
     const event = cfnRequest('Create', p);
     const token = requestToken(event);
     const a = snap('snap-0000000000000000b', 'pending', ours(p, token), { volumeId: VOLUME });
@@ -459,7 +484,7 @@ describe('Create from an instance', () => {
     ec2Mock.on(CreateSnapshotsCommand).resolves({ Snapshots: [a, b] });
     attached(VOLUME, VOLUME2);
     ec2Mock.on(DeleteSnapshotCommand).resolves({});
-    await expect(onEvent(event)).rejects.toThrow(/EBS snapshot snap-0000000000000000c is in state error: internal; the snapshots this request made have been deleted/);
+    await expect(onEvent(event)).rejects.toThrow(/^EBS snapshot snap-0000000000000000c is in state error: internal; the snapshots this request made have been deleted$/);
     expect(ec2Mock.commandCalls(DeleteSnapshotCommand).map((c) => c.args[0].input.SnapshotId).sort()).toEqual(['snap-0000000000000000b', 'snap-0000000000000000c']);
   });
 
@@ -973,7 +998,8 @@ describe('The sweep: leftovers of the request whose snapshots the physical id na
 
     test.each(['retain', 'destroy'] as const)('(%s) a rollback\'s clean-up right after the answer sweeps the request until the horizon, and a duplicate showing meanwhile is deleted', async (policy) => {
       const p = props({ RemovalPolicy: policy });
-      const snapshots = [snap(NAMED, 'completed', ours(p, TOKEN))];
+      const [named, , otherRequest, notOurs] = world(p);
+      const snapshots = [named, otherRequest, notOurs];
       account(snapshots);
       now = T0.getTime() + 110_000;
       const res = await onEvent(cfnRequest('Delete', p, { PhysicalResourceId: NAMED }));
@@ -1000,7 +1026,7 @@ describe('The sweep: leftovers of the request whose snapshots the physical id na
     test('a Delete of a set older than the horizon completes at once, reading nothing more', async () => {
       const p = props();
       account(world(p));
-      now = T0.getTime() + HORIZON_MS + 20_000 + 1; // past the horizon of the newest named snapshot
+      now = T0.getTime() + HORIZON_MS; // the horizon of the named snapshot (taken at T0), exactly
       const res = await onEvent(cfnRequest('Delete', p, { PhysicalResourceId: NAMED }));
       expect(res).toEqual({ PhysicalResourceId: NAMED });
       ec2Mock.resetHistory();
@@ -1008,16 +1034,50 @@ describe('The sweep: leftovers of the request whose snapshots the physical id na
       expect(ec2Mock.calls()).toHaveLength(0);
     });
 
-    test('a sweep that fails never fails the Delete: it ends at the horizon all the same', async () => {
+    test('a sweep that fails never fails the Delete: it needs one sweep that works after the horizon, and gives up 5 minutes past it', async () => {
       const p = props();
-      account([snap(NAMED, 'completed', ours(p, TOKEN))]);
+      const snapshots = [snap(NAMED, 'completed', ours(p, TOKEN))];
+      account(snapshots);
       now = T0.getTime() + 110_000;
       const res = await onEvent(cfnRequest('Delete', p, { PhysicalResourceId: NAMED }));
-      ec2Mock.on(DescribeSnapshotsCommand).rejects(awsError('UnauthorizedOperation', 'no', 403));
       const poll = () => isComplete(cfnRequest('Delete', p, { PhysicalResourceId: NAMED, Data: res.Data }) as any);
+      const failing = () => ec2Mock.on(DescribeSnapshotsCommand).rejects(awsError('UnauthorizedOperation', 'no', 403));
+      failing();
       await expect(poll()).resolves.toEqual({ IsComplete: false });
       now = T0.getTime() + HORIZON_MS;
+      await expect(poll()).resolves.toEqual({ IsComplete: false });
+      // Reads work again: the first sweep that works ends it.
+      account(snapshots);
+      now += 10_000;
       await expect(poll()).resolves.toEqual({ IsComplete: true });
+      // Reads keep failing: given up 5 minutes past the horizon (never a failed Delete).
+      failing();
+      now = T0.getTime() + HORIZON_MS + 5 * 60_000 - 1;
+      await expect(poll()).resolves.toEqual({ IsComplete: false });
+      now += 1;
+      await expect(poll()).resolves.toEqual({ IsComplete: true });
+    });
+
+    test('a Delete whose own sweep failed hands the sweep on even when the set is old', async () => {
+      const p = props();
+      account([snap(NAMED, 'completed', ours(p, TOKEN))]);
+      ec2Mock.on(DescribeSnapshotsCommand, { OwnerIds: ['self'] }).rejects(awsError('RequestLimitExceeded', 'Rate exceeded', 503));
+      now = T0.getTime() + 3_600_000;
+      const res = await onEvent(cfnRequest('Delete', p, { PhysicalResourceId: NAMED }));
+      expect(res.Data).toEqual({ SweepTokens: TOKEN, SweepUntil: String(T0.getTime() + HORIZON_MS) });
+    });
+
+    test('the horizon is compared with when the sweep started, not when the Delete ended', async () => {
+      const p = props({ RemovalPolicy: 'destroy' });
+      account([snap(NAMED, 'completed', ours(p, TOKEN))]);
+      now = T0.getTime() + HORIZON_MS - 5_000;
+      // The Delete of the named snapshot takes 10 s (throttled): the horizon passes meanwhile.
+      ec2Mock.on(DeleteSnapshotCommand).callsFake(async () => {
+        now += 10_000;
+        return {};
+      });
+      const res = await onEvent(cfnRequest('Delete', p, { PhysicalResourceId: NAMED }));
+      expect(res.Data).toEqual({ SweepTokens: TOKEN, SweepUntil: String(T0.getTime() + HORIZON_MS) });
     });
 
     test('a StartTime ahead of the handler\'s clock never makes the Delete wait longer than the horizon', async () => {

@@ -112,20 +112,29 @@ function noDeliveryAnswered(stack: CfnStack, requestKey: string | undefined): bo
 
 /**
  * The second weaker case (documented in the README, not fixed: fixing it would add 160 s to every
- * deploy): CloudFormation acted on the failure of a delivery killed after its create while another
- * delivery answered. The request failed and the Provider framework sends no Delete after a failed
- * Create, so no event follows for it: what may be left is what the answering deliveries answered
- * and what the killed deliveries made, at most one per delivery. Anything else left is a violation.
+ * deploy): CloudFormation acted on the failure of a delivery killed right after its create, while
+ * another delivery answered. The request failed and no event follows for it (the Provider framework
+ * sends no Delete after a failed Create; a failed Update's rollback sweeps only the old set's
+ * request), so what may be left of one volume is: the one snapshot every answering delivery
+ * answered, and what killed deliveries made that showed in reads only after every answering
+ * delivery had answered (its last read). Anything else left is a violation.
  */
 function killedDeliveryFailedTheRequest(world: SimWorld, stack: CfnStack, copies: CopyView[]): boolean {
   const requestKey = copies[0]?.createdDuring?.requestKey;
   const records = stack.requests.filter((r) => `${r.stackId}/${r.logicalId}/${r.requestId}` === requestKey);
   const counted = records.find((r) => r.counted);
-  if (!counted || counted.status !== 'FAILED' || !/^Task timed out or was killed/.test(counted.reason ?? '')) return false;
-  const answered = new Set(records.filter((r) => r.status === 'SUCCESS').flatMap((r) => snapshotIdsOf(r.physicalIdOut)));
-  const madeByKilled = new Set(world.core.log.filter((c) => c.outcome.endsWith('+kill-after-create') && c.context?.requestKey === requestKey)
-    .flatMap((c) => (c.resourceId ?? '').split(',')).filter((id) => id));
-  return copies.length <= records.length && copies.every((c) => answered.has(c.id) || madeByKilled.has(c.id));
+  if (!counted || counted.status !== 'FAILED' || !/^Task timed out or was killed: killed after CreateSnapshots?Command succeeded/.test(counted.reason ?? '')) return false;
+  const answering = records.filter((r) => r.status === 'SUCCESS');
+  const target = copies[0].target;
+  // Every answering delivery answered the same snapshot of this volume (the proof of settleAndDeduplicate).
+  const answered = new Set(answering.flatMap((r) => snapshotIdsOf(r.physicalIdOut)).filter((id) => world.copy(id)?.target === target));
+  if (answered.size > 1) return false;
+  const lastRead = Math.max(...answering.map((r) => r.endedAt ?? Number.MAX_SAFE_INTEGER));
+  const killedCreates = world.core.log.filter((c) => c.outcome === 'ok+kill-after-create' && c.context?.requestKey === requestKey);
+  const madeByKilled = new Set(killedCreates.flatMap((c) => (c.resourceId ?? '').split(',')).filter((id) => id));
+  const late = (c: CopyView) => madeByKilled.has(c.id) && (world.ec2.snapshots.get(c.id)?.visibleAt ?? 0) > lastRead;
+  const unexplained = copies.filter((c) => !answered.has(c.id) && !late(c));
+  return unexplained.length === 0 && copies.filter((c) => madeByKilled.has(c.id)).length <= killedCreates.length;
 }
 
 /** The snapshots of `c`'s volume made for `c`'s request that still exist (`c` among them if it does). */
@@ -670,10 +679,12 @@ describe('a duplicate killed after its create, followed at once by a rollback an
   test.each(['retain', 'destroy'] as const)('(%s) the killed duplicate\'s snapshot, showing after the clean-up Delete\'s onEvent, is swept', async (policy) => {
     const out: Violation[] = [];
     let cases = 0;
+    let swept = 0;
     for (let seed = 1; seed <= 24; seed++) {
       const r = await rolledBack(seed, policy);
       if (!r) continue;
       cases++;
+      if (r.sweptByCleanup) swept++;
       // The race took place: the duplicate's create acted 15 s or more after the answer's, and it was killed.
       expect(r.killed).toBeDefined();
       expect(r.killed!.at - r.creates[0].at).toBeGreaterThanOrEqual(15_000);
@@ -681,6 +692,8 @@ describe('a duplicate killed after its create, followed at once by a rollback an
       out.push(...r.out);
     }
     expect(cases).toBeGreaterThan(5);
+    // The clean-up Delete's late sweep is what deleted the killed duplicate's snapshot, in some of them.
+    expect(swept).toBeGreaterThan(0);
     expect(out).toEqual([]);
   });
 });
@@ -711,9 +724,12 @@ describe('CloudFormation takes the failure of a duplicate delivery killed after 
     expect(left.map((c) => c.id).sort()).toEqual([create[0].physicalIdOut, killed.resourceId].sort());
     const token = requestToken({ StackId: create[0].stackId, LogicalResourceId: 'Snap1', RequestId: create[0].requestId });
     for (const c of left) expect(c.tags).toContainEqual({ Key: OWNERSHIP_TAG_KEYS.token, Value: token });
-    // The weaker case is recognised as such, and a third snapshot would not be.
+    // The weaker case is recognised as such; the killed delivery's snapshot showed after the answer.
     expect(killedDeliveryFailedTheRequest(world, stack, left)).toBe(true);
-    expect(killedDeliveryFailedTheRequest(world, stack, [...left, { ...left[0], id: 'snap-0000000000000ffff' }])).toBe(false);
+    expect(world.ec2.snapshots.get(killed.resourceId!)!.visibleAt).toBeGreaterThan(create[0].endedAt!);
+    // Not a snapshot no delivery answered nor a killed one made.
+    const stray = { ...left.find((c) => c.id === killed.resourceId)!, id: 'snap-0000000000000ffff' };
+    expect(killedDeliveryFailedTheRequest(world, stack, [...left.filter((c) => c.id !== killed.resourceId), stray])).toBe(false);
   });
 });
 
@@ -722,12 +738,12 @@ describe('soak counterexamples', () => {
   test.each([
     // 22,355th scenario of a 50,000 soak: a delivery whose reads gave up (30 % throttling) deleted the
     // snapshot it made, which the concurrent duplicate had adopted and answered (UPDATE_COMPLETE named a deleted snapshot).
-    ['a failing delivery deleted the answer', '{"seed":1359044284,"faults":{"throttle":0.3,"server-error":0.1,"network":0.1,"lost-response":0,"hung-response":0,"kill-after-create":0.02,"slow-lifecycle":0.1,"failed-lifecycle":0.02,"duplicate-delivery":0.3,"framework-retry":0},"delivery":{"concurrent":0.5,"start":"at-once","slowReads":false},"steps":[{"kind":"deploy","t1":0,"t2":1,"t3":1,"policy":"destroy","wait":false,"otherFailsAt":3},{"kind":"deploy","t1":2,"t2":0,"t3":1,"policy":"retain","wait":false},{"kind":"deploy","t1":1,"t2":2,"t3":2,"policy":"retain","wait":false,"otherFailsAt":0},{"kind":"deploy","t1":2,"t2":2,"t3":1,"policy":"destroy","wait":true,"otherFailsAt":3}]}'],
+    ['no success names a snapshot a failing delivery deleted', '{"seed":1359044284,"faults":{"throttle":0.3,"server-error":0.1,"network":0.1,"lost-response":0,"hung-response":0,"kill-after-create":0.02,"slow-lifecycle":0.1,"failed-lifecycle":0.02,"duplicate-delivery":0.3,"framework-retry":0},"delivery":{"concurrent":0.5,"start":"at-once","slowReads":false},"steps":[{"kind":"deploy","t1":0,"t2":1,"t3":1,"policy":"destroy","wait":false,"otherFailsAt":3},{"kind":"deploy","t1":2,"t2":0,"t3":1,"policy":"retain","wait":false},{"kind":"deploy","t1":1,"t2":2,"t3":2,"policy":"retain","wait":false,"otherFailsAt":0},{"kind":"deploy","t1":2,"t2":2,"t3":1,"policy":"destroy","wait":true,"otherFailsAt":3}]}'],
   ])('%s', async (_, scenario) => {
     const { violations, stack } = await runScenario(JSON.parse(scenario));
     expect(violations).toEqual([]);
-    // The path was taken: a delivery failed after its create while the request succeeded.
-    expect(stack.requests.some((r) => r.status === 'FAILED' && !r.counted && /EC2 reads|RequestLimitExceeded/.test(r.reason ?? ''))).toBe(true);
+    // The path was taken: two deliveries of one request ran at once.
+    expect(stack.concurrency.overlapped).toBeGreaterThan(0);
   });
 });
 

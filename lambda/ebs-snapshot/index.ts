@@ -51,12 +51,19 @@ const SETTLE_WINDOW_MS = 100_000;
 /**
  * How long after the request's answer was made a duplicate delivery's snapshot can still come to
  * show in reads. A delivery creates only after a look-up that found no snapshot of the request, so
- * it missed the answer: that look-up came less than SETTLE_WINDOW_MS after the answer was made,
- * and the create at most CALL_BUDGET_MS after it (a look-up that retried throttling). What it made
- * shows within SETTLE_WINDOW_MS more. A Delete of a set younger than this keeps sweeping until then
- * (a delivery killed after such a create leaves a snapshot nobody else deletes: see completeDelete).
+ * it missed the answer: that look-up read it less than SETTLE_WINDOW_MS after the answer was made,
+ * and the create follows at most CALL_BUDGET_MS later (slack for a look-up of several pages whose
+ * later pages retried throttling). What it made shows within SETTLE_WINDOW_MS more. A Delete of a
+ * set younger than this keeps sweeping until then (a delivery killed after such a create leaves a
+ * snapshot nobody else deletes: see completeDelete). This assumes duplicate deliveries arrive while
+ * CloudFormation still waits for the request (a delivery arriving after the answer was deleted
+ * would find nothing and make a new snapshot).
  */
 const LATE_DUPLICATE_HORIZON_MS = 2 * SETTLE_WINDOW_MS + CALL_BUDGET_MS;
+/** How long past the horizon a Delete keeps trying to sweep when every sweep fails (throttling, say). */
+const LATE_SWEEP_GIVE_UP_MS = 5 * 60_000;
+/** How long one isComplete poll may start calls for its sweep (the isComplete Lambda has 2 minutes). */
+const POLL_SWEEP_BUDGET_MS = 20_000;
 /** Kept after the create for the settle window, the reads and the clean-up of duplicates. */
 const SETTLE_RESERVE_MS = SETTLE_WINDOW_MS + 20_000;
 const SETTLE_INTERVAL_MS = 5_000;
@@ -125,13 +132,15 @@ export async function onEvent(event: Request, context?: LambdaContext): Promise<
       return response;
     }
     case 'Delete': {
+      const sweptAt = clock.now();
       const swept = await sweep(event, event.PhysicalResourceId, [], run.endAt);
       const response = await remove(event);
-      if (swept.horizon === undefined || swept.horizon <= clock.now()) return response;
-      // isComplete sweeps the request until no duplicate of it can be still to show (completeDelete);
-      // a StartTime ahead of this clock never makes it wait longer than the horizon itself.
-      const until = Math.min(swept.horizon, clock.now() + LATE_DUPLICATE_HORIZON_MS);
-      logger.info('the snapshots are young: sweeping their request until no late duplicate can show', { until: new Date(until).toISOString() });
+      if (swept.tokens.length === 0 || (swept.complete && (swept.horizon === undefined || swept.horizon <= sweptAt))) return response;
+      // isComplete sweeps the request until no duplicate of it can be still to show, and at least
+      // once successfully (completeDelete); a StartTime ahead of this clock never makes it wait
+      // longer than the horizon itself.
+      const until = Math.min(swept.horizon ?? sweptAt, sweptAt + LATE_DUPLICATE_HORIZON_MS);
+      logger.info('sweeping the request of the deleted snapshots until no late duplicate can show', { until: new Date(until).toISOString(), swept: swept.complete });
       return { ...response, Data: { SweepTokens: swept.tokens.join(','), SweepUntil: String(until) } };
     }
   }
@@ -149,11 +158,11 @@ export async function isComplete(event: CompleteRequest): Promise<IsCompleteResp
   // killed after its create made, and that showed after the answering delivery stopped reading, is
   // removed on every poll, not only at the next event.
   if (event.ResourceProperties.WaitForCompletion !== 'true') {
-    await sweep(event, event.PhysicalResourceId, [], clock.now() + CALL_BUDGET_MS);
+    await sweep(event, event.PhysicalResourceId, [], clock.now() + POLL_SWEEP_BUDGET_MS);
     return { IsComplete: true };
   }
   const snapshots = await step(`Reading EBS snapshots ${ids.join(', ')}`, () => describeByIds(ids));
-  await sweep(event, event.PhysicalResourceId, [], clock.now() + CALL_BUDGET_MS, snapshots);
+  await sweep(event, event.PhysicalResourceId, [], clock.now() + POLL_SWEEP_BUDGET_MS, snapshots);
   const sinceStart = clock.now() - Number(event.Data?.StartedAt ?? clock.now());
   const progress: Array<{ id: string; p: Progress }> = ids.map((id) => {
     const s = snapshots.get(id);
@@ -184,6 +193,7 @@ export async function isComplete(event: CompleteRequest): Promise<IsCompleteResp
 async function create(event: Request, run: Run, replaces?: string): Promise<Response> {
   // What this delivery made: the only snapshots it ever deletes (on failure, or as a duplicate).
   const made: SnapshotView[] = [];
+  const seen = new Seen();
   const token = requestToken(event);
   try {
     const source = await step('Finding the source of the EBS snapshot', () => resolveSource(event));
@@ -193,7 +203,6 @@ async function create(event: Request, run: Run, replaces?: string): Promise<Resp
       });
       return respondNone(event, run);
     }
-    const seen = new Map<string, number>();
     const { unseenSince } = await createOrAdopt(event, run, source, token, made, seen, replaces);
     // A look-up can find some of an instance's snapshots and not yet the others: wait for one of each attached volume.
     const expected = source.kind === 'instance' ? await step(`Reading the volumes of instance ${source.instanceId}`, () => attachedVolumes(source.instanceId)) : [];
@@ -202,24 +211,21 @@ async function create(event: Request, run: Run, replaces?: string): Promise<Resp
   } catch (err) {
     // What this delivery made (what it created, and what reads show carrying its delivery tag) is
     // deleted, except what another delivery of the request may have answered: never what another
-    // delivery made, and never the oldest of a volume, unless no delivery can answer it (NoAnswer).
+    // delivery made, and never the oldest of a volume, unless no delivery can answer it.
     const all = await findByToken(event, token).catch(() => undefined);
     const mine = [...new Map([...made, ...(all ?? []).filter((s) => isMine(s, run))].map((s) => [s.SnapshotId!, s])).values()];
-    const kept = err instanceof NoAnswer ? [] : mayBeAnswered(mine, all ?? []);
+    // A failure every delivery meets (not throttling, a 5xx, a timeout or reads that did not settle)
+    // means no delivery answers: everything this one made goes.
+    const transient = err instanceof HandlerError ? err.transient : isTransient(err);
+    // What is known of the request's snapshots: the last look-up, or if it failed, all this delivery saw.
+    const kept = transient ? mayBeAnswered(mine, all ?? [...seen.views.values()]) : [];
     await discard(event, mine.filter((s) => !kept.includes(s)));
     if (kept.length === 0) throw err;
     const ids = kept.map((s) => s.SnapshotId).join(', ');
     logger.warn('failed, keeping what may be another delivery\'s answer', { snapshotIds: ids, token });
-    throw new HandlerError(`${errorMessage(err)} (kept ${ids}: another delivery of this request may have answered with it; it carries the request's token)`);
+    throw new HandlerError(`${errorMessage(err)} (kept ${ids}: another delivery of this request may have answered with it; it carries the request's token)`, true);
   }
 }
-
-/**
- * A failure no delivery of the request can avoid (the instance has no volume at a requested
- * device, a snapshot of the set is in error, the answer is too large): no delivery answers, so the
- * failing one deletes everything it made.
- */
-class NoAnswer extends HandlerError {}
 
 /**
  * Of the snapshots a failing delivery made, those another delivery may answer: per volume, the
@@ -240,7 +246,7 @@ function mayBeAnswered(mine: SnapshotView[], known: SnapshotView[]): SnapshotVie
  * are watched for what it made until the time is up.
  */
 async function createOrAdopt(
-  event: Request, run: Run, source: Source, token: string, made: SnapshotView[], seen: Map<string, number>, replaces: string | undefined,
+  event: Request, run: Run, source: Source, token: string, made: SnapshotView[], seen: Seen, replaces: string | undefined,
 ): Promise<{ unseenSince?: number }> {
   const props = event.ResourceProperties;
   const extra: KeyValue[] = [{ Key: DELIVERY_TAG, Value: run.delivery }];
@@ -256,7 +262,7 @@ async function createOrAdopt(
       await withRetries(
         async () => {
           const found = await findByToken(event, token);
-          for (const s of found) if (!seen.has(s.SnapshotId!)) seen.set(s.SnapshotId!, clock.now());
+          for (const s of found) seen.note(s);
           if (found.length > 0) {
             logger.info('adopting the snapshots of this request', { snapshotIds: found.map((s) => s.SnapshotId), token });
             // One whose create response was lost is this delivery's own.
@@ -278,7 +284,7 @@ async function createOrAdopt(
             throw err;
           });
           made.push(...created);
-          for (const s of created) seen.set(s.SnapshotId!, clock.now());
+          for (const s of created) seen.note(s);
           logger.info('snapshot requested', { snapshotIds: created.map((s) => s.SnapshotId), token });
         },
         {
@@ -296,6 +302,7 @@ async function createOrAdopt(
           `EC2 ${source.kind === 'volume' ? 'CreateSnapshot' : 'CreateSnapshots'} on ${what} may have acted (${errorMessage(lastCreateError)}), ` +
             `and no snapshot of this request showed in reads within ${Math.round((clock.now() - uncertainAt!) / 1000)} seconds. ` +
             'It was not sent again, so as not to make two; a snapshot it made keeps this request\'s token tag (a retry of the request adopts it). Deploy again.',
+          true,
         );
       }
       throw explainCreateError(errorCode(err) === QUIET && lastCreateError ? lastCreateError : err, what, budgetMs);
@@ -347,7 +354,7 @@ async function createSnapshots(event: Request, source: Source, tags: KeyValue[])
  * snapshot that may not be the oldest.
  */
 async function settleAndDeduplicate(
-  event: Request, run: Run, token: string, made: SnapshotView[], seen: Map<string, number>, expectedVolumes: string[],
+  event: Request, run: Run, token: string, made: SnapshotView[], seen: Seen, expectedVolumes: string[],
   unseenSince: number | undefined,
 ): Promise<SnapshotView[]> {
   const deadline = run.endAt - END_MARGIN_MS / 2;
@@ -356,11 +363,22 @@ async function settleAndDeduplicate(
   let candidates = new Map<string, SnapshotView>();
   let answers = new Map<string, SnapshotView>();
   for (;;) {
-    const visible = await findByToken(event, token);
+    let visible: SnapshotView[];
+    try {
+      visible = await findByToken(event, token);
+    } catch (err) {
+      // Reads that keep failing (a throttling storm) are waited out until the deadline, not failed at once.
+      if (!isTransient(err) || clock.now() + SETTLE_INTERVAL_MS > deadline) {
+        throw new HandlerError(describeError('Reading the snapshots of this request', err), isTransient(err));
+      }
+      logger.warn('could not read the snapshots of this request; reading again', { error: errorCode(err) });
+      await clock.sleep(SETTLE_INTERVAL_MS);
+      continue;
+    }
     const now = clock.now();
     const shown = new Set(visible.map((s) => s.SnapshotId!));
     for (const s of visible) {
-      if (!seen.has(s.SnapshotId!)) seen.set(s.SnapshotId!, now);
+      seen.note(s, now);
       // One whose create response was lost is this delivery's own.
       if (isMine(s, run) && !made.some((m) => m.SnapshotId === s.SnapshotId)) made.push(s);
     }
@@ -381,7 +399,7 @@ async function settleAndDeduplicate(
       if (!settled) {
         // Answering now could answer a snapshot another delivery deletes as a newer duplicate.
         throw new HandlerError(`EC2 reads did not settle within the time left (${Math.round(SETTLE_WINDOW_MS / 1000)} seconds after the ` +
-          'snapshots of this request were made), so this delivery cannot tell which of them is the request\'s. Deploy again.');
+          'snapshots of this request were made), so this delivery cannot tell which of them is the request\'s. Deploy again.', true);
       }
       logger.warn('the new snapshots do not show in reads yet; going on with what is known', {
         made: made.map((s) => s.SnapshotId),
@@ -397,6 +415,10 @@ async function settleAndDeduplicate(
     throw new HandlerError(
       `the snapshots of this request (${[...candidates.keys()].join(', ') || 'none'}) do not cover the attached volumes ${uncovered.join(', ')}; deploy again`,
     );
+  }
+  if (answers.size === 0) {
+    // Every snapshot this delivery adopted is gone from reads (deleted by the delivery that made it, which failed?).
+    throw new HandlerError('no snapshot of this request shows in reads any more (the one this delivery adopted was deleted); deploy again', true);
   }
   const kept = [...answers.values()];
   const keptIds = new Set(kept.map((s) => s.SnapshotId));
@@ -415,9 +437,28 @@ async function settleAndDeduplicate(
   const failed = kept.find((s) => s.State === 'error');
   if (failed) {
     // An incomplete set is no point in time to restore the instance to: fail (create() deletes what this delivery made).
-    throw new NoAnswer(`${(ec2SnapshotProgress(failed.SnapshotId!, failed) as { reason: string }).reason}; the snapshots this request made have been deleted`);
+    // No point in time, for any delivery: the whole set goes (also a snapshot another delivery may
+    // have answered while it was pending: a set with one in error is no restore point either, and a
+    // partial set kept could be adopted by a rollback).
+    throw new HandlerError(`${(ec2SnapshotProgress(failed.SnapshotId!, failed) as { reason: string }).reason}; the snapshots this request made have been deleted`);
   }
   return kept;
+}
+
+/** What one delivery has seen of its request's snapshots: when it first saw each, and the latest view of each. */
+class Seen {
+  public readonly views = new Map<string, SnapshotView>();
+  private readonly first = new Map<string, number>();
+
+  public note(s: SnapshotView, at = clock.now()): void {
+    const id = s.SnapshotId!;
+    if (!this.first.has(id)) this.first.set(id, at);
+    this.views.set(id, { ...this.views.get(id), ...s });
+  }
+
+  public firstSeen(id: string): number | undefined {
+    return this.first.get(id);
+  }
 }
 
 /** The oldest snapshot (StartTime, then id) of each volume: the answer every delivery of the request gives. */
@@ -428,8 +469,8 @@ function oldestPerVolume(snapshots: SnapshotView[]): Map<string, SnapshotView> {
 }
 
 /** The earliest moment this delivery knows the snapshot existed: its StartTime, or when it was made or first seen here. */
-function madeAt(s: SnapshotView, seen: Map<string, number>): number {
-  return Math.min(time(s), seen.get(s.SnapshotId!) ?? clock.now());
+function madeAt(s: SnapshotView, seen: Seen): number {
+  return Math.min(time(s), seen.firstSeen(s.SnapshotId!) ?? clock.now());
 }
 
 async function update(event: Request, run: Run): Promise<Response> {
@@ -568,39 +609,48 @@ async function remove(event: Request): Promise<Response> {
  */
 async function sweep(
   event: Request, physicalId: string | undefined, keep: string[], until: number, read?: Map<string, SnapshotView>,
-): Promise<{ tokens: string[]; horizon?: number }> {
+): Promise<{ tokens: string[]; horizon?: number; complete: boolean }> {
   const ids = snapshotIdsOf(physicalId);
-  if (ids.length === 0) return { tokens: [] };
+  if (ids.length === 0) return { tokens: [], complete: true };
   let named: SnapshotView[];
   try {
     named = [...(read ?? await describeByIds(ids)).values()].filter((s) => isOwnedBy(s.Tags, requestOwner(event)));
   } catch (err) {
     logger.error('could not read the snapshots to sweep the request of; the next event tries again', { physicalResourceId: physicalId, error: err as Error });
-    return { tokens: [] };
+    return { tokens: [], complete: false };
   }
   const tokens = [...new Set(named.map((s) => tagValue(s.Tags, OWNERSHIP_TAG_KEYS.token)).filter((t): t is string => !!t))];
-  await sweepTokens(event, tokens, new Set([...ids, ...keep]), until, physicalId);
+  const complete = await sweepTokens(event, tokens, new Set([...ids, ...keep]), until, physicalId);
   const newest = Math.max(...named.map((s) => (s.StartTime ? new Date(s.StartTime).getTime() : 0)));
-  return { tokens, horizon: tokens.length > 0 && newest > 0 ? newest + LATE_DUPLICATE_HORIZON_MS : undefined };
+  return { tokens, horizon: tokens.length > 0 && newest > 0 ? newest + LATE_DUPLICATE_HORIZON_MS : undefined, complete };
 }
 
-/** Deletes the snapshots carrying one of these request tokens (and our ownership tags) that `kept` does not name. Never throws. */
-async function sweepTokens(event: Request, tokens: string[], kept: Set<string>, until: number, physicalId: string | undefined): Promise<void> {
+/**
+ * Deletes the snapshots carrying one of these request tokens (and our ownership tags) that `kept`
+ * does not name; starts no call after `until`. Never throws: tells whether it looked up every token
+ * and deleted everything it found.
+ */
+async function sweepTokens(event: Request, tokens: string[], kept: Set<string>, until: number, physicalId: string | undefined): Promise<boolean> {
   try {
     for (const token of tokens) {
+      if (clock.now() > until) return outOfTime(physicalId);
       for (const s of await findByToken(event, token)) {
         if (kept.has(s.SnapshotId!)) continue;
-        if (clock.now() > until) {
-          logger.warn('no time left to delete the snapshots a delivery left behind; the next event will', { snapshotId: s.SnapshotId });
-          return;
-        }
+        if (clock.now() > until) return outOfTime(physicalId);
         logger.warn('deleting a snapshot a delivery of the request left behind', { snapshotId: s.SnapshotId, volumeId: s.VolumeId, token, physicalResourceId: physicalId });
         await deleteSnapshot(s.SnapshotId!);
       }
     }
+    return true;
   } catch (err) {
-    logger.error('could not delete the snapshots a delivery left behind; the next event tries again', { physicalResourceId: physicalId, error: err as Error });
+    logger.error('could not delete the snapshots a delivery left behind; a later sweep tries again', { physicalResourceId: physicalId, error: err as Error });
+    return false;
   }
+}
+
+function outOfTime(physicalId: string | undefined): false {
+  logger.warn('no time left to sweep the request; a later sweep will', { physicalResourceId: physicalId });
+  return false;
 }
 
 /**
@@ -617,8 +667,15 @@ async function completeDelete(event: CompleteRequest): Promise<IsCompleteRespons
   const tokens = (data.SweepTokens ?? '').split(',').filter((t) => t);
   if (!(until > 0) || tokens.length === 0) return { IsComplete: true };
   const startedAt = clock.now();
-  await sweepTokens(event, tokens, new Set(snapshotIdsOf(event.PhysicalResourceId)), startedAt + CALL_BUDGET_MS, event.PhysicalResourceId);
-  return { IsComplete: startedAt >= until };
+  const kept = new Set(snapshotIdsOf(event.PhysicalResourceId));
+  const swept = await sweepTokens(event, tokens, kept, startedAt + POLL_SWEEP_BUDGET_MS, event.PhysicalResourceId);
+  if (startedAt >= until && swept) return { IsComplete: true };
+  if (startedAt >= until + LATE_SWEEP_GIVE_UP_MS) {
+    // Never fail (nor hold up) a Delete for it: what is left carries the request's token and our tags.
+    logger.error('could not sweep the request of the deleted snapshots; giving up (what is left carries its token)', { tokens });
+    return { IsComplete: true };
+  }
+  return { IsComplete: false };
 }
 
 /** After a failure, delete these snapshots (of this request, tagged as ours), so that nothing is orphaned. */
@@ -783,7 +840,7 @@ async function respond(event: Request, run: Run, snapshots: SnapshotView[], orig
   if (strict && event.ResourceProperties.Source === 'instance') {
     const missing = requestedDevices(event).filter((d) => !entries.some((e) => e.device === d));
     if (missing.length > 0) {
-      throw new NoAnswer(`snapshotIdOfDevice() names ${missing.join(', ')}, but the instance has no volume attached there ` +
+      throw new HandlerError(`snapshotIdOfDevice() names ${missing.join(', ')}, but the instance has no volume attached there ` +
         `(attached: ${entries.map((e) => e.device).filter((d) => d).join(', ') || 'none'}); the snapshots this request made have been deleted`);
     }
   }
@@ -819,7 +876,7 @@ function answer(
   const envelope = { ...response, StackId: event.StackId, RequestId: event.RequestId, LogicalResourceId: event.LogicalResourceId };
   const size = Buffer.byteLength(JSON.stringify(envelope));
   if (size > MAX_RESPONSE_BYTES) {
-    throw new NoAnswer(`the answer for ${ids.length} snapshots would be ${size} bytes, more than a CloudFormation custom resource ` +
+    throw new HandlerError(`the answer for ${ids.length} snapshots would be ${size} bytes, more than a CloudFormation custom resource ` +
       'response may carry (4,096 bytes with the framework\'s fields): snapshot fewer volumes per resource (one EbsSnapshotOnDeploy per volume, say)');
   }
   return response;
@@ -843,11 +900,13 @@ function explainCreateError(err: unknown, what: string, budgetMs: number): unkno
       return new HandlerError(
         `EC2 kept refusing a snapshot of ${what} for ${Math.round(budgetMs / 1000)} seconds: ${code} (snapshots of one volume must be ` +
           'at least 15 seconds apart). Is something else snapshotting it at the same time? Deploy again.',
+        true,
       );
     case 'ConcurrentSnapshotLimitExceeded':
       return new HandlerError(
         `EC2 kept refusing a snapshot of ${what} for ${Math.round(budgetMs / 1000)} seconds: ${code} (at most 5 pending snapshots per ` +
           'gp2/gp3/io1/io2/standard volume, 1 per st1/sc1 volume). Wait for the pending snapshots to complete, then deploy again.',
+        true,
       );
     case 'InvalidVolume.NotFound':
     case 'InvalidInstanceID.NotFound':

@@ -4,9 +4,13 @@ import { logger } from './logger';
 /** CloudFormation shows at most 4 KB of a failure reason; keep ours well under it. */
 export const MAX_REASON_LENGTH = 1000;
 
-/** An error whose message is already the short, human reason CloudFormation should show. */
+/**
+ * An error whose message is already the short, human reason CloudFormation should show.
+ * `transient`: it came from throttling, a 5xx, a network error or a timeout (another try, or
+ * another invocation, may well succeed), not from something every try would meet.
+ */
 export class HandlerError extends Error {
-  constructor(message: string) {
+  constructor(message: string, public readonly transient = false) {
     super(truncate(message));
     this.name = 'HandlerError';
     // The Provider framework puts the stack into the reason CloudFormation shows: keep it to the
@@ -128,7 +132,7 @@ export async function step<T>(context: string, fn: () => Promise<T>): Promise<T>
     const reason = describeError(context, err);
     // Logged in full here; CloudFormation gets the short reason only.
     logger.error(reason, { error: err as Error });
-    throw new HandlerError(reason);
+    throw new HandlerError(reason, isTransient(err));
   }
 }
 

@@ -87,6 +87,8 @@ export interface RequestRecord {
   reason?: string;
   /** Whether CloudFormation acted on this answer (false for an ignored duplicate). */
   counted: boolean;
+  /** When this delivery answered (simulated epoch ms): its last call came before. */
+  endedAt?: number;
 }
 
 export interface ResourceRecord {
@@ -358,12 +360,14 @@ export class CfnStack {
     };
     this.requests.push(rec);
     const fail = (ev: any, reason: string) => {
+      rec.endedAt = this.world.clock.now();
       rec.status = 'FAILED';
       rec.reason = reason;
       rec.physicalIdOut = ev.PhysicalResourceId || (ev.RequestType === 'Create' ? CREATE_FAILED_MARKER : MISSING_PHYSICAL_ID_MARKER);
       return rec;
     };
     if (event.RequestType === 'Delete' && event.PhysicalResourceId === CREATE_FAILED_MARKER) {
+      rec.endedAt = this.world.clock.now();
       rec.status = 'SUCCESS';
       rec.physicalIdOut = CREATE_FAILED_MARKER;
       return rec;
@@ -387,6 +391,7 @@ export class CfnStack {
     }
     const resourceEvent = { ...event, ...out, PhysicalResourceId: physicalId };
     if (!this.handler.isComplete) {
+      rec.endedAt = this.world.clock.now();
       rec.status = 'SUCCESS';
       rec.physicalIdOut = physicalId;
       rec.data = out.Data;
@@ -400,6 +405,7 @@ export class CfnStack {
       if (!poll.ok) return fail(resourceEvent, poll.reason);
       const answer = poll.value ?? {};
       if (answer.IsComplete) {
+        rec.endedAt = this.world.clock.now();
         rec.status = 'SUCCESS';
         rec.physicalIdOut = answer.PhysicalResourceId ?? physicalId;
         rec.data = { ...resourceEvent.Data, ...answer.Data };
