@@ -373,6 +373,38 @@ describe('Create from a volume', () => {
   });
 });
 
+describe('Create: reads that fail while settling', () => {
+  test('a throttling storm while settling is waited out: the Create answers once reads work again', async () => {
+    const p = props();
+    const event = cfnRequest('Create', p);
+    const made = snap('snap-0000000000000000a', 'pending', ours(p, requestToken(event)));
+    let reads = 0;
+    ec2Mock.on(DescribeSnapshotsCommand).callsFake(async () => {
+      reads++;
+      // The look-up before creating works; then reads fail for about 2 minutes.
+      if (reads > 1 && now - 1_000_000 < 120_000) throw awsError('RequestLimitExceeded', 'Rate exceeded', 503);
+      return { Snapshots: reads > 1 ? [made] : [] };
+    });
+    ec2Mock.on(CreateSnapshotCommand).resolves(made);
+    const res = await onEvent(event);
+    expect(res.PhysicalResourceId).toBe('snap-0000000000000000a');
+    expect(ec2Mock).not.toHaveReceivedCommand(DeleteSnapshotCommand);
+  });
+
+  test('reads that fail until the time is up: a transient failure that keeps the snapshot another delivery may answer', async () => {
+    const p = props();
+    const event = cfnRequest('Create', p);
+    const made = snap('snap-0000000000000000a', 'pending', ours(p, requestToken(event)));
+    tokenLookups([]);
+    ec2Mock.on(DescribeSnapshotsCommand).resolvesOnce({ Snapshots: [] }).rejects(awsError('RequestLimitExceeded', 'Rate exceeded', 503));
+    ec2Mock.on(CreateSnapshotCommand).resolves(made);
+    ec2Mock.on(DeleteSnapshotCommand).resolves({});
+    await expect(onEvent(event)).rejects.toThrow(
+      /^Reading the snapshots of this request: RequestLimitExceeded: Rate exceeded \(kept snap-0000000000000000a: another delivery of this request may have answered with it/);
+    expect(ec2Mock).not.toHaveReceivedCommand(DeleteSnapshotCommand);
+  });
+});
+
 describe('Create from an instance', () => {
   const p = props({ Source: 'instance', VolumeId: undefined, InstanceId: INSTANCE });
 
