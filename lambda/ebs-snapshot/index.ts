@@ -436,10 +436,9 @@ async function settleAndDeduplicate(
   }
   const failed = kept.find((s) => s.State === 'error');
   if (failed) {
-    // An incomplete set is no point in time to restore the instance to: fail (create() deletes what this delivery made).
-    // No point in time, for any delivery: the whole set goes (also a snapshot another delivery may
-    // have answered while it was pending: a set with one in error is no restore point either, and a
-    // partial set kept could be adopted by a rollback).
+    // No point in time to restore to, for any delivery: the whole set goes (create() deletes what
+    // this delivery made), even what another delivery may have answered while it was pending: a set
+    // with one in error is no restore point either, and a partial set kept could be adopted by a rollback.
     throw new HandlerError(`${(ec2SnapshotProgress(failed.SnapshotId!, failed) as { reason: string }).reason}; the snapshots this request made have been deleted`);
   }
   return kept;
