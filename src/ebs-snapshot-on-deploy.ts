@@ -4,7 +4,7 @@ import * as kms from 'aws-cdk-lib/aws-kms';
 import { Construct, IConstruct } from 'constructs';
 import { EbsSnapshotSource } from './ebs-snapshot-source';
 import { CopyTags } from './private/copy-tags';
-import { EBS_SNAPSHOT_EXTRA_TAG_COUNT, type EbsSnapshotOnDeployProperties } from './private/ebs-contract';
+import { EBS_SNAPSHOT_EXTRA_TAG_COUNT, LATE_DUPLICATE_QUEUE_ENV, type EbsSnapshotOnDeployProperties } from './private/ebs-contract';
 import { DEFAULT_DATA_TIMEOUT, addDataSnapshot } from './private/ebs-data-snapshot';
 import { EBS_DIRECT_EXTRA_TAG_COUNT } from './private/ebs-direct-contract';
 import type { EbsSourceConfig } from './private/ebs-source-config';
@@ -449,6 +449,8 @@ interface SourceBinding {
 const HANDLERS: HandlerSpec = {
   kind: 'EbsSnapshotOnDeploy',
   handler: 'ebs-snapshot',
+  // The late-duplicate sweep (lambda/ebs-snapshot onLateDuplicateSweep), queued before every create.
+  delayedSweep: { exportName: 'onLateDuplicateSweep', queueUrlEnv: LATE_DUPLICATE_QUEUE_ENV },
   wildcardReasons: [
     {
       id: 'AwsSolutions-IAM5',

@@ -8,9 +8,14 @@ import {
   Filter,
   Tag,
 } from '@aws-sdk/client-ec2';
+import { SendMessageCommand } from '@aws-sdk/client-sqs';
+import type { SQSBatchResponse, SQSEvent } from 'aws-lambda';
 import type { CopyOrigin } from '../../src/private/contract';
-import type { EbsSnapshotExtraTagKey, EbsSnapshotOnDeployAttributes, EbsSnapshotOnDeployProperties } from '../../src/private/ebs-contract';
+import type {
+  EbsSnapshotExtraTagKey, EbsSnapshotOnDeployAttributes, EbsSnapshotOnDeployProperties, LATE_DUPLICATE_QUEUE_ENV, LateDuplicateSweep,
+} from '../../src/private/ebs-contract';
 import { ec2, ec2Create } from '../shared/clients/ec2';
+import { sqs } from '../shared/clients/sqs';
 import { clock } from '../shared/clock';
 import { HandlerError, describeError, errorCode, errorMessage, isThrottling, isTransient, step, withRetries } from '../shared/errors';
 import { IsCompleteRequest, IsCompleteResponse, OnEventRequest, OnEventResponse, isRollingBack } from '../shared/events';
@@ -30,6 +35,8 @@ export interface LateSweep {
   readonly SweepUntil: string;
 }
 type CompleteRequest = IsCompleteRequest<Props, Attributes>;
+/** The stack and logical id whose snapshots a call is about (their ownership tags). */
+type OwnerRef = Pick<Request, 'StackId' | 'LogicalResourceId'>;
 
 /** What the handler uses of the Lambda context. */
 export interface LambdaContext {
@@ -78,6 +85,14 @@ const VISIBILITY_GRACE_MS = 5 * 60_000;
 const MAX_RESPONSE_BYTES = 4_096 - 300;
 /** Tag values are at most 256 characters. */
 const MAX_TAG_VALUE = 256;
+/**
+ * How long after the late-duplicate sweep is queued (right before a create) it is delivered:
+ * longer than the create call can last (REQUEST_TIMEOUT_MS of silence, 30 s) plus the time a
+ * new snapshot takes to show in reads (SETTLE_WINDOW_MS), so that the sweep sees what the create
+ * made. SQS delivers it no earlier; later is harmless.
+ */
+export const LATE_DUPLICATE_SWEEP_DELAY_S = 180;
+const QUEUE_ENV: typeof LATE_DUPLICATE_QUEUE_ENV = 'LATE_DUPLICATE_QUEUE_URL';
 /** Physical id prefix of a resource that took no snapshot (its source did not exist yet). */
 export const NO_SNAPSHOT_PREFIX = 'no-snapshot-';
 const DELIVERY_TAG: EbsSnapshotExtraTagKey = 'cdk-storage-snapshots:delivery';
@@ -275,6 +290,9 @@ async function createOrAdopt(
           if (rateLimitedAt !== undefined && clock.now() - rateLimitedAt < RATE_LIMIT_QUIET_MS) {
             throw Object.assign(new Error('waiting for the snapshot that made EC2 refuse to show in reads'), { name: QUIET });
           }
+          // Whatever this create makes, a sweep of the request comes once it shows in reads, even if
+          // this invocation dies right after the create (or CloudFormation takes another delivery's failure).
+          await queueLateDuplicateSweep(event, token);
           const created = await createSnapshots(event, source, tags).catch((err) => {
             lastCreateError = err;
             // A lost response or a 5xx may follow a create that acted: what it made shows in reads later.
@@ -677,6 +695,75 @@ async function completeDelete(event: CompleteRequest): Promise<IsCompleteRespons
   return { IsComplete: false };
 }
 
+/**
+ * Queues the late-duplicate sweep of this request (see onLateDuplicateSweep), delivered
+ * LATE_DUPLICATE_SWEEP_DELAY_S from now. Called before every create: a create whose sweep could
+ * not be queued is not sent, since nothing else would be sure to see what it made.
+ */
+async function queueLateDuplicateSweep(event: Request, token: string): Promise<void> {
+  const queueUrl = process.env[QUEUE_ENV];
+  if (!queueUrl) throw new HandlerError(`the handler has no ${QUEUE_ENV} (the late-duplicate queue): no snapshot was taken`);
+  const body: LateDuplicateSweep = { StackId: event.StackId, LogicalResourceId: event.LogicalResourceId, Token: token };
+  try {
+    await withRetries(
+      () => sqs().send(new SendMessageCommand({ QueueUrl: queueUrl, MessageBody: JSON.stringify(body), DelaySeconds: LATE_DUPLICATE_SWEEP_DELAY_S })),
+      { budgetMs: CALL_BUDGET_MS },
+    );
+  } catch (err) {
+    logger.error('could not queue the late-duplicate sweep', { queueUrl, error: err as Error });
+    throw new HandlerError(
+      `${describeError('Queuing the check for late duplicate snapshots (SQS SendMessage)', err)}; no snapshot was taken ` +
+        '(handlers in a VPC need a route or an interface endpoint to SQS as well as to EC2)',
+      isTransient(err),
+    );
+  }
+}
+
+/**
+ * The late-duplicate sweep, delivered by SQS LATE_DUPLICATE_SWEEP_DELAY_S after a delivery of a
+ * request queued it (right before its create): by then every snapshot that create made shows in
+ * reads. Per volume, the request's oldest snapshot stays (the one every delivery answers, see
+ * settleAndDeduplicate) and every other snapshot of the request goes, whoever made it. It is what
+ * removes a duplicate no event of the resource would see: one made by a delivery killed right
+ * after its create, whose request CloudFormation then failed with that delivery's answer (no event
+ * follows a failed Create), or made while every delivery failed. It deletes only snapshots tagged
+ * with this stack's and resource's ownership tags and the request's token, never the oldest of a
+ * volume: it never deletes what an answer names. A failed record is retried by SQS (and after 5
+ * receives kept in the dead-letter queue).
+ */
+export async function onLateDuplicateSweep(event: SQSEvent): Promise<SQSBatchResponse> {
+  const batchItemFailures: SQSBatchResponse['batchItemFailures'] = [];
+  for (const record of event.Records ?? []) {
+    try {
+      await sweepLateDuplicates(parseSweep(record.body));
+    } catch (err) {
+      logger.error('the late-duplicate sweep failed; SQS delivers it again', { messageId: record.messageId, error: err as Error });
+      batchItemFailures.push({ itemIdentifier: record.messageId });
+    }
+  }
+  return { batchItemFailures };
+}
+
+function parseSweep(body: string): LateDuplicateSweep {
+  const sweep = JSON.parse(body) as Partial<LateDuplicateSweep>;
+  if (typeof sweep.StackId !== 'string' || typeof sweep.LogicalResourceId !== 'string' || typeof sweep.Token !== 'string' || !sweep.Token) {
+    throw new Error(`not a late-duplicate sweep: ${body.slice(0, 200)}`);
+  }
+  return sweep as LateDuplicateSweep;
+}
+
+async function sweepLateDuplicates(sweep: LateDuplicateSweep): Promise<void> {
+  logger.appendKeys({ logicalResourceId: sweep.LogicalResourceId });
+  const found = await findByToken(sweep, sweep.Token);
+  const kept = oldestPerVolume(found);
+  const duplicates = found.filter((s) => kept.get(s.VolumeId ?? '')?.SnapshotId !== s.SnapshotId);
+  logger.info('late-duplicate sweep', { token: sweep.Token, kept: [...kept.values()].map((s) => s.SnapshotId), duplicates: duplicates.map((s) => s.SnapshotId) });
+  for (const s of duplicates) {
+    logger.warn('deleting a late duplicate snapshot of the request', { snapshotId: s.SnapshotId, volumeId: s.VolumeId, kept: kept.get(s.VolumeId ?? '')?.SnapshotId });
+    await deleteSnapshot(s.SnapshotId!);
+  }
+}
+
 /** After a failure, delete these snapshots (of this request, tagged as ours), so that nothing is orphaned. */
 async function discard(event: Request, snapshots: SnapshotView[]): Promise<void> {
   const token = requestToken(event);
@@ -727,7 +814,7 @@ async function resolveSource(event: Request): Promise<Source | undefined> {
 }
 
 /** Our snapshots carrying this request's token (owner self, tag filter), every page. */
-async function findByToken(event: Request, token: string): Promise<SnapshotView[]> {
+async function findByToken(event: OwnerRef, token: string): Promise<SnapshotView[]> {
   const found = await describeAll([{ Name: `tag:${OWNERSHIP_TAG_KEYS.token}`, Values: [token] }]);
   return found.filter((s) => isOurs(event, s, token));
 }
@@ -954,7 +1041,7 @@ function isMine(s: SnapshotView, run: Run): boolean {
   return tagValue(s.Tags, DELIVERY_TAG) === run.delivery;
 }
 
-function isOurs(event: Request, s: SnapshotView, token: string): boolean {
+function isOurs(event: OwnerRef, s: SnapshotView, token: string): boolean {
   return isOwnedBy(s.Tags, requestOwner(event)) && tagValue(s.Tags, OWNERSHIP_TAG_KEYS.token) === token;
 }
 

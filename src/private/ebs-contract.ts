@@ -79,3 +79,19 @@ export interface EbsSnapshotOnDeployAttributes {
   /** How this request came by its snapshots (see `OpenZfsSnapshotAttributes.Origin`). */
   readonly Origin: CopyOrigin;
 }
+
+/**
+ * The environment variable that gives the EbsSnapshotOnDeploy handler the URL of the stack's
+ * late-duplicate queue: before every EC2 create, the handler sends a `LateDuplicateSweep` there,
+ * delivered (SQS `DelaySeconds`) once whatever that create made shows in reads.
+ */
+export const LATE_DUPLICATE_QUEUE_ENV = 'LATE_DUPLICATE_QUEUE_URL';
+
+/** The body (JSON) of a message on the late-duplicate queue: which request's snapshots to sweep. */
+export interface LateDuplicateSweep {
+  /** The stack and logical id the snapshots belong to (their ownership tags). */
+  readonly StackId: string;
+  readonly LogicalResourceId: string;
+  /** The request's token (its `cdk-storage-snapshots:token` tag). */
+  readonly Token: string;
+}

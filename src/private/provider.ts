@@ -1,5 +1,7 @@
 import { Duration, Stack } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
+import { SqsEventSource } from 'aws-cdk-lib/aws-lambda-event-sources';
+import * as sqs from 'aws-cdk-lib/aws-sqs';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import * as cr from 'aws-cdk-lib/custom-resources';
 import { IConstruct } from 'constructs';
@@ -23,6 +25,11 @@ export const PROVIDER_TOTAL_TIMEOUT = Duration.hours(1);
  */
 export const PROVIDER_QUERY_INTERVAL = Duration.seconds(10);
 
+/** The delayed-sweep function's timeout: one message's look-up and deletes, each retrying throttling for up to a minute. */
+export const SWEEP_HANDLER_TIMEOUT = Duration.minutes(3);
+/** How often SQS delivers a sweep message that keeps failing before keeping it in the dead-letter queue. */
+export const SWEEP_MAX_RECEIVES = 5;
+
 /**
  * One custom-resource Provider per stack per construct type, shared by all its instances: the
  * N-th instance adds only its own custom resource and, where it names a new resource, an ARN in
@@ -35,11 +42,16 @@ export class SnapshotProvider extends StackHandlers {
   }
 
   public readonly serviceToken: string;
+  /** The queue of delayed sweeps, for a spec with `delayedSweep`. */
+  public readonly sweepQueue?: sqs.Queue;
 
   private constructor(scope: Stack, id: string, spec: HandlerSpec, options: HandlerOptions | undefined, requester: IConstruct) {
     super(scope, id, spec, options, requester);
+    this.sweepQueue = spec.delayedSweep ? this.delayedSweep(spec.delayedSweep.exportName) : undefined;
+    const onEventEnvironment: Record<string, string> = spec.delayedSweep && this.sweepQueue
+      ? { [spec.delayedSweep.queueUrlEnv]: this.sweepQueue.queueUrl } : {};
     const provider = new cr.Provider(this, 'Provider', {
-      onEventHandler: this.handlerFunction('OnEvent', 'onEvent', spec.onEventTimeout ?? Duration.minutes(5)),
+      onEventHandler: this.handlerFunction('OnEvent', 'onEvent', spec.onEventTimeout ?? Duration.minutes(5), onEventEnvironment),
       isCompleteHandler: this.handlerFunction('IsComplete', 'isComplete', spec.isCompleteTimeout ?? Duration.minutes(2)),
       totalTimeout: PROVIDER_TOTAL_TIMEOUT,
       queryInterval: PROVIDER_QUERY_INTERVAL,
@@ -65,6 +77,34 @@ export class SnapshotProvider extends StackHandlers {
         'have no resource-level permissions: aws-cdk-lib\'s waiter state machine role gets them on "*".',
       appliesTo: ['Resource::*'],
     }]);
+  }
+
+  /**
+   * A queue whose messages the handler sends itself with a delay (SQS `DelaySeconds`), read by one
+   * more function of the same bundle and role: work that must happen after the request has been
+   * answered, even if no further event for the resource comes. A message that keeps failing is
+   * kept, after SWEEP_MAX_RECEIVES receives, in a dead-letter queue for 14 days.
+   */
+  private delayedSweep(exportName: string): sqs.Queue {
+    const failures = new sqs.Queue(this, 'SweepFailures', {
+      encryption: sqs.QueueEncryption.SQS_MANAGED,
+      enforceSSL: true,
+      retentionPeriod: Duration.days(14),
+      // Marks it as a dead-letter queue (Control Tower CT.SQS.PR.1); allowAll is SQS's default.
+      redriveAllowPolicy: { redrivePermission: sqs.RedrivePermission.ALLOW_ALL },
+    });
+    const queue = new sqs.Queue(this, 'Sweeps', {
+      encryption: sqs.QueueEncryption.SQS_MANAGED,
+      enforceSSL: true,
+      // At least six times the function's timeout, as Lambda advises for SQS event sources.
+      visibilityTimeout: Duration.seconds(SWEEP_HANDLER_TIMEOUT.toSeconds() * 6),
+      deadLetterQueue: { queue: failures, maxReceiveCount: SWEEP_MAX_RECEIVES },
+    });
+    const sweeper = this.handlerFunction('Sweep', exportName, SWEEP_HANDLER_TIMEOUT);
+    // One message at a time: a failing one is retried alone.
+    sweeper.addEventSource(new SqsEventSource(queue, { batchSize: 1, reportBatchItemFailures: true }));
+    queue.grantSendMessages(this.role);
+    return queue;
   }
 }
 

@@ -19,6 +19,13 @@ export interface HandlerSpec {
   readonly onEventTimeout?: Duration;
   /** Timeout of the Provider's `isComplete` function (at most the framework's 15 minutes). @default 2 minutes */
   readonly isCompleteTimeout?: Duration;
+  /**
+   * For a Provider whose handler queues delayed work for itself (EbsSnapshotOnDeploy's
+   * late-duplicate sweep): the bundle's export that reads the queue, and the environment variable
+   * that gives `onEvent` the queue's URL.
+   * @default - no queue
+   */
+  readonly delayedSweep?: { readonly exportName: string; readonly queueUrlEnv: string };
   /** Why the wildcards this construct type's statements need are there (cdk-nag AwsSolutions-IAM5). */
   readonly wildcardReasons: NagSuppression[];
 }

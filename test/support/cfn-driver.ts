@@ -10,7 +10,16 @@ export const MISSING_PHYSICAL_ID_MARKER = 'AWSCDK::CustomResourceProviderFramewo
 export interface ProviderHandler {
   onEvent(event: any): Promise<any>;
   isComplete?(event: any): Promise<any>;
+  /**
+   * The function reading the handler's delayed-work queue (an SQS event source, batch size 1,
+   * ReportBatchItemFailures): the driver delivers each message of the world's queue once it is
+   * due, between the framework's invocations, and at `drainQueue()`.
+   */
+  onQueueMessage?(event: any): Promise<any>;
 }
+
+/** The queue function's Lambda timeout (ms), as this library's provider. */
+const QUEUE_FUNCTION_TIMEOUT_MS = 3 * 60_000;
 
 export interface CfnDriverOptions {
   readonly stackName?: string;
@@ -128,6 +137,8 @@ export class CfnStack {
   public resources = new Map<string, ResourceRecord>();
   /** Duplicate deliveries run concurrently (`concurrentDuplicates`), and those during which both were in flight at once. */
   public readonly concurrency = { pairs: 0, overlapped: 0 };
+  /** Each delivery of a queued message to `onQueueMessage`, and whether it succeeded. */
+  public readonly queueDeliveries: Array<{ messageId: string; at: number; ok: boolean }> = [];
   private readonly opts: Required<CfnDriverOptions>;
   private requestCounter = 0;
   private interleaving: Interleaving | undefined;
@@ -270,8 +281,58 @@ export class CfnStack {
     return result;
   }
 
+  /**
+   * Delivers every queued message, advancing the clock to each one's delivery time, until the
+   * queue is empty (a message that keeps failing ends in the dead letters): what the account
+   * looks like once all delayed work has run.
+   */
+  public async drainQueue(): Promise<void> {
+    if (!this.handler.onQueueMessage && this.world.sqs.messages.length > 0) {
+      throw new Error(`${this.world.sqs.messages.length} message(s) were queued, but this handler has no onQueueMessage to read them`);
+    }
+    for (let i = 0; i < 10_000; i++) {
+      const at = this.world.sqs.nextDueAt();
+      if (at === undefined) return;
+      const now = this.world.clock.now();
+      if (at > now) this.world.clock.advance(at - now);
+      await this.deliverDueMessages();
+    }
+    throw new Error('the queue did not drain');
+  }
+
+  /** Runs the queue function for each message due now (one at a time, between other invocations). */
+  private async deliverDueMessages(): Promise<void> {
+    if (!this.handler.onQueueMessage || this.interleaving) return;
+    const { world } = this;
+    const saved = world.core.context;
+    for (const message of world.sqs.due()) {
+      const body = JSON.parse(message.body);
+      world.core.context = {
+        kind: 'cfn',
+        stackId: body.StackId,
+        owner: body.LogicalResourceId,
+        requestKey: `${body.StackId}/${body.LogicalResourceId}/queue:${message.messageId}`,
+      };
+      world.clock.startInvocation(QUEUE_FUNCTION_TIMEOUT_MS);
+      let ok: boolean;
+      try {
+        const out = await this.handler.onQueueMessage({
+          Records: [{ messageId: message.messageId, body: message.body, eventSource: 'aws:sqs', attributes: { ApproximateReceiveCount: String(message.receives + 1) } }],
+        });
+        ok = !(out?.batchItemFailures ?? []).some((f: { itemIdentifier: string }) => f.itemIdentifier === message.messageId);
+      } catch {
+        ok = false;
+      }
+      if (world.clock.endInvocation()) ok = false;
+      world.sqs.delivered(message, ok);
+      this.queueDeliveries.push({ messageId: message.messageId, at: world.clock.now(), ok });
+    }
+    world.core.context = saved;
+  }
+
   /** Sends one request, as CloudFormation does, through the Provider framework. */
   private async request(partial: any, flags: { rollback?: boolean; cleanup?: boolean } = {}): Promise<RequestRecord> {
+    await this.deliverDueMessages();
     const event = {
       ...partial,
       RequestId: `${(++this.requestCounter).toString(16).padStart(8, '0')}-req-${this.opts.stackName}`,
@@ -337,8 +398,12 @@ export class CfnStack {
   /** Simulated time passing in the framework (between polls, before a retry). */
   private async pause(ms: number): Promise<void> {
     const task = this.interleaving?.task();
-    if (task) await this.interleaving!.sleep(task, ms);
-    else this.world.clock.advance(ms);
+    if (task) {
+      await this.interleaving!.sleep(task, ms);
+    } else {
+      this.world.clock.advance(ms);
+      await this.deliverDueMessages();
+    }
   }
 
   /** The framework's onEvent, then its waiter state machine polling isComplete. */

@@ -1,0 +1,91 @@
+import { SendMessageCommand } from '@aws-sdk/client-sqs';
+import type { AwsStub } from 'aws-sdk-client-mock';
+import { awsError } from './aws-errors';
+import { FaultPlan, FaultRates } from './faults';
+import { SimCore, routeCommands } from './sim-core';
+
+/** One message on a simulated queue. */
+export interface SimMessage {
+  readonly messageId: string;
+  readonly queueUrl: string;
+  readonly body: string;
+  readonly sentAt: number;
+  /** When SQS next delivers it (DelaySeconds, then the visibility timeout after a failed receive). */
+  visibleAt: number;
+  receives: number;
+}
+
+export interface FakeSqsOptions {
+  /** The queue's visibility timeout: how long after a failed receive the message is delivered again (ms). @default 18 minutes */
+  readonly visibilityTimeoutMs?: number;
+  /** Receives after which a message moves to the dead-letter queue. @default 5 */
+  readonly maxReceiveCount?: number;
+}
+
+/**
+ * SQS SendMessage with DelaySeconds, and the delivery side of a Lambda event source: the driver
+ * takes the messages that are due (`due`), runs the function, and reports each outcome
+ * (`delivered`). A message SQS delivered and the function failed comes again after the visibility
+ * timeout, and after `maxReceiveCount` receives goes to the dead-letter queue.
+ *
+ * Faults (throttling, 5xx, network errors before the call acts) come from a PRNG of its own, so
+ * that adding the queue did not change the trajectories (and recorded counterexamples) of the
+ * other fakes' seeded faults; SendMessage is not a call the concurrent-delivery driver sees.
+ */
+export class FakeSqs {
+  public readonly messages: SimMessage[] = [];
+  public readonly deadLetters: SimMessage[] = [];
+  public sent = 0;
+  private readonly opts: Required<FakeSqsOptions>;
+  private readonly faults: FaultPlan;
+  private counter = 0;
+
+  constructor(private readonly core: SimCore, seed: number, rates: FaultRates = {}, options: FakeSqsOptions = {}) {
+    this.faults = new FaultPlan(seed + 0x5c5, rates);
+    this.opts = { visibilityTimeoutMs: 18 * 60_000, maxReceiveCount: 5, ...options };
+  }
+
+  /** Messages due now, oldest first (delivered one at a time: batch size 1). */
+  public due(now = this.core.clock.now()): SimMessage[] {
+    return this.messages.filter((m) => m.visibleAt <= now).sort((a, b) => a.visibleAt - b.visibleAt || a.sentAt - b.sentAt);
+  }
+
+  /** When the next message becomes due, if any. */
+  public nextDueAt(): number | undefined {
+    return this.messages.length ? Math.min(...this.messages.map((m) => m.visibleAt)) : undefined;
+  }
+
+  /** The outcome of one delivery: deleted from the queue, or back after the visibility timeout (or to the dead letters). */
+  public delivered(message: SimMessage, ok: boolean): void {
+    message.receives++;
+    const i = this.messages.indexOf(message);
+    if (i < 0) return;
+    if (ok) {
+      this.messages.splice(i, 1);
+    } else if (message.receives >= this.opts.maxReceiveCount) {
+      this.messages.splice(i, 1);
+      this.deadLetters.push(message);
+    } else {
+      message.visibleAt = this.core.clock.now() + this.opts.visibilityTimeoutMs;
+    }
+  }
+
+  public install(mock: AwsStub<any, any, any>): void {
+    routeCommands(mock, 'sqs', [[SendMessageCommand, async (input: any) => {
+      this.core.clock.checkAlive();
+      this.core.callCounts['sqs:SendMessageCommand'] = (this.core.callCounts['sqs:SendMessageCommand'] ?? 0) + 1;
+      if (this.faults.chance('throttle')) throw awsError('RequestThrottled', 'Rate exceeded', 400);
+      if (this.faults.chance('server-error')) throw awsError('InternalError', 'We encountered an internal error. Please try again.', 500);
+      if (typeof input.QueueUrl !== 'string' || typeof input.MessageBody !== 'string') {
+        throw awsError('InvalidParameterValue', 'QueueUrl and MessageBody are required', 400);
+      }
+      const delay = input.DelaySeconds ?? 0;
+      if (!Number.isInteger(delay) || delay < 0 || delay > 900) throw awsError('InvalidParameterValue', `DelaySeconds ${delay} is not 0 to 900`, 400);
+      const now = this.core.clock.now();
+      const messageId = `msg-${++this.counter}`;
+      this.messages.push({ messageId, queueUrl: input.QueueUrl, body: input.MessageBody, sentAt: now, visibleAt: now + delay * 1000, receives: 0 });
+      this.sent++;
+      return { MessageId: messageId };
+    }]]);
+  }
+}
