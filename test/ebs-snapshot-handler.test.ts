@@ -9,10 +9,11 @@ import {
   EC2Client,
   Snapshot,
 } from '@aws-sdk/client-ec2';
+import { SQSClient, SendMessageCommand } from '@aws-sdk/client-sqs';
 import { mockClient } from 'aws-sdk-client-mock';
 import 'aws-sdk-client-mock-jest';
 import { LOGICAL_ID, STACK_ID, awsError, cfnRequest } from './fixtures/events';
-import { identityHash, isComplete, onEvent, snapshotIdsOf } from '../lambda/ebs-snapshot';
+import { LATE_DUPLICATE_SWEEP_DELAY_S, identityHash, isComplete, onEvent, onLateDuplicateSweep, snapshotIdsOf } from '../lambda/ebs-snapshot';
 import { clock } from '../lambda/shared/clock';
 import { OWNERSHIP_TAG_KEYS } from '../lambda/shared/ownership';
 import { requestToken } from '../lambda/shared/token';
@@ -20,6 +21,8 @@ import type { EbsSnapshotOnDeployProperties } from '../src/private/ebs-contract'
 
 const ec2Mock = mockClient(EC2Client);
 const cfnMock = mockClient(CloudFormationClient);
+const sqsMock = mockClient(SQSClient);
+const QUEUE_URL = process.env.LATE_DUPLICATE_QUEUE_URL!;
 const realClock = { ...clock };
 const VOLUME = 'vol-0123456789abcdef0';
 const VOLUME2 = 'vol-0123456789abcdef1';
@@ -78,6 +81,8 @@ let now = 1_000_000;
 beforeEach(() => {
   ec2Mock.reset();
   cfnMock.reset();
+  sqsMock.reset();
+  sqsMock.on(SendMessageCommand).resolves({ MessageId: 'm-1' });
   now = 1_000_000;
   clock.now = () => now;
   clock.sleep = async (ms) => { now += ms; };
@@ -370,6 +375,165 @@ describe('Create from a volume', () => {
     const res = await onEvent(event);
     expect(res.PhysicalResourceId).toBe('snap-0000000000000000a');
     expect(now - 1_000_000).toBeGreaterThanOrEqual(55_000); // it waited for the settle budget
+  });
+});
+
+describe('The late-duplicate sweep: queued before every create, delivered once what it made shows', () => {
+  /** Records SendMessage and the creates (made with `create`) in the order they are sent. */
+  function order() {
+    const calls: string[] = [];
+    sqsMock.on(SendMessageCommand).callsFake(async () => {
+      calls.push('SendMessage');
+      return { MessageId: 'm-1' };
+    });
+    const create = (name: string, out: () => unknown) => async () => {
+      calls.push(name);
+      return out();
+    };
+    return { calls, create };
+  }
+
+  test('a create is preceded by a message naming its request, delayed 180 s', async () => {
+    const p = props();
+    const event = cfnRequest('Create', p);
+    const token = requestToken(event);
+    const made = snap('snap-0000000000000000a', 'pending', ours(p, token));
+    tokenLookups([], [made]);
+    const { calls, create } = order();
+    ec2Mock.on(CreateSnapshotCommand).callsFake(create('CreateSnapshot', () => made));
+    await onEvent(event);
+    expect(calls).toEqual(['SendMessage', 'CreateSnapshot']);
+    expect(sqsMock).toHaveReceivedCommandWith(SendMessageCommand, {
+      QueueUrl: QUEUE_URL,
+      DelaySeconds: LATE_DUPLICATE_SWEEP_DELAY_S,
+      MessageBody: JSON.stringify({ StackId: STACK_ID, LogicalResourceId: LOGICAL_ID, Token: token }),
+    });
+    // Longer than a create call can stay silent (30 s) plus the read lag the settle window allows (100 s).
+    expect(LATE_DUPLICATE_SWEEP_DELAY_S).toBeGreaterThanOrEqual(130);
+  });
+
+  test('CreateSnapshots of an instance is preceded by one too', async () => {
+    const p = props({ Source: 'instance', VolumeId: undefined, InstanceId: INSTANCE });
+    const event = cfnRequest('Create', p);
+    const made = snap('snap-0000000000000000b', 'pending', ours(p, requestToken(event)));
+    tokenLookups([], [made]);
+    attached(VOLUME);
+    ec2Mock.on(DescribeVolumesCommand, { VolumeIds: [VOLUME] }).resolves({ Volumes: [{ VolumeId: VOLUME, Attachments: [{ Device: '/dev/xvda' }] }] });
+    const { calls, create } = order();
+    ec2Mock.on(CreateSnapshotsCommand).callsFake(create('CreateSnapshots', () => ({ Snapshots: [made] })));
+    await onEvent(event);
+    expect(calls).toEqual(['SendMessage', 'CreateSnapshots']);
+  });
+
+  test('each attempt of a create refused by a rate limit is preceded by its own message', async () => {
+    const p = props();
+    const event = cfnRequest('Create', p);
+    const made = snap('snap-0000000000000000a', 'pending', ours(p, requestToken(event)));
+    let created = false;
+    ec2Mock.on(DescribeSnapshotsCommand).callsFake(async () => ({ Snapshots: created ? [made] : [] }));
+    const { calls, create } = order();
+    let attempts = 0;
+    ec2Mock.on(CreateSnapshotCommand).callsFake(create('CreateSnapshot', () => {
+      if (++attempts === 1) throw awsError('ConcurrentSnapshotLimitExceeded');
+      created = true;
+      return made;
+    }));
+    await onEvent(event);
+    expect(calls).toEqual(['SendMessage', 'CreateSnapshot', 'SendMessage', 'CreateSnapshot']);
+  });
+
+  test('an adopted snapshot (no create) queues nothing', async () => {
+    const p = props();
+    const event = cfnRequest('Create', p);
+    tokenLookups([snap('snap-0000000000000000a', 'pending', ours(p, requestToken(event)))]);
+    await onEvent(event);
+    expect(sqsMock).not.toHaveReceivedCommand(SendMessageCommand);
+  });
+
+  test('throttled SendMessage is retried, then the create goes on', async () => {
+    const p = props();
+    const event = cfnRequest('Create', p);
+    const made = snap('snap-0000000000000000a', 'pending', ours(p, requestToken(event)));
+    tokenLookups([], [made]);
+    sqsMock.on(SendMessageCommand).rejectsOnce(awsError('RequestThrottled', 'Rate exceeded')).resolves({ MessageId: 'm-2' });
+    ec2Mock.on(CreateSnapshotCommand).resolves(made);
+    await expect(onEvent(event)).resolves.toMatchObject({ PhysicalResourceId: 'snap-0000000000000000a' });
+    expect(sqsMock).toHaveReceivedCommandTimes(SendMessageCommand, 2);
+  });
+
+  test('a sweep that cannot be queued: no snapshot is taken, and the reason says why', async () => {
+    tokenLookups([]);
+    sqsMock.on(SendMessageCommand).rejects(awsError('AccessDenied', 'not authorized to perform: sqs:SendMessage'));
+    await expect(onEvent(cfnRequest('Create', props()))).rejects.toThrow(
+      /^Queuing the check for late duplicate snapshots \(SQS SendMessage\): AccessDenied: not authorized to perform: sqs:SendMessage; no snapshot was taken \(handlers in a VPC need/);
+    expect(ec2Mock).not.toHaveReceivedCommand(CreateSnapshotCommand);
+  });
+
+  test('without the queue URL (a handler not deployed by the construct), nothing is created', async () => {
+    tokenLookups([]);
+    const saved = process.env.LATE_DUPLICATE_QUEUE_URL;
+    delete process.env.LATE_DUPLICATE_QUEUE_URL;
+    try {
+      await expect(onEvent(cfnRequest('Create', props()))).rejects.toThrow(/has no LATE_DUPLICATE_QUEUE_URL .*no snapshot was taken/);
+    } finally {
+      process.env.LATE_DUPLICATE_QUEUE_URL = saved;
+    }
+    expect(ec2Mock).not.toHaveReceivedCommand(CreateSnapshotCommand);
+  });
+});
+
+describe('onLateDuplicateSweep', () => {
+  const p = props();
+  const token = 'tok-0123456789abcdef';
+  const record = (body: unknown, messageId = 'm-1') => ({ messageId, body: typeof body === 'string' ? body : JSON.stringify(body) });
+  const sweepOf = (t = token) => ({ StackId: STACK_ID, LogicalResourceId: LOGICAL_ID, Token: t });
+  const at = (s: number) => ({ start: new Date(T0.getTime() + s * 1000) });
+
+  test('per volume, the oldest snapshot of the request stays and every other one of ours with its token goes', async () => {
+    const oldestA = snap('snap-0000000000000000a', 'pending', ours(p, token), at(0));
+    const lateA = snap('snap-0000000000000000b', 'pending', ours(p, token), at(15));
+    const oldestB = snap('snap-0000000000000000c', 'pending', ours(p, token), { ...at(30), volumeId: VOLUME2 });
+    const lateB = snap('snap-0000000000000000d', 'pending', ours(p, token), { ...at(45), volumeId: VOLUME2 });
+    // Carries the token, but another resource's owner tag: not ours to delete.
+    const notOurs = snap('snap-0000000000000000e', 'pending', ours(p, token, 'SomeoneElse'), at(60));
+    ec2Mock.on(DescribeSnapshotsCommand, { OwnerIds: ['self'], Filters: [{ Name: `tag:${OWNERSHIP_TAG_KEYS.token}`, Values: [token] }] })
+      .resolves({ Snapshots: [lateB, notOurs, oldestA, lateA, oldestB] });
+    ec2Mock.on(DeleteSnapshotCommand).resolves({});
+    await expect(onLateDuplicateSweep({ Records: [record(sweepOf())] } as any)).resolves.toEqual({ batchItemFailures: [] });
+    expect(ec2Mock.commandCalls(DeleteSnapshotCommand).map((c) => c.args[0].input.SnapshotId).sort())
+      .toEqual(['snap-0000000000000000b', 'snap-0000000000000000d']);
+  });
+
+  test('one snapshot per volume (the usual case): nothing is deleted', async () => {
+    ec2Mock.on(DescribeSnapshotsCommand).resolves({ Snapshots: [snap('snap-0000000000000000a', 'completed', ours(p, token))] });
+    await expect(onLateDuplicateSweep({ Records: [record(sweepOf())] } as any)).resolves.toEqual({ batchItemFailures: [] });
+    expect(ec2Mock).not.toHaveReceivedCommand(DeleteSnapshotCommand);
+  });
+
+  test('a duplicate already gone (NotFound) is success', async () => {
+    ec2Mock.on(DescribeSnapshotsCommand).resolves({
+      Snapshots: [snap('snap-0000000000000000a', 'pending', ours(p, token), at(0)), snap('snap-0000000000000000b', 'pending', ours(p, token), at(20))],
+    });
+    ec2Mock.on(DeleteSnapshotCommand).rejects(awsError('InvalidSnapshot.NotFound'));
+    await expect(onLateDuplicateSweep({ Records: [record(sweepOf())] } as any)).resolves.toEqual({ batchItemFailures: [] });
+  });
+
+  test('a failed read or delete reports that message as failed (SQS delivers it again), and the others still run', async () => {
+    ec2Mock.on(DescribeSnapshotsCommand, { Filters: [{ Name: `tag:${OWNERSHIP_TAG_KEYS.token}`, Values: ['tok-denied'] }] })
+      .rejects(awsError('UnauthorizedOperation'));
+    ec2Mock.on(DescribeSnapshotsCommand, { Filters: [{ Name: `tag:${OWNERSHIP_TAG_KEYS.token}`, Values: [token] }] }).resolves({
+      Snapshots: [snap('snap-0000000000000000a', 'pending', ours(p, token), at(0)), snap('snap-0000000000000000b', 'pending', ours(p, token), at(20))],
+    });
+    ec2Mock.on(DeleteSnapshotCommand).rejects(awsError('UnauthorizedOperation'));
+    const out = await onLateDuplicateSweep({ Records: [record(sweepOf('tok-denied'), 'm-1'), record(sweepOf(), 'm-2'), record('{"StackId":1}', 'm-3')] } as any);
+    expect(out).toEqual({ batchItemFailures: [{ itemIdentifier: 'm-1' }, { itemIdentifier: 'm-2' }, { itemIdentifier: 'm-3' }] });
+    expect(ec2Mock).toHaveReceivedCommandWith(DeleteSnapshotCommand, { SnapshotId: 'snap-0000000000000000b' });
+  });
+
+  test('a message that is not a sweep fails without calling EC2', async () => {
+    const out = await onLateDuplicateSweep({ Records: [record('not json', 'm-9'), record({ StackId: STACK_ID, LogicalResourceId: LOGICAL_ID, Token: '' }, 'm-10')] } as any);
+    expect(out.batchItemFailures.map((f) => f.itemIdentifier)).toEqual(['m-9', 'm-10']);
+    expect(ec2Mock).not.toHaveReceivedCommand(DescribeSnapshotsCommand);
   });
 });
 
