@@ -352,6 +352,70 @@ describe('EbsSnapshotOnDeploy IAM', () => {
   });
 });
 
+describe('EbsSnapshotOnDeploy late-duplicate queue', () => {
+  function queues(stack: Stack) {
+    const all = Template.fromStack(stack).findResources('AWS::SQS::Queue');
+    const [sweepsId] = Object.keys(all).filter((k) => /Sweeps[0-9A-F]{8}$/.test(k));
+    const [failuresId] = Object.keys(all).filter((k) => /SweepFailures[0-9A-F]{8}$/.test(k));
+    return { all, sweepsId, failuresId };
+  }
+
+  test('one delay queue per stack, with a dead-letter queue, read by one function of the same bundle and role', () => {
+    const stack = newStack();
+    new EbsSnapshotOnDeploy(stack, 'A', { source: EbsSnapshotSource.fromVolumeId(VOLUME) });
+    new EbsSnapshotOnDeploy(stack, 'B', { source: EbsSnapshotSource.fromVolumeId('vol-0123456789abcdef1') });
+    const t = Template.fromStack(stack);
+    const { all, sweepsId, failuresId } = queues(stack);
+    expect(Object.keys(all)).toHaveLength(2);
+    expect(all[sweepsId].Properties).toEqual({
+      SqsManagedSseEnabled: true,
+      VisibilityTimeout: 1080, // six times the function's 3 minutes
+      RedrivePolicy: { deadLetterTargetArn: { 'Fn::GetAtt': [failuresId, 'Arn'] }, maxReceiveCount: 5 },
+    });
+    expect(all[failuresId].Properties).toMatchObject({ SqsManagedSseEnabled: true, MessageRetentionPeriod: 1_209_600, RedriveAllowPolicy: { redrivePermission: 'allowAll' } });
+    // TLS only, on both.
+    t.resourceCountIs('AWS::SQS::QueuePolicy', 2);
+    t.hasResourceProperties('AWS::SQS::QueuePolicy', {
+      PolicyDocument: { Statement: [Match.objectLike({ Effect: 'Deny', Condition: { Bool: { 'aws:SecureTransport': 'false' } } })] },
+      Queues: [{ Ref: sweepsId }],
+    });
+    const functions = t.findResources('AWS::Lambda::Function', { Properties: { Handler: 'index.onLateDuplicateSweep' } });
+    expect(Object.values(functions)).toHaveLength(1);
+    const [sweeperId, sweeper] = Object.entries<any>(functions)[0];
+    expect(sweeper.Properties).toMatchObject({ Runtime: 'nodejs22.x', Timeout: 180 });
+    t.hasResourceProperties('AWS::Lambda::EventSourceMapping', {
+      FunctionName: { Ref: sweeperId }, EventSourceArn: { 'Fn::GetAtt': [sweepsId, 'Arn'] }, BatchSize: 1, FunctionResponseTypes: ['ReportBatchItemFailures'],
+    });
+    // onEvent has the queue's URL; the same role sends to it and reads it (nothing else).
+    t.hasResourceProperties('AWS::Lambda::Function', {
+      Handler: 'index.onEvent',
+      Environment: { Variables: Match.objectLike({ LATE_DUPLICATE_QUEUE_URL: { Ref: sweepsId } }) },
+    });
+    const statements = policyStatements(stack);
+    const sqsStatements = statements.filter((s) => [].concat(s.Action).some((a: string) => a.startsWith('sqs:')));
+    expect(sqsStatements.map((s) => s.Resource)).toEqual(sqsStatements.map(() => ({ 'Fn::GetAtt': [sweepsId, 'Arn'] })));
+    expect([...new Set(sqsStatements.flatMap((s) => [].concat(s.Action)))].sort()).toEqual([
+      'sqs:ChangeMessageVisibility', 'sqs:DeleteMessage', 'sqs:GetQueueAttributes', 'sqs:GetQueueUrl', 'sqs:ReceiveMessage', 'sqs:SendMessage',
+    ]);
+  });
+
+  test('the handlers in a VPC: the sweep function too', () => {
+    const stack = newStack();
+    const vpc = new ec2.Vpc(stack, 'Vpc', { maxAzs: 1, natGateways: 0, subnetConfiguration: [{ name: 'isolated', subnetType: ec2.SubnetType.PRIVATE_ISOLATED }] });
+    new EbsSnapshotOnDeploy(stack, 'A', { source: EbsSnapshotSource.fromVolumeId(VOLUME), handlerOptions: { vpc } });
+    Template.fromStack(stack).hasResourceProperties('AWS::Lambda::Function', {
+      Handler: 'index.onLateDuplicateSweep', VpcConfig: Match.objectLike({ SubnetIds: Match.anyValue() }),
+    });
+  });
+
+  test('snapshots from disk images (a client token, no duplicates) and other constructs get no queue', () => {
+    const stack = newStack();
+    new OpenZfsSnapshot(stack, 'Zfs', { volumeId: 'fsvol-0123456789abcdef0' });
+    new EbsSnapshotOnDeploy(stack, 'Golden', { source: EbsSnapshotSource.fromS3Object(s3.Bucket.fromBucketName(stack, 'Images', 'images'), 'disk.raw'), volumeSize: Size.gibibytes(1) });
+    Template.fromStack(stack).resourceCountIs('AWS::SQS::Queue', 0);
+  });
+});
+
 describe('EbsSnapshotOnDeploy from a disk image', () => {
   /** A raw image of `bytes` bytes in a fresh temporary directory. */
   function image(bytes: number): string {
