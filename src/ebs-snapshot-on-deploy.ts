@@ -121,8 +121,10 @@ const MAX_DESCRIPTION_LENGTH = 255;
  *
  * EC2 `CreateSnapshot` has no client token: the handler tags each snapshot with a token of the
  * CloudFormation request and looks for it before creating, and again after, so that a retried or
- * duplicated request never leaves two snapshots of one volume (unless it fails because an invocation
- * was killed right after its create: see the README). Snapshots of encrypted volumes are encrypted,
+ * duplicated request never leaves two snapshots of one volume. A sweep of the request queued before
+ * each create (on an SQS delay queue of the stack, 3 minutes later) removes a duplicate that shows
+ * only after the request was answered, even of a request that failed (see the README). Snapshots of
+ * encrypted volumes are encrypted,
  * with the volume's key. `DryRun` is not offered: it would make a deploy that does nothing.
  *
  * To guard the instance you snapshot (the snapshot comes before the change to the instance), put
@@ -235,6 +237,8 @@ export class EbsSnapshotOnDeploy extends Construct implements IEbsSnapshotOnDepl
       properties: { ...properties },
     });
     guard.comesBefore(this.resource.node.defaultChild as CfnResource);
+    // Deleted before the stack's late-duplicate queue drain, so that the drain waits for its sweeps.
+    provider.dependOnDrain(this.resource);
     if (this.foundByTags) this.node.addValidation({ validate: () => this.refuseEmptySnapshotForVolumes() });
 
     this.snapshotId = this.resource.getAttString('SnapshotId');

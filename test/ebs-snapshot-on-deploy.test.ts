@@ -369,7 +369,7 @@ describe('EbsSnapshotOnDeploy late-duplicate queue', () => {
     expect(Object.keys(all)).toHaveLength(2);
     expect(all[sweepsId].Properties).toEqual({
       SqsManagedSseEnabled: true,
-      VisibilityTimeout: 1080, // six times the function's 3 minutes
+      VisibilityTimeout: 360, // six times the function's minute
       RedrivePolicy: { deadLetterTargetArn: { 'Fn::GetAtt': [failuresId, 'Arn'] }, maxReceiveCount: 5 },
     });
     expect(all[failuresId].Properties).toMatchObject({ SqsManagedSseEnabled: true, MessageRetentionPeriod: 1_209_600, RedriveAllowPolicy: { redrivePermission: 'allowAll' } });
@@ -382,7 +382,7 @@ describe('EbsSnapshotOnDeploy late-duplicate queue', () => {
     const functions = t.findResources('AWS::Lambda::Function', { Properties: { Handler: 'index.onLateDuplicateSweep' } });
     expect(Object.values(functions)).toHaveLength(1);
     const [sweeperId, sweeper] = Object.entries<any>(functions)[0];
-    expect(sweeper.Properties).toMatchObject({ Runtime: 'nodejs22.x', Timeout: 180 });
+    expect(sweeper.Properties).toMatchObject({ Runtime: 'nodejs22.x', Timeout: 60 });
     t.hasResourceProperties('AWS::Lambda::EventSourceMapping', {
       FunctionName: { Ref: sweeperId }, EventSourceArn: { 'Fn::GetAtt': [sweepsId, 'Arn'] }, BatchSize: 1, FunctionResponseTypes: ['ReportBatchItemFailures'],
     });
@@ -397,6 +397,24 @@ describe('EbsSnapshotOnDeploy late-duplicate queue', () => {
     expect([...new Set(sqsStatements.flatMap((s) => [].concat(s.Action)))].sort()).toEqual([
       'sqs:ChangeMessageVisibility', 'sqs:DeleteMessage', 'sqs:GetQueueAttributes', 'sqs:GetQueueUrl', 'sqs:ReceiveMessage', 'sqs:SendMessage',
     ]);
+  });
+
+  test('a queue drain: deleted after every snapshot resource and before the queue and its reader', () => {
+    const stack = newStack();
+    new EbsSnapshotOnDeploy(stack, 'A', { source: EbsSnapshotSource.fromVolumeId(VOLUME) });
+    new EbsSnapshotOnDeploy(stack, 'B', { source: EbsSnapshotSource.fromVolumeId('vol-0123456789abcdef1') });
+    const t = Template.fromStack(stack);
+    const { sweepsId } = queues(stack);
+    const drains = t.findResources('Custom::EbsSnapshotQueueDrain');
+    expect(Object.keys(drains)).toHaveLength(1);
+    const [drainId, drain] = Object.entries<any>(drains)[0];
+    expect(drain.Properties).toMatchObject({ Drain: 'late-duplicate-queue', QueueUrl: { Ref: sweepsId } });
+    const [mappingId] = Object.keys(t.findResources('AWS::Lambda::EventSourceMapping'));
+    const [sweeperId] = Object.keys(t.findResources('AWS::Lambda::Function', { Properties: { Handler: 'index.onLateDuplicateSweep' } }));
+    expect(drain.DependsOn).toEqual(expect.arrayContaining([sweepsId, mappingId, sweeperId]));
+    for (const snapshot of Object.values<any>(t.findResources('Custom::EbsSnapshotOnDeploy'))) {
+      expect(snapshot.DependsOn).toContain(drainId);
+    }
   });
 
   test('the handlers in a VPC: the sweep function too', () => {

@@ -10,7 +10,7 @@ import { SimWorld } from './support/sim-world';
 import { clock } from '../lambda/shared/clock';
 import { MANAGED_BY, OWNERSHIP_TAG_KEYS } from '../lambda/shared/ownership';
 import { requestToken } from '../lambda/shared/token';
-import type { EbsSnapshotOnDeployProperties } from '../src/private/ebs-contract';
+import type { EbsSnapshotOnDeployProperties, EbsSnapshotQueueDrainProperties } from '../src/private/ebs-contract';
 
 const VOL_A = 'vol-0000000000000000a'; // instance I1, /dev/xvda
 const VOL_B = 'vol-0000000000000000b'; // instance I1, /dev/sdf
@@ -22,6 +22,8 @@ const RUNS = SIM_RUNS;
 jest.setTimeout(SIM_TIMEOUT_MS);
 
 type Props = EbsSnapshotOnDeployProperties;
+/** The stack's queue drain (one per stack, as the construct makes it). */
+const DRAIN: EbsSnapshotQueueDrainProperties = { Drain: 'late-duplicate-queue', QueueUrl: process.env.LATE_DUPLICATE_QUEUE_URL! };
 type Policy = 'retain' | 'destroy';
 
 function volume(trigger: string, policy: Policy, wait = false, extra: Partial<Props> = {}): Props {
@@ -161,6 +163,8 @@ const SLOW_READS: FakeEc2Options = { visibilityDelayMs: 50_000, visibilityJitter
  * request that made it (a retry could not adopt it).
  */
 function checkDeliveries(world: SimWorld, stack: CfnStack, out: Violation[]) {
+  // A stack deleted (or whose creation rolled back) with sweeps still queued deleted them with the queue.
+  for (const m of world.sqs.lost) out.push({ invariant: 'no-duplicates', detail: `the late-duplicate sweep ${m.body} was deleted with the queue before it ran` });
   const left = new Map<string, CopyView[]>();
   for (const c of world.copies()) {
     if (c.foreign || !c.exists || !c.createdDuring) continue;
@@ -668,17 +672,19 @@ function sweptByQueue(world: SimWorld, id: string): boolean {
 
 /**
  * Was the documented weaker case (soak seed 538869895, failing after 16,879 scenarios): the
- * duplicate delivery created 15 s after the first (reads had not shown the first's yet) and was
- * killed; CloudFormation took its failure. The Create failed, so no event follows (the Provider
- * framework skips the Delete of a failed Create), and the first delivery stopped reading before
- * the duplicate's snapshot showed: both were left. Now the sweep the killed delivery queued before
- * its create deletes its snapshot once it shows: one is left, the oldest, with the request's token.
+ * duplicate delivery created after the first (reads had not shown the first's yet) and was killed;
+ * CloudFormation took its failure. The Create failed, so no event follows (the Provider framework
+ * skips the Delete of a failed Create), and the first delivery stopped reading before the
+ * duplicate's snapshot showed: both were left. Now the sweep the killed delivery queued before its
+ * create deletes its snapshot once it shows, and since this failure rolls back the stack's creation
+ * (which deletes the queue), the queue drain holds the deletion until that sweep has run.
+ * (Seed 2214: the same case found again once the drain was part of the stack.)
  */
 describe('CloudFormation takes the failure of a duplicate delivery killed after its create', () => {
   const scenario: Scenario = {
-    seed: 2057241461,
+    seed: 2214,
     faults: { 'throttle': 0.05, 'kill-after-create': 0.1, 'duplicate-delivery': 0.3 },
-    delivery: { concurrent: 0.5, start: 'at-a-random-call', slowReads: true },
+    delivery: { concurrent: 1, start: 'at-a-random-call', slowReads: true },
     steps: [{ kind: 'deploy', t1: 0, t2: 0, t3: 0, policy: 'retain', wait: false }],
   };
 
@@ -688,14 +694,20 @@ describe('CloudFormation takes the failure of a duplicate delivery killed after 
     const create = stack.requests.filter((r) => r.logicalId === 'Snap1' && r.requestType === 'Create');
     expect(create.map((r) => [r.status, r.counted])).toEqual([['SUCCESS', false], ['FAILED', true]]);
     expect(create[1].reason).toMatch(/^Task timed out or was killed: killed after CreateSnapshotCommand/);
+    expect(stack.operations[0].status).toBe('ROLLBACK_COMPLETE');
     const ofRequest = world.copies().filter((c) => c.target === VOL_C && c.createdDuring?.requestKey.endsWith(`/Snap1/${create[0].requestId}`));
-    const killed = world.core.log.find((c) => c.outcome === 'ok+kill-after-create')!;
+    const killed = world.core.log.find((c) => c.outcome === 'ok+kill-after-create' && c.command === 'CreateSnapshotCommand')!;
     // The path this test is for: the killed delivery's snapshot showed after the answering delivery had answered.
     expect(world.ec2.snapshots.get(killed.resourceId!)!.visibleAt).toBeGreaterThan(create[0].endedAt!);
     expect(ofRequest.filter((c) => c.exists).map((c) => c.id)).toEqual([create[0].physicalIdOut]);
     expect(sweptByQueue(world, killed.resourceId!)).toBe(true);
     const token = requestToken({ StackId: create[0].stackId, LogicalResourceId: 'Snap1', RequestId: create[0].requestId });
     expect(world.copy(create[0].physicalIdOut)!.tags).toContainEqual({ Key: OWNERSHIP_TAG_KEYS.token, Value: token });
+    // The rollback's drain waited for the sweep (at least a minute, as SQS's counts lag), and nothing was lost with the queue.
+    const drain = stack.requests.find((r) => r.logicalId === 'QueueDrain' && r.requestType === 'Delete' && r.counted)!;
+    const sweptAt = world.core.log.find((c) => c.command === 'DeleteSnapshotCommand' && c.resourceId === killed.resourceId)!.at;
+    expect(drain.endedAt!).toBeGreaterThan(sweptAt);
+    expect(world.sqs.lost).toEqual([]);
   });
 
   test('the check can fail: without the late-duplicate sweep, both snapshots are left and reported', async () => {
@@ -705,10 +717,24 @@ describe('CloudFormation takes the failure of a duplicate delivery killed after 
       const { violations } = await runScenario(scenario);
       // Both checks see it (the invariants' no-duplicates, and checkDeliveries of what is left), and nothing else is wrong.
       expect(violations.length).toBeGreaterThan(0);
-      for (const v of violations) expect(v).toMatchObject({ invariant: 'no-duplicates', detail: expect.stringMatching(/^2 (copies|snapshots) .*snap-0+4, snap-0+5$/) });
+      for (const v of violations) expect(v).toMatchObject({ invariant: 'no-duplicates', detail: expect.stringMatching(/^2 (copies|snapshots) .*snap-[0-9a-f]+, snap-[0-9a-f]+$/) });
     } finally {
       handler.onQueueMessage = sweep;
     }
+  });
+
+  test('the check can fail: with a drain that does not wait, the rollback deletes the queue with the sweep on it', async () => {
+    const complete = handler.isComplete!;
+    handler.isComplete = async (event: any) => (event.ResourceProperties?.Drain ? { IsComplete: true } : complete(event));
+    let run: Awaited<ReturnType<typeof runScenario>>;
+    try {
+      run = await runScenario(scenario);
+    } finally {
+      handler.isComplete = complete;
+    }
+    const { violations, world } = run;
+    expect(world.sqs.lost.length).toBeGreaterThan(0);
+    expect(violations).toContainEqual(expect.objectContaining({ invariant: 'no-duplicates', detail: expect.stringMatching(/was deleted with the queue before it ran/) }));
   });
 });
 
@@ -854,7 +880,7 @@ async function runScenario(s: Scenario, stats?: Record<string, number>) {
       startWhen: delivery.start === 'at-once' ? undefined : () => world.faults.next() < 0.25,
       resumeWhen: () => world.faults.next() < 0.5,
     };
-    const stack = new CfnStack(world, handler, { resourceType: 'Custom::EbsSnapshotOnDeploy', concurrentDuplicates });
+    const stack = new CfnStack(world, handler, { resourceType: 'Custom::EbsSnapshotOnDeploy', concurrentDuplicates, queueDeletedWithStack: true });
     const inv = ebsInvariants(world, stack);
     const extra: Violation[] = [];
     let guardedFor: string | undefined;
@@ -869,7 +895,9 @@ async function runScenario(s: Scenario, stats?: Record<string, number>) {
       } else if (step.kind === 'delete') {
         if (stack.stackId) after(await stack.deleteStack());
       } else {
-        const desired: Record<string, Props> = {
+        const desired: Record<string, Props | EbsSnapshotQueueDrainProperties> = {
+          // Created first and deleted last: every snapshot resource depends on it.
+          QueueDrain: DRAIN,
           Snap1: volume(`t${step.t1}`, step.policy, step.wait),
           Snap2: instance(`t${step.t2}`, step.policy, step.wait),
           Snap3: guarded(`h${step.t3}`, step.policy, step.wait),
@@ -895,6 +923,14 @@ async function runScenario(s: Scenario, stats?: Record<string, number>) {
       stats.duplicatesCleanedUp = (stats.duplicatesCleanedUp ?? 0) + cleaned.length;
       stats.sweptByQueue = (stats.sweptByQueue ?? 0) + world.copies().filter((c) => c.createdDuring && sweptByQueue(world, c.id)).length;
       stats.sweepsDeadLettered = (stats.sweepsDeadLettered ?? 0) + world.sqs.deadLetters.length;
+      stats.sweepsLostWithQueue = (stats.sweepsLostWithQueue ?? 0) + world.sqs.lost.length;
+      // What the drain costs: how long its counted Deletes (stack deletes, creation rollbacks) took.
+      for (const r of stack.requests.filter((q) => q.logicalId === 'QueueDrain' && q.requestType === 'Delete' && q.counted)) {
+        const started = r.startedAt ?? r.endedAt!;
+        stats.drainDeletes = (stats.drainDeletes ?? 0) + 1;
+        stats.drainDeleteSeconds = (stats.drainDeleteSeconds ?? 0) + Math.round((r.endedAt! - started) / 1000);
+        stats.drainDeleteMaxSeconds = Math.max(stats.drainDeleteMaxSeconds ?? 0, Math.round((r.endedAt! - started) / 1000));
+      }
       stats.sweptLater = (stats.sweptLater ?? 0) + world.copies().filter((c) => c.createdDuring && sweptLater(world, stack, c)).length;
       stats.noSourceYet = (stats.noSourceYet ?? 0) + stack.requests.filter((r) => r.data?.SourceFound === 'false').length;
       stats.scenarios = (stats.scenarios ?? 0) + 1;
@@ -930,3 +966,4 @@ describe('property: random deploy sequences with faults', () => {
     }
   });
 });
+

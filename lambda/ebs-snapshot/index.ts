@@ -8,11 +8,12 @@ import {
   Filter,
   Tag,
 } from '@aws-sdk/client-ec2';
-import { SendMessageCommand } from '@aws-sdk/client-sqs';
+import { GetQueueAttributesCommand, SendMessageCommand } from '@aws-sdk/client-sqs';
 import type { SQSBatchResponse, SQSEvent } from 'aws-lambda';
 import type { CopyOrigin } from '../../src/private/contract';
 import type {
-  EbsSnapshotExtraTagKey, EbsSnapshotOnDeployAttributes, EbsSnapshotOnDeployProperties, LATE_DUPLICATE_QUEUE_ENV, LateDuplicateSweep,
+  EbsSnapshotExtraTagKey, EbsSnapshotOnDeployAttributes, EbsSnapshotOnDeployProperties, EbsSnapshotQueueDrainProperties, LATE_DUPLICATE_QUEUE_ENV,
+  LateDuplicateSweep,
 } from '../../src/private/ebs-contract';
 import { ec2, ec2Create } from '../shared/clients/ec2';
 import { sqs } from '../shared/clients/sqs';
@@ -126,7 +127,8 @@ interface Run {
 /** The source, resolved at deploy time. */
 type Source = { readonly kind: 'volume'; readonly volumeId: string } | { readonly kind: 'instance'; readonly instanceId: string };
 
-export async function onEvent(event: Request, context?: LambdaContext): Promise<Response | OnEventResponse<LateSweep>> {
+export async function onEvent(event: Request, context?: LambdaContext): Promise<Response | OnEventResponse<LateSweep | DrainData>> {
+  if (isDrain(event)) return onDrainEvent(event);
   const startedAt = clock.now();
   const remaining = context?.getRemainingTimeInMillis?.();
   const run: Run = {
@@ -163,6 +165,7 @@ export async function onEvent(event: Request, context?: LambdaContext): Promise<
 
 export async function isComplete(event: CompleteRequest): Promise<IsCompleteResponse<Attributes>> {
   logger.appendKeys({ requestType: event.RequestType, logicalResourceId: event.LogicalResourceId, requestId: event.RequestId });
+  if (isDrain(event)) return completeDrain(event as unknown as OnEventRequest<EbsSnapshotQueueDrainProperties> & { Data?: DrainData });
   if (event.RequestType === 'Delete') return completeDelete(event);
   // Adopted and unchanged snapshots are not waited for (a rollback must never fail on them), and
   // without waitForCompletion the snapshot's point in time is already fixed.
@@ -762,6 +765,60 @@ async function sweepLateDuplicates(sweep: LateDuplicateSweep): Promise<void> {
     logger.warn('deleting a late duplicate snapshot of the request', { snapshotId: s.SnapshotId, volumeId: s.VolumeId, kept: kept.get(s.VolumeId ?? '')?.SnapshotId });
     await deleteSnapshot(s.SnapshotId!);
   }
+}
+
+/** The physical id of the stack's queue drain. */
+const DRAIN_PHYSICAL_ID = 'late-duplicate-queue-drain';
+/** SQS's approximate message counts may lag this long behind the last send (SQS developer guide). */
+const QUEUE_COUNT_LAG_MS = 60_000;
+/** How long a drain waits for the queue before it lets the stack delete it anyway (never failing the delete). */
+const DRAIN_GIVE_UP_MS = 15 * 60_000;
+interface DrainData {
+  readonly DrainStartedAt: string;
+}
+
+function isDrain(event: { ResourceProperties?: unknown }): boolean {
+  return (event.ResourceProperties as Partial<EbsSnapshotQueueDrainProperties> | undefined)?.Drain === 'late-duplicate-queue';
+}
+
+/** The drain does nothing on Create and Update; its Delete hands the start time to isComplete. */
+async function onDrainEvent(event: Request): Promise<OnEventResponse<DrainData>> {
+  logger.appendKeys({ requestType: event.RequestType, logicalResourceId: event.LogicalResourceId, requestId: event.RequestId });
+  logger.info('onEvent (queue drain)', { physicalResourceId: event.PhysicalResourceId });
+  if (event.RequestType !== 'Delete') return { PhysicalResourceId: DRAIN_PHYSICAL_ID };
+  return { PhysicalResourceId: event.PhysicalResourceId ?? DRAIN_PHYSICAL_ID, Data: { DrainStartedAt: String(clock.now()) } };
+}
+
+/**
+ * The drain's Delete completes once the late-duplicate queue is empty (no message delayed, waiting
+ * or being handled) in a count made at least QUEUE_COUNT_LAG_MS after the Delete began, so that the
+ * stack's deletion (or the rollback of its creation) does not delete the queue with sweeps still to
+ * run. It never fails the delete: a queue already gone is done, and past DRAIN_GIVE_UP_MS (a sweep
+ * that keeps failing) it logs what is left and lets the deletion go on.
+ */
+async function completeDrain(event: OnEventRequest<EbsSnapshotQueueDrainProperties> & { Data?: DrainData }): Promise<IsCompleteResponse<Attributes>> {
+  if (event.RequestType !== 'Delete') return { IsComplete: true };
+  const startedAt = Number(event.Data?.DrainStartedAt ?? clock.now());
+  const waited = clock.now() - startedAt;
+  let pending: number;
+  try {
+    const out = await withRetries(() => sqs().send(new GetQueueAttributesCommand({
+      QueueUrl: event.ResourceProperties.QueueUrl,
+      AttributeNames: ['ApproximateNumberOfMessages', 'ApproximateNumberOfMessagesDelayed', 'ApproximateNumberOfMessagesNotVisible'],
+    })), { budgetMs: POLL_SWEEP_BUDGET_MS });
+    pending = Object.values(out.Attributes ?? {}).reduce((sum, v) => sum + Number(v ?? 0), 0);
+  } catch (err) {
+    if (['QueueDoesNotExist', 'AWS.SimpleQueueService.NonExistentQueue'].includes(errorCode(err))) return { IsComplete: true };
+    logger.error('could not read the late-duplicate queue; reading again', { error: err as Error });
+    pending = Number.NaN;
+  }
+  logger.info('draining the late-duplicate queue', { pending, waitedMs: waited });
+  if (pending === 0 && waited >= QUEUE_COUNT_LAG_MS) return { IsComplete: true };
+  if (waited >= DRAIN_GIVE_UP_MS) {
+    logger.error('the late-duplicate queue did not drain; deleting it anyway (what its sweeps did not delete keeps the request tokens and our tags)', { pending });
+    return { IsComplete: true };
+  }
+  return { IsComplete: false };
 }
 
 /** After a failure, delete these snapshots (of this request, tagged as ours), so that nothing is orphaned. */

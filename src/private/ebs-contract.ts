@@ -95,3 +95,15 @@ export interface LateDuplicateSweep {
   /** The request's token (its `cdk-storage-snapshots:token` tag). */
   readonly Token: string;
 }
+
+/**
+ * Properties of the stack's one `Custom::EbsSnapshotQueueDrain` resource (handled by the same
+ * Provider): every EbsSnapshotOnDeploy resource of the stack depends on it, and it on the queue and
+ * its reader, so CloudFormation deletes it after every snapshot resource and before the queue. Its
+ * Delete waits until the queue holds no sweep (so that deleting the stack, or rolling back its
+ * creation, does not drop sweeps still to run).
+ */
+export interface EbsSnapshotQueueDrainProperties {
+  readonly Drain: 'late-duplicate-queue';
+  readonly QueueUrl: string;
+}

@@ -1,4 +1,4 @@
-import { Duration, Stack } from 'aws-cdk-lib';
+import { CustomResource, Duration, Stack } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import { SqsEventSource } from 'aws-cdk-lib/aws-lambda-event-sources';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
@@ -25,8 +25,8 @@ export const PROVIDER_TOTAL_TIMEOUT = Duration.hours(1);
  */
 export const PROVIDER_QUERY_INTERVAL = Duration.seconds(10);
 
-/** The delayed-sweep function's timeout: one message's look-up and deletes, each retrying throttling for up to a minute. */
-export const SWEEP_HANDLER_TIMEOUT = Duration.minutes(3);
+/** The delayed-sweep function's timeout: one message's look-up and a few deletes (each retries throttling for up to a minute). */
+export const SWEEP_HANDLER_TIMEOUT = Duration.minutes(1);
 /** How often SQS delivers a sweep message that keeps failing before keeping it in the dead-letter queue. */
 export const SWEEP_MAX_RECEIVES = 5;
 
@@ -44,10 +44,16 @@ export class SnapshotProvider extends StackHandlers {
   public readonly serviceToken: string;
   /** The queue of delayed sweeps, for a spec with `delayedSweep`. */
   public readonly sweepQueue?: sqs.Queue;
+  /**
+   * For a spec with `delayedSweep`: the resource every custom resource of this provider must
+   * depend on (`dependOnDrain`), whose Delete waits until the queue is empty.
+   */
+  private readonly sweepDrain?: CustomResource;
 
   private constructor(scope: Stack, id: string, spec: HandlerSpec, options: HandlerOptions | undefined, requester: IConstruct) {
     super(scope, id, spec, options, requester);
-    this.sweepQueue = spec.delayedSweep ? this.delayedSweep(spec.delayedSweep.exportName) : undefined;
+    const sweep = spec.delayedSweep ? this.delayedSweep(spec.delayedSweep.exportName) : undefined;
+    this.sweepQueue = sweep?.queue;
     const onEventEnvironment: Record<string, string> = spec.delayedSweep && this.sweepQueue
       ? { [spec.delayedSweep.queueUrlEnv]: this.sweepQueue.queueUrl } : {};
     const provider = new cr.Provider(this, 'Provider', {
@@ -65,6 +71,16 @@ export class SnapshotProvider extends StackHandlers {
       securityGroups: options?.securityGroups,
     });
     this.serviceToken = provider.serviceToken;
+    if (sweep) {
+      // Deleted after every custom resource of this provider (they depend on it) and before the
+      // queue and its reader (it depends on them): its Delete waits until no sweep is left.
+      this.sweepDrain = new CustomResource(this, 'SweepDrain', {
+        serviceToken: provider.serviceToken,
+        resourceType: 'Custom::EbsSnapshotQueueDrain',
+        properties: { Drain: 'late-duplicate-queue', QueueUrl: sweep.queue.queueUrl },
+      });
+      this.sweepDrain.node.addDependency(sweep.queue, sweep.reader);
+    }
 
     // Every handler reads its own stack's status, to tell a rollback from an update.
     this.role.addToPrincipalPolicy(
@@ -85,7 +101,12 @@ export class SnapshotProvider extends StackHandlers {
    * answered, even if no further event for the resource comes. A message that keeps failing is
    * kept, after SWEEP_MAX_RECEIVES receives, in a dead-letter queue for 14 days.
    */
-  private delayedSweep(exportName: string): sqs.Queue {
+  /** Makes `resource` (a custom resource of this provider) come after the queue drain, if there is one. */
+  public dependOnDrain(resource: IConstruct): void {
+    if (this.sweepDrain) resource.node.addDependency(this.sweepDrain);
+  }
+
+  private delayedSweep(exportName: string): { queue: sqs.Queue; reader: IConstruct } {
     const failures = new sqs.Queue(this, 'SweepFailures', {
       encryption: sqs.QueueEncryption.SQS_MANAGED,
       enforceSSL: true,
@@ -102,9 +123,10 @@ export class SnapshotProvider extends StackHandlers {
     });
     const sweeper = this.handlerFunction('Sweep', exportName, SWEEP_HANDLER_TIMEOUT);
     // One message at a time: a failing one is retried alone.
-    sweeper.addEventSource(new SqsEventSource(queue, { batchSize: 1, reportBatchItemFailures: true }));
+    const source = new SqsEventSource(queue, { batchSize: 1, reportBatchItemFailures: true });
+    sweeper.addEventSource(source);
     queue.grantSendMessages(this.role);
-    return queue;
+    return { queue, reader: sweeper };
   }
 }
 

@@ -19,7 +19,7 @@ export interface ProviderHandler {
 }
 
 /** The queue function's Lambda timeout (ms), as this library's provider. */
-const QUEUE_FUNCTION_TIMEOUT_MS = 3 * 60_000;
+const QUEUE_FUNCTION_TIMEOUT_MS = 60_000;
 
 export interface CfnDriverOptions {
   readonly stackName?: string;
@@ -40,6 +40,12 @@ export interface CfnDriverOptions {
    * @default false: a duplicate delivery starts once the first one was answered
    */
   readonly concurrentDuplicates?: boolean | ConcurrentDuplicates;
+  /**
+   * The handler's queue belongs to the stack: deleting the stack, or rolling back its creation,
+   * deletes it with whatever is still on it (the world's `sqs.lost`).
+   * @default false: the queue outlives the stack
+   */
+  readonly queueDeletedWithStack?: boolean;
 }
 
 /** An SDK call one of two concurrent deliveries of a request is about to send. */
@@ -96,6 +102,8 @@ export interface RequestRecord {
   reason?: string;
   /** Whether CloudFormation acted on this answer (false for an ignored duplicate). */
   counted: boolean;
+  /** When this delivery started (simulated epoch ms). */
+  startedAt?: number;
   /** When this delivery answered (simulated epoch ms): its last call came before. */
   endedAt?: number;
 }
@@ -157,6 +165,7 @@ export class CfnStack {
       isCompleteTimeoutMs: 2 * 60_000,
       beforeRequest: () => undefined,
       concurrentDuplicates: false,
+      queueDeletedWithStack: false,
       ...options,
     };
   }
@@ -300,9 +309,22 @@ export class CfnStack {
     throw new Error('the queue did not drain');
   }
 
-  /** Runs the queue function for each message due now (one at a time, between other invocations). */
+  /**
+   * Runs the queue function for each message due now, one at a time, between other invocations.
+   * While two concurrent deliveries are in flight it runs when one of them wakes from a framework
+   * pause (the other sleeps), outside both deliveries' contexts: its own sleeps move the shared
+   * clock, so a sleeping delivery may wake late (a slower Lambda, which the handler must survive).
+   */
   private async deliverDueMessages(): Promise<void> {
-    if (!this.handler.onQueueMessage || this.interleaving) return;
+    if (!this.handler.onQueueMessage || this.world.sqs.due().length === 0) return;
+    if (this.interleaving?.task()) {
+      await DELIVERY_STORAGE.exit(() => this.deliverDueMessagesNow());
+      return;
+    }
+    await this.deliverDueMessagesNow();
+  }
+
+  private async deliverDueMessagesNow(): Promise<void> {
     const { world } = this;
     const saved = world.core.context;
     for (const message of world.sqs.due()) {
@@ -316,7 +338,7 @@ export class CfnStack {
       world.clock.startInvocation(QUEUE_FUNCTION_TIMEOUT_MS);
       let ok: boolean;
       try {
-        const out = await this.handler.onQueueMessage({
+        const out = await this.handler.onQueueMessage!({
           Records: [{ messageId: message.messageId, body: message.body, eventSource: 'aws:sqs', attributes: { ApproximateReceiveCount: String(message.receives + 1) } }],
         });
         ok = !(out?.batchItemFailures ?? []).some((f: { itemIdentifier: string }) => f.itemIdentifier === message.messageId);
@@ -398,12 +420,9 @@ export class CfnStack {
   /** Simulated time passing in the framework (between polls, before a retry). */
   private async pause(ms: number): Promise<void> {
     const task = this.interleaving?.task();
-    if (task) {
-      await this.interleaving!.sleep(task, ms);
-    } else {
-      this.world.clock.advance(ms);
-      await this.deliverDueMessages();
-    }
+    if (task) await this.interleaving!.sleep(task, ms);
+    else this.world.clock.advance(ms);
+    await this.deliverDueMessages();
   }
 
   /** The framework's onEvent, then its waiter state machine polling isComplete. */
@@ -422,6 +441,7 @@ export class CfnStack {
       status: 'FAILED',
       physicalIdOut: '',
       counted: !duplicate,
+      startedAt: this.world.clock.now(),
     };
     this.requests.push(rec);
     const fail = (ev: any, reason: string) => {
@@ -519,6 +539,7 @@ export class CfnStack {
 
   private finish(operation: StackOperationResult['operation'], status: string): StackOperationResult {
     this.setStatus(status);
+    if (this.opts.queueDeletedWithStack && (status === 'DELETE_COMPLETE' || status === 'ROLLBACK_COMPLETE')) this.world.sqs.deleteQueue();
     const result: StackOperationResult = {
       stackId: this.stackId!,
       operation,

@@ -1,4 +1,4 @@
-import { SendMessageCommand } from '@aws-sdk/client-sqs';
+import { GetQueueAttributesCommand, SendMessageCommand } from '@aws-sdk/client-sqs';
 import type { AwsStub } from 'aws-sdk-client-mock';
 import { awsError } from './aws-errors';
 import { FaultPlan, FaultRates } from './faults';
@@ -20,6 +20,11 @@ export interface FakeSqsOptions {
   readonly visibilityTimeoutMs?: number;
   /** Receives after which a message moves to the dead-letter queue. @default 5 */
   readonly maxReceiveCount?: number;
+  /**
+   * How long after a send the approximate counts (GetQueueAttributes) still leave it out: SQS says
+   * they may lag up to a minute behind the producers. @default 55 s
+   */
+  readonly countLagMs?: number;
 }
 
 /**
@@ -35,6 +40,8 @@ export interface FakeSqsOptions {
 export class FakeSqs {
   public readonly messages: SimMessage[] = [];
   public readonly deadLetters: SimMessage[] = [];
+  /** Messages still on the queue when it was deleted (with its stack): sweeps that never ran. */
+  public readonly lost: SimMessage[] = [];
   public sent = 0;
   private readonly opts: Required<FakeSqsOptions>;
   private readonly faults: FaultPlan;
@@ -42,7 +49,7 @@ export class FakeSqs {
 
   constructor(private readonly core: SimCore, seed: number, rates: FaultRates = {}, options: FakeSqsOptions = {}) {
     this.faults = new FaultPlan(seed + 0x5c5, rates);
-    this.opts = { visibilityTimeoutMs: 18 * 60_000, maxReceiveCount: 5, ...options };
+    this.opts = { visibilityTimeoutMs: 6 * 60_000, maxReceiveCount: 5, countLagMs: 55_000, ...options };
   }
 
   /** Messages due now, oldest first (delivered one at a time: batch size 1). */
@@ -70,8 +77,26 @@ export class FakeSqs {
     }
   }
 
+  /** The queue is deleted with its stack (and made anew with the next one): what was on it is lost. */
+  public deleteQueue(): void {
+    this.lost.push(...this.messages.splice(0));
+  }
+
   public install(mock: AwsStub<any, any, any>): void {
-    routeCommands(mock, 'sqs', [[SendMessageCommand, async (input: any) => {
+    routeCommands(mock, 'sqs', [[GetQueueAttributesCommand, async () => {
+      this.core.clock.checkAlive();
+      this.core.callCounts['sqs:GetQueueAttributesCommand'] = (this.core.callCounts['sqs:GetQueueAttributesCommand'] ?? 0) + 1;
+      if (this.faults.chance('throttle')) throw awsError('RequestThrottled', 'Rate exceeded', 400);
+      const now = this.core.clock.now();
+      const counted = this.messages.filter((m) => m.sentAt <= now - this.opts.countLagMs);
+      return {
+        Attributes: {
+          ApproximateNumberOfMessages: String(counted.filter((m) => m.visibleAt <= now).length),
+          ApproximateNumberOfMessagesDelayed: String(counted.filter((m) => m.visibleAt > now && m.receives === 0).length),
+          ApproximateNumberOfMessagesNotVisible: String(counted.filter((m) => m.visibleAt > now && m.receives > 0).length),
+        },
+      };
+    }], [SendMessageCommand, async (input: any) => {
       this.core.clock.checkAlive();
       this.core.callCounts['sqs:SendMessageCommand'] = (this.core.callCounts['sqs:SendMessageCommand'] ?? 0) + 1;
       if (this.faults.chance('throttle')) throw awsError('RequestThrottled', 'Rate exceeded', 400);
