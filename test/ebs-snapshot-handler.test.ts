@@ -9,7 +9,7 @@ import {
   EC2Client,
   Snapshot,
 } from '@aws-sdk/client-ec2';
-import { SQSClient, SendMessageCommand } from '@aws-sdk/client-sqs';
+import { GetQueueAttributesCommand, SQSClient, SendMessageCommand } from '@aws-sdk/client-sqs';
 import { mockClient } from 'aws-sdk-client-mock';
 import 'aws-sdk-client-mock-jest';
 import { LOGICAL_ID, STACK_ID, awsError, cfnRequest } from './fixtures/events';
@@ -534,6 +534,65 @@ describe('onLateDuplicateSweep', () => {
     const out = await onLateDuplicateSweep({ Records: [record('not json', 'm-9'), record({ StackId: STACK_ID, LogicalResourceId: LOGICAL_ID, Token: '' }, 'm-10')] } as any);
     expect(out.batchItemFailures.map((f) => f.itemIdentifier)).toEqual(['m-9', 'm-10']);
     expect(ec2Mock).not.toHaveReceivedCommand(DescribeSnapshotsCommand);
+  });
+});
+
+describe('The queue drain (Custom::EbsSnapshotQueueDrain)', () => {
+  const drainProps = { ServiceToken: 'arn:aws:lambda:us-east-1:111111111111:function:framework-onEvent', Drain: 'late-duplicate-queue', QueueUrl: QUEUE_URL } as any;
+  const counts = (delayed: number, visible = 0, inFlight = 0) => ({
+    Attributes: { ApproximateNumberOfMessages: String(visible), ApproximateNumberOfMessagesDelayed: String(delayed), ApproximateNumberOfMessagesNotVisible: String(inFlight) },
+  });
+  async function deleteStartedAt() {
+    const event = cfnRequest('Delete', drainProps, { PhysicalResourceId: 'late-duplicate-queue-drain' });
+    const out = await onEvent(event);
+    return { event: { ...event, ...out }, out };
+  }
+
+  test('Create and Update touch nothing and complete at once', async () => {
+    for (const type of ['Create', 'Update'] as const) {
+      const event = cfnRequest(type, drainProps, type === 'Update' ? { PhysicalResourceId: 'late-duplicate-queue-drain', OldResourceProperties: drainProps } : {});
+      const out = await onEvent(event);
+      expect(out).toEqual({ PhysicalResourceId: 'late-duplicate-queue-drain' });
+      await expect(isComplete({ ...event, ...out })).resolves.toEqual({ IsComplete: true });
+    }
+    expect(ec2Mock.calls()).toHaveLength(0);
+    expect(sqsMock.calls()).toHaveLength(0);
+  });
+
+  test('a Delete waits while sweeps are queued, and at least a minute (the counts lag), then completes', async () => {
+    const { event, out } = await deleteStartedAt();
+    expect(out).toEqual({ PhysicalResourceId: 'late-duplicate-queue-drain', Data: { DrainStartedAt: String(now) } });
+    sqsMock.on(GetQueueAttributesCommand).resolves(counts(2));
+    await expect(isComplete(event)).resolves.toEqual({ IsComplete: false });
+    expect(sqsMock).toHaveReceivedCommandWith(GetQueueAttributesCommand, {
+      QueueUrl: QUEUE_URL,
+      AttributeNames: ['ApproximateNumberOfMessages', 'ApproximateNumberOfMessagesDelayed', 'ApproximateNumberOfMessagesNotVisible'],
+    });
+    sqsMock.on(GetQueueAttributesCommand).resolves(counts(0));
+    now += 30_000;
+    await expect(isComplete(event)).resolves.toEqual({ IsComplete: false }); // empty, but a message sent just now may not be counted yet
+    sqsMock.on(GetQueueAttributesCommand).resolves(counts(0, 0, 1));
+    now += 40_000;
+    await expect(isComplete(event)).resolves.toEqual({ IsComplete: false }); // one being handled
+    sqsMock.on(GetQueueAttributesCommand).resolves(counts(0));
+    await expect(isComplete(event)).resolves.toEqual({ IsComplete: true });
+    expect(ec2Mock.calls()).toHaveLength(0);
+  });
+
+  test('a queue already gone is drained', async () => {
+    const { event } = await deleteStartedAt();
+    sqsMock.on(GetQueueAttributesCommand).rejects(awsError('QueueDoesNotExist', 'The specified queue does not exist.'));
+    await expect(isComplete(event)).resolves.toEqual({ IsComplete: true });
+  });
+
+  test('it never fails the delete: reads that fail are tried again, and past 15 minutes it lets the deletion go on', async () => {
+    const { event } = await deleteStartedAt();
+    sqsMock.on(GetQueueAttributesCommand).rejects(awsError('AccessDenied'));
+    now += 61_000;
+    await expect(isComplete(event)).resolves.toEqual({ IsComplete: false });
+    sqsMock.on(GetQueueAttributesCommand).resolves(counts(1, 0, 1)); // a sweep that keeps failing
+    now += 14 * 60_000;
+    await expect(isComplete(event)).resolves.toEqual({ IsComplete: true });
   });
 });
 
