@@ -540,7 +540,11 @@ describe('onLateDuplicateSweep', () => {
 describe('The queue drain (Custom::EbsSnapshotQueueDrain)', () => {
   const drainProps = { ServiceToken: 'arn:aws:lambda:us-east-1:111111111111:function:framework-onEvent', Drain: 'late-duplicate-queue', QueueUrl: QUEUE_URL } as any;
   const counts = (delayed: number, visible = 0, inFlight = 0) => ({
-    Attributes: { ApproximateNumberOfMessages: String(visible), ApproximateNumberOfMessagesDelayed: String(delayed), ApproximateNumberOfMessagesNotVisible: String(inFlight) },
+    Attributes: {
+      ApproximateNumberOfMessages: String(visible),
+      ApproximateNumberOfMessagesDelayed: String(delayed),
+      ApproximateNumberOfMessagesNotVisible: String(inFlight),
+    },
   });
   async function deleteStartedAt() {
     const event = cfnRequest('Delete', drainProps, { PhysicalResourceId: 'late-duplicate-queue-drain' });

@@ -748,19 +748,19 @@ export async function onLateDuplicateSweep(event: SQSEvent): Promise<SQSBatchRes
 }
 
 function parseSweep(body: string): LateDuplicateSweep {
-  const sweep = JSON.parse(body) as Partial<LateDuplicateSweep>;
-  if (typeof sweep.StackId !== 'string' || typeof sweep.LogicalResourceId !== 'string' || typeof sweep.Token !== 'string' || !sweep.Token) {
+  const message = JSON.parse(body) as Partial<LateDuplicateSweep>;
+  if (typeof message.StackId !== 'string' || typeof message.LogicalResourceId !== 'string' || typeof message.Token !== 'string' || !message.Token) {
     throw new Error(`not a late-duplicate sweep: ${body.slice(0, 200)}`);
   }
-  return sweep as LateDuplicateSweep;
+  return message as LateDuplicateSweep;
 }
 
-async function sweepLateDuplicates(sweep: LateDuplicateSweep): Promise<void> {
-  logger.appendKeys({ logicalResourceId: sweep.LogicalResourceId });
-  const found = await findByToken(sweep, sweep.Token);
+async function sweepLateDuplicates(message: LateDuplicateSweep): Promise<void> {
+  logger.appendKeys({ logicalResourceId: message.LogicalResourceId });
+  const found = await findByToken(message, message.Token);
   const kept = oldestPerVolume(found);
   const duplicates = found.filter((s) => kept.get(s.VolumeId ?? '')?.SnapshotId !== s.SnapshotId);
-  logger.info('late-duplicate sweep', { token: sweep.Token, kept: [...kept.values()].map((s) => s.SnapshotId), duplicates: duplicates.map((s) => s.SnapshotId) });
+  logger.info('late-duplicate sweep', { token: message.Token, kept: [...kept.values()].map((s) => s.SnapshotId), duplicates: duplicates.map((s) => s.SnapshotId) });
   for (const s of duplicates) {
     logger.warn('deleting a late duplicate snapshot of the request', { snapshotId: s.SnapshotId, volumeId: s.VolumeId, kept: kept.get(s.VolumeId ?? '')?.SnapshotId });
     await deleteSnapshot(s.SnapshotId!);
