@@ -287,6 +287,42 @@ describe('Create from a volume', () => {
     expect(ec2Mock.commandCalls(DeleteSnapshotCommand).map((c) => c.args[0].input.SnapshotId)).toEqual(['snap-00000000000000002']);
   });
 
+  // Was a bug (soak seed 538869895, 11,243rd scenario): the other delivery answered an older set,
+  // deleted this delivery's snapshot as a duplicate before it ever showed in reads, then failed and
+  // deleted its own set (one snapshot in error); this delivery answered the snapshot already gone.
+  test('an older snapshot of the request shows and is deleted, and its own never showed: a clear failure, nothing named that may be gone', async () => {
+    const p = props();
+    const event = cfnRequest('Create', p);
+    const token = requestToken(event);
+    const made = snap('snap-00000000000000002', 'pending', ours(p, token), { start: new Date(2_000_000) });
+    const older = snap('snap-00000000000000001', 'pending', [...ours(p, token), { Key: 'cdk-storage-snapshots:delivery', Value: 'other' }], { start: new Date(1_000_000) });
+    let createdAt = 0;
+    // Its own never shows; the older one shows for a while, then is gone.
+    ec2Mock.on(DescribeSnapshotsCommand).callsFake(async () => ({
+      Snapshots: createdAt === 0 ? [] : now - createdAt < 30_000 ? [older] : [],
+    }));
+    ec2Mock.on(CreateSnapshotCommand).callsFake(async () => { createdAt = now; return made; });
+    ec2Mock.on(DeleteSnapshotCommand).resolves({});
+    await expect(onEvent(event)).rejects.toThrow(
+      /^an older snapshot of this request \(snap-0+1\) was deleted by another delivery of it, .* snap-0+2 never showed in reads: it may be gone/);
+    // What it made goes (if it still exists); the other delivery's snapshot is not its to delete.
+    expect(ec2Mock.commandCalls(DeleteSnapshotCommand).map((c) => c.args[0].input.SnapshotId)).toEqual(['snap-00000000000000002']);
+  });
+
+  test('the same with its own snapshot shown and still there: it is answered (nothing suggests it was deleted)', async () => {
+    const p = props();
+    const event = cfnRequest('Create', p);
+    const token = requestToken(event);
+    const made = snap('snap-00000000000000002', 'pending', ours(p, token), { start: new Date(2_000_000) });
+    const older = snap('snap-00000000000000001', 'pending', [...ours(p, token), { Key: 'cdk-storage-snapshots:delivery', Value: 'other' }], { start: new Date(1_000_000) });
+    let createdAt = 0;
+    ec2Mock.on(DescribeSnapshotsCommand).callsFake(async () => ({
+      Snapshots: createdAt === 0 ? [] : now - createdAt < 30_000 ? [older, made] : [made],
+    }));
+    ec2Mock.on(CreateSnapshotCommand).callsFake(async () => { createdAt = now; return made; });
+    await expect(onEvent(event)).resolves.toMatchObject({ PhysicalResourceId: 'snap-00000000000000002' });
+  });
+
   // Was a bug (soak, 22,355th scenario): a delivery whose reads gave up deleted the snapshot it made,
   // which a concurrent delivery had adopted and answered: CloudFormation kept a deleted snapshot.
   test('the answer cannot be settled in the time left: a clear failure; the snapshot another delivery may answer is kept, with the token', async () => {

@@ -744,6 +744,10 @@ describe('soak counterexamples', () => {
     // 22,355th scenario of a 50,000 soak: a delivery whose reads gave up (30 % throttling) deleted the
     // snapshot it made, which the concurrent duplicate had adopted and answered (UPDATE_COMPLETE named a deleted snapshot).
     ['no success names a snapshot a failing delivery deleted', '{"seed":1359044284,"faults":{"throttle":0.3,"server-error":0.1,"network":0.1,"lost-response":0,"hung-response":0,"kill-after-create":0.02,"slow-lifecycle":0.1,"failed-lifecycle":0.02,"duplicate-delivery":0.3,"framework-retry":0},"delivery":{"concurrent":0.5,"start":"at-once","slowReads":false},"steps":[{"kind":"deploy","t1":0,"t2":1,"t3":1,"policy":"destroy","wait":false,"otherFailsAt":3},{"kind":"deploy","t1":2,"t2":0,"t3":1,"policy":"retain","wait":false},{"kind":"deploy","t1":1,"t2":2,"t3":2,"policy":"retain","wait":false,"otherFailsAt":0},{"kind":"deploy","t1":2,"t2":2,"t3":1,"policy":"destroy","wait":true,"otherFailsAt":3}]}'],
+    // 11,243rd scenario of a 20,000 soak (seed 538869895): the first delivery deleted the second's
+    // snapshot as a duplicate before it showed in reads, then failed with its own set (one in error)
+    // and deleted that; the second answered the snapshot already gone (UPDATE_COMPLETE named it).
+    ['no success names a snapshot another delivery deleted before it showed', '{"seed":786587777,"faults":{"throttle":0.3,"server-error":0,"network":0,"lost-response":0.1,"hung-response":0,"kill-after-create":0.1,"slow-lifecycle":0.02,"failed-lifecycle":0.02,"duplicate-delivery":0.1,"framework-retry":1},"delivery":{"concurrent":1,"start":"at-a-random-call","slowReads":true},"steps":[{"kind":"deploy","t1":0,"t2":1,"t3":0,"policy":"destroy","wait":false,"otherFailsAt":0},{"kind":"deploy","t1":1,"t2":2,"t3":2,"policy":"retain","wait":false}]}'],
   ])('%s', async (_, scenario) => {
     const { violations, stack } = await runScenario(JSON.parse(scenario));
     expect(violations).toEqual([]);

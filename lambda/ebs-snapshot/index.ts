@@ -381,6 +381,8 @@ async function settleAndDeduplicate(
   const deadline = run.endAt - END_MARGIN_MS / 2;
   const gone = new Set<string>();
   const shownBefore = new Set<string>();
+  /** Snapshots of the request that showed in reads and then no longer did (deleted by another delivery, or a later event). */
+  const vanished = new Map<string, SnapshotView>();
   let candidates = new Map<string, SnapshotView>();
   let answers = new Map<string, SnapshotView>();
   for (;;) {
@@ -405,6 +407,7 @@ async function settleAndDeduplicate(
     }
     // One of ours that showed and no longer does was deleted (by a delivery that answers another).
     for (const m of made) if (!shown.has(m.SnapshotId!) && shownBefore.has(m.SnapshotId!)) gone.add(m.SnapshotId!);
+    for (const id of shownBefore) if (!shown.has(id)) vanished.set(id, seen.views.get(id) ?? { SnapshotId: id });
     for (const id of shown) shownBefore.add(id);
     candidates = new Map<string, SnapshotView>();
     for (const s of [...made.filter((m) => !gone.has(m.SnapshotId!)), ...visible]) {
@@ -442,6 +445,16 @@ async function settleAndDeduplicate(
     throw new HandlerError('no snapshot of this request shows in reads any more (the one this delivery adopted was deleted); deploy again', true);
   }
   const kept = [...answers.values()];
+  // An older snapshot of the volume showed and was then deleted: the delivery that answered it (or
+  // failed with it) deletes newer snapshots of the request as duplicates, so one of ours that never
+  // showed in reads may be gone already. Answering it could name a snapshot that no longer exists.
+  const unsure = kept.filter((s) => !shownBefore.has(s.SnapshotId!) &&
+    [...vanished.values()].some((v) => v.VolumeId === s.VolumeId && oldestFirst(v, s) < 0));
+  if (unsure.length > 0) {
+    throw new HandlerError(`an older snapshot of this request (${[...vanished.keys()].join(', ')}) was deleted by another delivery of it, ` +
+      `which deletes newer ones as duplicates, and ${unsure.map((s) => s.SnapshotId).join(', ')} never showed in reads: it may be gone; ` +
+      'the snapshots this request made have been deleted. Deploy again.');
+  }
   const keptIds = new Set(kept.map((s) => s.SnapshotId));
   for (const extra of candidates.values()) {
     if (keptIds.has(extra.SnapshotId) || !isOurs(event, extra, token)) continue;
