@@ -369,22 +369,28 @@ describe('EbsSnapshotOnDeploy late-duplicate queue', () => {
     expect(Object.keys(all)).toHaveLength(2);
     expect(all[sweepsId].Properties).toEqual({
       SqsManagedSseEnabled: true,
-      VisibilityTimeout: 360, // six times the function's minute
+      VisibilityTimeout: 720, // six times the function's 2 minutes
       RedrivePolicy: { deadLetterTargetArn: { 'Fn::GetAtt': [failuresId, 'Arn'] }, maxReceiveCount: 5 },
     });
     expect(all[failuresId].Properties).toMatchObject({ SqsManagedSseEnabled: true, MessageRetentionPeriod: 1_209_600, RedriveAllowPolicy: { redrivePermission: 'allowAll' } });
     // TLS only, on both.
     t.resourceCountIs('AWS::SQS::QueuePolicy', 2);
-    t.hasResourceProperties('AWS::SQS::QueuePolicy', {
-      PolicyDocument: { Statement: [Match.objectLike({ Effect: 'Deny', Condition: { Bool: { 'aws:SecureTransport': 'false' } } })] },
-      Queues: [{ Ref: sweepsId }],
-    });
+    for (const id of [sweepsId, failuresId]) {
+      t.hasResourceProperties('AWS::SQS::QueuePolicy', {
+        PolicyDocument: { Statement: [Match.objectLike({ Effect: 'Deny', Condition: { Bool: { 'aws:SecureTransport': 'false' } } })] },
+        Queues: [{ Ref: id }],
+      });
+    }
     const functions = t.findResources('AWS::Lambda::Function', { Properties: { Handler: 'index.onLateDuplicateSweep' } });
     expect(Object.values(functions)).toHaveLength(1);
     const [sweeperId, sweeper] = Object.entries<any>(functions)[0];
-    expect(sweeper.Properties).toMatchObject({ Runtime: 'nodejs22.x', Timeout: 60 });
+    expect(sweeper.Properties).toMatchObject({ Runtime: 'nodejs22.x', Timeout: 120, Environment: { Variables: { STACK_ID: { Ref: 'AWS::StackId' } } } });
     t.hasResourceProperties('AWS::Lambda::EventSourceMapping', {
-      FunctionName: { Ref: sweeperId }, EventSourceArn: { 'Fn::GetAtt': [sweepsId, 'Arn'] }, BatchSize: 1, FunctionResponseTypes: ['ReportBatchItemFailures'],
+      FunctionName: { Ref: sweeperId },
+      EventSourceArn: { 'Fn::GetAtt': [sweepsId, 'Arn'] },
+      BatchSize: 1,
+      FunctionResponseTypes: ['ReportBatchItemFailures'],
+      ScalingConfig: { MaximumConcurrency: 2 },
     });
     // onEvent has the queue's URL; the same role sends to it and reads it (nothing else).
     t.hasResourceProperties('AWS::Lambda::Function', {
@@ -415,6 +421,14 @@ describe('EbsSnapshotOnDeploy late-duplicate queue', () => {
     for (const snapshot of Object.values<any>(t.findResources('Custom::EbsSnapshotOnDeploy'))) {
       expect(snapshot.DependsOn).toContain(drainId);
     }
+  });
+
+  test('reservedConcurrentExecutions caps the Provider\'s handlers, not the queue\'s reader (its event source caps it at 2)', () => {
+    const stack = newStack();
+    new EbsSnapshotOnDeploy(stack, 'A', { source: EbsSnapshotSource.fromVolumeId(VOLUME), handlerOptions: { reservedConcurrentExecutions: 3 } });
+    const t = Template.fromStack(stack);
+    t.hasResourceProperties('AWS::Lambda::Function', { Handler: 'index.onEvent', ReservedConcurrentExecutions: 3 });
+    t.hasResourceProperties('AWS::Lambda::Function', { Handler: 'index.onLateDuplicateSweep', ReservedConcurrentExecutions: Match.absent() });
   });
 
   test('the handlers in a VPC: the sweep function too', () => {

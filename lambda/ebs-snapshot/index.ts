@@ -16,6 +16,7 @@ import type {
   LateDuplicateSweep,
 } from '../../src/private/ebs-contract';
 import { ec2, ec2Create } from '../shared/clients/ec2';
+import { REQUEST_TIMEOUT_MS } from '../shared/clients/config';
 import { sqs } from '../shared/clients/sqs';
 import { clock } from '../shared/clock';
 import { HandlerError, describeError, errorCode, errorMessage, isThrottling, isTransient, step, withRetries } from '../shared/errors';
@@ -94,6 +95,12 @@ const MAX_TAG_VALUE = 256;
  */
 export const LATE_DUPLICATE_SWEEP_DELAY_S = 180;
 const QUEUE_ENV: typeof LATE_DUPLICATE_QUEUE_ENV = 'LATE_DUPLICATE_QUEUE_URL';
+/**
+ * How long after a sweep was queued a create is still covered by it: the sweep comes 180 s after
+ * it, and a create started this long after it has shown in reads by then (30 s of call, 100 s of
+ * read lag, 20 s to spare).
+ */
+const SWEEP_COVERS_MS = LATE_DUPLICATE_SWEEP_DELAY_S * 1000 - REQUEST_TIMEOUT_MS - SETTLE_WINDOW_MS - 20_000;
 /** Physical id prefix of a resource that took no snapshot (its source did not exist yet). */
 export const NO_SNAPSHOT_PREFIX = 'no-snapshot-';
 const DELIVERY_TAG: EbsSnapshotExtraTagKey = 'cdk-storage-snapshots:delivery';
@@ -273,6 +280,7 @@ async function createOrAdopt(
   const what = source.kind === 'volume' ? `volume ${source.volumeId}` : `the volumes of instance ${source.instanceId}`;
   let uncertainAt: number | undefined;
   let rateLimitedAt: number | undefined;
+  let sweepQueuedAt: number | undefined;
   let lastCreateError: unknown;
   const budgetMs = Math.max(0, run.endAt - SETTLE_RESERVE_MS - clock.now());
   await step(`Creating an EBS snapshot of ${what}`, async () => {
@@ -294,8 +302,12 @@ async function createOrAdopt(
             throw Object.assign(new Error('waiting for the snapshot that made EC2 refuse to show in reads'), { name: QUIET });
           }
           // Whatever this create makes, a sweep of the request comes once it shows in reads, even if
-          // this invocation dies right after the create (or CloudFormation takes another delivery's failure).
-          await queueLateDuplicateSweep(event, token);
+          // this invocation dies right after the create (or CloudFormation takes another delivery's
+          // failure). One message covers the creates of the next SWEEP_COVERS_MS (retries after a rate limit).
+          if (sweepQueuedAt === undefined || clock.now() - sweepQueuedAt > SWEEP_COVERS_MS) {
+            await queueLateDuplicateSweep(event, token);
+            sweepQueuedAt = clock.now();
+          }
           const created = await createSnapshots(event, source, tags).catch((err) => {
             lastCreateError = err;
             // A lost response or a 5xx may follow a create that acted: what it made shows in reads later.
@@ -381,8 +393,6 @@ async function settleAndDeduplicate(
   const deadline = run.endAt - END_MARGIN_MS / 2;
   const gone = new Set<string>();
   const shownBefore = new Set<string>();
-  /** Snapshots of the request that showed in reads and then no longer did (deleted by another delivery, or a later event). */
-  const vanished = new Map<string, SnapshotView>();
   let candidates = new Map<string, SnapshotView>();
   let answers = new Map<string, SnapshotView>();
   for (;;) {
@@ -407,7 +417,6 @@ async function settleAndDeduplicate(
     }
     // One of ours that showed and no longer does was deleted (by a delivery that answers another).
     for (const m of made) if (!shown.has(m.SnapshotId!) && shownBefore.has(m.SnapshotId!)) gone.add(m.SnapshotId!);
-    for (const id of shownBefore) if (!shown.has(id)) vanished.set(id, seen.views.get(id) ?? { SnapshotId: id });
     for (const id of shown) shownBefore.add(id);
     candidates = new Map<string, SnapshotView>();
     for (const s of [...made.filter((m) => !gone.has(m.SnapshotId!)), ...visible]) {
@@ -425,7 +434,15 @@ async function settleAndDeduplicate(
         throw new HandlerError(`EC2 reads did not settle within the time left (${Math.round(SETTLE_WINDOW_MS / 1000)} seconds after the ` +
           'snapshots of this request were made), so this delivery cannot tell which of them is the request\'s. Deploy again.', true);
       }
-      logger.warn('the new snapshots do not show in reads yet; going on with what is known', {
+      // An answer of its own that never showed may have been deleted already, as a duplicate, by
+      // a delivery that saw an older snapshot of the request (one this delivery never saw, since
+      // it was deleted too): never name it.
+      const unseen = [...answers.values()].filter((s) => !shownBefore.has(s.SnapshotId!));
+      if (unseen.length > 0) {
+        throw new HandlerError(`the new snapshot ${unseen.map((s) => s.SnapshotId).join(', ')} did not show in EC2 reads within the time left, ` +
+          'so this delivery cannot tell whether another delivery of this request deleted it. Deploy again.', true);
+      }
+      logger.warn('some new snapshots (not the answer) do not show in reads yet; going on', {
         made: made.map((s) => s.SnapshotId),
         visible: [...shown],
       });
@@ -445,16 +462,6 @@ async function settleAndDeduplicate(
     throw new HandlerError('no snapshot of this request shows in reads any more (the one this delivery adopted was deleted); deploy again', true);
   }
   const kept = [...answers.values()];
-  // An older snapshot of the volume showed and was then deleted: the delivery that answered it (or
-  // failed with it) deletes newer snapshots of the request as duplicates, so one of ours that never
-  // showed in reads may be gone already. Answering it could name a snapshot that no longer exists.
-  const unsure = kept.filter((s) => !shownBefore.has(s.SnapshotId!) &&
-    [...vanished.values()].some((v) => v.VolumeId === s.VolumeId && oldestFirst(v, s) < 0));
-  if (unsure.length > 0) {
-    throw new HandlerError(`an older snapshot of this request (${[...vanished.keys()].join(', ')}) was deleted by another delivery of it, ` +
-      `which deletes newer ones as duplicates, and ${unsure.map((s) => s.SnapshotId).join(', ')} never showed in reads: it may be gone; ` +
-      'the snapshots this request made have been deleted. Deploy again.');
-  }
   const keptIds = new Set(kept.map((s) => s.SnapshotId));
   for (const extra of candidates.values()) {
     if (keptIds.has(extra.SnapshotId) || !isOurs(event, extra, token)) continue;
@@ -765,6 +772,9 @@ function parseSweep(body: string): LateDuplicateSweep {
   if (typeof message.StackId !== 'string' || typeof message.LogicalResourceId !== 'string' || typeof message.Token !== 'string' || !message.Token) {
     throw new Error(`not a late-duplicate sweep: ${body.slice(0, 200)}`);
   }
+  // The construct gives the sweep function its own stack's id: it sweeps for no other stack.
+  const stackId = process.env.STACK_ID;
+  if (stackId && message.StackId !== stackId) throw new Error(`a late-duplicate sweep for another stack (${message.StackId.slice(0, 200)}) is refused`);
   return message as LateDuplicateSweep;
 }
 

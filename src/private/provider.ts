@@ -26,7 +26,7 @@ export const PROVIDER_TOTAL_TIMEOUT = Duration.hours(1);
 export const PROVIDER_QUERY_INTERVAL = Duration.seconds(10);
 
 /** The delayed-sweep function's timeout: one message's look-up and a few deletes (each retries throttling for up to a minute). */
-export const SWEEP_HANDLER_TIMEOUT = Duration.minutes(1);
+export const SWEEP_HANDLER_TIMEOUT = Duration.minutes(2);
 /** How often SQS delivers a sweep message that keeps failing before keeping it in the dead-letter queue. */
 export const SWEEP_MAX_RECEIVES = 5;
 
@@ -95,17 +95,17 @@ export class SnapshotProvider extends StackHandlers {
     }]);
   }
 
-  /**
-   * A queue whose messages the handler sends itself with a delay (SQS `DelaySeconds`), read by one
-   * more function of the same bundle and role: work that must happen after the request has been
-   * answered, even if no further event for the resource comes. A message that keeps failing is
-   * kept, after SWEEP_MAX_RECEIVES receives, in a dead-letter queue for 14 days.
-   */
   /** Makes `resource` (a custom resource of this provider) come after the queue drain, if there is one. */
   public dependOnDrain(resource: IConstruct): void {
     if (this.sweepDrain) resource.node.addDependency(this.sweepDrain);
   }
 
+  /**
+   * A queue whose messages the handler sends itself with a delay (SQS `DelaySeconds`), read by one
+   * more function of the same bundle and role: work that must happen after the request has been
+   * answered, even if no further event for the resource comes. A message that keeps failing is
+   * kept, after SWEEP_MAX_RECEIVES receives, in a dead-letter queue for 14 days (while the stack exists).
+   */
   private delayedSweep(exportName: string): { queue: sqs.Queue; reader: IConstruct } {
     const failures = new sqs.Queue(this, 'SweepFailures', {
       encryption: sqs.QueueEncryption.SQS_MANAGED,
@@ -121,9 +121,11 @@ export class SnapshotProvider extends StackHandlers {
       visibilityTimeout: Duration.seconds(SWEEP_HANDLER_TIMEOUT.toSeconds() * 6),
       deadLetterQueue: { queue: failures, maxReceiveCount: SWEEP_MAX_RECEIVES },
     });
-    const sweeper = this.handlerFunction('Sweep', exportName, SWEEP_HANDLER_TIMEOUT);
+    // The stack it sweeps for: a message naming another stack is refused. Its concurrency is capped
+    // by the event source instead (2, the least SQS allows), not by reservedConcurrentExecutions.
+    const sweeper = this.handlerFunction('Sweep', exportName, SWEEP_HANDLER_TIMEOUT, { STACK_ID: Stack.of(this).stackId }, false);
     // One message at a time: a failing one is retried alone.
-    const source = new SqsEventSource(queue, { batchSize: 1, reportBatchItemFailures: true });
+    const source = new SqsEventSource(queue, { batchSize: 1, reportBatchItemFailures: true, maxConcurrency: 2 });
     sweeper.addEventSource(source);
     queue.grantSendMessages(this.role);
     return { queue, reader: sweeper };

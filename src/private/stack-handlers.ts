@@ -100,8 +100,14 @@ export abstract class StackHandlers extends Construct {
     this.code = lambda.Code.fromAsset(path.join(__dirname, '..', '..', 'assets', spec.handler));
   }
 
-  /** A handler function running `index.<exportName>` of the bundle, with the stack-level settings. */
-  protected handlerFunction(id: string, exportName: string, timeout: Duration, environment: Record<string, string> = {}): lambda.Function {
+  /**
+   * A handler function running `index.<exportName>` of the bundle, with the stack-level settings.
+   * `capConcurrency: false` leaves `reservedConcurrentExecutions` off it (a function an SQS event
+   * source invokes, which would be throttled under the 5 batches the event source starts with).
+   */
+  protected handlerFunction(
+    id: string, exportName: string, timeout: Duration, environment: Record<string, string> = {}, capConcurrency = true,
+  ): lambda.Function {
     return new lambda.Function(this, id, {
       code: this.code,
       handler: `index.${exportName}`,
@@ -109,7 +115,7 @@ export abstract class StackHandlers extends Construct {
       runtime: lambda.Runtime.NODEJS_22_X,
       architecture: lambda.Architecture.ARM_64,
       memorySize: this.options?.memorySize ?? this.spec.defaultMemorySize ?? 256,
-      reservedConcurrentExecutions: this.options?.reservedConcurrentExecutions,
+      reservedConcurrentExecutions: capConcurrency ? this.options?.reservedConcurrentExecutions : undefined,
       timeout,
       role: this.role,
       logGroup: this.logGroup,

@@ -16,7 +16,7 @@ export interface SimMessage {
 }
 
 export interface FakeSqsOptions {
-  /** The queue's visibility timeout: how long after a failed receive the message is delivered again (ms). @default 18 minutes */
+  /** The queue's visibility timeout: how long after a failed receive the message is delivered again (ms). @default 12 minutes, as this library's queue */
   readonly visibilityTimeoutMs?: number;
   /** Receives after which a message moves to the dead-letter queue. @default 5 */
   readonly maxReceiveCount?: number;
@@ -49,7 +49,7 @@ export class FakeSqs {
 
   constructor(private readonly core: SimCore, seed: number, rates: FaultRates = {}, options: FakeSqsOptions = {}) {
     this.faults = new FaultPlan(seed + 0x5c5, rates);
-    this.opts = { visibilityTimeoutMs: 6 * 60_000, maxReceiveCount: 5, countLagMs: 55_000, ...options };
+    this.opts = { visibilityTimeoutMs: 12 * 60_000, maxReceiveCount: 5, countLagMs: 55_000, ...options };
   }
 
   /** Messages due now, oldest first (delivered one at a time: batch size 1). */
