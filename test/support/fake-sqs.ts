@@ -10,6 +10,8 @@ export interface SimMessage {
   readonly queueUrl: string;
   readonly body: string;
   readonly sentAt: number;
+  /** From when the approximate counts include it. */
+  readonly countedFrom: number;
   /** When SQS next delivers it (DelaySeconds, then the visibility timeout after a failed receive). */
   visibleAt: number;
   receives: number;
@@ -21,10 +23,11 @@ export interface FakeSqsOptions {
   /** Receives after which a message moves to the dead-letter queue. @default 5 */
   readonly maxReceiveCount?: number;
   /**
-   * How long after a send the approximate counts (GetQueueAttributes) still leave it out: SQS says
-   * they may lag up to a minute behind the producers. @default 55 s
+   * The longest a message is left out of the approximate counts (GetQueueAttributes) after it was
+   * sent; each message draws its own lag up to this. SQS says the counts may not be consistent
+   * until a minute after the producers stop. @default 60 s
    */
-  readonly countLagMs?: number;
+  readonly maxCountLagMs?: number;
 }
 
 /**
@@ -33,9 +36,9 @@ export interface FakeSqsOptions {
  * (`delivered`). A message SQS delivered and the function failed comes again after the visibility
  * timeout, and after `maxReceiveCount` receives goes to the dead-letter queue.
  *
- * Faults (throttling, 5xx, network errors before the call acts) come from a PRNG of its own, so
- * that adding the queue did not change the trajectories (and recorded counterexamples) of the
- * other fakes' seeded faults; SendMessage is not a call the concurrent-delivery driver sees.
+ * Its own faults (throttling, 5xx before the call acts) and count lags come from a PRNG of its own,
+ * so that its calls draw nothing from the other fakes' seeded faults (the sweeps' EC2 calls do, so
+ * they change what comes after them); SendMessage is not a call the concurrent-delivery driver sees.
  */
 export class FakeSqs {
   public readonly messages: SimMessage[] = [];
@@ -49,7 +52,7 @@ export class FakeSqs {
 
   constructor(private readonly core: SimCore, seed: number, rates: FaultRates = {}, options: FakeSqsOptions = {}) {
     this.faults = new FaultPlan(seed + 0x5c5, rates);
-    this.opts = { visibilityTimeoutMs: 12 * 60_000, maxReceiveCount: 5, countLagMs: 55_000, ...options };
+    this.opts = { visibilityTimeoutMs: 12 * 60_000, maxReceiveCount: 5, maxCountLagMs: 60_000, ...options };
   }
 
   /** Messages due now, oldest first (delivered one at a time: batch size 1). */
@@ -88,7 +91,7 @@ export class FakeSqs {
       this.core.callCounts['sqs:GetQueueAttributesCommand'] = (this.core.callCounts['sqs:GetQueueAttributesCommand'] ?? 0) + 1;
       if (this.faults.chance('throttle')) throw awsError('RequestThrottled', 'Rate exceeded', 400);
       const now = this.core.clock.now();
-      const counted = this.messages.filter((m) => m.sentAt <= now - this.opts.countLagMs);
+      const counted = this.messages.filter((m) => m.countedFrom <= now);
       return {
         Attributes: {
           ApproximateNumberOfMessages: String(counted.filter((m) => m.visibleAt <= now).length),
@@ -108,7 +111,8 @@ export class FakeSqs {
       if (!Number.isInteger(delay) || delay < 0 || delay > 900) throw awsError('InvalidParameterValue', `DelaySeconds ${delay} is not 0 to 900`, 400);
       const now = this.core.clock.now();
       const messageId = `msg-${++this.counter}`;
-      this.messages.push({ messageId, queueUrl: input.QueueUrl, body: input.MessageBody, sentAt: now, visibleAt: now + delay * 1000, receives: 0 });
+      const countedFrom = now + Math.floor(this.faults.next() * this.opts.maxCountLagMs);
+      this.messages.push({ messageId, queueUrl: input.QueueUrl, body: input.MessageBody, sentAt: now, countedFrom, visibleAt: now + delay * 1000, receives: 0 });
       this.sent++;
       return { MessageId: messageId };
     }]]);
