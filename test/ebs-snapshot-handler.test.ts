@@ -555,10 +555,20 @@ describe('onLateDuplicateSweep', () => {
     const notOurs = snap('snap-0000000000000000e', 'pending', ours(p, token, 'SomeoneElse'), at(60));
     ec2Mock.on(DescribeSnapshotsCommand, { OwnerIds: ['self'], Filters: [{ Name: `tag:${OWNERSHIP_TAG_KEYS.token}`, Values: [token] }] })
       .resolves({ Snapshots: [lateB, notOurs, oldestA, lateA, oldestB] });
+    // The ones kept still read by id.
+    ec2Mock.on(DescribeSnapshotsCommand, { SnapshotIds: ['snap-0000000000000000a', 'snap-0000000000000000c'] }).resolves({ Snapshots: [oldestA, oldestB] });
     ec2Mock.on(DeleteSnapshotCommand).resolves({});
     await expect(onLateDuplicateSweep({ Records: [record(sweepOf())] } as any)).resolves.toEqual({ batchItemFailures: [] });
     expect(ec2Mock.commandCalls(DeleteSnapshotCommand).map((c) => c.args[0].input.SnapshotId).sort())
       .toEqual(['snap-0000000000000000b', 'snap-0000000000000000d']);
+  });
+
+  test('an oldest snapshot still listed but gone by id (a deletion not yet shown in the listing): nothing is deleted, the sweep comes again', async () => {
+    const listed = [snap('snap-0000000000000000a', 'pending', ours(p, token), at(0)), snap('snap-0000000000000000b', 'pending', ours(p, token), at(20))];
+    ec2Mock.on(DescribeSnapshotsCommand, { OwnerIds: ['self'] }).resolves({ Snapshots: listed });
+    ec2Mock.on(DescribeSnapshotsCommand, { SnapshotIds: ['snap-0000000000000000a'] }).rejects(awsError('InvalidSnapshot.NotFound'));
+    await expect(onLateDuplicateSweep({ Records: [record(sweepOf(), 'm-5')] } as any)).resolves.toEqual({ batchItemFailures: [{ itemIdentifier: 'm-5' }] });
+    expect(ec2Mock).not.toHaveReceivedCommand(DeleteSnapshotCommand);
   });
 
   test('one snapshot per volume (the usual case): nothing is deleted', async () => {
@@ -581,6 +591,7 @@ describe('onLateDuplicateSweep', () => {
     ec2Mock.on(DescribeSnapshotsCommand, { Filters: [{ Name: `tag:${OWNERSHIP_TAG_KEYS.token}`, Values: [token] }] }).resolves({
       Snapshots: [snap('snap-0000000000000000a', 'pending', ours(p, token), at(0)), snap('snap-0000000000000000b', 'pending', ours(p, token), at(20))],
     });
+    ec2Mock.on(DescribeSnapshotsCommand, { SnapshotIds: ['snap-0000000000000000a'] }).resolves({ Snapshots: [snap('snap-0000000000000000a', 'pending', ours(p, token), at(0))] });
     ec2Mock.on(DeleteSnapshotCommand).rejects(awsError('UnauthorizedOperation'));
     const out = await onLateDuplicateSweep({ Records: [record(sweepOf('tok-denied'), 'm-1'), record(sweepOf(), 'm-2'), record('{"StackId":1}', 'm-3')] } as any);
     expect(out).toEqual({ batchItemFailures: [{ itemIdentifier: 'm-1' }, { itemIdentifier: 'm-2' }, { itemIdentifier: 'm-3' }] });

@@ -15,8 +15,8 @@ import type {
   EbsSnapshotExtraTagKey, EbsSnapshotOnDeployAttributes, EbsSnapshotOnDeployProperties, EbsSnapshotQueueDrainProperties, LATE_DUPLICATE_QUEUE_ENV,
   LateDuplicateSweep,
 } from '../../src/private/ebs-contract';
-import { ec2, ec2Create } from '../shared/clients/ec2';
 import { REQUEST_TIMEOUT_MS } from '../shared/clients/config';
+import { ec2, ec2Create } from '../shared/clients/ec2';
 import { sqs } from '../shared/clients/sqs';
 import { clock } from '../shared/clock';
 import { HandlerError, describeError, errorCode, errorMessage, isThrottling, isTransient, step, withRetries } from '../shared/errors';
@@ -382,7 +382,8 @@ async function createSnapshots(event: Request, source: Source, tags: KeyValue[])
  * while settling, the answer switches to it and this delivery's own is deleted. A snapshot a
  * delivery made after the answering one stopped reading (a delivery killed after its create) is
  * deleted by the delivery that made it, or by the sweep (isComplete, and every later event; a
- * Delete of young snapshots keeps sweeping until LATE_DUPLICATE_HORIZON_MS after them).
+ * Delete of young snapshots keeps sweeping until LATE_DUPLICATE_HORIZON_MS after them), or by the
+ * late-duplicate sweep queued before its create (onLateDuplicateSweep), which needs no event.
  * If W cannot be waited for inside the time left, the delivery fails rather than answer a
  * snapshot that may not be the oldest.
  */
@@ -720,8 +721,9 @@ async function completeDelete(event: CompleteRequest): Promise<IsCompleteRespons
 
 /**
  * Queues the late-duplicate sweep of this request (see onLateDuplicateSweep), delivered
- * LATE_DUPLICATE_SWEEP_DELAY_S from now. Called before every create: a create whose sweep could
- * not be queued is not sent, since nothing else would be sure to see what it made.
+ * LATE_DUPLICATE_SWEEP_DELAY_S from now. Called before a create (one covers the creates of the next
+ * SWEEP_COVERS_MS): a create whose sweep could not be queued is not sent, since nothing else would
+ * be sure to see what it made.
  */
 async function queueLateDuplicateSweep(event: Request, token: string): Promise<void> {
   const queueUrl = process.env[QUEUE_ENV];
@@ -783,6 +785,15 @@ async function sweepLateDuplicates(message: LateDuplicateSweep): Promise<void> {
   const found = await findByToken(message, message.Token);
   const kept = oldestPerVolume(found);
   const duplicates = found.filter((s) => kept.get(s.VolumeId ?? '')?.SnapshotId !== s.SnapshotId);
+  if (duplicates.length === 0) return;
+  // A deletion, too, shows in reads late: an oldest snapshot deleted moments ago (with a failed
+  // delivery's set) could still be listed, and keeping it would delete the real answer. Each one
+  // kept must still read by id; if one does not, SQS delivers the sweep again later.
+  const confirmed = await describeByIds([...kept.values()].map((s) => s.SnapshotId!));
+  const missing = [...kept.values()].filter((s) => !confirmed.has(s.SnapshotId!));
+  if (missing.length > 0) {
+    throw new Error(`the oldest snapshot of the request (${missing.map((s) => s.SnapshotId).join(', ')}) no longer reads by id: sweeping again later`);
+  }
   logger.info('late-duplicate sweep', { token: message.Token, kept: [...kept.values()].map((s) => s.SnapshotId), duplicates: duplicates.map((s) => s.SnapshotId) });
   for (const s of duplicates) {
     logger.warn('deleting a late duplicate snapshot of the request', { snapshotId: s.SnapshotId, volumeId: s.VolumeId, kept: kept.get(s.VolumeId ?? '')?.SnapshotId });

@@ -112,7 +112,9 @@ export class FakeSqs {
       const now = this.core.clock.now();
       const messageId = `msg-${++this.counter}`;
       const countedFrom = now + Math.floor(this.faults.next() * this.opts.maxCountLagMs);
-      this.messages.push({ messageId, queueUrl: input.QueueUrl, body: input.MessageBody, sentAt: now, countedFrom, visibleAt: now + delay * 1000, receives: 0 });
+      this.messages.push({
+        messageId, queueUrl: input.QueueUrl, body: input.MessageBody, sentAt: now, countedFrom, visibleAt: now + delay * 1000, receives: 0,
+      });
       this.sent++;
       return { MessageId: messageId };
     }]]);
