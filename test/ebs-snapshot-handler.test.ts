@@ -273,18 +273,25 @@ describe('Create from a volume', () => {
     expect(now - started).toBeGreaterThanOrEqual(100_000);
   });
 
-  test('its own snapshot shows first; an older one of the request shows later inside the settle window: the answer switches, its own is deleted', async () => {
+  /**
+   * This delivery creates `made`; another delivery of the request made `older` earlier. Reads by
+   * token answer `reads(made, older, msSinceTheCreate)`.
+   */
+  function raceWithOlder(reads: (made: Snapshot, older: Snapshot, since: number) => Snapshot[]) {
     const p = props();
     const event = cfnRequest('Create', p);
     const token = requestToken(event);
     const made = snap('snap-00000000000000002', 'pending', ours(p, token), { start: new Date(2_000_000) });
     const older = snap('snap-00000000000000001', 'pending', [...ours(p, token), { Key: 'cdk-storage-snapshots:delivery', Value: 'other' }], { start: new Date(1_000_000) });
     let createdAt = 0;
-    ec2Mock.on(DescribeSnapshotsCommand).callsFake(async () => ({
-      Snapshots: createdAt === 0 ? [] : now - createdAt < 80_000 ? [made] : [older, made],
-    }));
+    ec2Mock.on(DescribeSnapshotsCommand).callsFake(async () => ({ Snapshots: createdAt === 0 ? [] : reads(made, older, now - createdAt) }));
     ec2Mock.on(CreateSnapshotCommand).callsFake(async () => { createdAt = now; return made; });
     ec2Mock.on(DeleteSnapshotCommand).resolves({});
+    return event;
+  }
+
+  test('its own snapshot shows first; an older one of the request shows later inside the settle window: the answer switches, its own is deleted', async () => {
+    const event = raceWithOlder((made, older, since) => (since < 80_000 ? [made] : [older, made]));
     const res = await onEvent(event);
     expect(res.PhysicalResourceId).toBe('snap-00000000000000001');
     expect(ec2Mock.commandCalls(DeleteSnapshotCommand).map((c) => c.args[0].input.SnapshotId)).toEqual(['snap-00000000000000002']);
@@ -294,34 +301,15 @@ describe('Create from a volume', () => {
   // deleted this delivery's snapshot as a duplicate before it ever showed in reads, then failed and
   // deleted its own set (one snapshot in error); this delivery answered the snapshot already gone.
   test('an older snapshot of the request shows and is deleted, and its own never showed: a clear failure, nothing named that may be gone', async () => {
-    const p = props();
-    const event = cfnRequest('Create', p);
-    const token = requestToken(event);
-    const made = snap('snap-00000000000000002', 'pending', ours(p, token), { start: new Date(2_000_000) });
-    const older = snap('snap-00000000000000001', 'pending', [...ours(p, token), { Key: 'cdk-storage-snapshots:delivery', Value: 'other' }], { start: new Date(1_000_000) });
-    let createdAt = 0;
     // Its own never shows; the older one shows for a while, then is gone.
-    ec2Mock.on(DescribeSnapshotsCommand).callsFake(async () => ({
-      Snapshots: createdAt === 0 ? [] : now - createdAt < 30_000 ? [older] : [],
-    }));
-    ec2Mock.on(CreateSnapshotCommand).callsFake(async () => { createdAt = now; return made; });
-    ec2Mock.on(DeleteSnapshotCommand).resolves({});
+    const event = raceWithOlder((_, older, since) => (since < 30_000 ? [older] : []));
     await expect(onEvent(event)).rejects.toThrow(/^the new snapshot snap-0+2 did not show in EC2 reads within the time left/);
     // Not deleted (it may be all that is left of the request, and carries its token); the other delivery's is not its to delete.
     expect(ec2Mock).not.toHaveReceivedCommand(DeleteSnapshotCommand);
   });
 
   test('the same with its own snapshot shown and still there: it is answered (nothing suggests it was deleted)', async () => {
-    const p = props();
-    const event = cfnRequest('Create', p);
-    const token = requestToken(event);
-    const made = snap('snap-00000000000000002', 'pending', ours(p, token), { start: new Date(2_000_000) });
-    const older = snap('snap-00000000000000001', 'pending', [...ours(p, token), { Key: 'cdk-storage-snapshots:delivery', Value: 'other' }], { start: new Date(1_000_000) });
-    let createdAt = 0;
-    ec2Mock.on(DescribeSnapshotsCommand).callsFake(async () => ({
-      Snapshots: createdAt === 0 ? [] : now - createdAt < 30_000 ? [older, made] : [made],
-    }));
-    ec2Mock.on(CreateSnapshotCommand).callsFake(async () => { createdAt = now; return made; });
+    const event = raceWithOlder((made, older, since) => (since < 30_000 ? [older, made] : [made]));
     await expect(onEvent(event)).resolves.toMatchObject({ PhysicalResourceId: 'snap-00000000000000002' });
   });
 
