@@ -19,7 +19,7 @@ export interface ProviderHandler {
 }
 
 /** The queue function's Lambda timeout (ms), as this library's provider. */
-const QUEUE_FUNCTION_TIMEOUT_MS = 60_000;
+const QUEUE_FUNCTION_TIMEOUT_MS = 2 * 60_000;
 
 export interface CfnDriverOptions {
   readonly stackName?: string;
