@@ -5,6 +5,7 @@ import * as sqs from 'aws-cdk-lib/aws-sqs';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import * as cr from 'aws-cdk-lib/custom-resources';
 import { IConstruct } from 'constructs';
+import type { EbsSnapshotQueueDrainProperties } from './ebs-contract';
 import { HandlerOptions } from '../handler-options';
 import { NagSuppression, suppressNag } from './nag';
 import { HandlerSpec, StackHandlers } from './stack-handlers';
@@ -42,8 +43,6 @@ export class SnapshotProvider extends StackHandlers {
   }
 
   public readonly serviceToken: string;
-  /** The queue of delayed sweeps, for a spec with `delayedSweep`. */
-  public readonly sweepQueue?: sqs.Queue;
   /**
    * For a spec with `delayedSweep`: the resource every custom resource of this provider must
    * depend on (`dependOnDrain`), whose Delete waits until the queue is empty.
@@ -53,9 +52,7 @@ export class SnapshotProvider extends StackHandlers {
   private constructor(scope: Stack, id: string, spec: HandlerSpec, options: HandlerOptions | undefined, requester: IConstruct) {
     super(scope, id, spec, options, requester);
     const sweep = spec.delayedSweep ? this.delayedSweep(spec.delayedSweep.exportName) : undefined;
-    this.sweepQueue = sweep?.queue;
-    const onEventEnvironment: Record<string, string> = spec.delayedSweep && this.sweepQueue
-      ? { [spec.delayedSweep.queueUrlEnv]: this.sweepQueue.queueUrl } : {};
+    const onEventEnvironment: Record<string, string> = spec.delayedSweep && sweep ? { [spec.delayedSweep.queueUrlEnv]: sweep.queue.queueUrl } : {};
     const provider = new cr.Provider(this, 'Provider', {
       onEventHandler: this.handlerFunction('OnEvent', 'onEvent', spec.onEventTimeout ?? Duration.minutes(5), onEventEnvironment),
       isCompleteHandler: this.handlerFunction('IsComplete', 'isComplete', spec.isCompleteTimeout ?? Duration.minutes(2)),
@@ -77,7 +74,7 @@ export class SnapshotProvider extends StackHandlers {
       this.sweepDrain = new CustomResource(this, 'SweepDrain', {
         serviceToken: provider.serviceToken,
         resourceType: 'Custom::EbsSnapshotQueueDrain',
-        properties: { Drain: 'late-duplicate-queue', QueueUrl: sweep.queue.queueUrl },
+        properties: { Drain: 'late-duplicate-queue', QueueUrl: sweep.queue.queueUrl } satisfies EbsSnapshotQueueDrainProperties,
       });
       this.sweepDrain.node.addDependency(sweep.queue, sweep.reader);
     }

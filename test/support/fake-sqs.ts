@@ -36,7 +36,8 @@ export interface FakeSqsOptions {
  * (`delivered`). A message SQS delivered and the function failed comes again after the visibility
  * timeout, and after `maxReceiveCount` receives goes to the dead-letter queue.
  *
- * Its own faults (throttling, 5xx before the call acts) and count lags come from a PRNG of its own,
+ * Its own faults (FaultPlan.beforeCall: throttling, 5xx, network errors before the call acts) and
+ * count lags come from a FaultPlan of its own,
  * so that its calls draw nothing from the other fakes' seeded faults (the sweeps' EC2 calls do, so
  * they change what comes after them); SendMessage is not a call the concurrent-delivery driver sees.
  */
@@ -45,7 +46,6 @@ export class FakeSqs {
   public readonly deadLetters: SimMessage[] = [];
   /** Messages still on the queue when it was deleted (with its stack): sweeps that never ran. */
   public readonly lost: SimMessage[] = [];
-  public sent = 0;
   private readonly opts: Required<FakeSqsOptions>;
   private readonly faults: FaultPlan;
   private counter = 0;
@@ -87,9 +87,7 @@ export class FakeSqs {
 
   public install(mock: AwsStub<any, any, any>): void {
     routeCommands(mock, 'sqs', [[GetQueueAttributesCommand, async () => {
-      this.core.clock.checkAlive();
-      this.core.callCounts['sqs:GetQueueAttributesCommand'] = (this.core.callCounts['sqs:GetQueueAttributesCommand'] ?? 0) + 1;
-      if (this.faults.chance('throttle')) throw awsError('RequestThrottled', 'Rate exceeded', 400);
+      this.beforeCall('GetQueueAttributesCommand');
       const now = this.core.clock.now();
       const counted = this.messages.filter((m) => m.countedFrom <= now);
       return {
@@ -100,10 +98,7 @@ export class FakeSqs {
         },
       };
     }], [SendMessageCommand, async (input: any) => {
-      this.core.clock.checkAlive();
-      this.core.callCounts['sqs:SendMessageCommand'] = (this.core.callCounts['sqs:SendMessageCommand'] ?? 0) + 1;
-      if (this.faults.chance('throttle')) throw awsError('RequestThrottled', 'Rate exceeded', 400);
-      if (this.faults.chance('server-error')) throw awsError('InternalError', 'We encountered an internal error. Please try again.', 500);
+      this.beforeCall('SendMessageCommand');
       if (typeof input.QueueUrl !== 'string' || typeof input.MessageBody !== 'string') {
         throw awsError('InvalidParameterValue', 'QueueUrl and MessageBody are required', 400);
       }
@@ -115,8 +110,15 @@ export class FakeSqs {
       this.messages.push({
         messageId, queueUrl: input.QueueUrl, body: input.MessageBody, sentAt: now, countedFrom, visibleAt: now + delay * 1000, receives: 0,
       });
-      this.sent++;
       return { MessageId: messageId };
     }]]);
+  }
+
+  /** What SimCore.handle does before a call acts (counted, refused if the invocation was killed, faults), with this fake's own plan. */
+  private beforeCall(command: string): void {
+    this.core.clock.checkAlive();
+    this.core.callCounts[`sqs:${command}`] = (this.core.callCounts[`sqs:${command}`] ?? 0) + 1;
+    const fault = this.faults.beforeCall('sqs', command);
+    if (fault) throw fault;
   }
 }

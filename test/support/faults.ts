@@ -60,12 +60,14 @@ const THROTTLE: Record<string, [string, number]> = {
   ec2: ['RequestLimitExceeded', 503],
   ebs: ['RequestThrottledException', 400],
   cloudformation: ['Throttling', 400],
+  sqs: ['RequestThrottled', 400],
 };
 const SERVER_ERROR: Record<string, [string, number]> = {
   fsx: ['InternalServerError', 500],
   ec2: ['InternalError', 500],
   ebs: ['InternalServerException', 500],
   cloudformation: ['InternalFailure', 500],
+  sqs: ['InternalError', 500],
 };
 
 /**
