@@ -40,6 +40,12 @@ export interface EbsDirectServerOptions {
   readonly inject?: (op: Operation, n: number, detail: { blockIndex?: number }) => InjectedError | undefined;
   /** After StartSnapshot, writes to the snapshot answer "does not exist" for this long (ms). @default 0 */
   readonly notFoundForMs?: number;
+  /**
+   * After StartSnapshot, the first this many writes to the snapshot answer "does not exist" (the
+   * same as `notFoundForMs`, by count: a test that needs some refused writes gets them however slow
+   * the machine is). @default 0
+   */
+  readonly notFoundForWrites?: number;
 }
 
 export interface ServedSnapshot {
@@ -59,6 +65,8 @@ export class EbsDirectServer {
   public readonly images = new Map<string, ServedImage>();
   /** Requests received per operation (SDK retries included). */
   public readonly requests: Record<string, number> = {};
+  /** Writes each snapshot has been sent (for `notFoundForWrites`). */
+  private readonly writesSeen = new Map<string, number>();
   /** Errors answered per operation and code. */
   public readonly errors: Record<string, number> = {};
   public readonly headers: Array<Record<string, string | string[] | undefined>> = [];
@@ -141,7 +149,9 @@ export class EbsDirectServer {
 
   private writable(id: string): ServedSnapshot {
     const s = this.snapshots.get(id);
-    if (!s || Date.now() - s.startedAt < (this.options.notFoundForMs ?? 0)) refuse(404, 'ResourceNotFoundException', `The snapshot ${id} does not exist`, 'SNAPSHOT_NOT_FOUND');
+    const writes = (this.writesSeen.get(id) ?? 0) + 1;
+    this.writesSeen.set(id, writes);
+    if (!s || Date.now() - s.startedAt < (this.options.notFoundForMs ?? 0) || writes <= (this.options.notFoundForWrites ?? 0)) refuse(404, 'ResourceNotFoundException', `The snapshot ${id} does not exist`, 'SNAPSHOT_NOT_FOUND');
     if (s!.status !== 'pending' || s!.completion) refuse(400, 'ValidationException', `The snapshot ${id} is ${s!.status} and cannot be written`, 'INVALID_SNAPSHOT_ID');
     return s!;
   }
