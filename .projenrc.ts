@@ -11,7 +11,7 @@ const HANDLER_DEPS = [
   '@aws-sdk/client-ebs',
   '@aws-sdk/client-cloudformation',
   '@aws-sdk/client-s3',
-  '@aws-sdk/client-sqs',
+  '@aws-sdk/client-dynamodb',
   '@aws-lambda-powertools/logger',
   '@aws-lambda-powertools/metrics',
 ];

@@ -4,7 +4,9 @@ import * as kms from 'aws-cdk-lib/aws-kms';
 import { Construct, IConstruct } from 'constructs';
 import { EbsSnapshotSource } from './ebs-snapshot-source';
 import { CopyTags } from './private/copy-tags';
-import { EBS_SNAPSHOT_EXTRA_TAG_COUNT, LATE_DUPLICATE_QUEUE_ENV, type EbsSnapshotOnDeployProperties } from './private/ebs-contract';
+import {
+  CLAIM_TABLE_ENV, CLAIM_TABLE_KEY, CLAIM_TABLE_TTL_ATTRIBUTE, EBS_SNAPSHOT_EXTRA_TAG_COUNT, type EbsSnapshotOnDeployProperties,
+} from './private/ebs-contract';
 import { DEFAULT_DATA_TIMEOUT, addDataSnapshot } from './private/ebs-data-snapshot';
 import { EBS_DIRECT_EXTRA_TAG_COUNT } from './private/ebs-direct-contract';
 import type { EbsSourceConfig } from './private/ebs-source-config';
@@ -45,8 +47,7 @@ export interface EbsSnapshotOnDeployProps extends SnapshotOnDeployOptions {
   /**
    * Whether the deploy waits until the snapshot is `completed`. EBS fixes the snapshot's point in
    * time when `CreateSnapshot` returns and the volume can be used at once, so by default the deploy
-   * goes on once the snapshot exists (`pending`) and no duplicate of it can still appear (about
-   * 100 s: EC2 reads are eventually consistent). With `true`, a snapshot that ends in
+   * goes on once the snapshot exists (`pending`). With `true`, a snapshot that ends in
    * `error` fails the deploy with EBS's state message, and one not `completed` within `timeout`
    * fails it too (a first, full snapshot of a large volume can take longer than an hour). A change
    * applies to the next snapshot; it does not take one.
@@ -119,13 +120,12 @@ const MAX_DESCRIPTION_LENGTH = 255;
  * whenever `trigger` changes or a guarded construct would change; earlier snapshots are kept (or
  * deleted, with `RemovalPolicy.DESTROY`).
  *
- * EC2 `CreateSnapshot` has no client token: the handler tags each snapshot with a token of the
- * CloudFormation request and looks for it before creating, and again after, so that a retried or
- * duplicated request never leaves two snapshots of one volume. A sweep of the request queued before
- * each create (on an SQS delay queue of the stack, 3 minutes later) removes a duplicate that shows
- * only after the request was answered, even of a request that failed (see the README). Snapshots of
- * encrypted volumes are encrypted,
- * with the volume's key. `DryRun` is not offered: it would make a deploy that does nothing.
+ * EC2 `CreateSnapshot` has no client token: before creating, the handler claims the CloudFormation
+ * request with a conditional write to a DynamoDB table of the stack (one per stack, shared by its
+ * EbsSnapshotOnDeploy instances, deleted with it), so that only one delivery of a retried or
+ * duplicated request creates, and it tags each snapshot with the request's token. Snapshots of
+ * encrypted volumes are encrypted, with the volume's key. `DryRun` is not offered: it would make a
+ * deploy that does nothing.
  *
  * To guard the instance you snapshot (the snapshot comes before the change to the instance), put
  * it in both `source` and `snapshotBefore`: the handler then finds it by the tags CloudFormation
@@ -237,8 +237,9 @@ export class EbsSnapshotOnDeploy extends Construct implements IEbsSnapshotOnDepl
       properties: { ...properties },
     });
     guard.comesBefore(this.resource.node.defaultChild as CfnResource);
-    // Deleted before the stack's late-duplicate queue drain, so that the drain waits for its sweeps.
-    provider.dependOnDrain(this.resource);
+    // Deleted before the stack's claim table (on stack deletion and on a rolled-back creation), so
+    // that the table is there for every request the handler still answers.
+    provider.dependOnClaims(this.resource);
     if (this.foundByTags) this.node.addValidation({ validate: () => this.refuseEmptySnapshotForVolumes() });
 
     this.snapshotId = this.resource.getAttString('SnapshotId');
@@ -453,8 +454,8 @@ interface SourceBinding {
 const HANDLERS: HandlerSpec = {
   kind: 'EbsSnapshotOnDeploy',
   handler: 'ebs-snapshot',
-  // The late-duplicate sweep (lambda/ebs-snapshot onLateDuplicateSweep), queued before every create.
-  delayedSweep: { exportName: 'onLateDuplicateSweep', queueUrlEnv: LATE_DUPLICATE_QUEUE_ENV },
+  // EC2 CreateSnapshot(s) takes no client token: the handler claims each request in the stack's table.
+  claimTable: { envName: CLAIM_TABLE_ENV, partitionKey: CLAIM_TABLE_KEY, timeToLiveAttribute: CLAIM_TABLE_TTL_ATTRIBUTE },
   wildcardReasons: [
     {
       id: 'AwsSolutions-IAM5',

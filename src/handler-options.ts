@@ -11,10 +11,11 @@ import * as logs from 'aws-cdk-lib/aws-logs';
  */
 export interface HandlerOptions {
   /**
-   * The VPC to run the handlers in. They call the FSx, EC2, EBS, S3 and CloudFormation APIs, and
-   * the Provider framework calls Lambda and Step Functions and answers CloudFormation through a
-   * pre-signed S3 URL, so the subnets need a route to them: a NAT gateway, or interface VPC
-   * endpoints for those services and an S3 gateway endpoint (see the README).
+   * The VPC to run the handlers in. They call the FSx, EC2, EBS, S3, CloudFormation and (for
+   * EbsSnapshotOnDeploy's claim table) DynamoDB APIs, and the Provider framework calls Lambda and
+   * Step Functions and answers CloudFormation through a pre-signed S3 URL, so the subnets need a
+   * route to them: a NAT gateway, or interface VPC endpoints for those services and S3 and
+   * DynamoDB gateway endpoints (see the README).
    *
    * @default - the handlers do not run in a VPC
    */
@@ -52,6 +53,9 @@ export interface HandlerOptions {
    * A role of yours for the handlers to run with. The library adds the statements the handlers
    * need to it when it can (a role defined in the app, or one imported as mutable); for an
    * immutable role, grant them yourself: the synthesized policy of the default role shows them.
+   * For EbsSnapshotOnDeploy (from a volume or an instance) these include `dynamodb:GetItem`,
+   * `dynamodb:PutItem` and `dynamodb:UpdateItem` on the stack's claim table (the `Claims` table
+   * under `CdkStorageSnapshotsEbsSnapshotOnDeployHandlers`).
    *
    * @default - a role created for the handlers, with least-privilege statements
    */

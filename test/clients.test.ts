@@ -12,7 +12,7 @@ const SERVICES = [
   { file: 'ec2', variable: 'AWS_ENDPOINT_URL_EC2', command: ['@aws-sdk/client-ec2', 'DescribeSnapshotsCommand', {}] },
   { file: 'ebs', variable: 'AWS_ENDPOINT_URL_EBS', command: ['@aws-sdk/client-ebs', 'ListSnapshotBlocksCommand', { SnapshotId: 'snap-0123456789abcdef0' }] },
   { file: 'cloudformation', variable: 'AWS_ENDPOINT_URL_CLOUDFORMATION', command: ['@aws-sdk/client-cloudformation', 'DescribeStacksCommand', {}] },
-  { file: 'sqs', variable: 'AWS_ENDPOINT_URL_SQS', command: ['@aws-sdk/client-sqs', 'GetQueueUrlCommand', { QueueName: 'late-duplicates' }] },
+  { file: 'dynamodb', variable: 'AWS_ENDPOINT_URL_DYNAMODB', command: ['@aws-sdk/client-dynamodb', 'GetItemCommand', { TableName: 'claims', Key: { Token: { S: 'css-1' } } }] },
 ] as const;
 
 let server: http.Server;
@@ -79,7 +79,7 @@ describe('timeouts: a silent request fails instead of hanging the invocation int
     return (client.config.requestHandler as any).configProvider;
   }
   const clients: Array<[string, () => any]> = [
-    ...(['fsx', 'ec2', 'ebs', 'cloudformation', 's3', 'sqs'] as const).map((file): [string, () => any] =>
+    ...(['fsx', 'ec2', 'ebs', 'cloudformation', 's3', 'dynamodb'] as const).map((file): [string, () => any] =>
       [file, () => require(`../lambda/shared/clients/${file}`)[file]()]),
     ['ec2Create', () => require('../lambda/shared/clients/ec2').ec2Create()],
     ['uploadEbs', () => require('../lambda/ebs-direct-snapshot/clients').uploadEbs()],

@@ -4,6 +4,7 @@ import * as path from 'path';
 import { App, Duration, RemovalPolicy, Size, Stack, Tags } from 'aws-cdk-lib';
 import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import { EbsSnapshotOnDeploy, EbsSnapshotSource, OpenZfsSnapshot } from '../src';
@@ -352,99 +353,144 @@ describe('EbsSnapshotOnDeploy IAM', () => {
   });
 });
 
-describe('EbsSnapshotOnDeploy late-duplicate queue', () => {
-  function queues(stack: Stack) {
-    const all = Template.fromStack(stack).findResources('AWS::SQS::Queue');
-    const [sweepsId] = Object.keys(all).filter((k) => /Sweeps[0-9A-F]{8}$/.test(k));
-    const [failuresId] = Object.keys(all).filter((k) => /SweepFailures[0-9A-F]{8}$/.test(k));
-    return { all, sweepsId, failuresId };
+describe('EbsSnapshotOnDeploy claim table', () => {
+  function tables(stack: Stack): Record<string, any> {
+    return Template.fromStack(stack).findResources('AWS::DynamoDB::Table');
   }
 
-  test('one delay queue per stack, with a dead-letter queue, read by one function of the same bundle and role', () => {
+  test('one table per stack, shared by its instances: on demand, encrypted, point-in-time recovery, TTL, deleted with the stack', () => {
+    // GIVEN
     const stack = newStack();
+    // WHEN
     new EbsSnapshotOnDeploy(stack, 'A', { source: EbsSnapshotSource.fromVolumeId(VOLUME) });
     new EbsSnapshotOnDeploy(stack, 'B', { source: EbsSnapshotSource.fromVolumeId('vol-0123456789abcdef1') });
+    // THEN
+    const all = tables(stack);
+    expect(Object.keys(all)).toEqual([expect.stringMatching(/^CdkStorageSnapshotsEbsSnapshotOnDeployHandlersClaims[0-9A-F]{8}$/)]);
+    const [table] = Object.values<any>(all);
+    expect(table.Properties).toEqual({
+      KeySchema: [{ AttributeName: 'Token', KeyType: 'HASH' }],
+      AttributeDefinitions: [{ AttributeName: 'Token', AttributeType: 'S' }],
+      BillingMode: 'PAY_PER_REQUEST',
+      SSESpecification: { SSEEnabled: true },
+      PointInTimeRecoverySpecification: { PointInTimeRecoveryEnabled: true },
+      TimeToLiveSpecification: { AttributeName: 'ExpiresAt', Enabled: true },
+    });
+    expect(table.DeletionPolicy).toBe('Delete');
+    expect(table.UpdateReplacePolicy).toBe('Delete');
+  });
+
+  test('onEvent gets the table\'s name; isComplete does not', () => {
+    const stack = newStack();
+    new EbsSnapshotOnDeploy(stack, 'A', { source: EbsSnapshotSource.fromVolumeId(VOLUME) });
     const t = Template.fromStack(stack);
-    const { all, sweepsId, failuresId } = queues(stack);
-    expect(Object.keys(all)).toHaveLength(2);
-    expect(all[sweepsId].Properties).toEqual({
-      SqsManagedSseEnabled: true,
-      VisibilityTimeout: 720, // six times the function's 2 minutes
-      RedrivePolicy: { deadLetterTargetArn: { 'Fn::GetAtt': [failuresId, 'Arn'] }, maxReceiveCount: 5 },
-    });
-    expect(all[failuresId].Properties).toMatchObject({ SqsManagedSseEnabled: true, MessageRetentionPeriod: 1_209_600, RedriveAllowPolicy: { redrivePermission: 'allowAll' } });
-    // TLS only, on both.
-    t.resourceCountIs('AWS::SQS::QueuePolicy', 2);
-    for (const id of [sweepsId, failuresId]) {
-      t.hasResourceProperties('AWS::SQS::QueuePolicy', {
-        PolicyDocument: { Statement: [Match.objectLike({ Effect: 'Deny', Condition: { Bool: { 'aws:SecureTransport': 'false' } } })] },
-        Queues: [{ Ref: id }],
-      });
-    }
-    const functions = t.findResources('AWS::Lambda::Function', { Properties: { Handler: 'index.onLateDuplicateSweep' } });
-    expect(Object.values(functions)).toHaveLength(1);
-    const [sweeperId, sweeper] = Object.entries<any>(functions)[0];
-    expect(sweeper.Properties).toMatchObject({ Runtime: 'nodejs22.x', Timeout: 120, Environment: { Variables: { STACK_ID: { Ref: 'AWS::StackId' } } } });
-    t.hasResourceProperties('AWS::Lambda::EventSourceMapping', {
-      FunctionName: { Ref: sweeperId },
-      EventSourceArn: { 'Fn::GetAtt': [sweepsId, 'Arn'] },
-      BatchSize: 1,
-      FunctionResponseTypes: ['ReportBatchItemFailures'],
-      ScalingConfig: { MaximumConcurrency: 2 },
-    });
-    // onEvent has the queue's URL; the same role sends to it and reads it (nothing else).
+    const [tableId] = Object.keys(tables(stack));
     t.hasResourceProperties('AWS::Lambda::Function', {
       Handler: 'index.onEvent',
-      Environment: { Variables: Match.objectLike({ LATE_DUPLICATE_QUEUE_URL: { Ref: sweepsId } }) },
+      Environment: { Variables: Match.objectLike({ CLAIM_TABLE_NAME: { Ref: tableId } }) },
     });
-    const statements = policyStatements(stack);
-    const sqsStatements = statements.filter((s) => [].concat(s.Action).some((a: string) => a.startsWith('sqs:')));
-    expect(sqsStatements.map((s) => s.Resource)).toEqual(sqsStatements.map(() => ({ 'Fn::GetAtt': [sweepsId, 'Arn'] })));
-    expect([...new Set(sqsStatements.flatMap((s) => [].concat(s.Action)))].sort()).toEqual([
-      'sqs:ChangeMessageVisibility', 'sqs:DeleteMessage', 'sqs:GetQueueAttributes', 'sqs:GetQueueUrl', 'sqs:ReceiveMessage', 'sqs:SendMessage',
-    ]);
+    t.hasResourceProperties('AWS::Lambda::Function', {
+      Handler: 'index.isComplete',
+      Environment: { Variables: Match.objectLike({ CLAIM_TABLE_NAME: Match.absent() }) },
+    });
   });
 
-  test('a queue drain: deleted after every snapshot resource and before the queue and its reader', () => {
+  test('the role may get, put and update items of that table only', () => {
     const stack = newStack();
     new EbsSnapshotOnDeploy(stack, 'A', { source: EbsSnapshotSource.fromVolumeId(VOLUME) });
-    new EbsSnapshotOnDeploy(stack, 'B', { source: EbsSnapshotSource.fromVolumeId('vol-0123456789abcdef1') });
-    const t = Template.fromStack(stack);
-    const { sweepsId } = queues(stack);
-    const drains = t.findResources('Custom::EbsSnapshotQueueDrain');
-    expect(Object.keys(drains)).toHaveLength(1);
-    const [drainId, drain] = Object.entries<any>(drains)[0];
-    expect(drain.Properties).toMatchObject({ Drain: 'late-duplicate-queue', QueueUrl: { Ref: sweepsId } });
-    const [mappingId] = Object.keys(t.findResources('AWS::Lambda::EventSourceMapping'));
-    const [sweeperId] = Object.keys(t.findResources('AWS::Lambda::Function', { Properties: { Handler: 'index.onLateDuplicateSweep' } }));
-    expect(drain.DependsOn).toEqual(expect.arrayContaining([sweepsId, mappingId, sweeperId]));
-    for (const snapshot of Object.values<any>(t.findResources('Custom::EbsSnapshotOnDeploy'))) {
-      expect(snapshot.DependsOn).toContain(drainId);
-    }
+    const [tableId] = Object.keys(tables(stack));
+    const dynamodb = policyStatements(stack).filter((s) => [].concat(s.Action).some((a: string) => a.startsWith('dynamodb:')));
+    expect(dynamodb).toEqual([{
+      Action: ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem'],
+      Effect: 'Allow',
+      Resource: { 'Fn::GetAtt': [tableId, 'Arn'] },
+    }]);
+    // No KMS statement: the table uses the AWS managed key.
+    expect(policyStatements(stack).flatMap((s) => [].concat(s.Action)).filter((a: string) => a.startsWith('kms:'))).toEqual([]);
   });
 
-  test('reservedConcurrentExecutions caps the Provider\'s handlers, not the queue\'s reader (its event source caps it at 2)', () => {
+  test('a role of the user\'s gets the statement too', () => {
+    const stack = newStack();
+    const role = new iam.Role(stack, 'Mine', { assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com') });
+    new EbsSnapshotOnDeploy(stack, 'A', { source: EbsSnapshotSource.fromVolumeId(VOLUME), handlerOptions: { role } });
+    const [tableId] = Object.keys(tables(stack));
+    Template.fromStack(stack).hasResourceProperties('AWS::IAM::Policy', {
+      Roles: [{ Ref: stack.getLogicalId(role.node.defaultChild as iam.CfnRole) }],
+      PolicyDocument: {
+        Statement: Match.arrayWith([{
+          Action: ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem'],
+          Effect: 'Allow',
+          Resource: { 'Fn::GetAtt': [tableId, 'Arn'] },
+        }]),
+      },
+    });
+  });
+
+  test('an immutable role of the user\'s is left alone (its owner grants the three actions)', () => {
+    const stack = newStack();
+    const role = iam.Role.fromRoleArn(stack, 'Theirs', 'arn:aws:iam::111111111111:role/handlers', { mutable: false });
+    new EbsSnapshotOnDeploy(stack, 'A', { source: EbsSnapshotSource.fromVolumeId(VOLUME), handlerOptions: { role } });
+    const t = Template.fromStack(stack);
+    t.resourceCountIs('AWS::DynamoDB::Table', 1);
+    t.resourceCountIs('AWS::IAM::Policy', 4); // the Provider framework's roles' only
+  });
+
+  test('every snapshot resource depends on the table, so CloudFormation deletes the table after all of them', () => {
+    const stack = newStack();
+    new EbsSnapshotOnDeploy(stack, 'A', { source: EbsSnapshotSource.fromVolumeId(VOLUME) });
+    new EbsSnapshotOnDeploy(stack, 'B', { source: EbsSnapshotSource.fromInstance(instanceIn(stack)) });
+    const [tableId] = Object.keys(tables(stack));
+    const snapshots = Object.values<any>(Template.fromStack(stack).findResources('Custom::EbsSnapshotOnDeploy'));
+    expect(snapshots).toHaveLength(2);
+    for (const snapshot of snapshots) expect(snapshot.DependsOn).toContain(tableId);
+  });
+
+  test('no queue, no event source, no drain', () => {
+    const stack = newStack();
+    new EbsSnapshotOnDeploy(stack, 'A', { source: EbsSnapshotSource.fromVolumeId(VOLUME) });
+    const t = Template.fromStack(stack);
+    t.resourceCountIs('AWS::SQS::Queue', 0);
+    t.resourceCountIs('AWS::SQS::QueuePolicy', 0);
+    t.resourceCountIs('AWS::Lambda::EventSourceMapping', 0);
+    t.resourceCountIs('Custom::EbsSnapshotQueueDrain', 0);
+  });
+
+  test('the fixed resources of a stack with one EbsSnapshotOnDeploy: 18 (its custom resource aside)', () => {
+    const stack = newStack();
+    new EbsSnapshotOnDeploy(stack, 'A', { source: EbsSnapshotSource.fromVolumeId(VOLUME) });
+    const resources = Object.values<any>(Template.fromStack(stack).toJSON().Resources);
+    const types: Record<string, number> = {};
+    for (const r of resources) types[r.Type] = (types[r.Type] ?? 0) + 1;
+    expect(types).toEqual({
+      'Custom::EbsSnapshotOnDeploy': 1,
+      // The handlers' role and the Provider framework's (onEvent, isComplete, onTimeout, the waiter).
+      'AWS::IAM::Role': 5,
+      'AWS::IAM::Policy': 5,
+      // onEvent and isComplete, and the framework's three.
+      'AWS::Lambda::Function': 5,
+      'AWS::StepFunctions::StateMachine': 1,
+      'AWS::Logs::LogGroup': 1,
+      'AWS::DynamoDB::Table': 1,
+    });
+    expect(resources.length - 1).toBe(18);
+  });
+
+  test('reservedConcurrentExecutions caps both handlers', () => {
     const stack = newStack();
     new EbsSnapshotOnDeploy(stack, 'A', { source: EbsSnapshotSource.fromVolumeId(VOLUME), handlerOptions: { reservedConcurrentExecutions: 3 } });
     const t = Template.fromStack(stack);
     t.hasResourceProperties('AWS::Lambda::Function', { Handler: 'index.onEvent', ReservedConcurrentExecutions: 3 });
-    t.hasResourceProperties('AWS::Lambda::Function', { Handler: 'index.onLateDuplicateSweep', ReservedConcurrentExecutions: Match.absent() });
+    t.hasResourceProperties('AWS::Lambda::Function', { Handler: 'index.isComplete', ReservedConcurrentExecutions: 3 });
   });
 
-  test('the handlers in a VPC: the sweep function too', () => {
-    const stack = newStack();
-    const vpc = new ec2.Vpc(stack, 'Vpc', { maxAzs: 1, natGateways: 0, subnetConfiguration: [{ name: 'isolated', subnetType: ec2.SubnetType.PRIVATE_ISOLATED }] });
-    new EbsSnapshotOnDeploy(stack, 'A', { source: EbsSnapshotSource.fromVolumeId(VOLUME), handlerOptions: { vpc } });
-    Template.fromStack(stack).hasResourceProperties('AWS::Lambda::Function', {
-      Handler: 'index.onLateDuplicateSweep', VpcConfig: Match.objectLike({ SubnetIds: Match.anyValue() }),
-    });
-  });
-
-  test('snapshots from disk images (a client token, no duplicates) and other constructs get no queue', () => {
-    const stack = newStack();
-    new OpenZfsSnapshot(stack, 'Zfs', { volumeId: 'fsvol-0123456789abcdef0' });
-    new EbsSnapshotOnDeploy(stack, 'Golden', { source: EbsSnapshotSource.fromS3Object(s3.Bucket.fromBucketName(stack, 'Images', 'images'), 'disk.raw'), volumeSize: Size.gibibytes(1) });
-    Template.fromStack(stack).resourceCountIs('AWS::SQS::Queue', 0);
+  test('snapshots from disk images (a client token) and other constructs get no table', () => {
+    const zfs = newStack();
+    new OpenZfsSnapshot(zfs, 'Zfs', { volumeId: 'fsvol-0123456789abcdef0' });
+    Template.fromStack(zfs).resourceCountIs('AWS::DynamoDB::Table', 0);
+    const data = newStack();
+    new EbsSnapshotOnDeploy(data, 'Golden', { source: EbsSnapshotSource.fromS3Object(s3.Bucket.fromBucketName(data, 'Images', 'images'), 'disk.raw'), volumeSize: Size.gibibytes(1) });
+    Template.fromStack(data).resourceCountIs('AWS::DynamoDB::Table', 0);
+    Template.fromStack(data).resourceCountIs('AWS::SQS::Queue', 0);
   });
 });
 

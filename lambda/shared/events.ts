@@ -48,3 +48,23 @@ export async function isRollingBack(stackId: string): Promise<boolean | undefine
     return undefined;
   }
 }
+
+/** The stack's current status and when its current (or last) operation began: CreationTime, or LastUpdatedTime once it was updated. */
+export interface StackOperation {
+  readonly status: string;
+  readonly startedAt: number;
+}
+
+/** The stack's current operation, or undefined if it cannot be read (read errors are retried first). */
+export async function currentStackOperation(stackId: string): Promise<StackOperation | undefined> {
+  try {
+    const out = await withRetries(() => cloudformation().send(new DescribeStacksCommand({ StackName: stackId })), { budgetMs: 60_000 });
+    const stack = out.Stacks?.[0];
+    const at = stack?.LastUpdatedTime ?? stack?.CreationTime;
+    if (!stack?.StackStatus || !at) return undefined;
+    return { status: stack.StackStatus, startedAt: new Date(at).getTime() };
+  } catch (err) {
+    logger.warn('could not read the stack', { stackId, error: err as Error });
+    return undefined;
+  }
+}

@@ -81,29 +81,12 @@ export interface EbsSnapshotOnDeployAttributes {
 }
 
 /**
- * The environment variable that gives the EbsSnapshotOnDeploy handler the URL of the stack's
- * late-duplicate queue: before every EC2 create, the handler sends a `LateDuplicateSweep` there,
- * delivered (SQS `DelaySeconds`) once whatever that create made shows in reads.
+ * The environment variable that names the stack's claim table (DynamoDB) to the EbsSnapshotOnDeploy
+ * handler. EC2 `CreateSnapshot`/`CreateSnapshots` take no client token, so one conditional write
+ * per request decides which delivery of that request creates (see lambda/ebs-snapshot/claim.ts).
  */
-export const LATE_DUPLICATE_QUEUE_ENV = 'LATE_DUPLICATE_QUEUE_URL';
-
-/** The body (JSON) of a message on the late-duplicate queue: which request's snapshots to sweep. */
-export interface LateDuplicateSweep {
-  /** The stack and logical id the snapshots belong to (their ownership tags). */
-  readonly StackId: string;
-  readonly LogicalResourceId: string;
-  /** The request's token (its `cdk-storage-snapshots:token` tag). */
-  readonly Token: string;
-}
-
-/**
- * Properties of the stack's one `Custom::EbsSnapshotQueueDrain` resource (handled by the same
- * Provider): every EbsSnapshotOnDeploy resource of the stack depends on it, and it on the queue and
- * its reader, so CloudFormation deletes it after every snapshot resource and before the queue. Its
- * Delete waits until the queue holds no sweep (so that deleting the stack, or rolling back its
- * creation, does not drop sweeps still to run).
- */
-export interface EbsSnapshotQueueDrainProperties {
-  readonly Drain: 'late-duplicate-queue';
-  readonly QueueUrl: string;
-}
+export const CLAIM_TABLE_ENV = 'CLAIM_TABLE_NAME';
+/** The claim table's partition key (string): the request token (`css-…`). */
+export const CLAIM_TABLE_KEY = 'Token';
+/** The claim table's TTL attribute (number, epoch seconds). DynamoDB removes expired items lazily: the handler compares it itself. */
+export const CLAIM_TABLE_TTL_ATTRIBUTE = 'ExpiresAt';

@@ -1,14 +1,12 @@
-import { CustomResource, Duration, Stack } from 'aws-cdk-lib';
+import { Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
+import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as iam from 'aws-cdk-lib/aws-iam';
-import { SqsEventSource } from 'aws-cdk-lib/aws-lambda-event-sources';
-import * as sqs from 'aws-cdk-lib/aws-sqs';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import * as cr from 'aws-cdk-lib/custom-resources';
 import { IConstruct } from 'constructs';
-import type { EbsSnapshotQueueDrainProperties } from './ebs-contract';
 import { HandlerOptions } from '../handler-options';
 import { NagSuppression, suppressNag } from './nag';
-import { HandlerSpec, StackHandlers } from './stack-handlers';
+import { ClaimTableSpec, HandlerSpec, StackHandlers } from './stack-handlers';
 
 /**
  * The Provider framework keeps the whole wait bounded by this; each instance's own `timeout`
@@ -26,11 +24,6 @@ export const PROVIDER_TOTAL_TIMEOUT = Duration.hours(1);
  */
 export const PROVIDER_QUERY_INTERVAL = Duration.seconds(10);
 
-/** The delayed-sweep function's timeout: one message's look-up and a few deletes (each retries throttling for up to a minute). */
-export const SWEEP_HANDLER_TIMEOUT = Duration.minutes(2);
-/** How often SQS delivers a sweep message that keeps failing before keeping it in the dead-letter queue. */
-export const SWEEP_MAX_RECEIVES = 5;
-
 /**
  * One custom-resource Provider per stack per construct type, shared by all its instances: the
  * N-th instance adds only its own custom resource and, where it names a new resource, an ARN in
@@ -44,15 +37,18 @@ export class SnapshotProvider extends StackHandlers {
 
   public readonly serviceToken: string;
   /**
-   * For a spec with `delayedSweep`: the resource every custom resource of this provider must
-   * depend on (`dependOnDrain`), whose Delete waits until the queue is empty.
+   * For a spec with `claimTable`: the stack's claim table, which every custom resource of this
+   * provider must depend on (`dependOnClaims`).
    */
-  private readonly sweepDrain?: CustomResource;
+  private readonly claims?: dynamodb.Table;
 
   private constructor(scope: Stack, id: string, spec: HandlerSpec, options: HandlerOptions | undefined, requester: IConstruct) {
     super(scope, id, spec, options, requester);
-    const sweep = spec.delayedSweep ? this.delayedSweep(spec.delayedSweep.exportName) : undefined;
-    const onEventEnvironment: Record<string, string> = spec.delayedSweep && sweep ? { [spec.delayedSweep.queueUrlEnv]: sweep.queue.queueUrl } : {};
+    const onEventEnvironment: Record<string, string> = {};
+    if (spec.claimTable) {
+      this.claims = this.claimTable(spec.claimTable);
+      onEventEnvironment[spec.claimTable.envName] = this.claims.tableName;
+    }
     const provider = new cr.Provider(this, 'Provider', {
       onEventHandler: this.handlerFunction('OnEvent', 'onEvent', spec.onEventTimeout ?? Duration.minutes(5), onEventEnvironment),
       isCompleteHandler: this.handlerFunction('IsComplete', 'isComplete', spec.isCompleteTimeout ?? Duration.minutes(2)),
@@ -68,17 +64,6 @@ export class SnapshotProvider extends StackHandlers {
       securityGroups: options?.securityGroups,
     });
     this.serviceToken = provider.serviceToken;
-    if (sweep) {
-      // Deleted after every custom resource of this provider (they depend on it) and before the
-      // queue and its reader (it depends on them): its Delete waits until no sweep is left.
-      this.sweepDrain = new CustomResource(this, 'SweepDrain', {
-        serviceToken: provider.serviceToken,
-        resourceType: 'Custom::EbsSnapshotQueueDrain',
-        properties: { Drain: 'late-duplicate-queue', QueueUrl: sweep.queue.queueUrl } satisfies EbsSnapshotQueueDrainProperties,
-      });
-      this.sweepDrain.node.addDependency(sweep.queue, sweep.reader);
-    }
-
     // Every handler reads its own stack's status, to tell a rollback from an update.
     this.role.addToPrincipalPolicy(
       new iam.PolicyStatement({ actions: ['cloudformation:DescribeStacks'], resources: [Stack.of(this).stackId] }),
@@ -92,40 +77,36 @@ export class SnapshotProvider extends StackHandlers {
     }]);
   }
 
-  /** Makes `resource` (a custom resource of this provider) come after the queue drain, if there is one. */
-  public dependOnDrain(resource: IConstruct): void {
-    if (this.sweepDrain) resource.node.addDependency(this.sweepDrain);
+  /**
+   * Makes `resource` (a custom resource of this provider) depend on the claim table, if there is
+   * one: CloudFormation then deletes the table only after every such resource.
+   */
+  public dependOnClaims(resource: IConstruct): void {
+    if (this.claims) resource.node.addDependency(this.claims);
   }
 
   /**
-   * A queue whose messages the handler sends itself with a delay (SQS `DelaySeconds`), read by one
-   * more function of the same bundle and role: work that must happen after the request has been
-   * answered, even if no further event for the resource comes. A message that keeps failing is
-   * kept, after SWEEP_MAX_RECEIVES receives, in a dead-letter queue for 14 days (while the stack exists).
+   * The stack's claim table: one item per request token, written conditionally by the handler
+   * before it acts. On demand (no capacity to scale), encrypted with the AWS managed key, with
+   * point-in-time recovery (Control Tower CT.DYNAMODB.PR.1 and PR.2, cdk-nag AwsSolutions-DDB3).
+   * Deleted with the stack, after every custom resource of this provider (`dependOnClaims`): by
+   * then it holds only claims of requests that ended.
    */
-  private delayedSweep(exportName: string): { queue: sqs.Queue; reader: IConstruct } {
-    const failures = new sqs.Queue(this, 'SweepFailures', {
-      encryption: sqs.QueueEncryption.SQS_MANAGED,
-      enforceSSL: true,
-      retentionPeriod: Duration.days(14),
-      // Marks it as a dead-letter queue (Control Tower CT.SQS.PR.1); allowAll is SQS's default.
-      redriveAllowPolicy: { redrivePermission: sqs.RedrivePermission.ALLOW_ALL },
+  private claimTable(claims: ClaimTableSpec): dynamodb.Table {
+    const table = new dynamodb.Table(this, 'Claims', {
+      partitionKey: { name: claims.partitionKey, type: dynamodb.AttributeType.STRING },
+      billingMode: dynamodb.BillingMode.PAY_PER_REQUEST,
+      encryption: dynamodb.TableEncryption.AWS_MANAGED,
+      pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
+      timeToLiveAttribute: claims.timeToLiveAttribute,
+      removalPolicy: RemovalPolicy.DESTROY,
     });
-    const queue = new sqs.Queue(this, 'Sweeps', {
-      encryption: sqs.QueueEncryption.SQS_MANAGED,
-      enforceSSL: true,
-      // At least six times the function's timeout, as Lambda advises for SQS event sources.
-      visibilityTimeout: Duration.seconds(SWEEP_HANDLER_TIMEOUT.toSeconds() * 6),
-      deadLetterQueue: { queue: failures, maxReceiveCount: SWEEP_MAX_RECEIVES },
-    });
-    // The stack it sweeps for: a message naming another stack is refused. Its concurrency is capped
-    // by the event source instead (2, the least SQS allows), not by reservedConcurrentExecutions.
-    const sweeper = this.handlerFunction('Sweep', exportName, SWEEP_HANDLER_TIMEOUT, { STACK_ID: Stack.of(this).stackId }, false);
-    // One message at a time: a failing one is retried alone.
-    const source = new SqsEventSource(queue, { batchSize: 1, reportBatchItemFailures: true, maxConcurrency: 2 });
-    sweeper.addEventSource(source);
-    queue.grantSendMessages(this.role);
-    return { queue, reader: sweeper };
+    // Only the item calls the handler makes, on the table itself (it has no index).
+    this.role.addToPrincipalPolicy(new iam.PolicyStatement({
+      actions: ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem'],
+      resources: [table.tableArn],
+    }));
+    return table;
   }
 }
 

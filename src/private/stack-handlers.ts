@@ -20,14 +20,26 @@ export interface HandlerSpec {
   /** Timeout of the Provider's `isComplete` function (at most the framework's 15 minutes). @default 2 minutes */
   readonly isCompleteTimeout?: Duration;
   /**
-   * For a Provider whose handler queues delayed work for itself (EbsSnapshotOnDeploy's
-   * late-duplicate sweep): the bundle's export that reads the queue, and the environment variable
-   * that gives `onEvent` the queue's URL.
-   * @default - no queue
+   * For a handler that claims each request in a DynamoDB table before acting on it
+   * (EbsSnapshotOnDeploy: EC2 `CreateSnapshot` takes no client token, so one conditional write per
+   * request decides which delivery creates). The stack gets one table for the construct type,
+   * deleted with the stack; `onEvent` gets its name and the role `GetItem`, `PutItem` and
+   * `UpdateItem` on it.
+   * @default - no claim table
    */
-  readonly delayedSweep?: { readonly exportName: string; readonly queueUrlEnv: string };
+  readonly claimTable?: ClaimTableSpec;
   /** Why the wildcards this construct type's statements need are there (cdk-nag AwsSolutions-IAM5). */
   readonly wildcardReasons: NagSuppression[];
+}
+
+/** The claim table a handler expects (see `HandlerSpec.claimTable`); the names come from its contract. */
+export interface ClaimTableSpec {
+  /** The environment variable that gives `onEvent` the table's name. */
+  readonly envName: string;
+  /** The partition key (a string attribute); the table has no sort key. */
+  readonly partitionKey: string;
+  /** The attribute (a number, epoch seconds) after which DynamoDB may remove an item. */
+  readonly timeToLiveAttribute: string;
 }
 
 /** The number of distinct ARNs in one statement past which it makes it switch to resource-type patterns (see `allow()`). */
@@ -100,14 +112,8 @@ export abstract class StackHandlers extends Construct {
     this.code = lambda.Code.fromAsset(path.join(__dirname, '..', '..', 'assets', spec.handler));
   }
 
-  /**
-   * A handler function running `index.<exportName>` of the bundle, with the stack-level settings.
-   * `capConcurrency: false` leaves `reservedConcurrentExecutions` off it (a function an SQS event
-   * source invokes, which would be throttled under the 5 batches the event source starts with).
-   */
-  protected handlerFunction(
-    id: string, exportName: string, timeout: Duration, environment: Record<string, string> = {}, capConcurrency = true,
-  ): lambda.Function {
+  /** A handler function running `index.<exportName>` of the bundle, with the stack-level settings. */
+  protected handlerFunction(id: string, exportName: string, timeout: Duration, environment: Record<string, string> = {}): lambda.Function {
     return new lambda.Function(this, id, {
       code: this.code,
       handler: `index.${exportName}`,
@@ -115,7 +121,7 @@ export abstract class StackHandlers extends Construct {
       runtime: lambda.Runtime.NODEJS_22_X,
       architecture: lambda.Architecture.ARM_64,
       memorySize: this.options?.memorySize ?? this.spec.defaultMemorySize ?? 256,
-      reservedConcurrentExecutions: capConcurrency ? this.options?.reservedConcurrentExecutions : undefined,
+      reservedConcurrentExecutions: this.options?.reservedConcurrentExecutions,
       timeout,
       role: this.role,
       logGroup: this.logGroup,

@@ -8,18 +8,27 @@ export const MISSING_PHYSICAL_ID_MARKER = 'AWSCDK::CustomResourceProviderFramewo
 
 /** The user functions a Provider runs: `onEvent` and, optionally, `isComplete`. */
 export interface ProviderHandler {
-  onEvent(event: any): Promise<any>;
-  isComplete?(event: any): Promise<any>;
-  /**
-   * The function reading the handler's delayed-work queue (an SQS event source, batch size 1,
-   * ReportBatchItemFailures): the driver delivers each message of the world's queue once it is
-   * due, between the framework's invocations, and at `drainQueue()`.
-   */
-  onQueueMessage?(event: any): Promise<any>;
+  onEvent(event: any, context?: SimLambdaContext): Promise<any>;
+  isComplete?(event: any, context?: SimLambdaContext): Promise<any>;
 }
 
-/** The queue function's Lambda timeout (ms), as this library's provider. */
-const QUEUE_FUNCTION_TIMEOUT_MS = 2 * 60_000;
+/** What the driver passes as the Lambda context: the invocation's id and the time it has left. */
+export interface SimLambdaContext {
+  readonly awsRequestId: string;
+  getRemainingTimeInMillis(): number;
+}
+
+/** One invocation of a user function, and how it ended. */
+export interface InvocationRecord {
+  /** The Lambda context's awsRequestId. */
+  readonly id: string;
+  readonly fn: 'onEvent' | 'isComplete';
+  /** `StackId/LogicalResourceId/RequestId`. */
+  readonly requestKey: string;
+  /** `ok`, `failed` (it threw: the reason follows) or `killed`. */
+  outcome?: 'ok' | 'failed' | 'killed';
+  reason?: string;
+}
 
 export interface CfnDriverOptions {
   readonly stackName?: string;
@@ -41,11 +50,19 @@ export interface CfnDriverOptions {
    */
   readonly concurrentDuplicates?: boolean | ConcurrentDuplicates;
   /**
-   * The handler's queue belongs to the stack: deleting the stack, or rolling back its creation,
-   * deletes it with whatever is still on it (the world's `sqs.lost`).
-   * @default false: the queue outlives the stack
+   * Resources of the stack's own that the handlers use (a claim table, say): made when the stack
+   * is created, deleted once its deletion, or the rollback of its creation, completes (after
+   * every custom resource).
    */
-  readonly queueDeletedWithStack?: boolean;
+  readonly stackResources?: { created(stackId: string): void; deleted(stackId: string): void };
+  /**
+   * The share of requests that failed in an update operation which the next operation sends again
+   * with the same RequestId, when it asks for the same properties (a retried deployment: aws-cdk
+   * issue 35957). @default 0
+   */
+  readonly retryFailedRequestId?: number;
+  /** Each invocation's clock is off by up to this much (ms, either way): clock skew between Lambdas. @default 0 */
+  readonly clockSkewMs?: number;
 }
 
 /** An SDK call one of two concurrent deliveries of a request is about to send. */
@@ -145,11 +162,16 @@ export class CfnStack {
   public resources = new Map<string, ResourceRecord>();
   /** Duplicate deliveries run concurrently (`concurrentDuplicates`), and those during which both were in flight at once. */
   public readonly concurrency = { pairs: 0, overlapped: 0 };
-  /** Each delivery of a queued message to `onQueueMessage`, and whether it succeeded. */
-  public readonly queueDeliveries: Array<{ messageId: string; at: number; ok: boolean }> = [];
+  /** Requests sent again with the RequestId of a request that failed in an earlier operation. */
+  public retriedRequestIds = 0;
+  /** Every invocation of a user function, by its awsRequestId. */
+  public readonly invocations = new Map<string, InvocationRecord>();
+  private invocationCounter = 0;
   private readonly opts: Required<CfnDriverOptions>;
   private requestCounter = 0;
   private interleaving: Interleaving | undefined;
+  /** The requests that failed in the last update operation, by logical id: what a retried deployment may send again. */
+  private failedLastTime = new Map<string, { requestId: string; properties: string }>();
 
   constructor(
     private readonly world: SimWorld,
@@ -165,7 +187,9 @@ export class CfnStack {
       isCompleteTimeoutMs: 2 * 60_000,
       beforeRequest: () => undefined,
       concurrentDuplicates: false,
-      queueDeletedWithStack: false,
+      stackResources: { created: () => undefined, deleted: () => undefined },
+      retryFailedRequestId: 0,
+      clockSkewMs: 0,
       ...options,
     };
   }
@@ -184,6 +208,20 @@ export class CfnStack {
       this.resources = new Map();
     }
     this.setStatus(creating ? 'CREATE_IN_PROGRESS' : 'UPDATE_IN_PROGRESS');
+    if (creating) this.opts.stackResources.created(this.stackId!);
+    const failedLastTime = this.failedLastTime;
+    this.failedLastTime = new Map();
+    /** The RequestId of a request that failed last time, if this one asks the same and the deployment is retried that way. */
+    const retriedId = (logicalId: string, props: unknown) => {
+      const failed = failedLastTime.get(logicalId);
+      if (this.opts.retryFailedRequestId <= 0 || !failed || failed.properties !== JSON.stringify(props)) return {};
+      if (!(this.world.faults.next() < this.opts.retryFailedRequestId)) return {};
+      this.retriedRequestIds++;
+      return { RequestId: failed.requestId };
+    };
+    const noteFailure = (rec: RequestRecord) => {
+      if (!creating && rec.status === 'FAILED') failedLastTime.set(rec.logicalId, { requestId: rec.requestId, properties: JSON.stringify(rec.properties) });
+    };
     const before = new Map([...this.resources].map(([k, v]) => [k, { ...v }]));
     const order = Object.keys(desired);
     const attempted: Array<{ logicalId: string; kind: 'Create' | 'Update'; ok: boolean; physicalId: string }> = [];
@@ -198,7 +236,8 @@ export class CfnStack {
       const props = { ServiceToken: 'arn:aws:lambda:us-east-1:111111111111:function:framework-onEvent', ...desired[logicalId] };
       const current = this.resources.get(logicalId);
       if (!current) {
-        const rec = await this.request({ RequestType: 'Create', LogicalResourceId: logicalId, ResourceProperties: props });
+        const rec = await this.request({ RequestType: 'Create', LogicalResourceId: logicalId, ResourceProperties: props, ...retriedId(logicalId, props) });
+        noteFailure(rec);
         attempted.push({ logicalId, kind: 'Create', ok: rec.status === 'SUCCESS', physicalId: rec.physicalIdOut });
         this.resources.set(logicalId, { physicalId: rec.physicalIdOut, properties: props });
         failed = rec.status === 'FAILED';
@@ -209,7 +248,9 @@ export class CfnStack {
           PhysicalResourceId: current.physicalId,
           ResourceProperties: props,
           OldResourceProperties: current.properties,
+          ...retriedId(logicalId, props),
         });
+        noteFailure(rec);
         // Assumption: CloudFormation keeps the old physical id when an Update fails.
         const ok = rec.status === 'SUCCESS';
         attempted.push({ logicalId, kind: 'Update', ok, physicalId: ok ? rec.physicalIdOut : current.physicalId });
@@ -244,6 +285,7 @@ export class CfnStack {
       return this.finish('create', ok ? 'ROLLBACK_COMPLETE' : 'ROLLBACK_FAILED');
     }
 
+    this.failedLastTime = failedLastTime;
     this.setStatus('UPDATE_ROLLBACK_IN_PROGRESS');
     const replaced: Array<{ logicalId: string; physicalId: string; properties: any }> = [];
     for (const a of [...attempted].reverse()) {
@@ -290,74 +332,11 @@ export class CfnStack {
     return result;
   }
 
-  /**
-   * Delivers every queued message, advancing the clock to each one's delivery time, until the
-   * queue is empty (a message that keeps failing ends in the dead letters): what the account
-   * looks like once all delayed work has run.
-   */
-  public async drainQueue(): Promise<void> {
-    if (!this.handler.onQueueMessage && this.world.sqs.messages.length > 0) {
-      throw new Error(`${this.world.sqs.messages.length} message(s) were queued, but this handler has no onQueueMessage to read them`);
-    }
-    for (let i = 0; i < 10_000; i++) {
-      const at = this.world.sqs.nextDueAt();
-      if (at === undefined) return;
-      const now = this.world.clock.now();
-      if (at > now) this.world.clock.advance(at - now);
-      await this.deliverDueMessages();
-    }
-    throw new Error('the queue did not drain');
-  }
-
-  /**
-   * Runs the queue function for each message due now, one at a time, between other invocations.
-   * While two concurrent deliveries are in flight it runs when one of them wakes from a framework
-   * pause (the other sleeps), outside both deliveries' contexts: its own sleeps move the shared
-   * clock, so a sleeping delivery may wake late (a slower Lambda, which the handler must survive).
-   */
-  private async deliverDueMessages(): Promise<void> {
-    if (!this.handler.onQueueMessage || this.world.sqs.due().length === 0) return;
-    if (this.interleaving?.task()) {
-      await DELIVERY_STORAGE.exit(() => this.deliverDueMessagesNow());
-      return;
-    }
-    await this.deliverDueMessagesNow();
-  }
-
-  private async deliverDueMessagesNow(): Promise<void> {
-    const { world } = this;
-    const saved = world.core.context;
-    for (const message of world.sqs.due()) {
-      const body = JSON.parse(message.body);
-      world.core.context = {
-        kind: 'cfn',
-        stackId: body.StackId,
-        owner: body.LogicalResourceId,
-        requestKey: `${body.StackId}/${body.LogicalResourceId}/queue:${message.messageId}`,
-      };
-      world.clock.startInvocation(QUEUE_FUNCTION_TIMEOUT_MS);
-      let ok: boolean;
-      try {
-        const out = await this.handler.onQueueMessage!({
-          Records: [{ messageId: message.messageId, body: message.body, eventSource: 'aws:sqs', attributes: { ApproximateReceiveCount: String(message.receives + 1) } }],
-        });
-        ok = !(out?.batchItemFailures ?? []).some((f: { itemIdentifier: string }) => f.itemIdentifier === message.messageId);
-      } catch {
-        ok = false;
-      }
-      if (world.clock.endInvocation()) ok = false;
-      world.sqs.delivered(message, ok);
-      this.queueDeliveries.push({ messageId: message.messageId, at: world.clock.now(), ok });
-    }
-    world.core.context = saved;
-  }
-
   /** Sends one request, as CloudFormation does, through the Provider framework. */
   private async request(partial: any, flags: { rollback?: boolean; cleanup?: boolean } = {}): Promise<RequestRecord> {
-    await this.deliverDueMessages();
     const event = {
-      ...partial,
       RequestId: `${(++this.requestCounter).toString(16).padStart(8, '0')}-req-${this.opts.stackName}`,
+      ...partial,
       StackId: this.stackId!,
       ResourceType: this.opts.resourceType,
       ResponseURL: 'https://cloudformation-custom-resource-response-useast1.s3.amazonaws.com/sim',
@@ -384,6 +363,7 @@ export class CfnStack {
    */
   private async duplicateAfter(event: any, flags: { rollback?: boolean; cleanup?: boolean }, first: RequestRecord): Promise<RequestRecord> {
     const firstLost = this.world.faults.next() < 0.5;
+    if (!firstLost) this.acted(first, flags);
     const second = await this.frameworkRequest(event, flags, true);
     if (firstLost) {
       first.counted = false;
@@ -404,8 +384,13 @@ export class CfnStack {
     const interleaving = new Interleaving(this.world, options);
     this.interleaving = interleaving;
     let out: { records: [RequestRecord, RequestRecord]; finished: Array<0 | 1> };
+    let answered = 0;
+    // CloudFormation acts on the answer it takes as soon as it comes, while the other delivery may still run.
+    const onFinish = (rec: RequestRecord) => {
+      if (answered++ === (firstLost ? 1 : 0)) this.acted(rec, flags);
+    };
     try {
-      out = await interleaving.run(() => this.frameworkRequest(event, flags, false), () => this.frameworkRequest(event, flags, true));
+      out = await interleaving.run(() => this.frameworkRequest(event, flags, false), () => this.frameworkRequest(event, flags, true), onFinish);
     } finally {
       this.interleaving = undefined;
       this.world.core.context = undefined;
@@ -417,12 +402,21 @@ export class CfnStack {
     return kept;
   }
 
+  /**
+   * CloudFormation acted on this answer: a failed Create or Update (not in a rollback) starts the
+   * rollback at once, even while another delivery of the request still runs.
+   */
+  private acted(rec: RequestRecord, flags: { rollback?: boolean; cleanup?: boolean }): void {
+    if (rec.status !== 'FAILED' || rec.requestType === 'Delete' || flags.rollback || flags.cleanup) return;
+    if (this.status === 'CREATE_IN_PROGRESS') this.setStatus('ROLLBACK_IN_PROGRESS');
+    if (this.status === 'UPDATE_IN_PROGRESS') this.setStatus('UPDATE_ROLLBACK_IN_PROGRESS');
+  }
+
   /** Simulated time passing in the framework (between polls, before a retry). */
   private async pause(ms: number): Promise<void> {
     const task = this.interleaving?.task();
     if (task) await this.interleaving!.sleep(task, ms);
     else this.world.clock.advance(ms);
-    await this.deliverDueMessages();
   }
 
   /** The framework's onEvent, then its waiter state machine polling isComplete. */
@@ -516,17 +510,24 @@ export class CfnStack {
     };
     // Concurrent deliveries: a deadline per delivery (the clock's own tracks one invocation).
     const task = this.interleaving?.task();
-    if (task) startDelivery(task, world.clock.now() + timeoutMs);
-    else world.clock.startInvocation(timeoutMs);
+    const skew = this.opts.clockSkewMs > 0 ? Math.round((this.world.faults.next() * 2 - 1) * this.opts.clockSkewMs) : 0;
+    if (task) startDelivery(task, world.clock.now() + timeoutMs, skew);
+    else world.clock.startInvocation(timeoutMs, skew);
+    const record: InvocationRecord = { id: `inv-${++this.invocationCounter}`, fn, requestKey: world.core.context.requestKey };
+    this.invocations.set(record.id, record);
+    const deadline = world.clock.now() + timeoutMs;
+    const context: SimLambdaContext = { awsRequestId: record.id, getRemainingTimeInMillis: () => Math.max(0, deadline - world.clock.now()) };
     let out: Invocation;
     try {
       // Lambda passes JSON both ways.
-      const value = await handler(JSON.parse(JSON.stringify({ ...event, ResponseURL: '...' })));
+      const value = await handler(JSON.parse(JSON.stringify({ ...event, ResponseURL: '...' })), context);
       out = { ok: true, value: value === undefined ? undefined : JSON.parse(JSON.stringify(value)) };
     } catch (err) {
       out = { ok: false, reason: (err as Error)?.message ?? String(err) };
     }
     const killed = task ? endDelivery(task, world.clock.now()) : world.clock.endInvocation();
+    record.outcome = killed ? 'killed' : out.ok ? 'ok' : 'failed';
+    record.reason = killed ?? (out.ok ? undefined : out.reason);
     // (Both concurrent deliveries have the same context: it is cleared once both ended.)
     if (!task) world.core.context = undefined;
     return killed ? { ok: false, reason: `Task timed out or was killed: ${killed}`, killed } : out;
@@ -539,7 +540,7 @@ export class CfnStack {
 
   private finish(operation: StackOperationResult['operation'], status: string): StackOperationResult {
     this.setStatus(status);
-    if (this.opts.queueDeletedWithStack && (status === 'DELETE_COMPLETE' || status === 'ROLLBACK_COMPLETE')) this.world.sqs.deleteQueue();
+    if (status === 'DELETE_COMPLETE' || status === 'ROLLBACK_COMPLETE') this.opts.stackResources.deleted(this.stackId!);
     const result: StackOperationResult = {
       stackId: this.stackId!,
       operation,
@@ -557,13 +558,16 @@ const DELIVERY_STORAGE = new AsyncLocalStorage<DeliveryTask>();
 interface DeliveryTask {
   readonly index: 0 | 1;
   deadline?: number;
+  /** How far this invocation's clock is off (ms). */
+  skew?: number;
   killedBy?: string;
   readonly sent: string[];
 }
 
 /** A delivery's invocation starts: its own Lambda deadline. */
-function startDelivery(task: DeliveryTask, deadline: number): void {
+function startDelivery(task: DeliveryTask, deadline: number, skew: number): void {
   task.deadline = deadline;
+  task.skew = skew;
   task.killedBy = undefined;
 }
 
@@ -611,13 +615,15 @@ class Interleaving {
   }
 
   public async run(
-    first: () => Promise<RequestRecord>, second: () => Promise<RequestRecord>,
+    first: () => Promise<RequestRecord>, second: () => Promise<RequestRecord>, onFinish: (rec: RequestRecord) => void = () => undefined,
   ): Promise<{ records: [RequestRecord, RequestRecord]; finished: Array<0 | 1> }> {
     const finished: Array<0 | 1> = [];
     const tasks: [DeliveryTask, DeliveryTask] = [{ index: 0, sent: [] }, { index: 1, sent: [] }];
     const track = async (task: DeliveryTask, fn: () => Promise<RequestRecord>) => {
       try {
-        return await fn();
+        const rec = await fn();
+        onFinish(rec);
+        return rec;
       } finally {
         finished.push(task.index);
         this.live--;
@@ -715,6 +721,10 @@ class Interleaving {
       const task = storage.getStore();
       return task ? this.sleep(task, ms) : proto.sleep.call(clock, ms);
     };
+    c.handlerNow = () => {
+      const task = storage.getStore();
+      return task ? clock.now() + (task.skew ?? 0) : proto.handlerNow.call(clock);
+    };
     Object.defineProperty(clock, 'killed', {
       configurable: true,
       get: () => {
@@ -742,7 +752,7 @@ class Interleaving {
       }
     };
     return () => {
-      for (const k of ['checkAlive', 'kill', 'sleep', 'killed']) delete c[k];
+      for (const k of ['checkAlive', 'kill', 'sleep', 'killed', 'handlerNow']) delete c[k];
       delete (core as any).handle;
     };
   }

@@ -8,6 +8,8 @@ export interface StackRecord {
   readonly stackName: string;
   status: string;
   readonly created: number;
+  /** When its last update operation began (CloudFormation's LastUpdatedTime). */
+  lastUpdated?: number;
 }
 
 /** CloudFormation's DescribeStacks, with the status the stack driver sets. */
@@ -18,6 +20,7 @@ export class FakeCloudFormation {
 
   public setStatus(stackId: string, stackName: string, status: string): void {
     const s = this.stacks.get(stackId);
+    if (s && status === 'UPDATE_IN_PROGRESS') s.lastUpdated = this.core.clock.now();
     if (s) s.status = status;
     else this.stacks.set(stackId, { stackId, stackName, status, created: this.core.clock.now() });
   }
@@ -36,7 +39,8 @@ export class FakeCloudFormation {
         );
         if (wanted && list.length === 0) throw awsError('ValidationError', `Stack with id ${wanted} does not exist`, 400);
         return {
-          Stacks: list.map((s) => ({ StackId: s.stackId, StackName: s.stackName, StackStatus: s.status, CreationTime: new Date(s.created) })),
+          Stacks: list.map((s) => ({ StackId: s.stackId, StackName: s.stackName, StackStatus: s.status, CreationTime: new Date(s.created),
+            ...(s.lastUpdated !== undefined ? { LastUpdatedTime: new Date(s.lastUpdated) } : {}) })),
         };
       })]]);
   }

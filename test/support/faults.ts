@@ -42,7 +42,7 @@ export interface ScriptedFault {
   readonly kind: FaultKind;
   /** SDK command name, e.g. `CreateSnapshotCommand`; any call if absent. */
   readonly command?: string;
-  /** Service: `fsx`, `ec2`, `ebs`, `cloudformation`; any if absent. */
+  /** Service: `fsx`, `ec2`, `ebs`, `cloudformation`, `dynamodb`; any if absent. */
   readonly service?: string;
 }
 
@@ -60,14 +60,15 @@ const THROTTLE: Record<string, [string, number]> = {
   ec2: ['RequestLimitExceeded', 503],
   ebs: ['RequestThrottledException', 400],
   cloudformation: ['Throttling', 400],
-  sqs: ['RequestThrottled', 400],
+  // On-demand tables answer ThrottlingException (ProvisionedThroughputExceededException is the provisioned one).
+  dynamodb: ['ThrottlingException', 400],
 };
 const SERVER_ERROR: Record<string, [string, number]> = {
   fsx: ['InternalServerError', 500],
   ec2: ['InternalError', 500],
   ebs: ['InternalServerException', 500],
   cloudformation: ['InternalFailure', 500],
-  sqs: ['InternalError', 500],
+  dynamodb: ['InternalServerError', 500],
 };
 
 /**

@@ -36,6 +36,8 @@ export class SimClock {
   /** When the running invocation's Lambda times out (epoch ms), if one is running. */
   private deadline: number | undefined;
   private killedBy: string | undefined;
+  /** How far the running invocation's clock is off (ms). */
+  private skewMs = 0;
 
   constructor(startMs = Date.UTC(2026, 10, 22, 10, 0, 0)) {
     this.nowMs = startMs;
@@ -64,10 +66,16 @@ export class SimClock {
     this.nowMs += Math.max(0, ms);
   }
 
-  /** Starts an invocation that may run for `timeoutMs` of simulated time. */
-  public startInvocation(timeoutMs: number): void {
+  /** The time the running invocation reads from its own clock: off by its skew. */
+  public handlerNow(): number {
+    return this.nowMs + this.skewMs;
+  }
+
+  /** Starts an invocation that may run for `timeoutMs` of simulated time, its clock off by `skewMs`. */
+  public startInvocation(timeoutMs: number, skewMs = 0): void {
     this.deadline = this.nowMs + timeoutMs;
     this.killedBy = undefined;
+    this.skewMs = skewMs;
   }
 
   /** Ends the invocation; tells whether (and why) it was killed. */
@@ -75,6 +83,7 @@ export class SimClock {
     const killed = this.killedBy ?? (this.deadline !== undefined && this.nowMs > this.deadline ? 'the function timed out' : undefined);
     this.deadline = undefined;
     this.killedBy = undefined;
+    this.skewMs = 0;
     return killed;
   }
 
@@ -103,7 +112,7 @@ const realRandom = Math.random;
  * a run is reproducible. Returns the function that puts both back.
  */
 export function installSimClock(sim: SimClock, seed: number): () => void {
-  clock.now = () => sim.now();
+  clock.now = () => sim.handlerNow();
   clock.sleep = (ms: number) => sim.sleep(ms);
   Math.random = seededRandom(seed + 0x5eed);
   return () => {

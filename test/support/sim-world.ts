@@ -1,14 +1,14 @@
 import { CloudFormationClient } from '@aws-sdk/client-cloudformation';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { EBSClient } from '@aws-sdk/client-ebs';
 import { EC2Client } from '@aws-sdk/client-ec2';
 import { FSxClient } from '@aws-sdk/client-fsx';
-import { SQSClient } from '@aws-sdk/client-sqs';
 import { AwsStub, mockClient } from 'aws-sdk-client-mock';
 import { FakeCloudFormation } from './fake-cloudformation';
+import { FakeDynamoDb, FakeDynamoDbOptions } from './fake-dynamodb';
 import { FakeEbs, FakeEbsOptions } from './fake-ebs';
 import { FakeEc2, FakeEc2Options } from './fake-ec2';
 import { FakeFsx, FakeFsxOptions } from './fake-fsx';
-import { FakeSqs, FakeSqsOptions } from './fake-sqs';
 import { FaultPlan, FaultRates, ScriptedFault } from './faults';
 import { SimClock, installSimClock } from './sim-clock';
 import { CopyView, SimCore } from './sim-core';
@@ -18,7 +18,7 @@ interface Mocks {
   readonly ec2: AwsStub<any, any, any>;
   readonly ebs: AwsStub<any, any, any>;
   readonly cloudformation: AwsStub<any, any, any>;
-  readonly sqs: AwsStub<any, any, any>;
+  readonly dynamodb: AwsStub<any, any, any>;
 }
 
 let mocks: Mocks | undefined;
@@ -30,7 +30,7 @@ function sharedMocks(): Mocks {
     ec2: mockClient(EC2Client),
     ebs: mockClient(EBSClient),
     cloudformation: mockClient(CloudFormationClient),
-    sqs: mockClient(SQSClient),
+    dynamodb: mockClient(DynamoDBClient),
   };
   return mocks;
 }
@@ -45,7 +45,8 @@ export interface SimWorldOptions {
   readonly fsx?: FakeFsxOptions;
   readonly ec2?: FakeEc2Options;
   readonly ebs?: FakeEbsOptions;
-  readonly sqs?: FakeSqsOptions;
+  /** The claim tables' fake; its seed defaults to one derived from the world's. */
+  readonly dynamodb?: FakeDynamoDbOptions;
 }
 
 /**
@@ -60,7 +61,7 @@ export class SimWorld {
   public readonly ec2: FakeEc2;
   public readonly ebs: FakeEbs;
   public readonly cloudformation: FakeCloudFormation;
-  public readonly sqs: FakeSqs;
+  public readonly dynamodb: FakeDynamoDb;
   private readonly restoreClock: () => void;
 
   constructor(options: SimWorldOptions = {}) {
@@ -72,7 +73,7 @@ export class SimWorld {
     this.ec2 = new FakeEc2(this.core, options.ec2);
     this.ebs = new FakeEbs(this.core, this.ec2, options.ebs);
     this.cloudformation = new FakeCloudFormation(this.core);
-    this.sqs = new FakeSqs(this.core, seed, options.faults, options.sqs);
+    this.dynamodb = new FakeDynamoDb(this.core, { seed: seed + 0xddb, ...options.dynamodb });
     const m = sharedMocks();
     // Not reset(): aws-sdk-client-mock's reset() makes a new sinon stub, and sinon's default
     // sandbox keeps every stub ever made, with the fakes (and so the whole world) they close over:
@@ -82,7 +83,7 @@ export class SimWorld {
     this.ec2.install(m.ec2);
     this.ebs.install(m.ebs);
     this.cloudformation.install(m.cloudformation);
-    this.sqs.install(m.sqs);
+    this.dynamodb.install(m.dynamodb);
     this.restoreClock = installSimClock(this.clock, seed);
   }
 

@@ -1,0 +1,388 @@
+import { Response, identityHash, respond, respondNone } from './answer';
+import { Claim, dropCreator, extendFence, putClaim, readClaim, recordAnswer, recordFailure, reopen, takeOver } from './claim';
+import {
+  DELIVERY_TAG, REPLACES_TAG, SnapshotView, Source, attachedVolumes, createSnapshots, deleteSnapshot, findByToken, isOurs, oldestPerVolume,
+  resolveSource,
+} from './snapshots';
+import type { EbsSnapshotOnDeployProperties } from '../../src/private/ebs-contract';
+import { clock } from '../shared/clock';
+import { HandlerError, describeError, errorCode, errorMessage, isThrottling, isTransient, step, withRetries } from '../shared/errors';
+import { OnEventRequest, currentStackOperation } from '../shared/events';
+import { logger } from '../shared/logger';
+import { KeyValue, ownershipTags, parseUserTags, requestOwner, tagValue, withOwnershipTags } from '../shared/ownership';
+import { requestToken } from '../shared/token';
+
+/*
+ * A request that takes snapshots, under its claim (claim.ts): the delivery that claims it creates
+ * and records the answer; every other delivery returns that answer. The timeline and the argument
+ * are in docs/design/ebs-claim.md.
+ */
+
+type Request = OnEventRequest<EbsSnapshotOnDeployProperties>;
+
+/** One invocation of onEvent: when it started, when it must have answered, and its delivery id. */
+export interface Run {
+  readonly startedAt: number;
+  readonly endAt: number;
+  readonly delivery: string;
+}
+
+/** The owner's hold from its claim until its first create: the source look-up (a minute of retries at most) and slack. */
+const CLAIM_FENCE_MS = 120_000;
+/** The hold renewed right before each create call: the call (5 s to connect, at most 30 s of silence) and the answer's record. */
+const CREATE_FENCE_MS = 120_000;
+/** The hold renewed on every read while watching for a snapshot, and before cleaning up after a failure. */
+const WATCH_FENCE_MS = 60_000;
+/**
+ * How long after a create of unknown outcome a delivery that took over watches the token tag
+ * before it concludes that the create made nothing. EC2's eventual-consistency guidance backs off
+ * "up to a few minutes"; this is the one path whose outcome rests on how long EC2 reads lag.
+ */
+export const READ_LAG_WINDOW_MS = 5 * 60_000;
+/** Clock skew between invocations (and between a Lambda and CloudFormation) that the claim tolerates. */
+export const SKEW_MS = 10_000;
+const WAIT_POLL_MS = 2_000;
+const WATCH_POLL_MS = 5_000;
+/** Kept after the creates for the device look-up, the record, and the clean-up after a failure. */
+const ANSWER_RESERVE_MS = 45_000;
+const UNCERTAIN = 'UncertainCreate';
+const RATE_LIMITS = new Set(['SnapshotCreationPerVolumeRateExceeded', 'ConcurrentSnapshotLimitExceeded']);
+/** Tag values are at most 256 characters. */
+const MAX_TAG_VALUE = 256;
+
+/** The claim changed under its owner (taken over after its fence passed, or failed by a waiter): this delivery no longer owns the request. */
+class LostClaim extends Error {
+  constructor(public readonly claim: Claim | undefined) {
+    super('another delivery now holds the claim of this request');
+    this.name = 'LostClaim';
+  }
+}
+
+/** What the owner is answerable for: the snapshots it made or adopted, and whether a create of unknown outcome is still unseen. */
+interface Work {
+  readonly made: SnapshotView[];
+  unseenCreate: boolean;
+}
+
+interface Ownership {
+  claim: Claim;
+  readonly delivery: string;
+}
+
+/** The answer of a request that takes snapshots: this delivery's, if it wins the claim, or the one recorded by the delivery that did. */
+export async function claimAndCreate(event: Request, run: Run, replaces?: string): Promise<Response> {
+  const put = await putClaim(requestToken(event), run.delivery, CLAIM_FENCE_MS);
+  if (put.won) return own(event, run, put.claim!, replaces);
+  logger.info('another delivery holds the claim of this request', { state: put.claim?.state, owner: put.claim?.owner });
+  return awaitOutcome(event, run, put.claim, replaces);
+}
+
+/** `second`: this delivery is not the request's first owner (it took over, or reopened a failure). */
+async function own(event: Request, run: Run, claim: Claim, replaces: string | undefined, second = false): Promise<Response> {
+  const owned: Ownership = { claim, delivery: run.delivery };
+  const work: Work = { made: [], unseenCreate: false };
+  logger.info('this delivery owns the request', { token: claim.token, earlierCreators: claim.creators });
+  let response: Response;
+  try {
+    const source = await step('Finding the source of the EBS snapshot', () => resolveSource(event));
+    let snapshots = claim.creators.length > 0 ? await adopt(event, run, owned, source, work) : undefined;
+    if (!snapshots && !source) {
+      logger.warn('the source does not exist yet (first deploy of a guarded source): no snapshot taken', {
+        sourceLogicalId: event.ResourceProperties.SourceLogicalId,
+      });
+      response = respondNone(event);
+    } else {
+      if (!snapshots && second) await inForwardOperation(event);
+      snapshots ??= await create(event, run, owned, source!, work, replaces);
+      response = await respond(event, snapshots, 'created', true, String(run.startedAt));
+    }
+  } catch (err) {
+    if (err instanceof LostClaim) return lostClaim(event, run, err, work, replaces);
+    return failOwned(event, run, owned, work, err, replaces);
+  }
+  let recorded;
+  try {
+    recorded = await recordAnswer(owned.claim, run.delivery, JSON.stringify(response));
+  } catch (err) {
+    // The record may have acted: what this delivery made stays (a delivery that takes over adopts it).
+    throw new HandlerError(`${errorMessage(err)} (the snapshots of this request were kept; a retry of the request adopts them)`, true);
+  }
+  if (!recorded.won) return lostClaim(event, run, new LostClaim(recorded.claim), work, replaces);
+  logger.info('recorded the answer of this request', { physicalResourceId: response.PhysicalResourceId });
+  return response;
+}
+
+/** A delivery that does not own the request waits for its outcome, takes over a claim whose owner stopped, or reopens an earlier operation's failure. */
+async function awaitOutcome(event: Request, run: Run, seen: Claim | undefined, replaces: string | undefined): Promise<Response> {
+  const token = requestToken(event);
+  let claim = seen;
+  for (;;) {
+    if (!claim) {
+      const put = await putClaim(token, run.delivery, CLAIM_FENCE_MS);
+      if (put.won) return own(event, run, put.claim!, replaces);
+      if (!put.claim) throw new HandlerError('the claim of this request could not be read back; no snapshot was taken. Deploy again.', true);
+      claim = put.claim;
+      continue;
+    }
+    if (claim.state === 'answered') {
+      logger.info('returning the answer another delivery of this request recorded', { owner: claim.owner });
+      return JSON.parse(claim.answer ?? '{}') as Response;
+    }
+    if (claim.state === 'failed') {
+      if (!(await failedInEarlierOperation(event, claim))) throw new HandlerError(claim.reason ?? 'another delivery of this request failed');
+      logger.warn('reopening a failure recorded in an earlier stack operation (a retried deployment)', { recordedAt: claim.recordedAt });
+      const w = await reopen(claim, run.delivery, CLAIM_FENCE_MS);
+      if (w.won) return own(event, run, w.claim!, replaces, true);
+      claim = w.claim;
+      continue;
+    }
+    const now = clock.now();
+    if (now > claim.fence + SKEW_MS) {
+      logger.warn('the owner of this request stopped before recording an outcome: taking over', { owner: claim.owner, creators: claim.creators });
+      const w = await takeOver(claim, run.delivery, CLAIM_FENCE_MS);
+      if (w.won) return own(event, run, w.claim!, replaces, true);
+      claim = w.claim;
+      continue;
+    }
+    if (now + WAIT_POLL_MS > run.endAt) {
+      // Failing alone could let CloudFormation take this failure while the owner answers: the
+      // failure is recorded, so the owner fails too and deletes what it made.
+      const reason = 'another delivery of this request was still taking its snapshot when this delivery\'s time ran out; the request fails, and what it made is deleted. Deploy again.';
+      const w = await recordFailure(claim, reason);
+      if (w.won) throw new HandlerError(reason, true);
+      claim = w.claim;
+      continue;
+    }
+    await clock.sleep(Math.max(1, Math.min(WAIT_POLL_MS, claim.fence + SKEW_MS + 1 - now)));
+    claim = await readClaim(token);
+  }
+}
+
+/**
+ * A recorded failure is final for the stack operation it happened in. A retried deployment re-sends
+ * the same RequestId in a new operation (aws-cdk issue 35957): one that began after the failure was
+ * recorded, and is no rollback, may try again.
+ */
+async function failedInEarlierOperation(event: Request, claim: Claim): Promise<boolean> {
+  const op = await currentStackOperation(event.StackId);
+  if (!op || claim.recordedAt === undefined) return false;
+  const forward = op.status.endsWith('_IN_PROGRESS') && !/ROLLBACK|CLEANUP|DELETE/.test(op.status);
+  return forward && op.startedAt > claim.recordedAt + SKEW_MS;
+}
+
+/**
+ * A delivery that took over creates only while the stack's operation still goes forward: once
+ * CloudFormation took the failure of the delivery it replaces (the stack rolls back, or stopped),
+ * what it made would belong to no request.
+ */
+async function inForwardOperation(event: Request): Promise<void> {
+  const op = await currentStackOperation(event.StackId);
+  if (op && /^(CREATE|UPDATE|IMPORT)_IN_PROGRESS$/.test(op.status)) return;
+  throw new HandlerError(`the stack is ${op?.status ?? 'in a state that could not be read'}: CloudFormation has taken this request's ` +
+    'outcome from another delivery, so no snapshot was taken');
+}
+
+/**
+ * Takes the snapshots of the request, holding the claim: the fence is extended (and this delivery
+ * recorded as a creator) right before every create call. A create refused by EC2 (throttling, a
+ * rate limit) is sent again; one of unknown outcome (a lost response, a 5xx, a timeout) never is:
+ * reads are watched for what it made, found by this delivery's tag.
+ */
+async function create(event: Request, run: Run, owned: Ownership, source: Source, work: Work, replaces: string | undefined): Promise<SnapshotView[]> {
+  const props = event.ResourceProperties;
+  const token = requestToken(event);
+  const extra: KeyValue[] = [{ Key: DELIVERY_TAG, Value: run.delivery }];
+  if (replaces && replaces.length <= MAX_TAG_VALUE) extra.push({ Key: REPLACES_TAG, Value: replaces });
+  const tags = withOwnershipTags(parseUserTags(props.Tags), [...ownershipTags(requestOwner(event), identityHash(props), token), ...extra]);
+  const what = source.kind === 'volume' ? `volume ${source.volumeId}` : `the volumes of instance ${source.instanceId}`;
+  const budgetMs = Math.max(0, run.endAt - ANSWER_RESERVE_MS - clock.now());
+  let uncertainAt: number | undefined;
+  let lastCreateError: unknown;
+  let expected: string[] | undefined;
+  try {
+    await withRetries(async () => {
+      if (uncertainAt !== undefined) {
+        await hold(owned, WATCH_FENCE_MS, false);
+        const mine = (await findByToken(event, token)).filter((s) => tagValue(s.Tags, DELIVERY_TAG) === run.delivery);
+        expected ??= source.kind === 'instance' ? await attachedVolumes(source.instanceId) : [];
+        if (covers(mine, expected)) {
+          logger.info('the create of unknown outcome made these snapshots', { snapshotIds: mine.map((s) => s.SnapshotId) });
+          work.made.push(...mine);
+          work.unseenCreate = false;
+          return;
+        }
+        throw Object.assign(new Error('waiting for what a create of unknown outcome made to show in reads'), { name: UNCERTAIN });
+      }
+      await hold(owned, CREATE_FENCE_MS, true);
+      const created = await createSnapshots(event, source, tags).catch((err) => {
+        lastCreateError = err;
+        // A lost response or a 5xx may follow a create that acted: what it made shows in reads later.
+        if (isTransient(err) && !isThrottling(err)) {
+          uncertainAt = clock.now();
+          work.unseenCreate = true;
+        }
+        throw err;
+      });
+      work.made.push(...created);
+      logger.info('snapshot requested', { snapshotIds: created.map((s) => s.SnapshotId), token });
+    }, {
+      budgetMs,
+      baseDelayMs: 2_000,
+      maxDelayMs: 15_000,
+      retryable: (err) => !(err instanceof LostClaim) && (isTransient(err) || RATE_LIMITS.has(errorCode(err)) || errorCode(err) === UNCERTAIN),
+      onRetry: (err, attempt, delayMs) => logger.warn('retrying the snapshot', { attempt, delayMs, error: errorCode(err) }),
+    });
+  } catch (err) {
+    if (err instanceof LostClaim || err instanceof HandlerError) throw err;
+    if (uncertainAt !== undefined) {
+      throw new HandlerError(
+        `EC2 ${source.kind === 'volume' ? 'CreateSnapshot' : 'CreateSnapshots'} on ${what} may have acted (${errorMessage(lastCreateError)}), ` +
+          `and no snapshot of this request showed in reads within ${Math.round((clock.now() - uncertainAt) / 1000)} seconds. ` +
+          'It was not sent again, so as not to make two; a snapshot it made keeps this request\'s token tag (a retry of the request adopts it). Deploy again.',
+        true,
+      );
+    }
+    throw explainCreateError(err, what, budgetMs);
+  }
+  return [...oldestPerVolume(work.made).values()];
+}
+
+/**
+ * After a take-over (or a reopened failure) whose earlier owners may have created: adopts, per
+ * volume, what they made (found by their delivery tags) as soon as it shows, or, once
+ * READ_LAG_WINDOW_MS has passed since their last create may have been sent with nothing shown,
+ * returns undefined (nothing was made: create).
+ */
+async function adopt(event: Request, run: Run, owned: Ownership, source: Source | undefined, work: Work): Promise<SnapshotView[] | undefined> {
+  const token = requestToken(event);
+  const creators = new Set(owned.claim.creators);
+  const since = owned.claim.createSentAt ?? clock.now();
+  const until = since + READ_LAG_WINDOW_MS + SKEW_MS;
+  const expected = source?.kind === 'instance' ? await step('Reading the volumes of the instance', () => attachedVolumes(source.instanceId)) : [];
+  logger.warn('an earlier owner of this request may have created: watching for what it made', { creators: [...creators], until: new Date(until).toISOString() });
+  for (;;) {
+    await hold(owned, WATCH_FENCE_MS, false);
+    const found = (await step('Reading the snapshots of this request', () => findByToken(event, token)))
+      .filter((s) => creators.has(tagValue(s.Tags, DELIVERY_TAG) ?? ''));
+    const kept = [...oldestPerVolume(found).values()];
+    if (covers(kept, expected) || (clock.now() >= until && kept.length > 0)) {
+      // This delivery now answers for them: deleted if it fails.
+      work.made.push(...found);
+      for (const extra of found.filter((s) => !kept.includes(s))) {
+        logger.warn('deleting a second snapshot of this request (two creates acted: EC2 reads lagged past the window)', { snapshotId: extra.SnapshotId });
+        await step(`Deleting EBS snapshot ${extra.SnapshotId}`, () => deleteSnapshot(extra.SnapshotId!));
+      }
+      const failed = kept.find((s) => s.State === 'error');
+      if (failed) throw new HandlerError(`EBS snapshot ${failed.SnapshotId} failed: ${failed.StateMessage ?? 'state error'}`);
+      logger.info('adopting what the earlier owner made', { snapshotIds: kept.map((s) => s.SnapshotId) });
+      return kept;
+    }
+    if (clock.now() >= until) {
+      logger.warn('nothing an earlier owner may have made showed in reads within the window: creating', { sinceMs: clock.now() - since });
+      return undefined;
+    }
+    if (clock.now() + WATCH_POLL_MS > run.endAt - ANSWER_RESERVE_MS) {
+      // Nothing to delete, and no failure to record: what the earlier owner made may still show.
+      work.unseenCreate = true;
+      throw new HandlerError(
+        'an earlier delivery of this request stopped after it may have created a snapshot, and nothing it made showed in EC2 reads in the ' +
+          `${Math.round((clock.now() - since) / 1000)} seconds since (EC2 reads can lag a few minutes): no second snapshot was taken. ` +
+          `Deploy again: a retry of the request adopts it, or takes a snapshot once ${READ_LAG_WINDOW_MS / 60_000} minutes have passed.`,
+        true,
+      );
+    }
+    await clock.sleep(WATCH_POLL_MS);
+  }
+}
+
+/**
+ * The owner failed. What it made goes (nobody else can have answered it) and the failure is
+ * recorded, so that every delivery of the request fails the same way. Except when a create of
+ * unknown outcome is still unseen: then nothing is recorded, and a later delivery (or a retry of
+ * the request) watches for it.
+ */
+async function failOwned(event: Request, run: Run, owned: Ownership, work: Work, err: unknown, replaces: string | undefined): Promise<never> {
+  const reason = describeError('Taking the EBS snapshot', err);
+  if (work.unseenCreate) {
+    throw new HandlerError(`${reason} (a snapshot this request may have made is kept: it carries the request's token, and a retry of the request adopts it)`, true);
+  }
+  try {
+    // Holding the claim while deleting: no delivery takes over (and adopts) what is being deleted.
+    await hold(owned, WATCH_FENCE_MS, false);
+  } catch (e) {
+    if (e instanceof LostClaim) return lostClaim(event, run, e, work, replaces) as Promise<never>;
+    logger.error('could not hold the claim to clean up; keeping what this delivery made', { error: e as Error });
+    throw err instanceof HandlerError ? err : new HandlerError(reason, isTransient(err));
+  }
+  const cleaned = await discard(event, work.made);
+  const full = work.made.length > 0 ? `${reason}; ${cleaned ? 'the snapshots this request made have been deleted' : 'some snapshots this request made could not be deleted (they carry its token)'}` : reason;
+  try {
+    const w = await recordFailure(owned.claim, full, { delivery: run.delivery, creators: cleaned ? [] : owned.claim.creators });
+    if (!w.won && w.claim?.state === 'failed' && cleaned) await dropCreator(w.claim, run.delivery);
+  } catch (e) {
+    logger.error('could not record the failure of this request', { error: e as Error });
+  }
+  throw new HandlerError(full, err instanceof HandlerError ? err.transient : isTransient(err));
+}
+
+/** The owner lost its claim. If a waiter recorded a failure, nobody answers what this delivery made: it goes. Then the outcome is the claim's. */
+async function lostClaim(event: Request, run: Run, lost: LostClaim, work: Work, replaces: string | undefined): Promise<Response> {
+  logger.warn('this delivery lost the claim of this request', { state: lost.claim?.state, owner: lost.claim?.owner });
+  if (lost.claim?.state === 'failed' && work.made.length > 0 && !work.unseenCreate) {
+    if (await discard(event, work.made)) await dropCreator(lost.claim, run.delivery).catch((e) => logger.error('could not update the claim', { error: e as Error }));
+  }
+  return awaitOutcome(event, run, lost.claim, replaces);
+}
+
+async function hold(owned: Ownership, fenceMs: number, creating: boolean): Promise<void> {
+  const w = await extendFence(owned.claim, owned.delivery, fenceMs, creating);
+  if (!w.won) throw new LostClaim(w.claim);
+  owned.claim = w.claim!;
+}
+
+/** A set that has a snapshot of every expected volume (for a volume source: any snapshot). */
+function covers(snapshots: SnapshotView[], expected: string[]): boolean {
+  return snapshots.length > 0 && expected.every((v) => snapshots.some((s) => s.VolumeId === v));
+}
+
+/** Deletes these snapshots (of this request, tagged as ours); tells whether every one is gone. */
+export async function discard(event: Request, snapshots: SnapshotView[]): Promise<boolean> {
+  const token = requestToken(event);
+  let all = true;
+  for (const id of new Set(snapshots.filter((s) => s.SnapshotId && isOurs(event, s, token)).map((s) => s.SnapshotId!))) {
+    try {
+      await deleteSnapshot(id);
+      logger.info('deleted a snapshot of the failed request', { snapshotId: id });
+    } catch (err) {
+      all = false;
+      // It stays tagged as ours, with the request's token: visible, and deletable by the stack.
+      logger.error('could not delete a snapshot of the failed request', { snapshotId: id, error: err as Error });
+    }
+  }
+  return all;
+}
+
+function explainCreateError(err: unknown, what: string, budgetMs: number): unknown {
+  const code = errorCode(err);
+  switch (code) {
+    case 'SnapshotCreationPerVolumeRateExceeded':
+      return new HandlerError(
+        `EC2 kept refusing a snapshot of ${what} for ${Math.round(budgetMs / 1000)} seconds: ${code} (snapshots of one volume must be ` +
+          'at least 15 seconds apart). Is something else snapshotting it at the same time? Deploy again.',
+        true,
+      );
+    case 'ConcurrentSnapshotLimitExceeded':
+      return new HandlerError(
+        `EC2 kept refusing a snapshot of ${what} for ${Math.round(budgetMs / 1000)} seconds: ${code} (at most 5 pending snapshots per ` +
+          'gp2/gp3/io1/io2/standard volume, 1 per st1/sc1 volume). Wait for the pending snapshots to complete, then deploy again.',
+        true,
+      );
+    case 'InvalidVolume.NotFound':
+    case 'InvalidInstanceID.NotFound':
+    case 'InvalidInstanceID.Malformed':
+    case 'InvalidVolumeID.Malformed':
+      return new HandlerError(`EC2 could not find ${what} (${code}): does it exist in this account and region?`);
+    default:
+      return err;
+  }
+}
