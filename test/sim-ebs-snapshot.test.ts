@@ -57,7 +57,9 @@ function claimTable(world: SimWorld): NonNullable<CfnDriverOptions['stackResourc
  * An account with an instance of two volumes, a lone volume, and snapshots the library did not
  * make. EC2 reads are eventually consistent: a new snapshot shows in reads 20–30 s after it is made.
  */
-function ebsWorld(seed: number, faults: FaultRates = {}, scripted: ScriptedFault[] = [], ec2: FakeEc2Options = {}, dynamodb: FakeDynamoDbOptions = {}): SimWorld {
+function ebsWorld(
+  seed: number, faults: FaultRates = {}, scripted: ScriptedFault[] = [], ec2: FakeEc2Options = {}, dynamodb: FakeDynamoDbOptions = {},
+): SimWorld {
   const world = new SimWorld({
     seed,
     faults,
@@ -417,7 +419,9 @@ describe('scenarios', () => {
   test('a claim table that is missing or throttled fails the request clearly and takes no snapshot', async () => {
     const world = ebsWorld(11);
     try {
-      const stack = ebsStack(world, { stackResources: { created: (id) => { process.env.CLAIM_TABLE_NAME = tableOf(id); }, deleted: () => undefined } });
+      // The construct's table is missing: no table is made with the stack.
+      const noTable = { created: (id: string) => { process.env.CLAIM_TABLE_NAME = tableOf(id); }, deleted: () => undefined };
+      const stack = ebsStack(world, { stackResources: noTable });
       const result = await stack.deploy({ Snap1: volume('v1', 'retain') });
       expect(result.status).toBe('ROLLBACK_COMPLETE');
       expect(stack.requests[0].reason).toMatch(/no snapshot was taken: the claim table claims-.+ does not exist/);
@@ -444,8 +448,12 @@ describe('scenarios', () => {
       const created = await stack.deploy({ Snap1: volume('v1', 'destroy') });
       const first = stack.requests[0];
       const event = {
-        RequestType: 'Create', RequestId: first.requestId, StackId: first.stackId, LogicalResourceId: 'Snap1',
-        ResourceType: 'Custom::EbsSnapshotOnDeploy', ResourceProperties: first.properties,
+        RequestType: 'Create',
+        RequestId: first.requestId,
+        StackId: first.stackId,
+        LogicalResourceId: 'Snap1',
+        ResourceType: 'Custom::EbsSnapshotOnDeploy',
+        ResourceProperties: first.properties,
       } as any;
       world.core.context = { kind: 'cfn', stackId: event.StackId, owner: 'Snap1', requestKey: keyOf(first), requestType: 'Create' };
       world.clock.advance(6 * 3_600_000);
@@ -551,7 +559,9 @@ describe('the invariants can fail: broken claims', () => {
 type Step =
   | { readonly kind: 'deploy'; readonly t1: number; readonly t2: number; readonly t3: number; readonly policy: Policy; readonly wait: boolean; readonly otherFailsAt?: number }
   | { readonly kind: 'delete' }
-  | { readonly kind: 'wait'; readonly minutes: number };
+  | { readonly kind: 'wait'; readonly minutes: number }
+  /** The last deploy again (a retried deployment: a request that failed may be re-sent with its RequestId). */
+  | { readonly kind: 'redeploy' };
 
 const stepArb: fc.Arbitrary<Step> = fc.oneof(
   {
@@ -568,6 +578,7 @@ const stepArb: fc.Arbitrary<Step> = fc.oneof(
   },
   { weight: 1, arbitrary: fc.constant({ kind: 'delete' as const }) },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('wait' as const), minutes: fc.integer({ min: 1, max: 180 }) }) },
+  { weight: 2, arbitrary: fc.constant({ kind: 'redeploy' as const }) },
 );
 
 const faultsArb = faultRatesArb({
@@ -586,7 +597,7 @@ const deliveryArb = fc.record({
   start: fc.constantFrom('at-once' as const, 'at-a-random-call' as const),
   slowReads: fc.boolean(),
   skew: fc.constantFrom(0, 3_000),
-  retryFailed: fc.constantFrom(0, 0.5),
+  retryFailed: fc.constantFrom(0, 0.5, 1),
 });
 
 const scenarioArb = fc.record({
@@ -612,6 +623,7 @@ async function runScenario(s: Scenario, stats?: Record<string, number>) {
     const inv = ebsInvariants(world);
     const extra: Violation[] = [];
     let guardedFor: string | undefined;
+    let lastDesired: Record<string, Props> | undefined;
     const after = (result: StackOperationResult) => {
       inv.afterOperation(result);
       checkAllSnapshots(world, stack, result, extra);
@@ -622,6 +634,8 @@ async function runScenario(s: Scenario, stats?: Record<string, number>) {
         world.clock.advance(step.minutes * 60_000);
       } else if (step.kind === 'delete') {
         if (stack.stackId) after(await stack.deleteStack());
+      } else if (step.kind === 'redeploy') {
+        if (lastDesired) after(await stack.deploy(lastDesired));
       } else {
         const desired: Record<string, Props> = {
           Snap1: volume(`t${step.t1}`, step.policy, step.wait),
@@ -629,6 +643,7 @@ async function runScenario(s: Scenario, stats?: Record<string, number>) {
           Snap3: guarded(`h${step.t3}`, step.policy, step.wait),
         };
         const otherFails = stack.stackId ? step.otherFailsAt : undefined;
+        lastDesired = desired;
         after(await stack.deploy(desired, { otherResourceFailsAt: otherFails }));
         // The guarded instance comes after its snapshot: it exists from the first deploy on.
         if (stack.stackId && guardedFor !== stack.stackId) {
@@ -678,9 +693,10 @@ describe('property: random deploy sequences with faults', () => {
     const stats = await checkScenarios(scenarioArb, runScenario, 20261203);
     expect(stats.scenarios).toBeGreaterThanOrEqual(RUNS);
     if (RUNS >= 200) {
-      // The paths this file exists for were taken: take-overs, reopened failures, first deploys without a source.
+      // The paths this file exists for were taken: take-overs, failed requests re-sent with their
+      // RequestId (a reopened failure itself is the scripted test's), first deploys without a source.
       expect(stats.takeOvers).toBeGreaterThan(0);
-      expect(stats.reopened).toBeGreaterThan(0);
+      expect(stats.retriedRequestIds).toBeGreaterThan(0);
       expect(stats.noSourceYet).toBeGreaterThan(0);
       // Concurrent deliveries ran, overlapping, and reads lagged 50–90 s.
       expect(stats.overlappedPairs).toBeGreaterThan(RUNS / 10);

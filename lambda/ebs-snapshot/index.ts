@@ -23,9 +23,9 @@ type CompleteRequest = IsCompleteRequest<Props, Attributes>;
 
 /** What the handler uses of the Lambda context. */
 export interface LambdaContext {
-  getRemainingTimeInMillis(): number;
   /** Unique per invocation: the delivery's id (in the claim, and the tag of what it creates). */
   readonly awsRequestId?: string;
+  getRemainingTimeInMillis(): number;
 }
 
 /** onEvent's Lambda timeout: the budget when no Lambda context tells the time left. */

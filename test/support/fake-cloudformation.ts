@@ -39,8 +39,13 @@ export class FakeCloudFormation {
         );
         if (wanted && list.length === 0) throw awsError('ValidationError', `Stack with id ${wanted} does not exist`, 400);
         return {
-          Stacks: list.map((s) => ({ StackId: s.stackId, StackName: s.stackName, StackStatus: s.status, CreationTime: new Date(s.created),
-            ...(s.lastUpdated !== undefined ? { LastUpdatedTime: new Date(s.lastUpdated) } : {}) })),
+          Stacks: list.map((s) => ({
+            StackId: s.stackId,
+            StackName: s.stackName,
+            StackStatus: s.status,
+            CreationTime: new Date(s.created),
+            ...(s.lastUpdated !== undefined ? { LastUpdatedTime: new Date(s.lastUpdated) } : {}),
+          })),
         };
       })]]);
   }
