@@ -516,6 +516,16 @@ describe('scenarios', () => {
 /** A handler that claims without `attribute_not_exists`: every delivery thinks it owns the request. */
 const PUT_WITHOUT_CONDITION = (command: string, input: any) => (command === 'PutItemCommand'
   ? { ...input, ConditionExpression: undefined, ExpressionAttributeNames: undefined, ExpressionAttributeValues: undefined } : input);
+/**
+ * A handler that records its answer without the check that it still owns an open claim (an
+ * unconditional record): it overwrites a failure a waiter recorded, or a new owner's answer.
+ */
+const RECORD_WITHOUT_OWNER_CHECK = (command: string, input: any) => {
+  if (command !== 'UpdateItemCommand' || !String(input.UpdateExpression).includes('#a = :answer')) return input;
+  const { ':me': _me, ':claimed': _claimed, ...values } = input.ExpressionAttributeValues;
+  const { '#o': _o, ...names } = input.ExpressionAttributeNames;
+  return { ...input, ConditionExpression: undefined, ExpressionAttributeNames: names, ExpressionAttributeValues: values };
+};
 /** A handler that reads the claim without ConsistentRead. */
 const READS_WITHOUT_CONSISTENT_READ = (command: string, input: any) => (command === 'GetItemCommand' ? { ...input, ConsistentRead: false } : input);
 
@@ -548,6 +558,12 @@ describe('the invariants can fail: broken claims', () => {
   });
   test('a put without its condition: a duplicate delivered after the answer claims the request again and creates', async () => {
     expect(await violationsOf(PUT_WITHOUT_CONDITION, [31, 32, 33, 34], DUPLICATES, {}, false)).toContainEqual(expect.objectContaining({ invariant: 'no-duplicates' }));
+  });
+  test('a record without the owner check: a stalled owner\'s answer overwrites what another delivery recorded', async () => {
+    const stalls: FaultRates = { ...KILLS, stall: 0.1 };
+    const seeds = Array.from({ length: 100 }, (_, i) => 200 + i);
+    expect(await violationsOf(undefined, seeds, stalls, SLOW_READS)).toEqual([]);
+    expect(await violationsOf(RECORD_WITHOUT_OWNER_CHECK, seeds, stalls, SLOW_READS)).not.toEqual([]);
   });
   test('reads without ConsistentRead: the claim\'s safety rests on its conditional writes, not on fresh reads', async () => {
     // Every decision a read leads to (take over, reopen, answer) is a conditional write on the
@@ -584,6 +600,7 @@ const stepArb: fc.Arbitrary<Step> = fc.oneof(
 const faultsArb = faultRatesArb({
   'duplicate-delivery': fc.constantFrom(0, 0.1, 0.3),
   'framework-retry': fc.constantFrom(0, 0.5, 1),
+  'stall': fc.constantFrom(0, 0, 0.01, 0.03),
 });
 
 /**

@@ -71,10 +71,38 @@ interface Ownership {
 
 /** The answer of a request that takes snapshots: this delivery's, if it wins the claim, or the one recorded by the delivery that did. */
 export async function claimAndCreate(event: Request, run: Run, replaces?: string): Promise<Response> {
-  const put = await putClaim(requestToken(event), run.delivery, CLAIM_FENCE_MS);
-  if (put.won) return own(event, run, put.claim!, replaces);
-  logger.info('another delivery holds the claim of this request', { state: put.claim?.state, owner: put.claim?.owner });
-  return awaitOutcome(event, run, put.claim, replaces);
+  try {
+    const put = await putClaim(requestToken(event), run.delivery, CLAIM_FENCE_MS);
+    if (put.won) return await own(event, run, put.claim!, replaces);
+    logger.info('another delivery holds the claim of this request', { state: put.claim?.state, owner: put.claim?.owner });
+    return await awaitOutcome(event, run, put.claim, replaces);
+  } catch (err) {
+    return lastWord(event, run, err);
+  }
+}
+
+/**
+ * Before a delivery fails, one more look at the claim: if another delivery has answered, this one
+ * answers the same; if another still works on it, the failure is recorded, so that it fails too
+ * (CloudFormation may take this delivery's failure while the other answers success, leaving what
+ * it made to no request). Best effort: the original error stands if the claim cannot be read.
+ */
+async function lastWord(event: Request, run: Run, err: unknown): Promise<Response> {
+  let claim: Claim | undefined;
+  try {
+    claim = await readClaim(requestToken(event));
+    if (claim?.state === 'answered') {
+      logger.warn('failed, but another delivery of this request answered: answering the same', { error: err as Error });
+      return JSON.parse(claim.answer ?? '{}') as Response;
+    }
+    if (claim?.state === 'claimed' && claim.owner !== run.delivery) {
+      const w = await recordFailure(claim, describeError('Another delivery of this request', err));
+      if (!w.won && w.claim?.state === 'answered') return JSON.parse(w.claim.answer ?? '{}') as Response;
+    }
+  } catch (e) {
+    logger.error('could not look at the claim of this request before failing', { error: e as Error });
+  }
+  throw err;
 }
 
 /** `second`: this delivery is not the request's first owner (it took over, or reopened a failure). */
@@ -334,10 +362,20 @@ async function lostClaim(event: Request, run: Run, lost: LostClaim, work: Work, 
   return awaitOutcome(event, run, lost.claim, replaces);
 }
 
+/**
+ * Extends the owner's fence to `fenceMs` from now. The fence is computed before the write is sent,
+ * so a write that took long (retries, a frozen invocation) may land with little of it left: then it
+ * is extended again, and the caller goes on only with at least half of `fenceMs` ahead.
+ */
 async function hold(owned: Ownership, fenceMs: number, creating: boolean): Promise<void> {
-  const w = await extendFence(owned.claim, owned.delivery, fenceMs, creating);
-  if (!w.won) throw new LostClaim(w.claim);
-  owned.claim = w.claim!;
+  for (let attempt = 1; ; attempt++) {
+    const w = await extendFence(owned.claim, owned.delivery, fenceMs, creating);
+    if (!w.won) throw new LostClaim(w.claim);
+    owned.claim = w.claim!;
+    if (owned.claim.fence - clock.now() >= fenceMs / 2) return;
+    if (attempt >= 3) throw new HandlerError('the claim of this request could not be held (its table answered too slowly); deploy again', true);
+    logger.warn('the claim was extended too late to rely on: extending it again', { fence: owned.claim.fence });
+  }
 }
 
 /** A set that has a snapshot of every expected volume (for a volume source: any snapshot). */

@@ -87,7 +87,9 @@ export async function isComplete(event: CompleteRequest): Promise<IsCompleteResp
     logger.warn('could not read the snapshots; reading again at the next poll', { error: err as Error });
     return { IsComplete: false };
   }
-  const sinceStart = clock.now() - Number(event.Data?.StartedAt ?? clock.now());
+  // Since the snapshot was taken (a create may come well after the request started: a take-over).
+  const takenAt = Math.max(Number(event.Data?.StartedAt || 0), Date.parse(event.Data?.StartTime ?? '') || 0) || clock.now();
+  const sinceStart = clock.now() - takenAt;
   const progress: Array<{ id: string; p: Progress }> = ids.map((id) => {
     const s = snapshots.get(id);
     // Just made, and not visible to reads by id yet: not gone.

@@ -30,6 +30,13 @@ export const FAULT_KINDS = [
   'duplicate-tick',
   /** Lambda's async retry of a scheduled handler that failed (up to 2 retries). */
   'async-retry',
+  /**
+   * The invocation freezes for 130–250 s right before a DynamoDB call (a CPU-starved container, a
+   * long pause): past a claim's fence, before it is extended for a create or before the answer is
+   * recorded. (Never between that extension and the create call: nothing can fence that gap, EC2
+   * takes no fencing token.)
+   */
+  'stall',
 ] as const;
 
 export type FaultKind = (typeof FAULT_KINDS)[number];
@@ -130,6 +137,12 @@ export class FaultPlan {
     }
     if (this.chance('network', { service, command })) return networkError('ECONNRESET');
     return undefined;
+  }
+
+  /** How long the invocation freezes before this call, if it does (ms). */
+  public stallBefore(service: string, command: string): number {
+    if (service !== 'dynamodb' || !this.chance('stall', { service, command })) return 0;
+    return 130_000 + Math.floor(this.random() * 120_000);
   }
 
   /** What goes wrong after a mutating call acted, if anything. */

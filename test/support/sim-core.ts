@@ -104,6 +104,8 @@ export class SimCore {
     const key = `${service}:${command}`;
     this.callCounts[key] = (this.callCounts[key] ?? 0) + 1;
     this.clock.checkAlive();
+    const stall = this.faults.stallBefore(service, command);
+    if (stall > 0) await this.clock.sleep(stall);
     const record: CallRecord | undefined = options.mutating
       ? { seq: ++this.seq, at: this.clock.now(), service, command, input: snapshotOf(input), context: this.context, outcome: 'ok' }
       : undefined;
