@@ -69,13 +69,13 @@ interface Ownership {
   readonly delivery: string;
 }
 
-/** The answer of a request that takes snapshots: this delivery's, if it wins the claim, or the one recorded by the delivery that did. */
-export async function claimAndCreate(event: Request, run: Run, replaces?: string): Promise<Response> {
+/** The answer of a Create or Update: this delivery's, if it wins the claim, or the one recorded by the delivery that did. */
+export async function claimed(event: Request, run: Run, plan: Plan): Promise<Response> {
   try {
     const put = await putClaim(requestToken(event), run.delivery, CLAIM_FENCE_MS);
-    if (put.won) return await own(event, run, put.claim!, replaces);
+    if (put.won) return await own(event, run, put.claim!, plan);
     logger.info('another delivery holds the claim of this request', { state: put.claim?.state, owner: put.claim?.owner });
-    return await awaitOutcome(event, run, put.claim, replaces);
+    return await awaitOutcome(event, run, put.claim, plan);
   } catch (err) {
     return lastWord(event, run, err);
   }
@@ -105,49 +105,72 @@ async function lastWord(event: Request, run: Run, err: unknown): Promise<Respons
   throw err;
 }
 
+/**
+ * What the owner of a request does: answer without a snapshot (an Update that keeps its snapshots,
+ * a rollback), or create one (replacing the set a physical id names, for an Update). Decided by
+ * the owner alone, so that every delivery of the request gives the same answer.
+ */
+export type Plan = () => Promise<{ readonly answer: Response } | { readonly create: true; readonly replaces?: string }>;
+
+/** A Create always takes a snapshot. */
+export const CREATE: Plan = async () => ({ create: true });
+
 /** `second`: this delivery is not the request's first owner (it took over, or reopened a failure). */
-async function own(event: Request, run: Run, claim: Claim, replaces: string | undefined, second = false): Promise<Response> {
+async function own(event: Request, run: Run, claim: Claim, plan: Plan, second = false): Promise<Response> {
   const owned: Ownership = { claim, delivery: run.delivery };
   const work: Work = { made: [], unseenCreate: false };
   logger.info('this delivery owns the request', { token: claim.token, earlierCreators: claim.creators });
-  let response: Response;
+  let response: Response | undefined;
   try {
-    const source = await step('Finding the source of the EBS snapshot', () => resolveSource(event));
-    let snapshots = claim.creators.length > 0 ? await adopt(event, run, owned, source, work) : undefined;
-    if (!snapshots && !source) {
-      logger.warn('the source does not exist yet (first deploy of a guarded source): no snapshot taken', {
-        sourceLogicalId: event.ResourceProperties.SourceLogicalId,
-      });
-      response = respondNone(event);
-    } else {
-      if (!snapshots && second) await inForwardOperation(event);
-      snapshots ??= await create(event, run, owned, source!, work, replaces);
-      response = await respond(event, snapshots, 'created', true, String(run.startedAt));
+    let source: Source | undefined;
+    let snapshots: SnapshotView[] | undefined;
+    if (claim.creators.length > 0) {
+      // An earlier owner decided to create, and may have: what it made is the answer.
+      source = await step('Finding the source of the EBS snapshot', () => resolveSource(event));
+      snapshots = await adopt(event, run, owned, source, work);
     }
+    if (!snapshots) {
+      const planned = await plan();
+      if ('answer' in planned) {
+        response = planned.answer;
+      } else {
+        source ??= await step('Finding the source of the EBS snapshot', () => resolveSource(event));
+        if (!source) {
+          logger.warn('the source does not exist yet (first deploy of a guarded source): no snapshot taken', {
+            sourceLogicalId: event.ResourceProperties.SourceLogicalId,
+          });
+          response = respondNone(event);
+        } else {
+          if (second) await inForwardOperation(event);
+          snapshots = await create(event, run, owned, source, work, planned.replaces);
+        }
+      }
+    }
+    if (snapshots) response = await respond(event, snapshots, 'created', true, String(run.startedAt));
   } catch (err) {
-    if (err instanceof LostClaim) return lostClaim(event, run, err, work, replaces);
-    return failOwned(event, run, owned, work, err, replaces);
+    if (err instanceof LostClaim) return lostClaim(event, run, err, work, plan);
+    return failOwned(event, run, owned, work, err, plan);
   }
   let recorded;
   try {
-    recorded = await recordAnswer(owned.claim, run.delivery, JSON.stringify(response));
+    recorded = await recordAnswer(owned.claim, run.delivery, JSON.stringify(response!));
   } catch (err) {
     // The record may have acted: what this delivery made stays (a delivery that takes over adopts it).
     throw new HandlerError(`${errorMessage(err)} (the snapshots of this request were kept; a retry of the request adopts them)`, true);
   }
-  if (!recorded.won) return lostClaim(event, run, new LostClaim(recorded.claim), work, replaces);
-  logger.info('recorded the answer of this request', { physicalResourceId: response.PhysicalResourceId });
-  return response;
+  if (!recorded.won) return lostClaim(event, run, new LostClaim(recorded.claim), work, plan);
+  logger.info('recorded the answer of this request', { physicalResourceId: response!.PhysicalResourceId });
+  return response!;
 }
 
 /** A delivery that does not own the request waits for its outcome, takes over a claim whose owner stopped, or reopens an earlier operation's failure. */
-async function awaitOutcome(event: Request, run: Run, seen: Claim | undefined, replaces: string | undefined): Promise<Response> {
+async function awaitOutcome(event: Request, run: Run, seen: Claim | undefined, plan: Plan): Promise<Response> {
   const token = requestToken(event);
   let claim = seen;
   for (;;) {
     if (!claim) {
       const put = await putClaim(token, run.delivery, CLAIM_FENCE_MS);
-      if (put.won) return own(event, run, put.claim!, replaces);
+      if (put.won) return own(event, run, put.claim!, plan);
       if (!put.claim) throw new HandlerError('the claim of this request could not be read back; no snapshot was taken. Deploy again.', true);
       claim = put.claim;
       continue;
@@ -160,7 +183,7 @@ async function awaitOutcome(event: Request, run: Run, seen: Claim | undefined, r
       if (!(await failedInEarlierOperation(event, claim))) throw new HandlerError(claim.reason ?? 'another delivery of this request failed');
       logger.warn('reopening a failure recorded in an earlier stack operation (a retried deployment)', { recordedAt: claim.recordedAt });
       const w = await reopen(claim, run.delivery, CLAIM_FENCE_MS);
-      if (w.won) return own(event, run, w.claim!, replaces, true);
+      if (w.won) return own(event, run, w.claim!, plan, true);
       claim = w.claim;
       continue;
     }
@@ -168,7 +191,7 @@ async function awaitOutcome(event: Request, run: Run, seen: Claim | undefined, r
     if (now > claim.fence + SKEW_MS) {
       logger.warn('the owner of this request stopped before recording an outcome: taking over', { owner: claim.owner, creators: claim.creators });
       const w = await takeOver(claim, run.delivery, CLAIM_FENCE_MS);
-      if (w.won) return own(event, run, w.claim!, replaces, true);
+      if (w.won) return own(event, run, w.claim!, plan, true);
       claim = w.claim;
       continue;
     }
@@ -329,7 +352,7 @@ async function adopt(event: Request, run: Run, owned: Ownership, source: Source 
  * unknown outcome is still unseen: then nothing is recorded, and a later delivery (or a retry of
  * the request) watches for it.
  */
-async function failOwned(event: Request, run: Run, owned: Ownership, work: Work, err: unknown, replaces: string | undefined): Promise<never> {
+async function failOwned(event: Request, run: Run, owned: Ownership, work: Work, err: unknown, plan: Plan): Promise<never> {
   const reason = describeError('Taking the EBS snapshot', err);
   if (work.unseenCreate) {
     throw new HandlerError(`${reason} (a snapshot this request may have made is kept: it carries the request's token, and a retry of the request adopts it)`, true);
@@ -338,7 +361,7 @@ async function failOwned(event: Request, run: Run, owned: Ownership, work: Work,
     // Holding the claim while deleting: no delivery takes over (and adopts) what is being deleted.
     await hold(owned, WATCH_FENCE_MS, false);
   } catch (e) {
-    if (e instanceof LostClaim) return lostClaim(event, run, e, work, replaces) as Promise<never>;
+    if (e instanceof LostClaim) return lostClaim(event, run, e, work, plan) as Promise<never>;
     logger.error('could not hold the claim to clean up; keeping what this delivery made', { error: e as Error });
     throw err instanceof HandlerError ? err : new HandlerError(reason, isTransient(err));
   }
@@ -354,12 +377,12 @@ async function failOwned(event: Request, run: Run, owned: Ownership, work: Work,
 }
 
 /** The owner lost its claim. If a waiter recorded a failure, nobody answers what this delivery made: it goes. Then the outcome is the claim's. */
-async function lostClaim(event: Request, run: Run, lost: LostClaim, work: Work, replaces: string | undefined): Promise<Response> {
+async function lostClaim(event: Request, run: Run, lost: LostClaim, work: Work, plan: Plan): Promise<Response> {
   logger.warn('this delivery lost the claim of this request', { state: lost.claim?.state, owner: lost.claim?.owner });
   if (lost.claim?.state === 'failed' && work.made.length > 0 && !work.unseenCreate) {
     if (await discard(event, work.made)) await dropCreator(lost.claim, run.delivery).catch((e) => logger.error('could not update the claim', { error: e as Error }));
   }
-  return awaitOutcome(event, run, lost.claim, replaces);
+  return awaitOutcome(event, run, lost.claim, plan);
 }
 
 /**

@@ -1,6 +1,7 @@
 import { MetricUnit, Metrics } from '@aws-lambda-powertools/metrics';
 import { Attributes, Response, answer, devicesOfPhysicalId, identityHash, respond, respondNone, snapshotIdsOf } from './answer';
-import { Run, claimAndCreate, discard } from './claimed-create';
+import { ClaimStoreError } from './claim';
+import { CREATE, Plan, Run, claimed, discard } from './claimed-create';
 import { REPLACES_TAG, SnapshotView, describeAll, describeByIds, deleteSnapshot, findByToken } from './snapshots';
 import type { CopyOrigin } from '../../src/private/contract';
 import type { EbsSnapshotOnDeployProperties } from '../../src/private/ebs-contract';
@@ -56,9 +57,9 @@ export async function onEvent(event: Request, context?: LambdaContext): Promise<
   logger.info('onEvent', { physicalResourceId: event.PhysicalResourceId, properties: event.ResourceProperties, delivery: run.delivery });
   switch (event.RequestType) {
     case 'Create':
-      return claimAndCreate(event, run);
+      return claimed(event, run, CREATE);
     case 'Update':
-      return update(event, run);
+      return claimedUpdate(event, run);
     case 'Delete':
       return remove(event);
   }
@@ -139,7 +140,31 @@ async function reportDuplicates(event: CompleteRequest, answered: string[]): Pro
   }
 }
 
-async function update(event: Request, run: Run): Promise<Response> {
+/**
+ * An Update, under the claim like a Create: its owner decides whether it keeps, returns to or
+ * replaces the snapshots, and every delivery answers that. A rollback takes no claim: it never
+ * creates, and nothing that could fail it (a claim write, a Lambda killed after one) is worth
+ * adding to it, since a failed rollback leaves the stack in UPDATE_ROLLBACK_FAILED. For the same
+ * reason an Update that takes no snapshot still answers when the claim table cannot be used.
+ */
+async function claimedUpdate(event: Request, run: Run): Promise<Response> {
+  const plan: Plan = () => planUpdate(event);
+  if (await isRollingBack(event.StackId)) {
+    const planned = await plan();
+    if ('answer' in planned) return planned.answer;
+  }
+  try {
+    return await claimed(event, run, plan);
+  } catch (err) {
+    if (!(err instanceof ClaimStoreError)) throw err;
+    const planned = await plan();
+    if (!('answer' in planned)) throw err;
+    logger.warn('the claim table failed; answering without it, since this request takes no snapshot', { error: err });
+    return planned.answer;
+  }
+}
+
+async function planUpdate(event: Request): ReturnType<Plan> {
   const currentId = event.PhysicalResourceId!;
   const wanted = identityHash(event.ResourceProperties);
   const old = event.OldResourceProperties;
@@ -152,7 +177,7 @@ async function update(event: Request, run: Run): Promise<Response> {
     // Nothing that forces a new snapshot changed, or the current snapshots were made for exactly
     // these properties (the rollback that follows a failure of this very update).
     logger.info('keeping the current snapshots', { physicalResourceId: currentId });
-    return respondKept(event, currentId, current);
+    return { answer: await respondKept(event, currentId, current) };
   }
   if (sameIdentity) logger.warn('EBS failed the current snapshots: taking new ones unless rolling back', { failed: failed.map((s) => s.SnapshotId) });
   const rollingBack = await isRollingBack(event.StackId);
@@ -160,7 +185,7 @@ async function update(event: Request, run: Run): Promise<Response> {
     // The current set was made for these very properties: a rollback returns to it as it is (even
     // with a snapshot EBS failed); only an update replaces it.
     logger.warn('keeping the current snapshots (possibly a rollback): a failed snapshot is replaced by the next update', { physicalResourceId: currentId });
-    return respondKept(event, currentId, current);
+    return { answer: await respondKept(event, currentId, current) };
   }
   if (rollingBack !== false) {
     // A rollback returns to the snapshots the old properties made: it never fails and never takes
@@ -171,7 +196,7 @@ async function update(event: Request, run: Run): Promise<Response> {
     });
     if (returnTo) {
       logger.info('returning to the snapshots the current ones replaced', { physicalResourceId: returnTo.physicalId, rollingBack });
-      return respondKept(event, returnTo.physicalId, { snapshots: returnTo.snapshots }, 'adopted');
+      return { answer: await respondKept(event, returnTo.physicalId, { snapshots: returnTo.snapshots }, 'adopted') };
     }
     const adopted = await findAdoptable(event).catch((err) => {
       logger.error('could not look for snapshots to adopt', { error: err as Error });
@@ -179,7 +204,7 @@ async function update(event: Request, run: Run): Promise<Response> {
     });
     if (adopted) {
       logger.info('adopting the snapshots these properties made', { snapshotIds: adopted.map((s) => s.SnapshotId), rollingBack });
-      return respond(event, adopted, 'adopted', false);
+      return { answer: await respond(event, adopted, 'adopted', false) };
     }
     const madeForOld = old !== undefined && current.snapshots !== undefined && current.snapshots.length > 0 &&
       current.snapshots.every((s) => madeFor(s, event, identityHash(old)));
@@ -190,11 +215,11 @@ async function update(event: Request, run: Run): Promise<Response> {
       logger.warn(rollingBack
         ? 'rolling back, and no snapshot of ours matches the old properties: keeping the current one'
         : 'could not tell a rollback from an update: keeping the current snapshots rather than taking one in a rollback', { physicalResourceId: currentId });
-      return respondKept(event, currentId, current);
+      return { answer: await respondKept(event, currentId, current) };
     }
     logger.warn('could not tell a rollback from an update, and the current snapshots were not made for the old properties: taking a new snapshot');
   }
-  return claimAndCreate(event, run, snapshotIdsOf(currentId).length > 0 ? currentId : undefined);
+  return { create: true, replaces: snapshotIdsOf(currentId).length > 0 ? currentId : undefined };
 }
 
 /**

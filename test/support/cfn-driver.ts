@@ -63,6 +63,8 @@ export interface CfnDriverOptions {
   readonly retryFailedRequestId?: number;
   /** Each invocation's clock is off by up to this much (ms, either way): clock skew between Lambdas. @default 0 */
   readonly clockSkewMs?: number;
+  /** Whether the user functions get a Lambda context (its awsRequestId and the time left). @default true */
+  readonly lambdaContext?: boolean;
 }
 
 /** An SDK call one of two concurrent deliveries of a request is about to send. */
@@ -190,6 +192,7 @@ export class CfnStack {
       stackResources: { created: () => undefined, deleted: () => undefined },
       retryFailedRequestId: 0,
       clockSkewMs: 0,
+      lambdaContext: true,
       ...options,
     };
   }
@@ -520,7 +523,7 @@ export class CfnStack {
     let out: Invocation;
     try {
       // Lambda passes JSON both ways.
-      const value = await handler(JSON.parse(JSON.stringify({ ...event, ResponseURL: '...' })), context);
+      const value = await handler(JSON.parse(JSON.stringify({ ...event, ResponseURL: '...' })), this.opts.lambdaContext ? context : undefined);
       out = { ok: true, value: value === undefined ? undefined : JSON.parse(JSON.stringify(value)) };
     } catch (err) {
       out = { ok: false, reason: (err as Error)?.message ?? String(err) };

@@ -51,6 +51,8 @@ export interface ScriptedFault {
   readonly command?: string;
   /** Service: `fsx`, `ec2`, `ebs`, `cloudformation`, `dynamodb`; any if absent. */
   readonly service?: string;
+  /** How many matching calls it lets pass before it fires. @default 0 */
+  readonly skip?: number;
 }
 
 export type AfterCallFault = 'lost-response' | 'hung-response' | 'kill-after-create' | undefined;
@@ -118,6 +120,11 @@ export class FaultPlan {
       (f) => f.kind === kind && (!f.command || f.command === where.command) && (!f.service || f.service === where.service),
     );
     if (i >= 0) {
+      const fault = this.scripted[i];
+      if (fault.skip) {
+        this.scripted[i] = { ...fault, skip: fault.skip - 1 };
+        return false;
+      }
       this.scripted.splice(i, 1);
       return this.count(kind);
     }
