@@ -4,6 +4,7 @@
  * the parts must compute, never timings.
  */
 import { SCALE_CASES } from '../bench/cases';
+import { measureAnswers } from '../bench/ebs-answer';
 import { coldStartPart, iamPart, scalePart, waitingPart } from '../bench/parts';
 import { main } from '../bench/run';
 import { firstN } from '../bench/scale';
@@ -56,6 +57,17 @@ describe('bench smoke: smallest case of each part', () => {
     expect(rows[0]).toMatchObject({ pollsMean: 2, latencyMeanMs: 0 });
     expect(rows[1]).toMatchObject({ pollsMean: 2, latencyMeanMs: 20_000 });
     expect(rows[0].describeCallsMean).toBeGreaterThanOrEqual(rows[0].pollsMean);
+  });
+
+  test('EBS answers: a fault-free Create or Update of EbsSnapshotOnDeploy waits for nothing; a stack deletion neither', async () => {
+    const rows = await measureAnswers();
+    const row = (pattern: RegExp) => rows.filter((r) => pattern.test(r.what));
+    expect(row(/^EbsSnapshotOnDeploy (Create|Update)/)).toHaveLength(5);
+    expect(row(/stack deletion/)).toHaveLength(4);
+    for (const r of row(/^EbsSnapshotOnDeploy (Create|Update)/)) expect(r.seconds).toBeLessThanOrEqual(5);
+    for (const r of row(/stack deletion \(|replaced snapshot/)) expect(r.seconds).toBe(0);
+    // A snapshot made moments ago is deleted once reads show it (20–30 s here), in 5 s steps.
+    for (const r of row(/right after its Create/)) expect(r.seconds).toBeLessThanOrEqual(35);
   });
 
   test('run.ts puts the parts together', async () => {

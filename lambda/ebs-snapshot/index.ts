@@ -168,11 +168,13 @@ async function planUpdate(event: Request): ReturnType<Plan> {
   const currentId = event.PhysicalResourceId!;
   const wanted = identityHash(event.ResourceProperties);
   const old = event.OldResourceProperties;
-  const current = await readForUpdate(currentId);
+  let current = await readForUpdate(currentId, 0);
   // A snapshot EBS failed after a deploy that did not wait for it is replaced by the next update (never by a rollback).
-  const failed = current.snapshots?.filter((s) => s.State === 'error') ?? [];
-  const sameIdentity = (old && identityHash(old) === wanted) ||
+  const failedOf = () => current.snapshots?.filter((s) => s.State === 'error') ?? [];
+  const sameIdentityOf = () => (old && identityHash(old) === wanted) ||
     (current.snapshots && current.snapshots.length > 0 && current.snapshots.every((s) => madeFor(s, event, wanted)));
+  let failed = failedOf();
+  let sameIdentity = sameIdentityOf();
   if (sameIdentity && failed.length === 0) {
     // Nothing that forces a new snapshot changed, or the current snapshots were made for exactly
     // these properties (the rollback that follows a failure of this very update).
@@ -181,6 +183,13 @@ async function planUpdate(event: Request): ReturnType<Plan> {
   }
   if (sameIdentity) logger.warn('EBS failed the current snapshots: taking new ones unless rolling back', { failed: failed.map((s) => s.SnapshotId) });
   const rollingBack = await isRollingBack(event.StackId);
+  if (rollingBack !== false && (current.snapshots?.length ?? 0) < snapshotIdsOf(currentId).length) {
+    // A rollback right after the update that made the current set: their tags (what they replaced,
+    // what they were made for) show once EC2 reads do.
+    current = await readForUpdate(currentId, SHOW_WAIT_MS);
+    failed = failedOf();
+    sameIdentity = sameIdentityOf();
+  }
   if (sameIdentity && rollingBack !== false) {
     // The current set was made for these very properties: a rollback returns to it as it is (even
     // with a snapshot EBS failed); only an update replaces it.
@@ -235,11 +244,11 @@ async function describeShown(ids: string[], waitMs = SHOW_WAIT_MS): Promise<Map<
   }
 }
 
-async function readForUpdate(physicalId: string): Promise<{ snapshots?: SnapshotView[]; error?: unknown }> {
+async function readForUpdate(physicalId: string, waitMs: number): Promise<{ snapshots?: SnapshotView[]; error?: unknown }> {
   const ids = snapshotIdsOf(physicalId);
   if (ids.length === 0) return { snapshots: [] };
   try {
-    const found = await describeShown(ids);
+    const found = await describeShown(ids, waitMs);
     return { snapshots: ids.map((id) => found.get(id)).filter((s): s is SnapshotView => !!s) };
   } catch (error) {
     logger.warn('could not read the current snapshots', { physicalResourceId: physicalId, error: error as Error });
