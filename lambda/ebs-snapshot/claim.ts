@@ -200,6 +200,32 @@ export async function recordFailure(
     }));
 }
 
+/**
+ * Records the failure of a request nobody claimed (this delivery failed before its own claim
+ * could be written): later deliveries in the same stack operation fail the same way instead of
+ * creating after CloudFormation took this failure.
+ */
+export async function recordUnclaimedFailure(token: string, reason: string): Promise<ClaimWrite> {
+  const now = clock.now();
+  return write('Recording the failure of this request', (t) => ({ won: false, claim: t }), () => new PutItemCommand({
+    TableName: tableName(),
+    Item: {
+      [KEY]: { S: token },
+      State: { S: 'failed' },
+      Owner: { S: '' },
+      Fence: { N: '0' },
+      Creators: { L: [] },
+      Reason: { S: reason },
+      RecordedAt: { N: String(now) },
+      [TTL]: { N: String(Math.floor(now / 1000) + CLAIM_TTL_S) },
+    },
+    ConditionExpression: 'attribute_not_exists(#k) OR #ttl < :nowS',
+    ExpressionAttributeNames: { '#k': KEY, '#ttl': TTL },
+    ExpressionAttributeValues: { ':nowS': { N: String(Math.floor(now / 1000)) } },
+    ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
+  }));
+}
+
 /** After a failure recorded by a waiter: the owner deleted what it made, so its snapshots no longer need watching. */
 export async function dropCreator(claim: Claim, delivery: string): Promise<void> {
   const creators = claim.creators.filter((c) => c !== delivery);

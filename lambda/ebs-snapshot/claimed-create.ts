@@ -1,5 +1,5 @@
 import { Response, identityHash, respond, respondNone } from './answer';
-import { Claim, dropCreator, extendFence, putClaim, readClaim, recordAnswer, recordFailure, reopen, takeOver } from './claim';
+import { Claim, dropCreator, extendFence, putClaim, readClaim, recordAnswer, recordFailure, recordUnclaimedFailure, reopen, takeOver } from './claim';
 import {
   DELIVERY_TAG, REPLACES_TAG, SnapshotView, Source, attachedVolumes, createSnapshots, deleteSnapshot, findByToken, isOurs, oldestPerVolume,
   resolveSource,
@@ -83,9 +83,10 @@ export async function claimed(event: Request, run: Run, plan: Plan): Promise<Res
 
 /**
  * Before a delivery fails, one more look at the claim: if another delivery has answered, this one
- * answers the same; if another still works on it, the failure is recorded, so that it fails too
- * (CloudFormation may take this delivery's failure while the other answers success, leaving what
- * it made to no request). Best effort: the original error stands if the claim cannot be read.
+ * answers the same; if another still works on it, or nobody claimed it yet, the failure is
+ * recorded, so that the other fails too (CloudFormation may take this delivery's failure while the
+ * other answers success, leaving what it made to no request). Best effort: the original error
+ * stands if the claim cannot be read.
  */
 async function lastWord(event: Request, run: Run, err: unknown): Promise<Response> {
   let claim: Claim | undefined;
@@ -98,6 +99,10 @@ async function lastWord(event: Request, run: Run, err: unknown): Promise<Respons
     if (claim?.state === 'claimed' && claim.owner !== run.delivery) {
       const w = await recordFailure(claim, describeError('Another delivery of this request', err));
       if (!w.won && w.claim?.state === 'answered') return JSON.parse(w.claim.answer ?? '{}') as Response;
+    }
+    if (!claim) {
+      const w = await recordUnclaimedFailure(requestToken(event), describeError('Another delivery of this request', err));
+      if (w.claim?.state === 'answered') return JSON.parse(w.claim.answer ?? '{}') as Response;
     }
   } catch (e) {
     logger.error('could not look at the claim of this request before failing', { error: e as Error });
@@ -141,7 +146,7 @@ async function own(event: Request, run: Run, claim: Claim, plan: Plan, second = 
           });
           response = respondNone(event);
         } else {
-          if (second) await inForwardOperation(event);
+          await inForwardOperation(event, second);
           snapshots = await create(event, run, owned, source, work, planned.replaces);
         }
       }
@@ -222,13 +227,17 @@ async function failedInEarlierOperation(event: Request, claim: Claim): Promise<b
 }
 
 /**
- * A delivery that took over creates only while the stack's operation still goes forward: once
- * CloudFormation took the failure of the delivery it replaces (the stack rolls back, or stopped),
- * what it made would belong to no request.
+ * A delivery creates only while the stack's operation still goes forward: once CloudFormation took
+ * another delivery's failure of the request (the stack rolls back, or stopped), what it made would
+ * belong to no request. A status that cannot be read stops only a delivery that took over (`strict`).
  */
-async function inForwardOperation(event: Request): Promise<void> {
+async function inForwardOperation(event: Request, strict: boolean): Promise<void> {
   const op = await currentStackOperation(event.StackId);
   if (op && /^(CREATE|UPDATE|IMPORT)_IN_PROGRESS$/.test(op.status)) return;
+  if (!op && !strict) {
+    logger.warn('could not read the stack status; creating (this delivery is the request\'s first owner)');
+    return;
+  }
   throw new HandlerError(`the stack is ${op?.status ?? 'in a state that could not be read'}: CloudFormation has taken this request's ` +
     'outcome from another delivery, so no snapshot was taken');
 }
