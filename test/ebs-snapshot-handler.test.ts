@@ -1,7 +1,19 @@
 import { CloudFormationClient, DescribeStacksCommand } from '@aws-sdk/client-cloudformation';
 import {
+  AttributeValue,
+  DynamoDBClient,
+  GetItemCommand,
+  GetItemCommandInput,
+  PutItemCommand,
+  PutItemCommandInput,
+  UpdateItemCommand,
+  UpdateItemCommandInput,
+} from '@aws-sdk/client-dynamodb';
+import {
   CreateSnapshotCommand,
+  CreateSnapshotCommandInput,
   CreateSnapshotsCommand,
+  CreateSnapshotsCommandInput,
   DeleteSnapshotCommand,
   DescribeInstancesCommand,
   DescribeSnapshotsCommand,
@@ -9,26 +21,36 @@ import {
   EC2Client,
   Snapshot,
 } from '@aws-sdk/client-ec2';
-import { GetQueueAttributesCommand, SQSClient, SendMessageCommand } from '@aws-sdk/client-sqs';
 import { mockClient } from 'aws-sdk-client-mock';
 import 'aws-sdk-client-mock-jest';
 import { LOGICAL_ID, STACK_ID, awsError, cfnRequest } from './fixtures/events';
-import { LATE_DUPLICATE_SWEEP_DELAY_S, identityHash, isComplete, onEvent, onLateDuplicateSweep, snapshotIdsOf } from '../lambda/ebs-snapshot';
-import { REQUEST_TIMEOUT_MS } from '../lambda/shared/clients/config';
+import { DUPLICATE_METRIC, READ_LAG_WINDOW_MS, SKEW_MS, identityHash, isComplete, onEvent, snapshotIdsOf } from '../lambda/ebs-snapshot';
 import { clock } from '../lambda/shared/clock';
+import { logger } from '../lambda/shared/logger';
 import { OWNERSHIP_TAG_KEYS } from '../lambda/shared/ownership';
 import { requestToken } from '../lambda/shared/token';
 import type { EbsSnapshotOnDeployProperties } from '../src/private/ebs-contract';
 
 const ec2Mock = mockClient(EC2Client);
 const cfnMock = mockClient(CloudFormationClient);
-const sqsMock = mockClient(SQSClient);
-const QUEUE_URL = process.env.LATE_DUPLICATE_QUEUE_URL!;
+const ddbMock = mockClient(DynamoDBClient);
 const realClock = { ...clock };
+
+const TABLE = 'app-claims'; // test/setup-env.ts
 const VOLUME = 'vol-0123456789abcdef0';
 const VOLUME2 = 'vol-0123456789abcdef1';
 const INSTANCE = 'i-0123456789abcdef0';
-const T0 = new Date('2026-11-22T10:00:00Z');
+const T0 = new Date('2026-11-22T09:00:00Z');
+/** When each test's first onEvent starts (an hour after T0, the snapshots' default StartTime). */
+const START = T0.getTime() + 3_600_000;
+const DELIVERY_TAG = 'cdk-storage-snapshots:delivery';
+const REPLACES_TAG = 'cdk-storage-snapshots:replaces';
+/** The claim's first hold, and the hold renewed right before each create call (claimed-create.ts). */
+const FENCE_MS = 120_000;
+const TTL_S = 7 * 24 * 3600;
+const A = 'snap-0000000000000000a';
+const B = 'snap-0000000000000000b';
+const C = 'snap-0000000000000000c';
 
 type Props = EbsSnapshotOnDeployProperties & { ServiceToken: string };
 
@@ -54,650 +76,984 @@ function ours(p: Props, token: string, owner = LOGICAL_ID) {
   ];
 }
 
-/** The tag naming the delivery (one onEvent invocation) that made a snapshot. */
-const DELIVERY = { Key: 'cdk-storage-snapshots:delivery', Value: expect.stringMatching(/^[0-9a-z]+-[0-9a-z]+$/) };
+/** Our tags for a snapshot that `delivery` made. */
+function madeBy(p: Props, token: string, delivery: string) {
+  return [...ours(p, token), { Key: DELIVERY_TAG, Value: delivery }];
+}
 
 function snap(id: string, state: string, tags: Snapshot['Tags'] = [], opts: { volumeId?: string; start?: Date } = {}): Snapshot {
   return { SnapshotId: id, VolumeId: opts.volumeId ?? VOLUME, State: state as any, StartTime: opts.start ?? T0, Tags: tags, Progress: '10%' };
 }
 
-/** DescribeSnapshots by token answers `answers` in turn (the last one from then on). */
-function tokenLookups(...answers: Snapshot[][]) {
-  let stub = ec2Mock.on(DescribeSnapshotsCommand, { OwnerIds: ['self'] });
+/** CreateSnapshot of `volumeId` makes snapshot `id`, tagged as asked. */
+function createsSnapshot(id: string, volumeId = VOLUME) {
+  ec2Mock.on(CreateSnapshotCommand, { VolumeId: volumeId })
+    .callsFake(async (input: CreateSnapshotCommandInput) => snap(id, 'pending', input.TagSpecifications![0].Tags, { volumeId }));
+}
+
+/** CreateSnapshots of INSTANCE makes one snapshot per entry, tagged as asked. */
+function createsSnapshots(...made: Array<[id: string, volumeId: string]>) {
+  ec2Mock.on(CreateSnapshotsCommand, { InstanceSpecification: { InstanceId: INSTANCE } }).callsFake(async (input: CreateSnapshotsCommandInput) => ({
+    Snapshots: made.map(([id, volumeId]) => snap(id, 'pending', input.TagSpecifications![0].Tags, { volumeId })),
+  }));
+}
+
+/** The tags the (first) create call put on what it made. */
+function createdTags() {
+  const call = ec2Mock.commandCalls(CreateSnapshotCommand)[0] ?? ec2Mock.commandCalls(CreateSnapshotsCommand)[0];
+  return call.args[0].input.TagSpecifications![0].Tags!;
+}
+
+/** DescribeSnapshots by this request's token tag answers `answers` in turn (the last one from then on). */
+function tokenLookups(token: string, ...answers: Snapshot[][]) {
+  let stub = ec2Mock.on(DescribeSnapshotsCommand, { OwnerIds: ['self'], Filters: [{ Name: `tag:${OWNERSHIP_TAG_KEYS.token}`, Values: [token] }] });
   for (const a of answers.slice(0, -1)) stub = stub.resolvesOnce({ Snapshots: a });
   stub.resolves({ Snapshots: answers[answers.length - 1] });
 }
 
-/** DescribeVolumes by attachment: the volumes of INSTANCE. */
+/** DescribeVolumes by id: where each volume is attached. */
+function devices(...attachments: Array<[volumeId: string, device: string]>) {
+  ec2Mock.on(DescribeVolumesCommand, { VolumeIds: attachments.map(([v]) => v) }).resolves({
+    Volumes: attachments.map(([VolumeId, Device]) => ({ VolumeId, Attachments: [{ InstanceId: INSTANCE, Device }] })),
+  });
+}
+
+/** DescribeVolumes by attachment: the volumes attached to INSTANCE. */
 function attached(...volumeIds: string[]) {
   ec2Mock.on(DescribeVolumesCommand, { Filters: [{ Name: 'attachment.instance-id', Values: [INSTANCE] }] })
     .resolves({ Volumes: volumeIds.map((VolumeId) => ({ VolumeId })) });
 }
 
-function stackStatus(status: string) {
-  cfnMock.on(DescribeStacksCommand).resolves({ Stacks: [{ StackName: 'app', StackStatus: status as any, CreationTime: new Date() }] });
+/** The stack's status: created a minute ago, or a day ago and last updated at `lastUpdated` (when its current operation began). */
+function stackStatus(status: string, lastUpdated?: number) {
+  cfnMock.on(DescribeStacksCommand, { StackName: STACK_ID }).resolves({
+    Stacks: [{
+      StackName: 'app',
+      StackStatus: status as any,
+      CreationTime: new Date(lastUpdated === undefined ? START - 60_000 : START - 86_400_000),
+      LastUpdatedTime: lastUpdated === undefined ? undefined : new Date(lastUpdated),
+    }],
+  });
 }
 
-let now = 1_000_000;
+function context(remainingMs = 5 * 60_000, awsRequestId = 'req-1') {
+  return { awsRequestId, getRemainingTimeInMillis: () => remainingMs };
+}
+
+/** The error a promise rejects with (one that resolves fails the test). */
+async function rejection(promise: Promise<unknown>): Promise<Error & { transient?: boolean }> {
+  try {
+    await promise;
+  } catch (err) {
+    return err as Error;
+  }
+  throw new Error('expected a rejection');
+}
+
+const deleted = () => ec2Mock.commandCalls(DeleteSnapshotCommand).map((c) => c.args[0].input.SnapshotId);
+
+/*
+ * The claim table: one item per token, behind PutItem, UpdateItem and GetItem. It applies what the
+ * claim store sends (a PutItem that admits no live item; UpdateItems whose conditions are
+ * `#name = :value` terms joined by AND, with SET, list_append and REMOVE), and, as DynamoDB does,
+ * refuses an expression attribute name or value that is not used, or used but not given.
+ */
+type Item = Record<string, AttributeValue>;
+const claims = new Map<string, Item>();
+
+function conditionFailed(item: Item | undefined): Error {
+  return Object.assign(awsError('ConditionalCheckFailedException', 'The conditional request failed'), { Item: item });
+}
+
+interface ExpressionInput {
+  readonly TableName?: string;
+  readonly ExpressionAttributeNames?: Record<string, string>;
+  readonly ExpressionAttributeValues?: Item;
+}
+
+function checkExpressions(input: ExpressionInput, text: string) {
+  if (input.TableName !== TABLE) throw awsError('ResourceNotFoundException', 'Requested resource not found');
+  const given = [...Object.keys(input.ExpressionAttributeNames ?? {}), ...Object.keys(input.ExpressionAttributeValues ?? {})];
+  const used: string[] = text.match(/[#:][A-Za-z0-9_]+/g) ?? [];
+  const wrong = [...given.filter((k) => !used.includes(k)), ...used.filter((k) => !given.includes(k))];
+  if (wrong.length > 0) throw awsError('ValidationException', `expression attribute names or values unused or not given: ${wrong.join(', ')}`);
+}
+
+const table = {
+  put(input: PutItemCommandInput) {
+    checkExpressions(input, input.ConditionExpression ?? '');
+    if (input.ConditionExpression !== 'attribute_not_exists(#k) OR #ttl < :nowS') throw awsError('ValidationException', 'not the claim condition');
+    const token = input.Item!.Token.S!;
+    const old = claims.get(token);
+    if (old && !(Number(old.ExpiresAt.N) < Number(input.ExpressionAttributeValues![':nowS'].N))) throw conditionFailed(old);
+    claims.set(token, input.Item!);
+    return {};
+  },
+  update(input: UpdateItemCommandInput) {
+    checkExpressions(input, `${input.UpdateExpression} ${input.ConditionExpression}`);
+    const names = input.ExpressionAttributeNames!;
+    const values = input.ExpressionAttributeValues!;
+    const token = input.Key!.Token.S!;
+    const old = claims.get(token);
+    const holds = input.ConditionExpression!.split(' AND ').every((term) => {
+      const m = /^(#\w+) = (:\w+)$/.exec(term);
+      if (!m) throw awsError('ValidationException', `unexpected condition ${term}`);
+      return old !== undefined && JSON.stringify(old[names[m[1]]]) === JSON.stringify(values[m[2]]);
+    });
+    if (!holds) throw conditionFailed(old);
+    const item: Item = { ...old };
+    const [sets, removes] = input.UpdateExpression!.replace(/^SET /, '').split(' REMOVE ');
+    for (const set of sets.split(/, (?=#)/)) {
+      const m = /^(#\w+) = (?:(:\w+)|list_append\((#\w+), (:\w+)\))$/.exec(set);
+      if (!m) throw awsError('ValidationException', `unexpected update ${set}`);
+      item[names[m[1]]] = m[2] ? values[m[2]] : { L: [...(item[names[m[3]]]?.L ?? []), ...values[m[4]].L!] };
+    }
+    for (const name of removes?.split(', ') ?? []) delete item[names[name]];
+    claims.set(token, item);
+    return input.ReturnValues === 'ALL_NEW' ? { Attributes: item } : {};
+  },
+  get(input: GetItemCommandInput) {
+    checkExpressions(input, '');
+    return { Item: claims.get(input.Key!.Token.S!) };
+  },
+};
+
+interface ClaimFields {
+  readonly state: 'claimed' | 'answered' | 'failed';
+  readonly owner: string;
+  readonly fence?: number;
+  readonly creators?: string[];
+  readonly createSentAt?: number;
+  readonly answer?: string;
+  readonly reason?: string;
+  readonly recordedAt?: number;
+  /** Epoch seconds. @default a week after START */
+  readonly expiresAt?: number;
+}
+
+function claimItem(token: string, c: ClaimFields): Item {
+  return {
+    Token: { S: token },
+    State: { S: c.state },
+    Owner: { S: c.owner },
+    Fence: { N: String(c.fence ?? START) },
+    Creators: { L: (c.creators ?? []).map((S) => ({ S })) },
+    ExpiresAt: { N: String(c.expiresAt ?? Math.floor(START / 1000) + TTL_S) },
+    ...(c.createSentAt === undefined ? {} : { CreateSentAt: { N: String(c.createSentAt) } }),
+    ...(c.answer === undefined ? {} : { Answer: { S: c.answer } }),
+    ...(c.reason === undefined ? {} : { Reason: { S: c.reason } }),
+    ...(c.recordedAt === undefined ? {} : { RecordedAt: { N: String(c.recordedAt) } }),
+  };
+}
+
+/** Puts the claim another delivery left for this request's token into the table. */
+function seed(event: { StackId: string; LogicalResourceId: string; RequestId: string }, c: ClaimFields): string {
+  const token = requestToken(event);
+  claims.set(token, claimItem(token, c));
+  return token;
+}
+
+/** The claim of a request as the table holds it (N as numbers, L as arrays). */
+function claimOf(token: string): Record<string, unknown> | undefined {
+  const item = claims.get(token);
+  return item && Object.fromEntries(Object.entries(item).map(([k, v]) => [k, v.S ?? (v.N === undefined ? v.L?.map((e) => e.S) : Number(v.N))]));
+}
+
+/** The delivery id this run claimed with (the Owner of its first PutItem). */
+function deliveryOf(): string {
+  return ddbMock.commandCalls(PutItemCommand)[0].args[0].input.Item!.Owner.S!;
+}
+
+/** Every call to EC2, CloudFormation and DynamoDB in the order sent; an UpdateItem says what it writes. */
+function sequence(): string[] {
+  const calls = [...ddbMock.calls(), ...ec2Mock.calls(), ...cfnMock.calls()];
+  calls.sort((a, b) => (a.calledBefore(b) ? -1 : 1));
+  return calls.map((c) => {
+    const command = c.args[0] as { constructor: { name: string }; input: any };
+    const name = command.constructor.name.replace(/Command$/, '');
+    return name === 'UpdateItem' ? `UpdateItem:${updateKind(command.input)}` : name;
+  });
+}
+
+function updateKind(input: UpdateItemCommandInput): string {
+  const values = input.ExpressionAttributeValues ?? {};
+  const set = input.UpdateExpression ?? '';
+  if (values[':answered']) return 'answer';
+  if (values[':reason']) return 'failure';
+  if (set.startsWith('SET #o = :me')) return 'take-over';
+  if (set.startsWith('SET #s = :claimed')) return 'reopen';
+  if (set.startsWith('SET #cr = :creators')) return 'creators';
+  return 'fence';
+}
+
+/** The inputs of the UpdateItems of one kind, in order. */
+function updates(kind: string): UpdateItemCommandInput[] {
+  return ddbMock.commandCalls(UpdateItemCommand).map((c) => c.args[0].input).filter((input) => updateKind(input) === kind);
+}
+
+let now = START;
 beforeEach(() => {
   ec2Mock.reset();
   cfnMock.reset();
-  sqsMock.reset();
-  sqsMock.on(SendMessageCommand).resolves({ MessageId: 'm-1' });
-  now = 1_000_000;
+  ddbMock.reset();
+  claims.clear();
+  ddbMock.on(PutItemCommand).callsFake(table.put);
+  ddbMock.on(UpdateItemCommand).callsFake(table.update);
+  ddbMock.on(GetItemCommand).callsFake(table.get);
+  // Being created (tests about the stack's status set their own).
+  stackStatus('CREATE_IN_PROGRESS');
+  now = START;
   clock.now = () => now;
-  clock.sleep = async (ms) => { now += ms; };
+  clock.sleep = async (ms) => {
+    now += ms;
+  };
 });
 afterAll(() => Object.assign(clock, realClock));
 
+describe('The claim', () => {
+  test('a fault-free Create: PutItem claims, UpdateItem extends the fence and records the creator right before CreateSnapshot, then the answer is recorded', async () => {
+    const p = props();
+    const event = cfnRequest('Create', p);
+    const token = requestToken(event);
+    createsSnapshot(A);
+
+    const res = await onEvent(event, context());
+
+    const delivery = deliveryOf();
+    expect(delivery).toMatch(/^req-1\.[0-9a-z]+$/);
+    // The owner checks that the stack still goes forward, then holds the claim as a creator right before the create.
+    expect(sequence()).toEqual(['PutItem', 'DescribeStacks', 'UpdateItem:fence', 'CreateSnapshot', 'UpdateItem:answer']);
+    expect(ddbMock).toHaveReceivedCommandWith(PutItemCommand, {
+      TableName: TABLE,
+      Item: {
+        Token: { S: token },
+        State: { S: 'claimed' },
+        Owner: { S: delivery },
+        Fence: { N: String(START + FENCE_MS) },
+        Creators: { L: [] },
+        ExpiresAt: { N: String(START / 1000 + TTL_S) },
+      },
+      ConditionExpression: 'attribute_not_exists(#k) OR #ttl < :nowS',
+      ExpressionAttributeNames: { '#k': 'Token', '#ttl': 'ExpiresAt' },
+      ExpressionAttributeValues: { ':nowS': { N: String(START / 1000) } },
+      ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
+    });
+    expect(ddbMock.commandCalls(PutItemCommand)[0].args[0].input).not.toHaveProperty('ConsistentRead');
+    expect(ddbMock).toHaveReceivedNthSpecificCommandWith(1, UpdateItemCommand, {
+      TableName: TABLE,
+      Key: { Token: { S: token } },
+      UpdateExpression: 'SET #f = :fence, #c = :now, #cr = list_append(#cr, :me)',
+      ConditionExpression: '#o = :owner AND #f = :oldFence AND #s = :claimed',
+      ExpressionAttributeNames: { '#o': 'Owner', '#f': 'Fence', '#s': 'State', '#c': 'CreateSentAt', '#cr': 'Creators' },
+      ExpressionAttributeValues: {
+        ':owner': { S: delivery },
+        ':oldFence': { N: String(START + FENCE_MS) },
+        ':claimed': { S: 'claimed' },
+        ':fence': { N: String(START + FENCE_MS) },
+        ':now': { N: String(START) },
+        ':me': { L: [{ S: delivery }] },
+      },
+    });
+    expect(ec2Mock).toHaveReceivedCommandWith(CreateSnapshotCommand, {
+      VolumeId: VOLUME,
+      TagSpecifications: [{ ResourceType: 'snapshot', Tags: madeBy(p, token, delivery) }],
+    });
+    expect(ddbMock).toHaveReceivedNthSpecificCommandWith(2, UpdateItemCommand, {
+      Key: { Token: { S: token } },
+      UpdateExpression: 'SET #s = :answered, #a = :answer, #at = :now',
+      ConditionExpression: '#o = :me AND #s = :claimed',
+      ExpressionAttributeValues: expect.objectContaining({ ':answer': { S: JSON.stringify(res) }, ':me': { S: delivery } }),
+    });
+    expect(claimOf(token)).toEqual({
+      Token: token,
+      State: 'answered',
+      Owner: delivery,
+      Fence: START + FENCE_MS,
+      Creators: [delivery],
+      CreateSentAt: START,
+      Answer: JSON.stringify(res),
+      RecordedAt: START,
+      ExpiresAt: START / 1000 + TTL_S,
+    });
+    expect(res).toEqual({
+      PhysicalResourceId: A,
+      Data: { SnapshotId: A, SnapshotIds: A, VolumeIds: VOLUME, StartTime: T0.toISOString(), SourceFound: 'true', StartedAt: String(START), Origin: 'created' },
+    });
+  });
+
+  test('a second delivery that finds the claim answered returns the recorded answer verbatim and calls neither EC2 nor CloudFormation', async () => {
+    const event = cfnRequest('Create', props());
+    // Whatever was recorded is returned as it is, device attributes and start time included.
+    const recorded = {
+      PhysicalResourceId: `${B}=/dev/xvda`,
+      Data: { 'SnapshotId': B, 'SnapshotIds': B, 'VolumeIds': VOLUME, 'StartTime': T0.toISOString(), 'SourceFound': 'true', 'StartedAt': '1795338000000', 'Origin': 'created', 'Device:/dev/xvda': B },
+    };
+    ddbMock.on(PutItemCommand).rejectsOnce(conditionFailed(claimItem(requestToken(event), {
+      state: 'answered', owner: 'req-0.first', answer: JSON.stringify(recorded), recordedAt: START - 1_000,
+    })));
+    await expect(onEvent(event, context())).resolves.toStrictEqual(recorded);
+    expect(ddbMock.calls()).toHaveLength(1);
+    expect(ec2Mock.calls()).toHaveLength(0);
+    expect(cfnMock.calls()).toHaveLength(0);
+  });
+
+  test('two deliveries of one request, one after the other: the second answers exactly what the first did, with one create', async () => {
+    const event = cfnRequest('Create', props());
+    createsSnapshot(A);
+    const first = await onEvent(event, context(300_000, 'req-1'));
+    now += 30_000;
+    const second = await onEvent(event, context(300_000, 'req-2'));
+    expect(second).toStrictEqual(first);
+    expect(ec2Mock).toHaveReceivedCommandTimes(CreateSnapshotCommand, 1);
+    expect(claimOf(requestToken(event))).toMatchObject({ State: 'answered', Owner: deliveryOf() });
+  });
+
+  test('a lost PutItem response: the retry meets a claim naming this delivery and takes it for its own', async () => {
+    const event = cfnRequest('Create', props());
+    createsSnapshot(A);
+    ddbMock.on(PutItemCommand)
+      .callsFakeOnce((input: PutItemCommandInput) => {
+        table.put(input); // it acted, but the response never came
+        throw awsError('ECONNRESET', 'socket hang up', 0);
+      })
+      .callsFake(table.put);
+    const res = await onEvent(event, context());
+    expect(ddbMock).toHaveReceivedCommandTimes(PutItemCommand, 2);
+    expect(ec2Mock).toHaveReceivedCommandTimes(CreateSnapshotCommand, 1);
+    expect(res).toMatchObject({ PhysicalResourceId: A, Data: { Origin: 'created' } });
+    expect(claimOf(requestToken(event))).toMatchObject({ State: 'answered', Owner: deliveryOf(), Answer: JSON.stringify(res) });
+    expect(ddbMock).not.toHaveReceivedCommand(GetItemCommand);
+  });
+
+  test.each(['fence', 'answer'])('a lost UpdateItem response (%s): the retry meets its own write and goes on, with one create', async (kind) => {
+    const event = cfnRequest('Create', props());
+    createsSnapshot(A);
+    let lost = false;
+    ddbMock.on(UpdateItemCommand).callsFake((input: UpdateItemCommandInput) => {
+      const out = table.update(input);
+      if (updateKind(input) === kind && !lost) {
+        lost = true;
+        throw awsError('ECONNRESET', 'socket hang up', 0);
+      }
+      return out;
+    });
+    const res = await onEvent(event, context());
+    expect(updates(kind)).toHaveLength(2);
+    expect(ec2Mock).toHaveReceivedCommandTimes(CreateSnapshotCommand, 1);
+    expect(res).toMatchObject({ PhysicalResourceId: A });
+    expect(claimOf(requestToken(event))).toMatchObject({ State: 'answered', Owner: deliveryOf(), Answer: JSON.stringify(res) });
+  });
+
+  test('a claim another delivery holds, its fence not passed, is waited for with consistent reads until it is answered', async () => {
+    const event = cfnRequest('Create', props());
+    const token = seed(event, { state: 'claimed', owner: 'req-0.owner', fence: START + 30_000, creators: ['req-0.owner'], createSentAt: START - 1_000 });
+    const recorded = { PhysicalResourceId: B, Data: { SnapshotId: B, Origin: 'created' } };
+    let reads = 0;
+    ddbMock.on(GetItemCommand).callsFake((input: GetItemCommandInput) => {
+      // The owner records its answer before the third read.
+      if (++reads === 3) claims.set(token, claimItem(token, { state: 'answered', owner: 'req-0.owner', answer: JSON.stringify(recorded), recordedAt: now }));
+      return table.get(input);
+    });
+
+    await expect(onEvent(event, context())).resolves.toStrictEqual(recorded);
+
+    expect(ddbMock).toHaveReceivedCommandTimes(GetItemCommand, 3);
+    for (const call of ddbMock.commandCalls(GetItemCommand)) {
+      expect(call.args[0].input).toEqual({ TableName: TABLE, Key: { Token: { S: token } }, ConsistentRead: true });
+    }
+    expect(now - START).toBe(3 * 2_000); // polled every 2 s
+    expect(ec2Mock.calls()).toHaveLength(0);
+    expect(ddbMock).not.toHaveReceivedCommand(UpdateItemCommand);
+  });
+
+  test('a waiter whose time runs out records a failure over the owner (so that the owner fails too) and fails with it', async () => {
+    const event = cfnRequest('Create', props());
+    const token = seed(event, { state: 'claimed', owner: 'req-0.owner', fence: START + 100_000, creators: ['req-0.owner'], createSentAt: START });
+    // 40 s left: 10 s to wait after the 30 s kept at the end.
+    const err = await rejection(onEvent(event, context(40_000)));
+    const reason = 'another delivery of this request was still taking its snapshot when this delivery\'s time ran out; the request fails, and what it made is deleted. Deploy again.';
+    expect(err).toMatchObject({ message: reason, transient: true });
+    expect(now - START).toBeLessThanOrEqual(10_000);
+    expect(updates('failure')).toEqual([expect.objectContaining({
+      ConditionExpression: '#s = :claimed',
+      ExpressionAttributeValues: { ':failed': { S: 'failed' }, ':reason': { S: reason }, ':now': { N: String(now) }, ':claimed': { S: 'claimed' } },
+    })]);
+    // The owner and the deliveries that may have created stay as they were.
+    expect(claimOf(token)).toMatchObject({ State: 'failed', Reason: reason, Owner: 'req-0.owner', Creators: ['req-0.owner'], RecordedAt: now });
+    expect(ec2Mock.calls()).toHaveLength(0);
+  });
+
+  test('a claim whose fence has passed is taken over (naming the old owner and fence); with no creators the taker creates at once', async () => {
+    const p = props();
+    const event = cfnRequest('Create', p);
+    const oldFence = START - SKEW_MS - 1;
+    const token = seed(event, { state: 'claimed', owner: 'req-0.gone', fence: oldFence });
+    stackStatus('CREATE_IN_PROGRESS');
+    createsSnapshot(A);
+
+    const res = await onEvent(event, context());
+
+    const delivery = deliveryOf();
+    // Before it creates, the taker checks that the stack still goes forward.
+    expect(sequence()).toEqual(['PutItem', 'UpdateItem:take-over', 'DescribeStacks', 'UpdateItem:fence', 'CreateSnapshot', 'UpdateItem:answer']);
+    expect(updates('take-over')).toEqual([expect.objectContaining({
+      UpdateExpression: 'SET #o = :me, #f = :fence',
+      ConditionExpression: '#o = :owner AND #f = :oldFence AND #s = :claimed',
+      ExpressionAttributeValues: {
+        ':me': { S: delivery }, ':fence': { N: String(START + FENCE_MS) }, ':owner': { S: 'req-0.gone' }, ':oldFence': { N: String(oldFence) }, ':claimed': { S: 'claimed' },
+      },
+    })]);
+    expect(now).toBe(START); // no waiting: nobody may have created
+    expect(ec2Mock).toHaveReceivedCommandWith(CreateSnapshotCommand, { TagSpecifications: [{ ResourceType: 'snapshot', Tags: madeBy(p, token, delivery) }] });
+    expect(res).toMatchObject({ PhysicalResourceId: A, Data: { Origin: 'created', StartedAt: String(START) } });
+    expect(claimOf(token)).toMatchObject({ State: 'answered', Owner: delivery, Creators: [delivery], Answer: JSON.stringify(res) });
+  });
+
+  test('the owner\'s fence is honoured for SKEW_MS more before anyone takes over', async () => {
+    const event = cfnRequest('Create', props());
+    seed(event, { state: 'claimed', owner: 'req-0.gone', fence: START - 5_000 });
+    stackStatus('CREATE_IN_PROGRESS');
+    createsSnapshot(A);
+    let takenOverAt: number | undefined;
+    ddbMock.on(UpdateItemCommand).callsFake((input: UpdateItemCommandInput) => {
+      if (updateKind(input) === 'take-over') takenOverAt ??= now;
+      return table.update(input);
+    });
+    await onEvent(event, context());
+    expect(takenOverAt).toBeGreaterThan(START - 5_000 + SKEW_MS);
+    expect(takenOverAt).toBeLessThan(START - 5_000 + SKEW_MS + 2_000);
+    expect(ddbMock.commandCalls(GetItemCommand).length).toBeGreaterThanOrEqual(2);
+    expect(ec2Mock).toHaveReceivedCommandTimes(CreateSnapshotCommand, 1);
+  });
+
+  test('a taker whose earlier owner may have created adopts what it made, found by its delivery tag, and creates nothing', async () => {
+    const p = props();
+    const event = cfnRequest('Create', p);
+    const token = seed(event, { state: 'claimed', owner: 'req-0.gone', fence: START - 60_000, creators: ['req-0.gone'], createSentAt: START - 120_000 });
+    const theirs = snap(A, 'pending', madeBy(p, token, 'req-0.gone'));
+    // Carries the request's token but no creator's delivery tag: not what the earlier owner made.
+    const stranger = snap(C, 'pending', madeBy(p, token, 'req-9.stranger'), { start: new Date(T0.getTime() - 1_000) });
+    tokenLookups(token, [stranger, theirs]);
+
+    const res = await onEvent(event, context());
+
+    expect(sequence()).toEqual(['PutItem', 'UpdateItem:take-over', 'UpdateItem:fence', 'DescribeSnapshots', 'UpdateItem:answer']);
+    // Holding while it watches, but not as a creator.
+    expect(updates('fence')).toEqual([expect.objectContaining({ UpdateExpression: 'SET #f = :fence' })]);
+    expect(ec2Mock).toHaveReceivedCommandWith(DescribeSnapshotsCommand, { OwnerIds: ['self'], Filters: [{ Name: `tag:${OWNERSHIP_TAG_KEYS.token}`, Values: [token] }] });
+    expect(ec2Mock).not.toHaveReceivedCommand(CreateSnapshotCommand);
+    expect(ec2Mock).not.toHaveReceivedCommand(DeleteSnapshotCommand);
+    expect(res).toMatchObject({ PhysicalResourceId: A, Data: { SnapshotId: A, Origin: 'created' } });
+    expect(claimOf(token)).toMatchObject({ State: 'answered', Owner: deliveryOf(), Creators: ['req-0.gone'], Answer: JSON.stringify(res) });
+  });
+
+  test('a taker watches for what the earlier owner may have made until the read-lag window has passed, then creates', async () => {
+    const p = props();
+    const event = cfnRequest('Create', p);
+    const createSentAt = START - READ_LAG_WINDOW_MS + 20_000;
+    const token = seed(event, { state: 'claimed', owner: 'req-0.gone', fence: START - 60_000, creators: ['req-0.gone'], createSentAt });
+    tokenLookups(token, []);
+    stackStatus('UPDATE_IN_PROGRESS', START - 600_000);
+    createsSnapshot(A);
+
+    const res = await onEvent(event, context());
+
+    expect(res).toMatchObject({ PhysicalResourceId: A, Data: { Origin: 'created' } });
+    expect(now).toBeGreaterThanOrEqual(createSentAt + READ_LAG_WINDOW_MS + SKEW_MS);
+    const calls = sequence();
+    expect(calls.filter((c) => c === 'DescribeSnapshots').length).toBeGreaterThanOrEqual(3);
+    expect(calls.slice(-4)).toEqual(['DescribeStacks', 'UpdateItem:fence', 'CreateSnapshot', 'UpdateItem:answer']);
+    expect(claimOf(token)).toMatchObject({ State: 'answered', Creators: ['req-0.gone', deliveryOf()] });
+  });
+
+  test('a taker without the time to watch the whole window fails clearly, creating nothing and recording nothing', async () => {
+    const event = cfnRequest('Create', props());
+    const token = seed(event, { state: 'claimed', owner: 'req-0.gone', fence: START - 60_000, creators: ['req-0.gone'], createSentAt: START - 10_000 });
+    tokenLookups(token, []);
+    await expect(onEvent(event, context(120_000))).rejects.toMatchObject({
+      message: expect.stringMatching(/^an earlier delivery of this request stopped after it may have created a snapshot, .*no second snapshot was taken\. Deploy again/),
+      transient: true,
+    });
+    expect(ec2Mock).not.toHaveReceivedCommand(CreateSnapshotCommand);
+    expect(ec2Mock).not.toHaveReceivedCommand(DeleteSnapshotCommand);
+    // Still claimed (by the taker) with the earlier creator: a later delivery watches again.
+    expect(claimOf(token)).toMatchObject({ State: 'claimed', Owner: deliveryOf(), Creators: ['req-0.gone'] });
+  });
+
+  test('a taker whose earlier owners both created keeps the oldest snapshot per volume and deletes the other', async () => {
+    const p = props();
+    const event = cfnRequest('Create', p);
+    const token = seed(event, { state: 'claimed', owner: 'req-1.gone', fence: START - 60_000, creators: ['req-0.gone', 'req-1.gone'], createSentAt: START - 120_000 });
+    const first = snap(A, 'pending', madeBy(p, token, 'req-0.gone'), { start: new Date(T0.getTime() - 60_000) });
+    const second = snap(B, 'pending', madeBy(p, token, 'req-1.gone'));
+    tokenLookups(token, [second, first]);
+    ec2Mock.on(DeleteSnapshotCommand, { SnapshotId: B }).resolves({});
+    const res = await onEvent(event, context());
+    expect(res.PhysicalResourceId).toBe(A);
+    expect(deleted()).toEqual([B]);
+    expect(ec2Mock).not.toHaveReceivedCommand(CreateSnapshotCommand);
+  });
+
+  test('a taker that finds what the earlier owner made in error fails, deletes it, and records the failure', async () => {
+    const p = props();
+    const event = cfnRequest('Create', p);
+    const token = seed(event, { state: 'claimed', owner: 'req-0.gone', fence: START - 60_000, creators: ['req-0.gone'], createSentAt: START - 120_000 });
+    tokenLookups(token, [{ ...snap(A, 'error', madeBy(p, token, 'req-0.gone')), StateMessage: 'internal' }]);
+    ec2Mock.on(DeleteSnapshotCommand, { SnapshotId: A }).resolves({});
+    await expect(onEvent(event, context())).rejects.toThrow(/^EBS snapshot snap-0000000000000000a failed: internal; the snapshots this request made have been deleted$/);
+    expect(deleted()).toEqual([A]);
+    expect(ec2Mock).not.toHaveReceivedCommand(CreateSnapshotCommand);
+    expect(claimOf(token)).toMatchObject({ State: 'failed', Creators: [] });
+  });
+
+  test('a taker that fails before it could look for what the earlier owner made keeps that owner among the creators', async () => {
+    const event = cfnRequest('Create', props());
+    const token = seed(event, { state: 'claimed', owner: 'req-0.gone', fence: START - 60_000, creators: ['req-0.gone'], createSentAt: START - 10_000 });
+    ec2Mock.on(DescribeSnapshotsCommand).rejects(awsError('UnauthorizedOperation', 'not allowed', 403));
+    await expect(onEvent(event, context())).rejects.toThrow(/^Reading the snapshots of this request: UnauthorizedOperation: not allowed$/);
+    expect(claimOf(token)).toMatchObject({ State: 'failed', Creators: ['req-0.gone'] });
+  });
+
+  test.each(['UPDATE_ROLLBACK_IN_PROGRESS', 'ROLLBACK_IN_PROGRESS', 'UPDATE_COMPLETE'])(
+    'a taker creates nothing once the stack no longer goes forward (%s): CloudFormation took another delivery\'s outcome', async (status) => {
+      const event = cfnRequest('Create', props());
+      const token = seed(event, { state: 'claimed', owner: 'req-0.gone', fence: START - 60_000 });
+      stackStatus(status, START - 30_000);
+      const reason = `the stack is ${status}: CloudFormation has taken this request's outcome from another delivery, so no snapshot was taken`;
+      await expect(onEvent(event, context())).rejects.toMatchObject({ message: reason });
+      expect(ec2Mock.calls()).toHaveLength(0);
+      expect(claimOf(token)).toMatchObject({ State: 'failed', Reason: reason, Owner: deliveryOf() });
+    });
+
+  test('a fence extension that lands late (a slow write) is extended again before the create', async () => {
+    const event = cfnRequest('Create', props());
+    createsSnapshot(A);
+    let slow = 1;
+    ddbMock.on(UpdateItemCommand).callsFake((input: UpdateItemCommandInput) => {
+      if (updateKind(input) === 'fence' && slow-- > 0) now += 70_000; // less than half of the 120 s fence is left when it lands
+      return table.update(input);
+    });
+    await onEvent(event, context());
+    expect(sequence()).toEqual(['PutItem', 'DescribeStacks', 'UpdateItem:fence', 'UpdateItem:fence', 'CreateSnapshot', 'UpdateItem:answer']);
+    expect(claimOf(requestToken(event))).toMatchObject({ State: 'answered', Fence: START + 70_000 + FENCE_MS });
+  });
+
+  test('a fence that cannot be extended in time in three tries fails the request without creating', async () => {
+    const event = cfnRequest('Create', props());
+    ddbMock.on(UpdateItemCommand).callsFake((input: UpdateItemCommandInput) => {
+      if (updateKind(input) === 'fence') now += 70_000;
+      return table.update(input);
+    });
+    await expect(onEvent(event, context())).rejects.toMatchObject({
+      message: 'the claim of this request could not be held (its table answered too slowly); deploy again', transient: true,
+    });
+    expect(ec2Mock).not.toHaveReceivedCommand(CreateSnapshotCommand);
+    expect(updates('failure')).toEqual([]);
+  });
+
+  test('a waiter whose reads of the claim fail records its failure over the owner still at work, so that both fail alike', async () => {
+    const event = cfnRequest('Create', props());
+    const token = seed(event, { state: 'claimed', owner: 'req-0.owner', fence: START + 100_000, creators: ['req-0.owner'], createSentAt: START });
+    // Throttled for 25 s: the waiter's read gives up (20 s of retries), the last look before failing gets through.
+    ddbMock.on(GetItemCommand).callsFake((input: GetItemCommandInput) => {
+      if (now < START + 25_000) throw awsError('ThrottlingException', 'Rate of requests exceeds the allowed throughput');
+      return table.get(input);
+    });
+    // Retry delays without jitter, so that which read gets through does not depend on chance.
+    const random = jest.spyOn(Math, 'random').mockReturnValue(0.5);
+    const err = await rejection(onEvent(event, context())).finally(() => random.mockRestore());
+    expect(err.message).toMatch(/^Reading the claim of this request \(DynamoDB app-claims\): ThrottlingException: Rate of requests exceeds the allowed throughput\. /);
+    expect(updates('failure')).toEqual([expect.objectContaining({ ConditionExpression: '#s = :claimed' })]);
+    expect(claimOf(token)).toMatchObject({ State: 'failed', Reason: err.message, Owner: 'req-0.owner', Creators: ['req-0.owner'] });
+    expect(ec2Mock.calls()).toHaveLength(0);
+  });
+
+  test('an owner whose record acted but whose response never came answers what the claim holds, keeping its snapshot', async () => {
+    const event = cfnRequest('Create', props());
+    createsSnapshot(A);
+    let answers = 0;
+    ddbMock.on(UpdateItemCommand).callsFake((input: UpdateItemCommandInput) => {
+      if (updateKind(input) !== 'answer') return table.update(input);
+      if (++answers === 1) table.update(input); // it acted; then the network to DynamoDB failed for a while
+      throw awsError('ECONNRESET', 'socket hang up', 0);
+    });
+    const res = await onEvent(event, context());
+    expect(answers).toBeGreaterThan(1);
+    expect(res).toMatchObject({ PhysicalResourceId: A, Data: { Origin: 'created' } });
+    expect(JSON.stringify(res)).toBe(claimOf(requestToken(event))!.Answer);
+    expect(ec2Mock).not.toHaveReceivedCommand(DeleteSnapshotCommand);
+    expect(sequence().slice(-1)).toEqual(['GetItem']);
+  });
+
+  test('the first owner creates nothing once the stack no longer goes forward, and records why', async () => {
+    const event = cfnRequest('Create', props());
+    stackStatus('ROLLBACK_IN_PROGRESS');
+    const reason = 'the stack is ROLLBACK_IN_PROGRESS: CloudFormation has taken this request\'s outcome from another delivery, so no snapshot was taken';
+    await expect(onEvent(event, context())).rejects.toMatchObject({ message: reason });
+    expect(ec2Mock.calls()).toHaveLength(0);
+    expect(claimOf(requestToken(event))).toMatchObject({ State: 'failed', Reason: reason, Creators: [] });
+  });
+
+  test('the first owner creates when the stack status cannot be read; a taker does not', async () => {
+    cfnMock.on(DescribeStacksCommand).rejects(awsError('AccessDenied', 'not authorized', 403));
+    createsSnapshot(A);
+    await expect(onEvent(cfnRequest('Create', props()), context())).resolves.toMatchObject({ PhysicalResourceId: A });
+
+    ec2Mock.resetHistory();
+    const event = cfnRequest('Create', props());
+    seed(event, { state: 'claimed', owner: 'req-0.gone', fence: START - 60_000 });
+    await expect(onEvent(event, context())).rejects.toThrow(/^the stack is in a state that could not be read: .*so no snapshot was taken$/);
+    expect(ec2Mock).not.toHaveReceivedCommand(CreateSnapshotCommand);
+  });
+
+  test('a claim past its expiry counts as none: the delivery claims the request afresh', async () => {
+    const event = cfnRequest('Create', props());
+    const token = seed(event, { state: 'answered', owner: 'req-0.old', answer: '{"PhysicalResourceId":"snap-0000000000000000f"}', expiresAt: START / 1000 - 1 });
+    createsSnapshot(A);
+    const res = await onEvent(event, context());
+    expect(res.PhysicalResourceId).toBe(A);
+    expect(claimOf(token)).toMatchObject({ State: 'answered', Owner: deliveryOf(), Answer: JSON.stringify(res) });
+  });
+
+  test('a waiter whose time runs out just as the owner answers returns that answer', async () => {
+    const event = cfnRequest('Create', props());
+    const token = seed(event, { state: 'claimed', owner: 'req-0.owner', fence: START + 100_000, creators: ['req-0.owner'], createSentAt: START });
+    const recorded = { PhysicalResourceId: B, Data: { SnapshotId: B, Origin: 'created' } };
+    ddbMock.on(UpdateItemCommand).callsFake((input: UpdateItemCommandInput) => {
+      // The owner's record lands just before the waiter's failure.
+      if (updateKind(input) === 'failure') claims.set(token, { ...claims.get(token)!, State: { S: 'answered' }, Answer: { S: JSON.stringify(recorded) } });
+      return table.update(input);
+    });
+    await expect(onEvent(event, context(40_000))).resolves.toStrictEqual(recorded);
+    expect(updates('failure')).toHaveLength(1);
+    expect(claimOf(token)).toMatchObject({ State: 'answered' });
+  });
+
+  test('two deliveries taking over at once: the one that loses waits for the other\'s answer', async () => {
+    const event = cfnRequest('Create', props());
+    const token = seed(event, { state: 'claimed', owner: 'req-0.gone', fence: START - 60_000 });
+    const recorded = { PhysicalResourceId: B, Data: { SnapshotId: B, Origin: 'created' } };
+    ddbMock.on(UpdateItemCommand).callsFake((input: UpdateItemCommandInput) => {
+      if (updateKind(input) === 'take-over') claims.set(token, { ...claims.get(token)!, Owner: { S: 'req-3.other' }, Fence: { N: String(now + FENCE_MS) } });
+      return table.update(input);
+    });
+    ddbMock.on(GetItemCommand).callsFake((input: GetItemCommandInput) => {
+      claims.set(token, { ...claims.get(token)!, State: { S: 'answered' }, Answer: { S: JSON.stringify(recorded) } });
+      return table.get(input);
+    });
+    await expect(onEvent(event, context())).resolves.toStrictEqual(recorded);
+    expect(ec2Mock.calls()).toHaveLength(0);
+  });
+
+  test('a delivery that fails before its claim could be written records the failure, so that later deliveries fail alike', async () => {
+    const event = cfnRequest('Create', props());
+    const token = requestToken(event);
+    // The claim put stays throttled; the table works again for the failure record.
+    ddbMock.on(PutItemCommand).callsFake((input: PutItemCommandInput) => {
+      if (input.Item!.State.S === 'claimed') throw awsError('ThrottlingException', 'Rate of requests exceeds the allowed throughput');
+      return table.put(input);
+    });
+    const err = await rejection(onEvent(event, context()));
+    expect(err.message).toMatch(/^Claiming this request \(css-[0-9a-f]{40}\); no snapshot was taken \(DynamoDB app-claims\): ThrottlingException/);
+    expect(ec2Mock.calls()).toHaveLength(0);
+    expect(claimOf(token)).toMatchObject({ State: 'failed', Owner: '', Reason: err.message, Creators: [] });
+
+    ddbMock.on(PutItemCommand).callsFake(table.put);
+    createsSnapshot(A);
+    await expect(onEvent(event, context(300_000, 'req-2'))).rejects.toMatchObject({ message: err.message });
+    expect(ec2Mock.calls()).toHaveLength(0);
+  });
+
+  const FAILED = 'EC2 could not find volume vol-0123456789abcdef0 (InvalidVolume.NotFound): does it exist in this account and region?';
+
+  test.each([
+    ['in the same operation', 'UPDATE_IN_PROGRESS', START - 600_000],
+    ['less than SKEW_MS before the operation began', 'UPDATE_IN_PROGRESS', START - 60_000 + SKEW_MS],
+    ['before a rollback began (a rollback never retries)', 'UPDATE_ROLLBACK_IN_PROGRESS', START - 30_000],
+    ['before a cleanup began', 'UPDATE_COMPLETE_CLEANUP_IN_PROGRESS', START - 30_000],
+    ['while the stack is not in progress', 'UPDATE_COMPLETE', START - 30_000],
+  ])('a failure recorded %s fails the duplicate with the same reason, creating nothing', async (_, status, lastUpdated) => {
+    const event = cfnRequest('Create', props());
+    const token = seed(event, { state: 'failed', owner: 'req-0.first', reason: FAILED, recordedAt: START - 60_000 });
+    stackStatus(status, lastUpdated);
+    await expect(onEvent(event, context())).rejects.toMatchObject({ message: FAILED });
+    expect(cfnMock).toHaveReceivedCommandWith(DescribeStacksCommand, { StackName: STACK_ID });
+    expect(ec2Mock.calls()).toHaveLength(0);
+    expect(ddbMock).not.toHaveReceivedCommand(UpdateItemCommand);
+    expect(claimOf(token)).toMatchObject({ State: 'failed', Reason: FAILED });
+  });
+
+  test('a recorded failure stays final when the stack cannot be read', async () => {
+    const event = cfnRequest('Create', props());
+    seed(event, { state: 'failed', owner: 'req-0.first', reason: FAILED, recordedAt: START - 3_600_000 });
+    cfnMock.on(DescribeStacksCommand).rejects(awsError('AccessDenied', 'not authorized', 403));
+    await expect(onEvent(event, context())).rejects.toMatchObject({ message: FAILED });
+    expect(ec2Mock.calls()).toHaveLength(0);
+  });
+
+  test('a failure recorded before the stack\'s current (forward) operation began reopens: this delivery owns the request and creates', async () => {
+    const p = props();
+    const event = cfnRequest('Create', p);
+    const recordedAt = START - 3_600_000;
+    const token = seed(event, { state: 'failed', owner: 'req-0.first', reason: FAILED, recordedAt });
+    stackStatus('UPDATE_IN_PROGRESS', START - 60_000);
+    createsSnapshot(A);
+
+    const res = await onEvent(event, context());
+
+    const delivery = deliveryOf();
+    expect(sequence()).toEqual(['PutItem', 'DescribeStacks', 'UpdateItem:reopen', 'DescribeStacks', 'UpdateItem:fence', 'CreateSnapshot', 'UpdateItem:answer']);
+    expect(updates('reopen')).toEqual([expect.objectContaining({
+      UpdateExpression: 'SET #s = :claimed, #o = :me, #f = :fence REMOVE #r, #at',
+      ConditionExpression: '#s = :failed AND #at = :recordedAt',
+      ExpressionAttributeValues: {
+        ':claimed': { S: 'claimed' }, ':failed': { S: 'failed' }, ':me': { S: delivery }, ':fence': { N: String(START + FENCE_MS) }, ':recordedAt': { N: String(recordedAt) },
+      },
+    })]);
+    expect(res).toMatchObject({ PhysicalResourceId: A, Data: { Origin: 'created' } });
+    const claim = claimOf(token);
+    expect(claim).toMatchObject({ State: 'answered', Owner: delivery, Answer: JSON.stringify(res) });
+    expect(claim).not.toHaveProperty('Reason');
+  });
+
+  test('a missing claim table fails at once with a clear reason, and no snapshot is taken', async () => {
+    const event = cfnRequest('Create', props());
+    ddbMock.on(PutItemCommand).rejects(awsError('ResourceNotFoundException', 'Requested resource not found'));
+    ddbMock.on(GetItemCommand).rejects(awsError('ResourceNotFoundException', 'Requested resource not found'));
+    await expect(onEvent(event, context())).rejects.toMatchObject({
+      message: `Claiming this request (${requestToken(event)}); no snapshot was taken: the claim table app-claims does not exist (it is deleted with the stack)`,
+    });
+    expect(ddbMock).toHaveReceivedCommandTimes(PutItemCommand, 1);
+    expect(ddbMock).toHaveReceivedCommandTimes(GetItemCommand, 1); // the last look before failing
+    expect(ec2Mock.calls()).toHaveLength(0);
+  });
+
+  test('a throttled claim table is retried for 20 s, then fails with a clear, transient reason; no snapshot is taken', async () => {
+    const event = cfnRequest('Create', props());
+    ddbMock.on(PutItemCommand).rejects(awsError('ThrottlingException', 'Rate of requests exceeds the allowed throughput'));
+    ddbMock.on(GetItemCommand).rejects(awsError('ThrottlingException', 'Rate of requests exceeds the allowed throughput'));
+    await expect(onEvent(event, context())).rejects.toMatchObject({
+      message: `Claiming this request (${requestToken(event)}); no snapshot was taken (DynamoDB app-claims): ThrottlingException: ` +
+        'Rate of requests exceeds the allowed throughput. Handlers in a VPC need a route to DynamoDB (a gateway endpoint). Deploy again.',
+      transient: true,
+    });
+    expect(ddbMock.commandCalls(PutItemCommand).length).toBeGreaterThan(1);
+    // 20 s of retries for the claim, and as many for the last look at it before failing.
+    expect(now - START).toBeLessThanOrEqual(40_000);
+    expect(ec2Mock.calls()).toHaveLength(0);
+  });
+
+  test('a handler without CLAIM_TABLE_NAME fails clearly and takes no snapshot', async () => {
+    const saved = process.env.CLAIM_TABLE_NAME;
+    delete process.env.CLAIM_TABLE_NAME;
+    try {
+      await expect(onEvent(cfnRequest('Create', props()), context())).rejects.toThrow(/^the handler has no CLAIM_TABLE_NAME \(the stack's claim table\): no snapshot was taken$/);
+    } finally {
+      process.env.CLAIM_TABLE_NAME = saved;
+    }
+    expect(ddbMock.calls()).toHaveLength(0);
+    expect(ec2Mock.calls()).toHaveLength(0);
+  });
+
+  test('an owner whose record finds the claim failed by a waiter deletes what it made and fails with the waiter\'s reason', async () => {
+    const event = cfnRequest('Create', props());
+    const token = requestToken(event);
+    const waiterReason = 'another delivery of this request was still taking its snapshot when this delivery\'s time ran out; the request fails, and what it made is deleted. Deploy again.';
+    createsSnapshot(A);
+    ec2Mock.on(DeleteSnapshotCommand, { SnapshotId: A }).resolves({});
+    stackStatus('UPDATE_IN_PROGRESS', START - 600_000);
+    ddbMock.on(UpdateItemCommand).callsFake((input: UpdateItemCommandInput) => {
+      if (updateKind(input) === 'answer') {
+        // A waiter whose time ran out recorded its failure just before.
+        claims.set(token, { ...claims.get(token)!, State: { S: 'failed' }, Reason: { S: waiterReason }, RecordedAt: { N: String(now) } });
+      }
+      return table.update(input);
+    });
+
+    await expect(onEvent(event, context())).rejects.toMatchObject({ message: waiterReason });
+
+    expect(sequence()).toEqual([
+      'PutItem', 'DescribeStacks', 'UpdateItem:fence', 'CreateSnapshot', 'UpdateItem:answer', 'DeleteSnapshot', 'UpdateItem:creators', 'DescribeStacks', 'GetItem',
+    ]);
+    expect(deleted()).toEqual([A]);
+    // Deleted, so no longer one whose snapshots may exist.
+    expect(claimOf(token)).toMatchObject({ State: 'failed', Reason: waiterReason, Creators: [] });
+  });
+
+  test('an owner whose record finds the claim taken over keeps what it made (the taker adopts it) and answers the taker\'s answer', async () => {
+    const event = cfnRequest('Create', props());
+    const token = requestToken(event);
+    createsSnapshot(A);
+    const takers = { PhysicalResourceId: A, Data: { SnapshotId: A, Origin: 'created', StartedAt: String(START + 1) } };
+    ddbMock.on(UpdateItemCommand).callsFake((input: UpdateItemCommandInput) => {
+      // Its fence passed while it was stalled: another delivery took over just before.
+      if (updateKind(input) === 'answer') claims.set(token, { ...claims.get(token)!, Owner: { S: 'req-2.taker' }, Fence: { N: String(now + FENCE_MS) } });
+      return table.update(input);
+    });
+    ddbMock.on(GetItemCommand).callsFake((input: GetItemCommandInput) => {
+      claims.set(token, { ...claims.get(token)!, State: { S: 'answered' }, Answer: { S: JSON.stringify(takers) } });
+      return table.get(input);
+    });
+
+    await expect(onEvent(event, context())).resolves.toStrictEqual(takers);
+    expect(ec2Mock).not.toHaveReceivedCommand(DeleteSnapshotCommand);
+    expect(ec2Mock).toHaveReceivedCommandTimes(CreateSnapshotCommand, 1);
+  });
+
+  test('an owner that fails before its create records the failure, with no creators left', async () => {
+    const event = cfnRequest('Create', props());
+    ec2Mock.on(CreateSnapshotCommand).rejects(awsError('InvalidVolume.NotFound', 'The volume \'vol-0123456789abcdef0\' does not exist.'));
+    await expect(onEvent(event, context())).rejects.toMatchObject({ message: FAILED, transient: false });
+    // The failure is recorded; a last look at the claim before failing finds it so.
+    expect(sequence()).toEqual(['PutItem', 'DescribeStacks', 'UpdateItem:fence', 'CreateSnapshot', 'UpdateItem:fence', 'UpdateItem:failure', 'GetItem']);
+    expect(updates('failure')).toEqual([expect.objectContaining({
+      ConditionExpression: '#o = :me AND #s = :claimed',
+      ExpressionAttributeValues: expect.objectContaining({ ':me': { S: deliveryOf() }, ':creators': { L: [] }, ':reason': { S: FAILED } }),
+    })]);
+    expect(claimOf(requestToken(event))).toMatchObject({ State: 'failed', Reason: FAILED, Owner: deliveryOf(), Creators: [] });
+  });
+
+  test('a rollback, a Delete and isComplete never touch the claim table', async () => {
+    const p = props({ Trigger: 'r1' });
+    stackStatus('UPDATE_ROLLBACK_IN_PROGRESS', START - 60_000);
+    ec2Mock.on(DescribeSnapshotsCommand, { SnapshotIds: [A] }).resolves({ Snapshots: [snap(A, 'completed', ours(p, 't'))] });
+    ec2Mock.on(DescribeSnapshotsCommand, { OwnerIds: ['self'] }).resolves({ Snapshots: [] });
+    await onEvent(cfnRequest('Update', p, { PhysicalResourceId: A, OldResourceProperties: props({ Trigger: 'r2' }) }), context());
+    await onEvent(cfnRequest('Delete', p, { PhysicalResourceId: A }), context());
+    await isComplete(cfnRequest('Create', p, { PhysicalResourceId: A, Data: { Origin: 'created', StartedAt: String(START) } }));
+    expect(ddbMock.calls()).toHaveLength(0);
+  });
+});
+
 describe('Create from a volume', () => {
-  test('looks up the token, then CreateSnapshot with user + ownership tags, a default description, and waits until it shows', async () => {
+  test('CreateSnapshot with user, ownership and delivery tags and a default description; StartedAt is when onEvent began', async () => {
     const p = props({ Tags: '{"team":"data"}' });
     const event = cfnRequest('Create', p);
     const token = requestToken(event);
-    const made = snap('snap-0000000000000000a', 'pending', ours(p, token));
-    tokenLookups([], [], [made]); // before, then not visible yet, then visible
-    ec2Mock.on(CreateSnapshotCommand).resolves(made);
-
-    const started = now;
-    const res = await onEvent(event);
-
-    expect(ec2Mock).toHaveReceivedCommandWith(DescribeSnapshotsCommand, {
-      OwnerIds: ['self'], Filters: [{ Name: `tag:${OWNERSHIP_TAG_KEYS.token}`, Values: [token] }],
-    });
+    createsSnapshot(A);
+    const res = await onEvent(event, context());
     expect(ec2Mock).toHaveReceivedCommandTimes(CreateSnapshotCommand, 1);
     expect(ec2Mock).toHaveReceivedCommandWith(CreateSnapshotCommand, {
       VolumeId: VOLUME,
       Description: `cdk-storage-snapshots: ${LOGICAL_ID} in app`,
-      TagSpecifications: [{ ResourceType: 'snapshot', Tags: [{ Key: 'team', Value: 'data' }, ...ours(p, token), DELIVERY] }],
+      TagSpecifications: [{ ResourceType: 'snapshot', Tags: [{ Key: 'team', Value: 'data' }, ...madeBy(p, token, deliveryOf())] }],
     });
-    // Reads until the answer is settled: 100 s after the create (longer than reads lag), every 5 s.
-    expect(ec2Mock.commandCalls(DescribeSnapshotsCommand).length).toBeGreaterThanOrEqual(3);
-    expect(now - started).toBeGreaterThanOrEqual(100_000);
-    expect(res).toEqual({
-      PhysicalResourceId: 'snap-0000000000000000a',
-      Data: {
-        SnapshotId: 'snap-0000000000000000a',
-        SnapshotIds: 'snap-0000000000000000a',
-        VolumeIds: VOLUME,
-        StartTime: T0.toISOString(),
-        SourceFound: 'true',
-        StartedAt: String(started), // when onEvent began: isComplete's timeout counts from there
-        Origin: 'created',
-      },
-    });
+    expect(ec2Mock).not.toHaveReceivedCommand(DescribeSnapshotsCommand); // nothing to watch: the create answered
+    expect(res.Data).toMatchObject({ StartedAt: String(START), Origin: 'created' });
+  });
+
+  test('without a Lambda context the delivery id is the start time in base 36 and a random part', async () => {
+    createsSnapshot(A);
+    await onEvent(cfnRequest('Create', props()));
+    expect(deliveryOf()).toMatch(new RegExp(`^${START.toString(36)}\\.[0-9a-z]+$`));
+    expect(createdTags()).toContainEqual({ Key: DELIVERY_TAG, Value: deliveryOf() });
+  });
+
+  test('a user tag cannot forge our ownership or delivery tags', async () => {
+    const p = props({ Tags: JSON.stringify({ [OWNERSHIP_TAG_KEYS.owner]: 'Forged', [DELIVERY_TAG]: 'forged' }) });
+    const event = cfnRequest('Create', p);
+    createsSnapshot(A);
+    await onEvent(event, context());
+    expect(createdTags()).toEqual(madeBy(p, requestToken(event), deliveryOf()));
   });
 
   test('the description and Outpost are passed on', async () => {
     const p = props({ Description: 'before release 42', OutpostArn: 'arn:aws:outposts:us-east-1:111111111111:outpost/op-0123456789abcdef0' });
-    const event = cfnRequest('Create', p);
-    const made = snap('snap-0000000000000000a', 'pending', ours(p, requestToken(event)));
-    tokenLookups([], [made]);
-    ec2Mock.on(CreateSnapshotCommand).resolves(made);
-    await onEvent(event);
+    createsSnapshot(A);
+    await onEvent(cfnRequest('Create', p), context());
     expect(ec2Mock).toHaveReceivedCommandWith(CreateSnapshotCommand, { Description: 'before release 42', OutpostArn: p.OutpostArn });
   });
 
-  test('a snapshot this request already made is adopted, not made again', async () => {
-    const p = props();
-    const event = cfnRequest('Create', p);
-    tokenLookups([snap('snap-0000000000000000a', 'pending', ours(p, requestToken(event)))]);
-    const res = await onEvent(event);
-    expect(ec2Mock).not.toHaveReceivedCommand(CreateSnapshotCommand);
-    expect(res.PhysicalResourceId).toBe('snap-0000000000000000a');
-    expect(res.Data).toMatchObject({ Origin: 'created' });
-  });
-
-  test('a snapshot carrying the token but not our owner tags is neither adopted nor deleted', async () => {
-    const p = props();
-    const event = cfnRequest('Create', p);
-    const token = requestToken(event);
-    const forged = snap('snap-0000000000000000f', 'completed', ours(p, token, 'SomeoneElse'), { start: new Date(T0.getTime() - 1000) });
-    const made = snap('snap-0000000000000000a', 'pending', ours(p, token));
-    tokenLookups([forged], [forged, made]);
-    ec2Mock.on(CreateSnapshotCommand).resolves(made);
-    const res = await onEvent(event);
-    expect(res.PhysicalResourceId).toBe('snap-0000000000000000a');
-    expect(ec2Mock).not.toHaveReceivedCommand(DeleteSnapshotCommand);
-  });
-
-  test('two snapshots of one volume for this request: the oldest is kept, the other deleted', async () => {
-    const p = props();
-    const event = cfnRequest('Create', p);
-    const token = requestToken(event);
-    const older = snap('snap-00000000000000001', 'pending', ours(p, token), { start: new Date(T0.getTime() - 5000) });
-    const made = snap('snap-00000000000000002', 'pending', ours(p, token));
-    tokenLookups([], [older, made]); // the earlier delivery's snapshot was not visible before creating
-    ec2Mock.on(CreateSnapshotCommand).resolves(made);
-    ec2Mock.on(DeleteSnapshotCommand).resolves({});
-
-    const res = await onEvent(event);
-
-    expect(ec2Mock).toHaveReceivedCommandWith(DeleteSnapshotCommand, { SnapshotId: 'snap-00000000000000002' });
-    expect(ec2Mock).toHaveReceivedCommandTimes(DeleteSnapshotCommand, 1);
-    expect(res.PhysicalResourceId).toBe('snap-00000000000000001');
-  });
-
-  test('a lost CreateSnapshot response: the retry looks up again and adopts instead of creating twice', async () => {
-    const p = props();
-    const event = cfnRequest('Create', p);
-    const made = snap('snap-0000000000000000a', 'pending', ours(p, requestToken(event)));
-    tokenLookups([], [made]);
-    ec2Mock.on(CreateSnapshotCommand).rejects(awsError('ECONNRESET', 'socket hang up', 0));
-    const res = await onEvent(event);
-    expect(ec2Mock).toHaveReceivedCommandTimes(CreateSnapshotCommand, 1);
-    expect(res.PhysicalResourceId).toBe('snap-0000000000000000a');
-  });
-
-  test('after a lost response the create is never sent again: reads are watched until the time is up, then a clear failure', async () => {
+  test.each(['SnapshotCreationPerVolumeRateExceeded', 'ConcurrentSnapshotLimitExceeded', 'RequestLimitExceeded'])('%s is retried with backoff, the fence extended before each attempt', async (code) => {
     const event = cfnRequest('Create', props());
-    tokenLookups([]); // what the lost create made never shows
-    ec2Mock.on(CreateSnapshotCommand).rejects(awsError('ECONNRESET', 'socket hang up', 0));
-    await expect(onEvent(event)).rejects.toThrow(
-      /EC2 CreateSnapshot on volume vol-0123456789abcdef0 may have acted \(socket hang up\), and no snapshot of this request showed in reads within \d+ seconds. It was not sent again/,
+    let calls = 0;
+    ec2Mock.on(CreateSnapshotCommand).callsFake(async (input: CreateSnapshotCommandInput) => {
+      if (++calls === 1) throw awsError(code);
+      return snap(A, 'pending', input.TagSpecifications![0].Tags);
+    });
+    const res = await onEvent(event, context());
+    expect(ec2Mock).toHaveReceivedCommandTimes(CreateSnapshotCommand, 2);
+    expect(now).toBeGreaterThan(START); // it waited before trying again
+    expect(sequence()).toEqual(['PutItem', 'DescribeStacks', 'UpdateItem:fence', 'CreateSnapshot', 'UpdateItem:fence', 'CreateSnapshot', 'UpdateItem:answer']);
+    expect(res.PhysicalResourceId).toBe(A);
+    expect(claimOf(requestToken(event))).toMatchObject({ State: 'answered', Creators: [deliveryOf()] });
+  });
+
+  test.each([
+    ['SnapshotCreationPerVolumeRateExceeded', /^EC2 kept refusing a snapshot of volume vol-0123456789abcdef0 for 225 seconds: SnapshotCreationPerVolumeRateExceeded \(snapshots of one volume must be at least 15 seconds apart\)/],
+    ['ConcurrentSnapshotLimitExceeded', /^EC2 kept refusing a snapshot of volume vol-0123456789abcdef0 for 225 seconds: ConcurrentSnapshotLimitExceeded \(at most 5 pending snapshots/],
+  ])('%s past the time budget fails with a clear reason, recorded for every delivery', async (code, reason) => {
+    const event = cfnRequest('Create', props());
+    ec2Mock.on(CreateSnapshotCommand).rejects(awsError(code));
+    await expect(onEvent(event)).rejects.toThrow(reason);
+    expect(ec2Mock.commandCalls(CreateSnapshotCommand).length).toBeGreaterThanOrEqual(2);
+    expect(now - START).toBeLessThanOrEqual(225_000);
+    expect(claimOf(requestToken(event))).toMatchObject({ State: 'failed', Reason: expect.stringMatching(reason) });
+  });
+
+  test('a missing volume fails at once with a clear reason', async () => {
+    const event = cfnRequest('Create', props());
+    ec2Mock.on(CreateSnapshotCommand).rejects(awsError('InvalidVolume.NotFound', "The volume 'vol-0123456789abcdef0' does not exist."));
+    await expect(onEvent(event, context())).rejects.toThrow(
+      /^EC2 could not find volume vol-0123456789abcdef0 \(InvalidVolume.NotFound\): does it exist in this account and region\?$/,
     );
     expect(ec2Mock).toHaveReceivedCommandTimes(CreateSnapshotCommand, 1);
     expect(ec2Mock).not.toHaveReceivedCommand(DeleteSnapshotCommand);
-    expect(now - 1_000_000).toBeGreaterThan(120_000); // it kept looking (its budget leaves 120 s to settle)
-    expect(now - 1_000_000).toBeLessThan(5 * 60_000 - 30_000); // and answered inside onEvent's 5 minutes
   });
 
-  test.each([50_000, 90_000])('a lost response whose snapshot shows in reads after %d ms: adopted, never made twice', async (lagMs) => {
+  test.each([0, 50_000, 90_000])('a lost CreateSnapshot response whose snapshot shows in reads after %d ms: adopted by its delivery tag, never sent again', async (lagMs) => {
     const p = props();
     const event = cfnRequest('Create', p);
-    const made = snap('snap-0000000000000000a', 'pending', ours(p, requestToken(event)));
-    let createdAt: number | undefined;
-    ec2Mock.on(DescribeSnapshotsCommand).callsFake(async () => ({ Snapshots: createdAt !== undefined && now - createdAt >= lagMs ? [made] : [] }));
-    ec2Mock.on(CreateSnapshotCommand).callsFake(async () => {
+    const token = requestToken(event);
+    let made: Snapshot | undefined;
+    let createdAt = 0;
+    ec2Mock.on(CreateSnapshotCommand).callsFake(async (input: CreateSnapshotCommandInput) => {
+      made = snap(A, 'pending', input.TagSpecifications![0].Tags);
       createdAt = now;
       throw awsError('ECONNRESET', 'socket hang up', 0);
     });
-    const res = await onEvent(event);
+    // A snapshot with the request's token made by another delivery: not what this create made.
+    const other = snap(C, 'pending', madeBy(p, token, 'req-9.other'), { start: new Date(T0.getTime() - 1_000) });
+    ec2Mock.on(DescribeSnapshotsCommand, { OwnerIds: ['self'], Filters: [{ Name: `tag:${OWNERSHIP_TAG_KEYS.token}`, Values: [token] }] })
+      .callsFake(async () => ({ Snapshots: made && now - createdAt >= lagMs ? [other, made] : [other] }));
+
+    const res = await onEvent(event, context());
+
     expect(ec2Mock).toHaveReceivedCommandTimes(CreateSnapshotCommand, 1);
-    expect(res.PhysicalResourceId).toBe('snap-0000000000000000a');
+    expect(res).toMatchObject({ PhysicalResourceId: A, Data: { Origin: 'created' } });
+    expect(ec2Mock).not.toHaveReceivedCommand(DeleteSnapshotCommand);
+    // Every read held the claim first (a fence extension that records no create).
+    expect(updates('fence').slice(1).every((u) => u.UpdateExpression === 'SET #f = :fence')).toBe(true);
+    expect(claimOf(token)).toMatchObject({ State: 'answered', Answer: JSON.stringify(res) });
+  });
+
+  test('after a lost response the create is never sent again: reads are watched until the time is up, then a clear failure that records nothing', async () => {
+    const event = cfnRequest('Create', props());
+    const token = requestToken(event);
+    tokenLookups(token, []); // what the lost create made never shows
+    ec2Mock.on(CreateSnapshotCommand).rejects(awsError('ECONNRESET', 'socket hang up', 0));
+    await expect(onEvent(event)).rejects.toMatchObject({
+      message: expect.stringMatching(
+        /^EC2 CreateSnapshot on volume vol-0123456789abcdef0 may have acted \(socket hang up\), and no snapshot of this request showed in reads within \d+ seconds\. It was not sent again/),
+      transient: true,
+    });
+    expect(ec2Mock).toHaveReceivedCommandTimes(CreateSnapshotCommand, 1);
+    expect(ec2Mock).not.toHaveReceivedCommand(DeleteSnapshotCommand);
+    expect(now - START).toBeGreaterThan(150_000); // it kept looking for most of its budget (225 s)
+    expect(now - START).toBeLessThanOrEqual(5 * 60_000 - 30_000); // and answered inside onEvent's 5 minutes
+    // Still claimed, with this delivery as a creator: a take-over watches for what it made.
+    expect(claimOf(token)).toMatchObject({ State: 'claimed', Owner: deliveryOf(), Creators: [deliveryOf()] });
+    expect(ddbMock).not.toHaveReceivedCommandWith(UpdateItemCommand, { ExpressionAttributeValues: expect.objectContaining({ ':failed': { S: 'failed' } }) });
   });
 
   test('the time budget follows the Lambda context: less time left, an earlier clear failure', async () => {
     const event = cfnRequest('Create', props());
-    tokenLookups([]);
+    tokenLookups(requestToken(event), []);
     ec2Mock.on(CreateSnapshotCommand).rejects(awsError('ECONNRESET', 'socket hang up', 0));
-    const started = now;
-    await expect(onEvent(event, { getRemainingTimeInMillis: () => 150_000 })).rejects.toThrow(/may have acted/);
-    expect(now - started).toBeLessThan(150_000 - 30_000);
-  });
-
-  test('a failed delivery deletes only what it made, never a snapshot another delivery of the request made', async () => {
-    const p = props();
-    const event = cfnRequest('Create', p);
-    // An answer too large fails this delivery (a stack id that long, here); its tags name that stack.
-    const long = { ...event, StackId: `${event.StackId}${'x'.repeat(4_000)}` };
-    const tags = ours(p, requestToken(long)).map((t) => (t.Key === OWNERSHIP_TAG_KEYS.stackId ? { ...t, Value: long.StackId } : t));
-    const earlier = snap('snap-00000000000000001', 'pending', tags, { start: new Date(T0.getTime() - 60_000) });
-    const made = snap('snap-00000000000000002', 'pending', [...tags, { Key: 'cdk-storage-snapshots:delivery', Value: 'other' }]);
-    tokenLookups([], [earlier, made]); // the look-up missed the earlier delivery's snapshot
-    ec2Mock.on(CreateSnapshotCommand).resolves(made);
-    // The duplicate clean-up fails: logged, left tagged; then the answer is too large to fail this delivery.
-    ec2Mock.on(DeleteSnapshotCommand).rejectsOnce(awsError('UnauthorizedOperation', 'no', 403)).resolves({});
-    await expect(onEvent(long)).rejects.toThrow(/more than a CloudFormation custom resource response may carry/);
-    const deleted = ec2Mock.commandCalls(DeleteSnapshotCommand).map((c) => c.args[0].input.SnapshotId);
-    expect(deleted).not.toContain('snap-00000000000000001');
-  });
-
-  test('a duplicate that cannot be deleted does not fail the Create (it stays tagged)', async () => {
-    const p = props();
-    const event = cfnRequest('Create', p);
-    const token = requestToken(event);
-    const earlier = snap('snap-00000000000000001', 'pending', ours(p, token), { start: new Date(T0.getTime() - 60_000) });
-    const made = snap('snap-00000000000000002', 'pending', ours(p, token));
-    tokenLookups([], [earlier, made]);
-    ec2Mock.on(CreateSnapshotCommand).resolves(made);
-    ec2Mock.on(DeleteSnapshotCommand).rejects(awsError('UnauthorizedOperation', 'no', 403));
-    const res = await onEvent(event);
-    expect(res.PhysicalResourceId).toBe('snap-00000000000000001');
-    expect(ec2Mock.commandCalls(DeleteSnapshotCommand).map((c) => c.args[0].input.SnapshotId)).toEqual(['snap-00000000000000002']);
-  });
-
-  test('a newer duplicate another delivery made is deleted too, once the oldest (every delivery\'s answer) is settled', async () => {
-    const p = props();
-    const event = cfnRequest('Create', p);
-    const token = requestToken(event);
-    const made = snap('snap-00000000000000001', 'pending', ours(p, token), { start: new Date(T0.getTime() - 60_000) });
-    const theirs = snap('snap-00000000000000002', 'pending', [...ours(p, token), { Key: 'cdk-storage-snapshots:delivery', Value: 'other' }]);
-    tokenLookups([], [made, theirs]);
-    ec2Mock.on(CreateSnapshotCommand).resolves(made);
-    ec2Mock.on(DeleteSnapshotCommand).resolves({});
-    const started = now;
-    const res = await onEvent(event);
-    expect(res.PhysicalResourceId).toBe('snap-00000000000000001');
-    expect(ec2Mock.commandCalls(DeleteSnapshotCommand).map((c) => c.args[0].input.SnapshotId)).toEqual(['snap-00000000000000002']);
-    expect(now - started).toBeGreaterThanOrEqual(100_000);
-  });
-
-  /**
-   * This delivery creates `made`; another delivery of the request made `older` earlier. Reads by
-   * token answer `reads(made, older, msSinceTheCreate)`.
-   */
-  function raceWithOlder(reads: (made: Snapshot, older: Snapshot, since: number) => Snapshot[]) {
-    const p = props();
-    const event = cfnRequest('Create', p);
-    const token = requestToken(event);
-    const made = snap('snap-00000000000000002', 'pending', ours(p, token), { start: new Date(2_000_000) });
-    const older = snap('snap-00000000000000001', 'pending', [...ours(p, token), { Key: 'cdk-storage-snapshots:delivery', Value: 'other' }], { start: new Date(1_000_000) });
-    let createdAt = 0;
-    ec2Mock.on(DescribeSnapshotsCommand).callsFake(async () => ({ Snapshots: createdAt === 0 ? [] : reads(made, older, now - createdAt) }));
-    ec2Mock.on(CreateSnapshotCommand).callsFake(async () => { createdAt = now; return made; });
-    ec2Mock.on(DeleteSnapshotCommand).resolves({});
-    return event;
-  }
-
-  test('its own snapshot shows first; an older one of the request shows later inside the settle window: the answer switches, its own is deleted', async () => {
-    const event = raceWithOlder((made, older, since) => (since < 80_000 ? [made] : [older, made]));
-    const res = await onEvent(event);
-    expect(res.PhysicalResourceId).toBe('snap-00000000000000001');
-    expect(ec2Mock.commandCalls(DeleteSnapshotCommand).map((c) => c.args[0].input.SnapshotId)).toEqual(['snap-00000000000000002']);
-  });
-
-  // Was a bug (soak seed 538869895, 11,243rd scenario): the other delivery answered an older set,
-  // deleted this delivery's snapshot as a duplicate before it ever showed in reads, then failed and
-  // deleted its own set (one snapshot in error); this delivery answered the snapshot already gone.
-  test('an older snapshot of the request shows and is deleted, and its own never showed: a clear failure, nothing named that may be gone', async () => {
-    // Its own never shows; the older one shows for a while, then is gone.
-    const event = raceWithOlder((_, older, since) => (since < 30_000 ? [older] : []));
-    await expect(onEvent(event)).rejects.toThrow(/^the new snapshot snap-0+2 did not show in EC2 reads within the time left/);
-    // Not deleted (it may be all that is left of the request, and carries its token); the other delivery's is not its to delete.
-    expect(ec2Mock).not.toHaveReceivedCommand(DeleteSnapshotCommand);
-  });
-
-  test('the same with its own snapshot shown and still there: it is answered (nothing suggests it was deleted)', async () => {
-    const event = raceWithOlder((made, older, since) => (since < 30_000 ? [older, made] : [made]));
-    await expect(onEvent(event)).resolves.toMatchObject({ PhysicalResourceId: 'snap-00000000000000002' });
-  });
-
-  // Was a bug (soak, 22,355th scenario): a delivery whose reads gave up deleted the snapshot it made,
-  // which a concurrent delivery had adopted and answered: CloudFormation kept a deleted snapshot.
-  test('the answer cannot be settled in the time left: a clear failure; the snapshot another delivery may answer is kept, with the token', async () => {
-    const p = props();
-    const event = cfnRequest('Create', p);
-    const token = requestToken(event);
-    const made = snap('snap-00000000000000002', 'pending', ours(p, token));
-    tokenLookups([], [made]);
-    ec2Mock.on(CreateSnapshotCommand).resolves(made);
-    ec2Mock.on(DeleteSnapshotCommand).resolves({});
-    // 140 s left: 110 s to answer, less than the create plus the 100 s settle window and the margin.
-    await expect(onEvent(event, { getRemainingTimeInMillis: () => 140_000 })).rejects.toThrow(
-      /EC2 reads did not settle within the time left \(100 seconds after the snapshots of this request were made\).*Deploy again\. \(kept snap-00000000000000002: another delivery of this request may have answered with it; it carries the request's token\)$/);
-    expect(ec2Mock).not.toHaveReceivedCommand(DeleteSnapshotCommand);
-  });
-
-  test('a failed delivery deletes what it made that no delivery can answer (an older snapshot of the request shows), and keeps nothing', async () => {
-    const p = props();
-    const event = cfnRequest('Create', p);
-    const token = requestToken(event);
-    const earlier = snap('snap-00000000000000001', 'pending', [...ours(p, token), { Key: 'cdk-storage-snapshots:delivery', Value: 'other' }],
-      { start: new Date(T0.getTime() - 60_000) });
-    const made = snap('snap-00000000000000002', 'pending', ours(p, token));
-    // The look-up missed the other delivery's snapshot; reads then fail until the time is up.
-    tokenLookups([], [earlier, made]);
-    ec2Mock.on(CreateSnapshotCommand).resolves(made);
-    ec2Mock.on(DeleteSnapshotCommand).resolves({});
-    await expect(onEvent(event, { getRemainingTimeInMillis: () => 140_000 })).rejects.toThrow(/EC2 reads did not settle within the time left/);
-    expect(ec2Mock.commandCalls(DeleteSnapshotCommand).map((c) => c.args[0].input.SnapshotId)).toEqual(['snap-00000000000000002']);
-  });
-
-  test('a failure no delivery can avoid (the answer is too large) deletes everything this delivery made, the oldest too', async () => {
-    const p = props();
-    // A logical id long enough to make the answer's envelope too large.
-    const event = { ...cfnRequest('Create', p), LogicalResourceId: 'L'.repeat(4_000) };
-    const made = snap('snap-00000000000000002', 'pending', ours(p, requestToken(event), event.LogicalResourceId));
-    tokenLookups([], [made]);
-    ec2Mock.on(CreateSnapshotCommand).resolves(made);
-    ec2Mock.on(DeleteSnapshotCommand).resolves({});
-    await expect(onEvent(event)).rejects.toThrow(/more than a CloudFormation custom resource response may carry/);
-    expect(ec2Mock.commandCalls(DeleteSnapshotCommand).map((c) => c.args[0].input.SnapshotId)).toEqual(['snap-00000000000000002']);
-  });
-
-  test.each(['SnapshotCreationPerVolumeRateExceeded', 'ConcurrentSnapshotLimitExceeded', 'RequestLimitExceeded'])('%s is retried with backoff', async (code) => {
-    const p = props();
-    const event = cfnRequest('Create', p);
-    const made = snap('snap-0000000000000000a', 'pending', ours(p, requestToken(event)));
-    let created = false;
-    ec2Mock.on(DescribeSnapshotsCommand).callsFake(async () => ({ Snapshots: created ? [made] : [] }));
-    let calls = 0;
-    ec2Mock.on(CreateSnapshotCommand).callsFake(async () => {
-      if (++calls === 1) throw awsError(code);
-      created = true;
-      return made;
-    });
-    const res = await onEvent(event);
-    expect(ec2Mock).toHaveReceivedCommandTimes(CreateSnapshotCommand, 2);
-    expect(res.PhysicalResourceId).toBe('snap-0000000000000000a');
-  });
-
-  test.each([
-    ['SnapshotCreationPerVolumeRateExceeded', /kept refusing a snapshot of volume vol-0123456789abcdef0 for \d+ seconds: SnapshotCreationPerVolumeRateExceeded \(snapshots of one volume must be at least 15 seconds apart\)/],
-    ['ConcurrentSnapshotLimitExceeded', /ConcurrentSnapshotLimitExceeded \(at most 5 pending snapshots/],
-  ])('%s past the time budget fails with a clear reason', async (code, reason) => {
-    const event = cfnRequest('Create', props());
-    tokenLookups([]);
-    ec2Mock.on(CreateSnapshotCommand).rejects(awsError(code));
-    await expect(onEvent(event)).rejects.toThrow(reason);
-    expect(ec2Mock.commandCalls(CreateSnapshotCommand).length).toBeGreaterThanOrEqual(2);
-  });
-
-  test('a missing volume fails at once with a clear reason', async () => {
-    tokenLookups([]);
-    ec2Mock.on(CreateSnapshotCommand).rejects(awsError('InvalidVolume.NotFound', "The volume 'vol-0123456789abcdef0' does not exist."));
-    await expect(onEvent(cfnRequest('Create', props()))).rejects.toThrow(
-      /EC2 could not find volume vol-0123456789abcdef0 \(InvalidVolume.NotFound\): does it exist in this account and region\?/,
-    );
-    expect(ec2Mock).toHaveReceivedCommandTimes(CreateSnapshotCommand, 1);
-  });
-
-  // Was "goes on with what CreateSnapshot returned" (review): another delivery, having seen an older
-  // snapshot of the request, may have deleted it as a duplicate before it ever showed.
-  test('a new snapshot that never shows in reads: a transient failure that keeps it (with the token) rather than naming it', async () => {
-    const p = props();
-    const event = cfnRequest('Create', p);
-    tokenLookups([]);
-    ec2Mock.on(CreateSnapshotCommand).resolves(snap('snap-0000000000000000a', 'pending', ours(p, requestToken(event))));
-    ec2Mock.on(DeleteSnapshotCommand).resolves({});
-    await expect(onEvent(event)).rejects.toThrow(
-      /^the new snapshot snap-0+a did not show in EC2 reads within the time left, .* Deploy again\. \(kept snap-0+a: another delivery of this request may have answered with it/);
-    expect(now - 1_000_000).toBeGreaterThanOrEqual(55_000); // it waited for the settle budget
-    expect(ec2Mock).not.toHaveReceivedCommand(DeleteSnapshotCommand);
-  });
-});
-
-describe('The late-duplicate sweep: queued before every create, delivered once what it made shows', () => {
-  /** Records SendMessage and the creates (made with `create`) in the order they are sent. */
-  function order() {
-    const calls: string[] = [];
-    sqsMock.on(SendMessageCommand).callsFake(async () => {
-      calls.push('SendMessage');
-      return { MessageId: 'm-1' };
-    });
-    const create = (name: string, out: () => unknown) => async () => {
-      calls.push(name);
-      return out();
-    };
-    return { calls, create };
-  }
-
-  test('a create is preceded by a message naming its request, delayed 180 s', async () => {
-    const p = props();
-    const event = cfnRequest('Create', p);
-    const token = requestToken(event);
-    const made = snap('snap-0000000000000000a', 'pending', ours(p, token));
-    tokenLookups([], [made]);
-    const { calls, create } = order();
-    ec2Mock.on(CreateSnapshotCommand).callsFake(create('CreateSnapshot', () => made));
-    await onEvent(event);
-    expect(calls).toEqual(['SendMessage', 'CreateSnapshot']);
-    expect(sqsMock).toHaveReceivedCommandWith(SendMessageCommand, {
-      QueueUrl: QUEUE_URL,
-      DelaySeconds: LATE_DUPLICATE_SWEEP_DELAY_S,
-      MessageBody: JSON.stringify({ StackId: STACK_ID, LogicalResourceId: LOGICAL_ID, Token: token }),
-    });
-    // Longer than a create call can stay silent plus the read lag the settle window allows (100 s).
-    expect(LATE_DUPLICATE_SWEEP_DELAY_S).toBeGreaterThanOrEqual(REQUEST_TIMEOUT_MS / 1000 + 100);
-  });
-
-  test('CreateSnapshots of an instance is preceded by one too', async () => {
-    const p = props({ Source: 'instance', VolumeId: undefined, InstanceId: INSTANCE });
-    const event = cfnRequest('Create', p);
-    const made = snap('snap-0000000000000000b', 'pending', ours(p, requestToken(event)));
-    tokenLookups([], [made]);
-    attached(VOLUME);
-    ec2Mock.on(DescribeVolumesCommand, { VolumeIds: [VOLUME] }).resolves({ Volumes: [{ VolumeId: VOLUME, Attachments: [{ Device: '/dev/xvda' }] }] });
-    const { calls, create } = order();
-    ec2Mock.on(CreateSnapshotsCommand).callsFake(create('CreateSnapshots', () => ({ Snapshots: [made] })));
-    await onEvent(event);
-    expect(calls).toEqual(['SendMessage', 'CreateSnapshots']);
-  });
-
-  test.each([
-    // Retried after a few seconds: the first message covers the retry (a create within 30 s of it shows in reads before the sweep).
-    ['ConcurrentSnapshotLimitExceeded', ['SendMessage', 'CreateSnapshot', 'CreateSnapshot']],
-    // Retried after reads were watched for 100 s: a message of its own.
-    ['SnapshotCreationPerVolumeRateExceeded', ['SendMessage', 'CreateSnapshot', 'SendMessage', 'CreateSnapshot']],
-  ])('a create retried after %s: a message covers every attempt', async (code, expected) => {
-    const p = props();
-    const event = cfnRequest('Create', p);
-    const made = snap('snap-0000000000000000a', 'pending', ours(p, requestToken(event)));
-    let created = false;
-    ec2Mock.on(DescribeSnapshotsCommand).callsFake(async () => ({ Snapshots: created ? [made] : [] }));
-    const { calls, create } = order();
-    const sentAt: number[] = [];
-    sqsMock.on(SendMessageCommand).callsFake(async () => {
-      calls.push('SendMessage');
-      sentAt.push(now);
-      return { MessageId: 'm-1' };
-    });
-    let attempts = 0;
-    const createdAt: number[] = [];
-    ec2Mock.on(CreateSnapshotCommand).callsFake(create('CreateSnapshot', () => {
-      createdAt.push(now);
-      if (++attempts === 1) throw awsError(code);
-      created = true;
-      return made;
-    }));
-    await onEvent(event);
-    expect(calls).toEqual(expected);
-    // Every create started within 30 s of a message before it.
-    for (const t of createdAt) expect(sentAt.some((m) => m <= t && t - m <= 30_000)).toBe(true);
-  });
-
-  test('an adopted snapshot (no create) queues nothing', async () => {
-    const p = props();
-    const event = cfnRequest('Create', p);
-    tokenLookups([snap('snap-0000000000000000a', 'pending', ours(p, requestToken(event)))]);
-    await onEvent(event);
-    expect(sqsMock).not.toHaveReceivedCommand(SendMessageCommand);
-  });
-
-  test('throttled SendMessage is retried, then the create goes on', async () => {
-    const p = props();
-    const event = cfnRequest('Create', p);
-    const made = snap('snap-0000000000000000a', 'pending', ours(p, requestToken(event)));
-    tokenLookups([], [made]);
-    sqsMock.on(SendMessageCommand).rejectsOnce(awsError('RequestThrottled', 'Rate exceeded')).resolves({ MessageId: 'm-2' });
-    ec2Mock.on(CreateSnapshotCommand).resolves(made);
-    await expect(onEvent(event)).resolves.toMatchObject({ PhysicalResourceId: 'snap-0000000000000000a' });
-    expect(sqsMock).toHaveReceivedCommandTimes(SendMessageCommand, 2);
-  });
-
-  test('a sweep that cannot be queued: no snapshot is taken, and the reason says why', async () => {
-    tokenLookups([]);
-    sqsMock.on(SendMessageCommand).rejects(awsError('AccessDenied', 'not authorized to perform: sqs:SendMessage'));
-    await expect(onEvent(cfnRequest('Create', props()))).rejects.toThrow(
-      /^Queuing the check for late duplicate snapshots \(SQS SendMessage\): AccessDenied: not authorized to perform: sqs:SendMessage; no snapshot was taken \(handlers in a VPC need/);
-    expect(ec2Mock).not.toHaveReceivedCommand(CreateSnapshotCommand);
-  });
-
-  test('without the queue URL (a handler not deployed by the construct), nothing is created', async () => {
-    tokenLookups([]);
-    const saved = process.env.LATE_DUPLICATE_QUEUE_URL;
-    delete process.env.LATE_DUPLICATE_QUEUE_URL;
-    try {
-      await expect(onEvent(cfnRequest('Create', props()))).rejects.toThrow(/has no LATE_DUPLICATE_QUEUE_URL .*no snapshot was taken/);
-    } finally {
-      process.env.LATE_DUPLICATE_QUEUE_URL = saved;
-    }
-    expect(ec2Mock).not.toHaveReceivedCommand(CreateSnapshotCommand);
-  });
-});
-
-describe('onLateDuplicateSweep', () => {
-  const p = props();
-  const token = 'tok-0123456789abcdef';
-  const record = (body: unknown, messageId = 'm-1') => ({ messageId, body: typeof body === 'string' ? body : JSON.stringify(body) });
-  const sweepOf = (t = token) => ({ StackId: STACK_ID, LogicalResourceId: LOGICAL_ID, Token: t });
-  const at = (s: number) => ({ start: new Date(T0.getTime() + s * 1000) });
-
-  test('per volume, the oldest snapshot of the request stays and every other one of ours with its token goes', async () => {
-    const oldestA = snap('snap-0000000000000000a', 'pending', ours(p, token), at(0));
-    const lateA = snap('snap-0000000000000000b', 'pending', ours(p, token), at(15));
-    const oldestB = snap('snap-0000000000000000c', 'pending', ours(p, token), { ...at(30), volumeId: VOLUME2 });
-    const lateB = snap('snap-0000000000000000d', 'pending', ours(p, token), { ...at(45), volumeId: VOLUME2 });
-    // Carries the token, but another resource's owner tag: not ours to delete.
-    const notOurs = snap('snap-0000000000000000e', 'pending', ours(p, token, 'SomeoneElse'), at(60));
-    ec2Mock.on(DescribeSnapshotsCommand, { OwnerIds: ['self'], Filters: [{ Name: `tag:${OWNERSHIP_TAG_KEYS.token}`, Values: [token] }] })
-      .resolves({ Snapshots: [lateB, notOurs, oldestA, lateA, oldestB] });
-    // The ones kept still read by id.
-    ec2Mock.on(DescribeSnapshotsCommand, { SnapshotIds: ['snap-0000000000000000a', 'snap-0000000000000000c'] }).resolves({ Snapshots: [oldestA, oldestB] });
-    ec2Mock.on(DeleteSnapshotCommand).resolves({});
-    await expect(onLateDuplicateSweep({ Records: [record(sweepOf())] } as any)).resolves.toEqual({ batchItemFailures: [] });
-    expect(ec2Mock.commandCalls(DeleteSnapshotCommand).map((c) => c.args[0].input.SnapshotId).sort())
-      .toEqual(['snap-0000000000000000b', 'snap-0000000000000000d']);
-  });
-
-  test('an oldest snapshot still listed but gone by id (a deletion not yet shown in the listing): nothing is deleted, the sweep comes again', async () => {
-    const listed = [snap('snap-0000000000000000a', 'pending', ours(p, token), at(0)), snap('snap-0000000000000000b', 'pending', ours(p, token), at(20))];
-    ec2Mock.on(DescribeSnapshotsCommand, { OwnerIds: ['self'] }).resolves({ Snapshots: listed });
-    ec2Mock.on(DescribeSnapshotsCommand, { SnapshotIds: ['snap-0000000000000000a'] }).rejects(awsError('InvalidSnapshot.NotFound'));
-    await expect(onLateDuplicateSweep({ Records: [record(sweepOf(), 'm-5')] } as any)).resolves.toEqual({ batchItemFailures: [{ itemIdentifier: 'm-5' }] });
-    expect(ec2Mock).not.toHaveReceivedCommand(DeleteSnapshotCommand);
-  });
-
-  test('one snapshot per volume (the usual case): nothing is deleted', async () => {
-    ec2Mock.on(DescribeSnapshotsCommand).resolves({ Snapshots: [snap('snap-0000000000000000a', 'completed', ours(p, token))] });
-    await expect(onLateDuplicateSweep({ Records: [record(sweepOf())] } as any)).resolves.toEqual({ batchItemFailures: [] });
-    expect(ec2Mock).not.toHaveReceivedCommand(DeleteSnapshotCommand);
-  });
-
-  test('a duplicate already gone (NotFound) is success', async () => {
-    ec2Mock.on(DescribeSnapshotsCommand).resolves({
-      Snapshots: [snap('snap-0000000000000000a', 'pending', ours(p, token), at(0)), snap('snap-0000000000000000b', 'pending', ours(p, token), at(20))],
-    });
-    ec2Mock.on(DeleteSnapshotCommand).rejects(awsError('InvalidSnapshot.NotFound'));
-    await expect(onLateDuplicateSweep({ Records: [record(sweepOf())] } as any)).resolves.toEqual({ batchItemFailures: [] });
-  });
-
-  test('a failed read or delete reports that message as failed (SQS delivers it again), and the others still run', async () => {
-    ec2Mock.on(DescribeSnapshotsCommand, { Filters: [{ Name: `tag:${OWNERSHIP_TAG_KEYS.token}`, Values: ['tok-denied'] }] })
-      .rejects(awsError('UnauthorizedOperation'));
-    ec2Mock.on(DescribeSnapshotsCommand, { Filters: [{ Name: `tag:${OWNERSHIP_TAG_KEYS.token}`, Values: [token] }] }).resolves({
-      Snapshots: [snap('snap-0000000000000000a', 'pending', ours(p, token), at(0)), snap('snap-0000000000000000b', 'pending', ours(p, token), at(20))],
-    });
-    ec2Mock.on(DescribeSnapshotsCommand, { SnapshotIds: ['snap-0000000000000000a'] }).resolves({ Snapshots: [snap('snap-0000000000000000a', 'pending', ours(p, token), at(0))] });
-    ec2Mock.on(DeleteSnapshotCommand).rejects(awsError('UnauthorizedOperation'));
-    const out = await onLateDuplicateSweep({ Records: [record(sweepOf('tok-denied'), 'm-1'), record(sweepOf(), 'm-2'), record('{"StackId":1}', 'm-3')] } as any);
-    expect(out).toEqual({ batchItemFailures: [{ itemIdentifier: 'm-1' }, { itemIdentifier: 'm-2' }, { itemIdentifier: 'm-3' }] });
-    expect(ec2Mock).toHaveReceivedCommandWith(DeleteSnapshotCommand, { SnapshotId: 'snap-0000000000000000b' });
-  });
-
-  test('a message for another stack is refused (the sweep function knows its own stack)', async () => {
-    process.env.STACK_ID = STACK_ID;
-    try {
-      const other = { ...sweepOf(), StackId: STACK_ID.replace('/app/', '/other/') };
-      await expect(onLateDuplicateSweep({ Records: [record(other, 'm-7')] } as any)).resolves.toEqual({ batchItemFailures: [{ itemIdentifier: 'm-7' }] });
-      expect(ec2Mock).not.toHaveReceivedCommand(DescribeSnapshotsCommand);
-      ec2Mock.on(DescribeSnapshotsCommand).resolves({ Snapshots: [] });
-      await expect(onLateDuplicateSweep({ Records: [record(sweepOf(), 'm-8')] } as any)).resolves.toEqual({ batchItemFailures: [] });
-    } finally {
-      delete process.env.STACK_ID;
-    }
-  });
-
-  test('a message that is not a sweep fails without calling EC2', async () => {
-    const out = await onLateDuplicateSweep({ Records: [record('not json', 'm-9'), record({ StackId: STACK_ID, LogicalResourceId: LOGICAL_ID, Token: '' }, 'm-10')] } as any);
-    expect(out.batchItemFailures.map((f) => f.itemIdentifier)).toEqual(['m-9', 'm-10']);
-    expect(ec2Mock).not.toHaveReceivedCommand(DescribeSnapshotsCommand);
-  });
-});
-
-describe('The queue drain (Custom::EbsSnapshotQueueDrain)', () => {
-  const drainProps = { ServiceToken: 'arn:aws:lambda:us-east-1:111111111111:function:framework-onEvent', Drain: 'late-duplicate-queue', QueueUrl: QUEUE_URL } as any;
-  const counts = (delayed: number, visible = 0, inFlight = 0) => ({
-    Attributes: {
-      ApproximateNumberOfMessages: String(visible),
-      ApproximateNumberOfMessagesDelayed: String(delayed),
-      ApproximateNumberOfMessagesNotVisible: String(inFlight),
-    },
-  });
-  async function deleteStartedAt() {
-    const event = cfnRequest('Delete', drainProps, { PhysicalResourceId: 'late-duplicate-queue-drain' });
-    const out = await onEvent(event);
-    return { event: { ...event, ...out }, out };
-  }
-
-  test('Create and Update touch nothing and complete at once', async () => {
-    for (const type of ['Create', 'Update'] as const) {
-      const event = cfnRequest(type, drainProps, type === 'Update' ? { PhysicalResourceId: 'late-duplicate-queue-drain', OldResourceProperties: drainProps } : {});
-      const out = await onEvent(event);
-      expect(out).toEqual({ PhysicalResourceId: 'late-duplicate-queue-drain' });
-      await expect(isComplete({ ...event, ...out })).resolves.toEqual({ IsComplete: true });
-    }
-    expect(ec2Mock.calls()).toHaveLength(0);
-    expect(sqsMock.calls()).toHaveLength(0);
-  });
-
-  test('a Delete waits while sweeps are queued, and at least a minute (the counts lag), then completes', async () => {
-    const { event, out } = await deleteStartedAt();
-    expect(out).toEqual({ PhysicalResourceId: 'late-duplicate-queue-drain', Data: { DrainStartedAt: String(now) } });
-    sqsMock.on(GetQueueAttributesCommand).resolves(counts(2));
-    await expect(isComplete(event)).resolves.toEqual({ IsComplete: false });
-    expect(sqsMock).toHaveReceivedCommandWith(GetQueueAttributesCommand, {
-      QueueUrl: QUEUE_URL,
-      AttributeNames: ['ApproximateNumberOfMessages', 'ApproximateNumberOfMessagesDelayed', 'ApproximateNumberOfMessagesNotVisible'],
-    });
-    sqsMock.on(GetQueueAttributesCommand).resolves(counts(0));
-    now += 30_000;
-    await expect(isComplete(event)).resolves.toEqual({ IsComplete: false }); // empty, but a message sent just now may not be counted yet
-    sqsMock.on(GetQueueAttributesCommand).resolves(counts(0, 0, 1));
-    now += 40_000;
-    await expect(isComplete(event)).resolves.toEqual({ IsComplete: false }); // one being handled
-    sqsMock.on(GetQueueAttributesCommand).resolves(counts(0));
-    await expect(isComplete(event)).resolves.toEqual({ IsComplete: true });
-    expect(ec2Mock.calls()).toHaveLength(0);
-  });
-
-  test('a queue already gone is drained', async () => {
-    const { event } = await deleteStartedAt();
-    sqsMock.on(GetQueueAttributesCommand).rejects(awsError('QueueDoesNotExist', 'The specified queue does not exist.'));
-    await expect(isComplete(event)).resolves.toEqual({ IsComplete: true });
-  });
-
-  test('it never fails the delete: reads that fail are tried again, and past 15 minutes it lets the deletion go on', async () => {
-    const { event } = await deleteStartedAt();
-    sqsMock.on(GetQueueAttributesCommand).rejects(awsError('AccessDenied'));
-    now += 61_000;
-    await expect(isComplete(event)).resolves.toEqual({ IsComplete: false });
-    sqsMock.on(GetQueueAttributesCommand).resolves(counts(1, 0, 1)); // a sweep that keeps failing
-    now += 14 * 60_000;
-    await expect(isComplete(event)).resolves.toEqual({ IsComplete: true });
-  });
-});
-
-describe('Create: reads that fail while settling', () => {
-  test('a throttling storm while settling is waited out: the Create answers once reads work again', async () => {
-    const p = props();
-    const event = cfnRequest('Create', p);
-    const made = snap('snap-0000000000000000a', 'pending', ours(p, requestToken(event)));
-    let reads = 0;
-    ec2Mock.on(DescribeSnapshotsCommand).callsFake(async () => {
-      reads++;
-      // The look-up before creating works; then reads fail for about 2 minutes.
-      if (reads > 1 && now - 1_000_000 < 120_000) throw awsError('RequestLimitExceeded', 'Rate exceeded', 503);
-      return { Snapshots: reads > 1 ? [made] : [] };
-    });
-    ec2Mock.on(CreateSnapshotCommand).resolves(made);
-    const res = await onEvent(event);
-    expect(res.PhysicalResourceId).toBe('snap-0000000000000000a');
-    expect(ec2Mock).not.toHaveReceivedCommand(DeleteSnapshotCommand);
-  });
-
-  test('reads that fail until the time is up: a transient failure that keeps the snapshot another delivery may answer', async () => {
-    const p = props();
-    const event = cfnRequest('Create', p);
-    const made = snap('snap-0000000000000000a', 'pending', ours(p, requestToken(event)));
-    tokenLookups([]);
-    ec2Mock.on(DescribeSnapshotsCommand).resolvesOnce({ Snapshots: [] }).rejects(awsError('RequestLimitExceeded', 'Rate exceeded', 503));
-    ec2Mock.on(CreateSnapshotCommand).resolves(made);
-    ec2Mock.on(DeleteSnapshotCommand).resolves({});
-    await expect(onEvent(event)).rejects.toThrow(
-      /^Reading the snapshots of this request: RequestLimitExceeded: Rate exceeded \(kept snap-0000000000000000a: another delivery of this request may have answered with it/);
-    expect(ec2Mock).not.toHaveReceivedCommand(DeleteSnapshotCommand);
+    await expect(onEvent(event, context(150_000))).rejects.toThrow(/may have acted/);
+    // 150 s left: 30 s kept at the end and 45 s for the answer leave 75 s to create and watch.
+    expect(now - START).toBeLessThanOrEqual(75_000);
+    expect(now - START).toBeGreaterThan(30_000);
   });
 });
 
@@ -707,141 +1063,117 @@ describe('Create from an instance', () => {
   test('CreateSnapshots; ids ordered by device; one Device:<name> attribute per snapshot', async () => {
     const event = cfnRequest('Create', p);
     const token = requestToken(event);
-    const data = snap('snap-0000000000000000b', 'pending', ours(p, token), { volumeId: VOLUME2 });
-    const boot = snap('snap-0000000000000000c', 'pending', ours(p, token), { volumeId: VOLUME });
-    tokenLookups([], [data, boot]);
-    ec2Mock.on(CreateSnapshotsCommand).resolves({ Snapshots: [data, boot] });
-    attached(VOLUME, VOLUME2);
-    ec2Mock.on(DescribeVolumesCommand, { VolumeIds: [VOLUME2, VOLUME] }).resolves({
-      Volumes: [
-        { VolumeId: VOLUME, Attachments: [{ InstanceId: INSTANCE, Device: '/dev/xvda' }] },
-        { VolumeId: VOLUME2, Attachments: [{ InstanceId: INSTANCE, Device: '/dev/sdf' }] },
-      ],
-    });
+    createsSnapshots([B, VOLUME2], [C, VOLUME]);
+    devices([VOLUME2, '/dev/sdf'], [VOLUME, '/dev/xvda']);
 
-    const res = await onEvent(event);
+    const res = await onEvent(event, context());
 
     expect(ec2Mock).toHaveReceivedCommandWith(CreateSnapshotsCommand, {
       InstanceSpecification: { InstanceId: INSTANCE },
-      TagSpecifications: [{ ResourceType: 'snapshot', Tags: [...ours(p, token), DELIVERY] }],
+      TagSpecifications: [{ ResourceType: 'snapshot', Tags: madeBy(p, token, deliveryOf()) }],
     });
     // The physical id keeps each snapshot's device (a rollback needs no read of the volumes).
-    expect(res.PhysicalResourceId).toBe('snap-0000000000000000b=/dev/sdf,snap-0000000000000000c=/dev/xvda');
-    expect(res.Data).toMatchObject({
-      'SnapshotId': 'snap-0000000000000000b',
-      'SnapshotIds': 'snap-0000000000000000b,snap-0000000000000000c',
+    expect(res.PhysicalResourceId).toBe(`${B}=/dev/sdf,${C}=/dev/xvda`);
+    expect(res.Data).toEqual({
+      'SnapshotId': B,
+      'SnapshotIds': `${B},${C}`,
       'VolumeIds': `${VOLUME2},${VOLUME}`,
-      'Device:/dev/sdf': 'snap-0000000000000000b',
-      'Device:/dev/xvda': 'snap-0000000000000000c',
+      'StartTime': T0.toISOString(),
+      'SourceFound': 'true',
+      'StartedAt': String(START),
+      'Origin': 'created',
+      'Device:/dev/sdf': B,
+      'Device:/dev/xvda': C,
+    });
+    expect(sequence()).toEqual(['PutItem', 'DescribeStacks', 'UpdateItem:fence', 'CreateSnapshots', 'DescribeVolumes', 'UpdateItem:answer']);
+  });
+
+  test('a device snapshotIdOfDevice() names is not attached: the owner deletes what it made and records the failure', async () => {
+    const q = { ...p, Devices: '/dev/sdz' };
+    const event = cfnRequest('Create', q);
+    createsSnapshots([B, VOLUME]);
+    devices([VOLUME, '/dev/xvda']);
+    ec2Mock.on(DeleteSnapshotCommand, { SnapshotId: B }).resolves({});
+
+    await expect(onEvent(event, context())).rejects.toThrow(
+      /^snapshotIdOfDevice\(\) names \/dev\/sdz, but the instance has no volume attached there \(attached: \/dev\/xvda\); the snapshots this request made have been deleted/);
+
+    expect(deleted()).toEqual([B]);
+    expect(sequence()).toEqual([
+      'PutItem', 'DescribeStacks', 'UpdateItem:fence', 'CreateSnapshots', 'DescribeVolumes', 'UpdateItem:fence', 'DeleteSnapshot', 'UpdateItem:failure', 'GetItem',
+    ]);
+    expect(claimOf(requestToken(event))).toMatchObject({
+      State: 'failed', Owner: deliveryOf(), Creators: [], Reason: expect.stringMatching(/^snapshotIdOfDevice\(\) names \/dev\/sdz/),
     });
   });
 
-  test('a duplicate per volume is deleted, one snapshot per volume is kept', async () => {
-    const event = cfnRequest('Create', p);
-    const token = requestToken(event);
-    const early = (id: string, v: string) => snap(id, 'pending', ours(p, token), { volumeId: v, start: new Date(T0.getTime() - 20_000) });
-    const a1 = early('snap-00000000000000001', VOLUME);
-    const b1 = early('snap-00000000000000002', VOLUME2);
-    const a2 = snap('snap-00000000000000003', 'pending', ours(p, token), { volumeId: VOLUME });
-    const b2 = snap('snap-00000000000000004', 'pending', ours(p, token), { volumeId: VOLUME2 });
-    tokenLookups([], [a1, b1, a2, b2]);
-    ec2Mock.on(CreateSnapshotsCommand).resolves({ Snapshots: [a2, b2] });
-    ec2Mock.on(DeleteSnapshotCommand).resolves({});
-    ec2Mock.on(DescribeVolumesCommand).resolves({ Volumes: [] });
-    const res = await onEvent(event);
-    expect(ec2Mock.commandCalls(DeleteSnapshotCommand).map((c) => c.args[0].input.SnapshotId).sort()).toEqual(['snap-00000000000000003', 'snap-00000000000000004']);
-    expect(res.PhysicalResourceId).toBe('snap-00000000000000001,snap-00000000000000002');
+  test('the reason of a missing device says once that the snapshots were deleted', async () => {
+    const event = cfnRequest('Create', { ...p, Devices: '/dev/sdz' });
+    createsSnapshots([B, VOLUME]);
+    devices([VOLUME, '/dev/xvda']);
+    ec2Mock.on(DeleteSnapshotCommand, { SnapshotId: B }).resolves({});
+    const err = await rejection(onEvent(event, context()));
+    expect(err.message.match(/have been deleted/g)).toHaveLength(1);
   });
 
-  test('when reading the devices is not allowed (every delivery fails alike), the Create fails and deletes what it made', async () => {
+  test('the reason of a missing device whose snapshots could not be deleted does not say they were deleted', async () => {
+    const event = cfnRequest('Create', { ...p, Devices: '/dev/sdz' });
+    createsSnapshots([B, VOLUME]);
+    devices([VOLUME, '/dev/xvda']);
+    ec2Mock.on(DeleteSnapshotCommand).rejects(awsError('UnauthorizedOperation', 'no', 403));
+    const err = await rejection(onEvent(event, context()));
+    expect(err.message).toMatch(/some snapshots this request made could not be deleted/);
+    expect(err.message).not.toMatch(/have been deleted/);
+  });
+
+  test('a clean-up that fails keeps the snapshot (tagged), records the failure, and keeps this delivery among the creators', async () => {
+    const event = cfnRequest('Create', { ...p, Devices: '/dev/sdz' });
+    createsSnapshots([B, VOLUME]);
+    devices([VOLUME, '/dev/xvda']);
+    ec2Mock.on(DeleteSnapshotCommand).rejects(awsError('UnauthorizedOperation', 'no', 403));
+    await expect(onEvent(event, context())).rejects.toThrow(/some snapshots this request made could not be deleted \(they carry its token\)$/);
+    expect(deleted()).toEqual([B]);
+    expect(claimOf(requestToken(event))).toMatchObject({ State: 'failed', Creators: [deliveryOf()] });
+  });
+
+  test('devices that cannot be read (every delivery would fail alike): the owner deletes what it made and records the failure', async () => {
     const event = cfnRequest('Create', p);
-    const made = snap('snap-0000000000000000b', 'pending', ours(p, requestToken(event)));
-    tokenLookups([], [made]);
-    ec2Mock.on(CreateSnapshotsCommand).resolves({ Snapshots: [made] });
-    attached(VOLUME);
+    createsSnapshots([B, VOLUME]);
     ec2Mock.on(DescribeVolumesCommand, { VolumeIds: [VOLUME] }).rejects(awsError('UnauthorizedOperation', 'not allowed', 403));
     ec2Mock.on(DeleteSnapshotCommand).resolves({});
-    await expect(onEvent(event)).rejects.toThrow(/^Reading the devices of the snapshotted volumes: UnauthorizedOperation: not allowed$/);
-    expect(ec2Mock).toHaveReceivedCommandWith(DeleteSnapshotCommand, { SnapshotId: 'snap-0000000000000000b' });
+    await expect(onEvent(event, context())).rejects.toThrow(/^Reading the devices of the snapshotted volumes: UnauthorizedOperation: not allowed; the snapshots this request made have been deleted$/);
+    expect(deleted()).toEqual([B]);
+    expect(claimOf(requestToken(event))).toMatchObject({ State: 'failed', Reason: expect.stringMatching(/^Reading the devices/) });
   });
 
-  test('when reading the devices stays throttled, the Create fails and keeps the set another delivery may have answered', async () => {
-    const event = cfnRequest('Create', p);
-    const made = snap('snap-0000000000000000b', 'pending', ours(p, requestToken(event)));
-    tokenLookups([], [made]);
-    ec2Mock.on(CreateSnapshotsCommand).resolves({ Snapshots: [made] });
-    attached(VOLUME);
-    ec2Mock.on(DescribeVolumesCommand, { VolumeIds: [VOLUME] }).rejects(awsError('RequestLimitExceeded', 'Rate exceeded', 503));
-    ec2Mock.on(DeleteSnapshotCommand).resolves({});
-    await expect(onEvent(event)).rejects.toThrow(/^Reading the devices of the snapshotted volumes: RequestLimitExceeded: Rate exceeded \(kept snap-0000000000000000b: another delivery/);
-    expect(ec2Mock).not.toHaveReceivedCommand(DeleteSnapshotCommand);
-  });
-
-  test('a device snapshotIdOfDevice() names is not attached (every delivery fails alike): the Create fails and deletes what it made', async () => {
-    const q = { ...p, Devices: '/dev/sdz' };
-    const event = cfnRequest('Create', q);
-    const made = snap('snap-0000000000000000b', 'pending', ours(q, requestToken(event)));
-    tokenLookups([], [made]);
-    ec2Mock.on(CreateSnapshotsCommand).resolves({ Snapshots: [made] });
-    attached(VOLUME);
-    ec2Mock.on(DescribeVolumesCommand, { VolumeIds: [VOLUME] }).resolves({ Volumes: [{ VolumeId: VOLUME, Attachments: [{ Device: '/dev/xvda' }] }] });
-    ec2Mock.on(DeleteSnapshotCommand).resolves({});
-    await expect(onEvent(event)).rejects.toThrow(/^snapshotIdOfDevice\(\) names \/dev\/sdz, but the instance has no volume attached there \(attached: \/dev\/xvda\)/);
-    expect(ec2Mock).toHaveReceivedCommandWith(DeleteSnapshotCommand, { SnapshotId: 'snap-0000000000000000b' });
-  });
-
-  test('a look-up that finds only some of the set waits for a snapshot of every attached volume', async () => {
+  test('a lost CreateSnapshots response waits until a snapshot of every attached volume shows, and sends nothing again', async () => {
     const event = cfnRequest('Create', p);
     const token = requestToken(event);
-    const a = snap('snap-0000000000000000b', 'pending', ours(p, token), { volumeId: VOLUME });
-    const b = snap('snap-0000000000000000c', 'pending', ours(p, token), { volumeId: VOLUME2 });
-    tokenLookups([a], [a], [a, b]);
+    let tags: CreateSnapshotsCommandInput['TagSpecifications'];
+    ec2Mock.on(CreateSnapshotsCommand).callsFake(async (input: CreateSnapshotsCommandInput) => {
+      tags = input.TagSpecifications;
+      throw awsError('ECONNRESET', 'socket hang up', 0);
+    });
     attached(VOLUME, VOLUME2);
-    ec2Mock.on(DescribeVolumesCommand, { VolumeIds: [VOLUME, VOLUME2] }).resolves({ Volumes: [] });
-    const res = await onEvent(event);
-    expect(ec2Mock).not.toHaveReceivedCommand(CreateSnapshotsCommand);
-    expect(res.PhysicalResourceId).toBe('snap-0000000000000000b,snap-0000000000000000c');
+    devices([VOLUME, '/dev/xvda'], [VOLUME2, '/dev/sdf']);
+    let reads = 0;
+    ec2Mock.on(DescribeSnapshotsCommand, { OwnerIds: ['self'], Filters: [{ Name: `tag:${OWNERSHIP_TAG_KEYS.token}`, Values: [token] }] }).callsFake(async () => {
+      const a = snap(B, 'pending', tags![0].Tags, { volumeId: VOLUME });
+      const b = snap(C, 'pending', tags![0].Tags, { volumeId: VOLUME2 });
+      return { Snapshots: ++reads < 3 ? [a] : [a, b] };
+    });
+    const res = await onEvent(event, context());
+    expect(ec2Mock).toHaveReceivedCommandTimes(CreateSnapshotsCommand, 1);
+    expect(reads).toBe(3);
+    expect(res.PhysicalResourceId).toBe(`${C}=/dev/sdf,${B}=/dev/xvda`);
   });
 
-  test('a snapshot of the set in error fails the Create and deletes the whole set (no point in time; a partial set could be adopted by a rollback)', async () => {
+  test('CreateSnapshots returning nothing is a clear failure, recorded', async () => {
     const event = cfnRequest('Create', p);
-    const token = requestToken(event);
-    const a = snap('snap-0000000000000000b', 'pending', ours(p, token), { volumeId: VOLUME });
-    const b = { ...snap('snap-0000000000000000c', 'error', ours(p, token), { volumeId: VOLUME2 }), StateMessage: 'internal' };
-    tokenLookups([], [a, b]);
-    ec2Mock.on(CreateSnapshotsCommand).resolves({ Snapshots: [a, b] });
-    attached(VOLUME, VOLUME2);
-    ec2Mock.on(DeleteSnapshotCommand).resolves({});
-    await expect(onEvent(event)).rejects.toThrow(/^EBS snapshot snap-0000000000000000c is in state error: internal; the snapshots this request made have been deleted$/);
-    expect(ec2Mock.commandCalls(DeleteSnapshotCommand).map((c) => c.args[0].input.SnapshotId).sort()).toEqual(['snap-0000000000000000b', 'snap-0000000000000000c']);
-  });
-
-  test('a set another delivery made, with a snapshot EBS failed since: fails (no point in time), deleting nothing of the other delivery', async () => {
-    const event = cfnRequest('Create', p);
-    const token = requestToken(event);
-    const a = snap('snap-0000000000000000b', 'completed', ours(p, token), { volumeId: VOLUME });
-    const b = { ...snap('snap-0000000000000000c', 'error', ours(p, token), { volumeId: VOLUME2 }), StateMessage: 'internal' };
-    tokenLookups([a, b]);
-    attached(VOLUME, VOLUME2);
-    ec2Mock.on(DescribeVolumesCommand, { VolumeIds: [VOLUME, VOLUME2] }).resolves({ Volumes: [] });
-    await expect(onEvent(event)).rejects.toThrow(/snap-0000000000000000c is in state error: internal/);
-    expect(ec2Mock).not.toHaveReceivedCommand(DeleteSnapshotCommand);
-    expect(ec2Mock).not.toHaveReceivedCommand(CreateSnapshotsCommand);
-  });
-
-  test('an adopted set that misses an attached volume (deleted by a failed delivery) fails, deleting nothing', async () => {
-    const event = cfnRequest('Create', p);
-    tokenLookups([snap('snap-0000000000000000b', 'completed', ours(p, requestToken(event)), { volumeId: VOLUME })]);
-    attached(VOLUME, VOLUME2);
-    await expect(onEvent(event)).rejects.toThrow(/do not cover the attached volumes vol-0123456789abcdef1; deploy again/);
-    expect(ec2Mock).not.toHaveReceivedCommand(DeleteSnapshotCommand);
-    expect(ec2Mock).not.toHaveReceivedCommand(CreateSnapshotsCommand);
-  });
-
-  test('CreateSnapshots returning nothing is a clear failure', async () => {
-    tokenLookups([]);
     ec2Mock.on(CreateSnapshotsCommand).resolves({ Snapshots: [] });
-    await expect(onEvent(cfnRequest('Create', p))).rejects.toThrow(/CreateSnapshots on i-0123456789abcdef0 returned no snapshots/);
+    await expect(onEvent(event, context())).rejects.toThrow(/^EC2 CreateSnapshots on i-0123456789abcdef0 returned no snapshots \(no volume attached\?\)$/);
+    expect(ec2Mock).toHaveReceivedCommandTimes(CreateSnapshotsCommand, 1);
+    expect(claimOf(requestToken(event))).toMatchObject({ State: 'failed', Reason: expect.stringMatching(/returned no snapshots/) });
   });
 });
 
@@ -851,100 +1183,201 @@ describe('Create from a source found by its CloudFormation tags', () => {
     { Name: 'tag:aws:cloudformation:logical-id', Values: [logicalId] },
   ];
 
-  test('the first deploy, before the instance exists: success without a snapshot, and it says so', async () => {
+  test('the first deploy, before the instance exists: no snapshot, and that answer is recorded like any other', async () => {
     const p = props({ Source: 'instance', VolumeId: undefined, SourceLogicalId: 'Instance1234' });
+    const event = cfnRequest('Create', p);
     ec2Mock.on(DescribeInstancesCommand).resolves({ Reservations: [] });
-    const res = await onEvent(cfnRequest('Create', p));
+
+    const res = await onEvent(event, context());
+
     expect(ec2Mock).toHaveReceivedCommandWith(DescribeInstancesCommand, {
       Filters: [...lookupFilters('Instance1234'), { Name: 'instance-state-name', Values: ['pending', 'running', 'stopping', 'stopped'] }],
     });
     expect(ec2Mock).not.toHaveReceivedCommand(CreateSnapshotsCommand);
     expect(res.PhysicalResourceId).toMatch(/^no-snapshot-[0-9a-f]{16}$/);
-    expect(res.Data).toMatchObject({ SourceFound: 'false', SnapshotId: '', SnapshotIds: '' });
+    expect(res.Data).toEqual({ SnapshotId: '', SnapshotIds: '', VolumeIds: '', StartTime: '', SourceFound: 'false', StartedAt: '', Origin: 'unchanged' });
     expect(snapshotIdsOf(res.PhysicalResourceId)).toEqual([]);
+    // No create: no fence extension, no creator.
+    expect(sequence()).toEqual(['PutItem', 'DescribeInstances', 'UpdateItem:answer']);
+    expect(claimOf(requestToken(event))).toMatchObject({ State: 'answered', Creators: [], Answer: JSON.stringify(res) });
   });
 
   test('an instance that exists: the newest one with that logical id is snapshotted', async () => {
     const p = props({ Source: 'instance', VolumeId: undefined, SourceLogicalId: 'Instance1234' });
-    const event = cfnRequest('Create', p);
     ec2Mock.on(DescribeInstancesCommand).resolves({
       Reservations: [{ Instances: [{ InstanceId: 'i-00000000000000001', LaunchTime: T0 }, { InstanceId: INSTANCE, LaunchTime: new Date(T0.getTime() + 1000) }] }],
     });
-    const made = snap('snap-0000000000000000b', 'pending', ours(p, requestToken(event)));
-    tokenLookups([], [made]);
-    ec2Mock.on(CreateSnapshotsCommand).resolves({ Snapshots: [made] });
-    ec2Mock.on(DescribeVolumesCommand).resolves({ Volumes: [] });
-    await onEvent(event);
-    expect(ec2Mock).toHaveReceivedCommandWith(CreateSnapshotsCommand, { InstanceSpecification: { InstanceId: INSTANCE } });
+    createsSnapshots([B, VOLUME]);
+    devices([VOLUME, '/dev/xvda']);
+    await onEvent(cfnRequest('Create', p), context());
+    expect(ec2Mock).toHaveReceivedCommandTimes(CreateSnapshotsCommand, 1);
+    expect(sequence()).toEqual(['PutItem', 'DescribeInstances', 'DescribeStacks', 'UpdateItem:fence', 'CreateSnapshots', 'DescribeVolumes', 'UpdateItem:answer']);
   });
 
   test('a volume is found with DescribeVolumes and the same tags', async () => {
     const p = props({ VolumeId: undefined, SourceLogicalId: 'Data1234' });
-    const event = cfnRequest('Create', p);
-    ec2Mock.on(DescribeVolumesCommand).resolves({ Volumes: [{ VolumeId: VOLUME2, State: 'in-use' }] });
-    const made = snap('snap-0000000000000000b', 'pending', ours(p, requestToken(event)), { volumeId: VOLUME2 });
-    tokenLookups([], [made]);
-    ec2Mock.on(CreateSnapshotCommand).resolves(made);
-    await onEvent(event);
-    expect(ec2Mock).toHaveReceivedCommandWith(DescribeVolumesCommand, { Filters: lookupFilters('Data1234') });
+    ec2Mock.on(DescribeVolumesCommand, { Filters: lookupFilters('Data1234') }).resolves({
+      Volumes: [{ VolumeId: VOLUME, State: 'deleting' }, { VolumeId: VOLUME2, State: 'in-use' }],
+    });
+    createsSnapshot(B, VOLUME2);
+    const res = await onEvent(cfnRequest('Create', p), context());
+    expect(ec2Mock).toHaveReceivedCommandTimes(CreateSnapshotCommand, 1);
     expect(ec2Mock).toHaveReceivedCommandWith(CreateSnapshotCommand, { VolumeId: VOLUME2 });
+    expect(res.PhysicalResourceId).toBe(B);
   });
 
   test('a volume not there yet: no snapshot', async () => {
     ec2Mock.on(DescribeVolumesCommand).resolves({ Volumes: [] });
-    const res = await onEvent(cfnRequest('Create', props({ VolumeId: undefined, SourceLogicalId: 'Data1234' })));
-    expect(res.Data).toMatchObject({ SourceFound: 'false' });
+    const res = await onEvent(cfnRequest('Create', props({ VolumeId: undefined, SourceLogicalId: 'Data1234' })), context());
+    expect(res.Data).toMatchObject({ SourceFound: 'false', StartedAt: '' });
     expect(ec2Mock).not.toHaveReceivedCommand(CreateSnapshotCommand);
   });
 
-  test('properties naming no source are refused clearly', async () => {
-    await expect(onEvent(cfnRequest('Create', props({ VolumeId: undefined })))).rejects.toThrow(/the resource names no volume to snapshot/);
+  test('Devices without a snapshot: every requested Device attribute is answered, empty', async () => {
+    const p = props({ Source: 'instance', VolumeId: undefined, SourceLogicalId: 'Instance1234', Devices: '/dev/xvda,/dev/sdf' });
+    ec2Mock.on(DescribeInstancesCommand).resolves({ Reservations: [] });
+    const res = await onEvent(cfnRequest('Create', p), context());
+    expect(res.PhysicalResourceId).toMatch(/^no-snapshot-/);
+    expect(res.Data).toMatchObject({ 'SourceFound': 'false', 'Device:/dev/xvda': '', 'Device:/dev/sdf': '' });
+    expect(Object.keys(res.Data!).filter((k) => k.startsWith('Device:')).sort()).toEqual(['Device:/dev/sdf', 'Device:/dev/xvda']);
+  });
+
+  test('properties naming no source are refused clearly (and the refusal recorded)', async () => {
+    const event = cfnRequest('Create', props({ VolumeId: undefined }));
+    await expect(onEvent(event, context())).rejects.toThrow(/^the resource names no volume to snapshot$/);
+    expect(ec2Mock.calls()).toHaveLength(0);
+    expect(claimOf(requestToken(event))).toMatchObject({ State: 'failed', Reason: 'the resource names no volume to snapshot' });
   });
 });
 
 describe('Update', () => {
-  const CURRENT = 'snap-0000000000000000a';
+  const CURRENT = A;
 
-  test('a change that forces no new snapshot (description, tags, policy) keeps the current one', async () => {
+  test('a change that forces no new snapshot (description, tags, policy) keeps the current one; the owner records that answer', async () => {
     const old = props({ Description: 'a' });
     const p = props({ Description: 'b', RemovalPolicy: 'destroy' });
+    const event = cfnRequest('Update', p, { PhysicalResourceId: CURRENT, OldResourceProperties: old });
+    stackStatus('UPDATE_IN_PROGRESS', START - 60_000);
     ec2Mock.on(DescribeSnapshotsCommand, { SnapshotIds: [CURRENT] }).resolves({ Snapshots: [snap(CURRENT, 'completed', ours(old, 't'))] });
-    const res = await onEvent(cfnRequest('Update', p, { PhysicalResourceId: CURRENT, OldResourceProperties: old }));
+    const res = await onEvent(event, context());
     expect(ec2Mock).not.toHaveReceivedCommand(CreateSnapshotCommand);
-    expect(res).toMatchObject({ PhysicalResourceId: CURRENT, Data: { Origin: 'unchanged', SnapshotId: CURRENT } });
+    expect(res).toEqual({
+      PhysicalResourceId: CURRENT,
+      Data: { SnapshotId: CURRENT, SnapshotIds: CURRENT, VolumeIds: VOLUME, StartTime: T0.toISOString(), SourceFound: 'true', StartedAt: '', Origin: 'unchanged' },
+    });
+    // Decided under the claim (no creator: nothing was created).
+    expect(sequence()).toEqual(['DescribeStacks', 'PutItem', 'DescribeSnapshots', 'UpdateItem:answer']);
+    expect(claimOf(requestToken(event))).toMatchObject({ State: 'answered', Creators: [], Answer: JSON.stringify(res) });
   });
 
-  test('a current snapshot EBS failed (not waited for) is replaced by the next update', async () => {
+  test('a second delivery of an Update returns what its owner decided, verbatim, reading no snapshot', async () => {
     const old = props({ Description: 'a' });
     const p = props({ Description: 'b' });
     const event = cfnRequest('Update', p, { PhysicalResourceId: CURRENT, OldResourceProperties: old });
-    stackStatus('UPDATE_IN_PROGRESS');
-    ec2Mock.on(DescribeSnapshotsCommand, { SnapshotIds: [CURRENT] }).resolves({ Snapshots: [snap(CURRENT, 'error', ours(old, 't'))] });
-    const made = snap('snap-0000000000000000b', 'pending', ours(p, requestToken(event)));
-    tokenLookups([], [made]);
-    ec2Mock.on(CreateSnapshotCommand).resolves(made);
-    const res = await onEvent(event);
-    expect(res).toMatchObject({ PhysicalResourceId: 'snap-0000000000000000b', Data: { Origin: 'created' } });
+    stackStatus('UPDATE_IN_PROGRESS', START - 60_000);
+    ec2Mock.on(DescribeSnapshotsCommand, { SnapshotIds: [CURRENT] }).resolves({ Snapshots: [snap(CURRENT, 'completed', ours(old, 't'))] });
+    const first = await onEvent(event, context(300_000, 'req-1'));
+    ec2Mock.resetHistory();
+    const second = await onEvent(event, context(300_000, 'req-2'));
+    expect(second).toStrictEqual(first);
+    expect(ec2Mock.calls()).toHaveLength(0);
   });
 
-  test('a new trigger takes a new snapshot (a new physical id: CloudFormation deletes the old one by policy)', async () => {
+  test('an Update that keeps its snapshots fails with the claim table\'s reason when the table cannot be used (its rollback needs none)', async () => {
+    const old = props({ Description: 'a' });
+    const p = props({ Description: 'b' });
+    stackStatus('UPDATE_IN_PROGRESS', START - 60_000);
+    ec2Mock.on(DescribeSnapshotsCommand, { SnapshotIds: [CURRENT] }).resolves({ Snapshots: [snap(CURRENT, 'completed', ours(old, 't'))] });
+    ddbMock.on(PutItemCommand).rejects(awsError('ResourceNotFoundException', 'Requested resource not found'));
+    ddbMock.on(GetItemCommand).rejects(awsError('ResourceNotFoundException', 'Requested resource not found'));
+    await expect(onEvent(cfnRequest('Update', p, { PhysicalResourceId: CURRENT, OldResourceProperties: old }), context()))
+      .rejects.toThrow(/Claiming this request .*no snapshot was taken: the claim table .* does not exist/);
+  });
+
+  test('an Update that keeps its snapshots and cannot record its answer fails without claiming to have kept any', async () => {
+    const old = props({ Description: 'a' });
+    const p = props({ Description: 'b' });
+    stackStatus('UPDATE_IN_PROGRESS', START - 60_000);
+    ec2Mock.on(DescribeSnapshotsCommand, { SnapshotIds: [CURRENT] }).resolves({ Snapshots: [snap(CURRENT, 'completed', ours(old, 't'))] });
+    ddbMock.on(UpdateItemCommand).rejects(awsError('ThrottlingException', 'Rate of requests exceeds the allowed throughput'));
+    const err = await rejection(onEvent(cfnRequest('Update', p, { PhysicalResourceId: CURRENT, OldResourceProperties: old }), context()));
+    expect(err.message).toMatch(/Recording the answer of this request .*ThrottlingException: Rate of requests exceeds the allowed throughput\. Handlers in a VPC/);
+    expect(err.message).not.toMatch(/were kept|\.\./);
+  });
+
+  test('every delivery of an Update gives the same answer when the claim put failed: the failure, recorded for the others', async () => {
+    const old = props({ Description: 'a' });
+    const p = props({ Description: 'b' });
+    const event = cfnRequest('Update', p, { PhysicalResourceId: CURRENT, OldResourceProperties: old });
+    stackStatus('UPDATE_IN_PROGRESS', START - 60_000);
+    ec2Mock.on(DescribeSnapshotsCommand, { SnapshotIds: [CURRENT] }).resolves({ Snapshots: [snap(CURRENT, 'completed', ours(old, 't'))] });
+    ddbMock.on(PutItemCommand).callsFake((input: PutItemCommandInput) => {
+      if (input.Item!.State.S === 'claimed') throw awsError('ThrottlingException', 'Rate of requests exceeds the allowed throughput');
+      return table.put(input);
+    });
+    const first = await rejection(onEvent(event, context(300_000, 'req-1')));
+    ddbMock.on(PutItemCommand).callsFake(table.put);
+    const second = await rejection(onEvent(event, context(300_000, 'req-2')));
+    expect(second.message).toBe(first.message);
+  });
+
+  test('an Update that would take a snapshot fails with the claim table\'s reason, and takes none', async () => {
+    const event = cfnRequest('Update', props({ Trigger: 'r2' }), { PhysicalResourceId: CURRENT, OldResourceProperties: props({ Trigger: 'r1' }) });
+    stackStatus('UPDATE_IN_PROGRESS', START - 60_000);
+    ec2Mock.on(DescribeSnapshotsCommand, { SnapshotIds: [CURRENT] }).resolves({ Snapshots: [snap(CURRENT, 'completed', ours(props({ Trigger: 'r1' }), 't'))] });
+    ddbMock.on(PutItemCommand).rejects(awsError('ResourceNotFoundException', 'Requested resource not found'));
+    ddbMock.on(GetItemCommand).rejects(awsError('ResourceNotFoundException', 'Requested resource not found'));
+    await expect(onEvent(event, context())).rejects.toThrow(/^Claiming this request \(css-[0-9a-f]{40}\); no snapshot was taken: the claim table app-claims does not exist/);
+    expect(ec2Mock).not.toHaveReceivedCommand(CreateSnapshotCommand);
+  });
+
+  test('a rollback right after the update that made the current snapshot reads again until it shows, then returns via its replaces tag', async () => {
+    const back = props({ Trigger: 'r1' });
+    const tried = props({ Trigger: 'r2' });
+    stackStatus('UPDATE_ROLLBACK_IN_PROGRESS', START - 60_000);
+    // The snapshot the update made moments ago is not in reads yet: its tags say what it replaced.
+    ec2Mock.on(DescribeSnapshotsCommand, { SnapshotIds: [B] })
+      .resolvesOnce({ Snapshots: [] })
+      .resolvesOnce({ Snapshots: [] })
+      .resolves({ Snapshots: [snap(B, 'pending', [...ours(tried, 'tb'), { Key: REPLACES_TAG, Value: CURRENT }])] });
+    ec2Mock.on(DescribeSnapshotsCommand, { SnapshotIds: [CURRENT] }).resolves({ Snapshots: [snap(CURRENT, 'completed', ours(back, 'ta'))] });
+    const res = await onEvent(cfnRequest('Update', back, { PhysicalResourceId: B, OldResourceProperties: tried }), context());
+    expect(res).toMatchObject({ PhysicalResourceId: CURRENT, Data: { Origin: 'adopted', VolumeIds: VOLUME } });
+    expect(now - START).toBe(5_000);
+    expect(ec2Mock).not.toHaveReceivedCommand(CreateSnapshotCommand);
+    expect(ddbMock.calls()).toHaveLength(0);
+  });
+
+  test('a current snapshot EBS failed (not waited for) is replaced by the next update, through the claim', async () => {
+    const old = props({ Description: 'a' });
+    const p = props({ Description: 'b' });
+    const event = cfnRequest('Update', p, { PhysicalResourceId: CURRENT, OldResourceProperties: old });
+    stackStatus('UPDATE_IN_PROGRESS', START - 60_000);
+    ec2Mock.on(DescribeSnapshotsCommand, { SnapshotIds: [CURRENT] }).resolves({ Snapshots: [snap(CURRENT, 'error', ours(old, 't'))] });
+    createsSnapshot(B);
+    const res = await onEvent(event, context());
+    expect(res).toMatchObject({ PhysicalResourceId: B, Data: { Origin: 'created', StartedAt: String(START) } });
+    expect(claimOf(requestToken(event))).toMatchObject({ State: 'answered', Answer: JSON.stringify(res) });
+  });
+
+  test('a new trigger takes a new snapshot that names the set it replaces (a new physical id: CloudFormation deletes the old one by policy)', async () => {
     const old = props({ Trigger: 'r1' });
     const p = props({ Trigger: 'r2' });
     const event = cfnRequest('Update', p, { PhysicalResourceId: CURRENT, OldResourceProperties: old });
-    stackStatus('UPDATE_IN_PROGRESS');
+    stackStatus('UPDATE_IN_PROGRESS', START - 60_000);
     ec2Mock.on(DescribeSnapshotsCommand, { SnapshotIds: [CURRENT] }).resolves({ Snapshots: [snap(CURRENT, 'completed', ours(old, 't'))] });
-    const made = snap('snap-0000000000000000b', 'pending', ours(p, requestToken(event)));
-    tokenLookups([], [made]);
-    ec2Mock.on(CreateSnapshotCommand).resolves(made);
-    const res = await onEvent(event);
-    expect(res).toMatchObject({ PhysicalResourceId: 'snap-0000000000000000b', Data: { Origin: 'created' } });
+    createsSnapshot(B);
+    const res = await onEvent(event, context());
+    expect(res).toMatchObject({ PhysicalResourceId: B, Data: { Origin: 'created' } });
+    expect(createdTags()).toEqual([...madeBy(p, requestToken(event), deliveryOf()), { Key: REPLACES_TAG, Value: CURRENT }]);
+    expect(sequence()).toEqual(['DescribeStacks', 'PutItem', 'DescribeSnapshots', 'DescribeStacks', 'DescribeStacks', 'UpdateItem:fence', 'CreateSnapshot', 'UpdateItem:answer']);
   });
 
   test('a rollback adopts the newest snapshot the old properties made and takes none', async () => {
     const tried = props({ Trigger: 'r2' });
     const back = props({ Trigger: 'r1' });
-    stackStatus('UPDATE_ROLLBACK_IN_PROGRESS');
-    ec2Mock.on(DescribeSnapshotsCommand, { SnapshotIds: ['snap-0000000000000000b'] }).resolves({ Snapshots: [snap('snap-0000000000000000b', 'pending', ours(tried, 'tb'))] });
+    stackStatus('UPDATE_ROLLBACK_IN_PROGRESS', START - 60_000);
+    ec2Mock.on(DescribeSnapshotsCommand, { SnapshotIds: [B] }).resolves({ Snapshots: [snap(B, 'pending', ours(tried, 'tb'))] });
     ec2Mock.on(DescribeSnapshotsCommand, { OwnerIds: ['self'] }).resolves({
       Snapshots: [
         snap('snap-00000000000000001', 'completed', ours(back, 'old-token'), { start: new Date(T0.getTime() - 100_000) }),
@@ -955,83 +1388,89 @@ describe('Update', () => {
         snap('snap-00000000000000010', 'error', ours(back, 'token-f'), { start: new Date(T0.getTime() + 9000) }),
       ],
     });
-    const res = await onEvent(cfnRequest('Update', back, { PhysicalResourceId: 'snap-0000000000000000b', OldResourceProperties: tried }));
+    const res = await onEvent(cfnRequest('Update', back, { PhysicalResourceId: B, OldResourceProperties: tried }), context());
     expect(ec2Mock).toHaveReceivedCommandWith(DescribeSnapshotsCommand, {
       OwnerIds: ['self'],
       Filters: [{ Name: `tag:${OWNERSHIP_TAG_KEYS.owner}`, Values: [LOGICAL_ID] }, { Name: `tag:${OWNERSHIP_TAG_KEYS.propsHash}`, Values: [identityHash(back)] }],
     });
     expect(ec2Mock).not.toHaveReceivedCommand(CreateSnapshotCommand);
-    expect(res).toMatchObject({ PhysicalResourceId: CURRENT, Data: { Origin: 'adopted' } });
+    expect(res).toMatchObject({ PhysicalResourceId: CURRENT, Data: { Origin: 'adopted', StartedAt: '' } });
+    expect(ddbMock.calls()).toHaveLength(0);
   });
 
   test('a rollback with nothing to adopt keeps the current snapshot', async () => {
-    stackStatus('UPDATE_ROLLBACK_IN_PROGRESS');
+    stackStatus('UPDATE_ROLLBACK_IN_PROGRESS', START - 60_000);
     ec2Mock.on(DescribeSnapshotsCommand).resolves({ Snapshots: [] });
-    const res = await onEvent(cfnRequest('Update', props({ Trigger: 'r1' }), { PhysicalResourceId: CURRENT, OldResourceProperties: props({ Trigger: 'r2' }) }));
+    const res = await onEvent(cfnRequest('Update', props({ Trigger: 'r1' }), { PhysicalResourceId: CURRENT, OldResourceProperties: props({ Trigger: 'r2' }) }), context());
     expect(ec2Mock).not.toHaveReceivedCommand(CreateSnapshotCommand);
-    expect(res).toMatchObject({ PhysicalResourceId: CURRENT, Data: { Origin: 'unchanged' } });
+    expect(res).toMatchObject({ PhysicalResourceId: CURRENT, Data: { Origin: 'unchanged', StartedAt: '' } });
+    expect(ddbMock.calls()).toHaveLength(0);
   });
 
   test('a rollback whose reads all fail still answers with the current ids', async () => {
-    stackStatus('UPDATE_ROLLBACK_IN_PROGRESS');
+    stackStatus('UPDATE_ROLLBACK_IN_PROGRESS', START - 60_000);
     ec2Mock.on(DescribeSnapshotsCommand).rejects(awsError('UnauthorizedOperation', 'no', 403));
-    const res = await onEvent(cfnRequest('Update', props({ Trigger: 'r1' }), { PhysicalResourceId: CURRENT, OldResourceProperties: props({ Trigger: 'r2' }) }));
+    const res = await onEvent(cfnRequest('Update', props({ Trigger: 'r1' }), { PhysicalResourceId: CURRENT, OldResourceProperties: props({ Trigger: 'r2' }) }), context());
     expect(res).toMatchObject({ PhysicalResourceId: CURRENT, Data: { SnapshotId: CURRENT, Origin: 'unchanged' } });
   });
 
   test('a rollback of an instance source answers without the Device attributes when the devices cannot be read', async () => {
-    stackStatus('UPDATE_ROLLBACK_IN_PROGRESS');
+    stackStatus('UPDATE_ROLLBACK_IN_PROGRESS', START - 60_000);
     const back = props({ Source: 'instance', VolumeId: undefined, InstanceId: INSTANCE, Trigger: 'r1' });
     ec2Mock.on(DescribeSnapshotsCommand).resolves({ Snapshots: [] });
     ec2Mock.on(DescribeSnapshotsCommand, { SnapshotIds: [CURRENT] }).resolves({ Snapshots: [snap(CURRENT, 'completed', ours({ ...back, Trigger: 'r2' }, 't'))] });
     ec2Mock.on(DescribeVolumesCommand).rejects(awsError('UnauthorizedOperation', 'no', 403));
-    const res = await onEvent(cfnRequest('Update', back, { PhysicalResourceId: CURRENT, OldResourceProperties: { ...back, Trigger: 'r2' } }));
+    const res = await onEvent(cfnRequest('Update', back, { PhysicalResourceId: CURRENT, OldResourceProperties: { ...back, Trigger: 'r2' } }), context());
     expect(res).toMatchObject({ PhysicalResourceId: CURRENT, Data: { SnapshotIds: CURRENT, Origin: 'unchanged' } });
     expect(Object.keys(res.Data!).filter((k) => k.startsWith('Device:'))).toEqual([]);
   });
 
   test('an update whose current snapshot cannot be read fails with the reason', async () => {
-    stackStatus('UPDATE_IN_PROGRESS');
+    stackStatus('UPDATE_IN_PROGRESS', START - 60_000);
     ec2Mock.on(DescribeSnapshotsCommand).rejects(awsError('UnauthorizedOperation', 'no', 403));
-    await expect(onEvent(cfnRequest('Update', props({ Description: 'b' }), { PhysicalResourceId: CURRENT, OldResourceProperties: props() })))
-      .rejects.toThrow(/Reading EBS snapshots snap-0000000000000000a: UnauthorizedOperation: no/);
+    await expect(onEvent(cfnRequest('Update', props({ Description: 'b' }), { PhysicalResourceId: CURRENT, OldResourceProperties: props() }), context()))
+      .rejects.toThrow(/^Reading EBS snapshots snap-0000000000000000a: UnauthorizedOperation: no$/);
+    expect(ec2Mock).not.toHaveReceivedCommand(CreateSnapshotCommand);
+    expect(updates('failure')).toHaveLength(1); // every delivery of it fails alike
   });
 
   test('status unreadable and nothing to adopt: a new snapshot (an update must not skip it)', async () => {
     cfnMock.on(DescribeStacksCommand).rejects(awsError('AccessDenied', 'no', 403));
     const p = props({ Trigger: 'r2' });
     const event = cfnRequest('Update', p, { PhysicalResourceId: CURRENT, OldResourceProperties: props({ Trigger: 'r1' }) });
-    const made = snap('snap-0000000000000000b', 'pending', ours(p, requestToken(event)));
     ec2Mock.on(DescribeSnapshotsCommand, { SnapshotIds: [CURRENT] }).resolves({ Snapshots: [] });
-    tokenLookups([], [], [made]);
-    ec2Mock.on(CreateSnapshotCommand).resolves(made);
-    const res = await onEvent(event);
-    expect(res.PhysicalResourceId).toBe('snap-0000000000000000b');
+    ec2Mock.on(DescribeSnapshotsCommand, { OwnerIds: ['self'] }).resolves({ Snapshots: [] });
+    createsSnapshot(B);
+    const res = await onEvent(event, context());
+    expect(res).toMatchObject({ PhysicalResourceId: B, Data: { Origin: 'created' } });
+    expect(ec2Mock).toHaveReceivedCommandTimes(CreateSnapshotCommand, 1);
   });
 
   test('a resource that took no snapshot keeps answering so while nothing changes', async () => {
     const p = props({ VolumeId: undefined, SourceLogicalId: 'Data1234', Description: 'b' });
-    const res = await onEvent(cfnRequest('Update', p, { PhysicalResourceId: 'no-snapshot-0123456789abcdef', OldResourceProperties: { ...p, Description: 'a' } }));
-    expect(res).toMatchObject({ PhysicalResourceId: 'no-snapshot-0123456789abcdef', Data: { SourceFound: 'false' } });
+    const event = cfnRequest('Update', p, { PhysicalResourceId: 'no-snapshot-0123456789abcdef', OldResourceProperties: { ...p, Description: 'a' } });
+    stackStatus('UPDATE_IN_PROGRESS', START - 60_000);
+    const res = await onEvent(event, context());
+    expect(res).toMatchObject({ PhysicalResourceId: 'no-snapshot-0123456789abcdef', Data: { SourceFound: 'false', StartedAt: '' } });
     expect(ec2Mock.calls()).toHaveLength(0);
+    expect(claimOf(requestToken(event))).toMatchObject({ State: 'answered', Answer: JSON.stringify(res) });
   });
 });
 
 describe('Rollbacks, Devices and unknown stack status', () => {
-  const REPLACES = 'cdk-storage-snapshots:replaces';
   const at = (ms: number) => new Date(T0.getTime() + ms);
   const inst = (trigger: string) => props({ Source: 'instance', VolumeId: undefined, InstanceId: INSTANCE, Trigger: trigger, Devices: '/dev/sdf,/dev/xvda' });
 
   test('a rollback returns via the replaces tag to the exact old set, not to a newer RETAINed set of the same owner and properties', async () => {
-    stackStatus('UPDATE_ROLLBACK_IN_PROGRESS');
+    stackStatus('UPDATE_ROLLBACK_IN_PROGRESS', START - 60_000);
     const back = inst('r1');
     const tried = inst('r2');
     const oldSet = 'snap-000000000000000a1=/dev/sdf,snap-000000000000000a2=/dev/xvda';
     const current = 'snap-000000000000000b1=/dev/sdf,snap-000000000000000b2=/dev/xvda';
     ec2Mock.on(DescribeSnapshotsCommand, { SnapshotIds: ['snap-000000000000000b1', 'snap-000000000000000b2'] }).resolves({
       Snapshots: [
-        snap('snap-000000000000000b1', 'pending', [...ours(tried, 'token-b'), { Key: REPLACES, Value: oldSet }], { volumeId: VOLUME2, start: at(60_000) }),
-        snap('snap-000000000000000b2', 'pending', [...ours(tried, 'token-b'), { Key: REPLACES, Value: oldSet }], { start: at(60_000) }),
+        snap('snap-000000000000000b1', 'pending', [...ours(tried, 'token-b'), { Key: REPLACES_TAG, Value: oldSet }], { volumeId: VOLUME2, start: at(60_000) }),
+        snap('snap-000000000000000b2', 'pending', [...ours(tried, 'token-b'), { Key: REPLACES_TAG, Value: oldSet }], { start: at(60_000) }),
       ],
     });
     ec2Mock.on(DescribeSnapshotsCommand, { SnapshotIds: ['snap-000000000000000a1', 'snap-000000000000000a2'] }).resolves({
@@ -1049,7 +1488,7 @@ describe('Rollbacks, Devices and unknown stack status', () => {
         snap('snap-000000000000000a2', 'completed', ours(back, 'token-a')),
       ],
     });
-    const res = await onEvent(cfnRequest('Update', back, { PhysicalResourceId: current, OldResourceProperties: tried }));
+    const res = await onEvent(cfnRequest('Update', back, { PhysicalResourceId: current, OldResourceProperties: tried }), context());
     expect(res).toEqual({
       PhysicalResourceId: oldSet,
       Data: expect.objectContaining({
@@ -1057,6 +1496,7 @@ describe('Rollbacks, Devices and unknown stack status', () => {
         'Device:/dev/sdf': 'snap-000000000000000a1',
         'Device:/dev/xvda': 'snap-000000000000000a2',
         'Origin': 'adopted',
+        'StartedAt': '',
       }),
     });
     expect(ec2Mock).not.toHaveReceivedCommand(CreateSnapshotsCommand);
@@ -1064,22 +1504,12 @@ describe('Rollbacks, Devices and unknown stack status', () => {
     expect(ec2Mock).not.toHaveReceivedCommand(DeleteSnapshotCommand);
   });
 
-  test('Devices without a snapshot: the first deploy with a guarded source not found answers every Device attribute, empty', async () => {
-    const p = props({ Source: 'instance', VolumeId: undefined, SourceLogicalId: 'Instance1234', Devices: '/dev/xvda,/dev/sdf' });
-    ec2Mock.on(DescribeInstancesCommand).resolves({ Reservations: [] });
-    const res = await onEvent(cfnRequest('Create', p));
-    expect(res.PhysicalResourceId).toMatch(/^no-snapshot-/);
-    expect(res.Data).toMatchObject({ 'SourceFound': 'false', 'Device:/dev/xvda': '', 'Device:/dev/sdf': '' });
-    expect(Object.keys(res.Data!).filter((k) => k.startsWith('Device:')).sort()).toEqual(['Device:/dev/sdf', 'Device:/dev/xvda']);
-    expect(ec2Mock).not.toHaveReceivedCommand(CreateSnapshotsCommand);
-  });
-
   test('Devices without a snapshot: a rollback keeping a resource that took none answers every Device attribute, empty', async () => {
-    stackStatus('UPDATE_ROLLBACK_IN_PROGRESS');
+    stackStatus('UPDATE_ROLLBACK_IN_PROGRESS', START - 60_000);
     const back = props({ Source: 'instance', VolumeId: undefined, SourceLogicalId: 'Instance1234', SnapshotBeforeHash: 'h1', Devices: '/dev/xvda,/dev/sdf' });
     const tried = { ...back, SnapshotBeforeHash: 'h2' };
     ec2Mock.on(DescribeSnapshotsCommand).resolves({ Snapshots: [] });
-    const res = await onEvent(cfnRequest('Update', back, { PhysicalResourceId: 'no-snapshot-0123456789abcdef', OldResourceProperties: tried }));
+    const res = await onEvent(cfnRequest('Update', back, { PhysicalResourceId: 'no-snapshot-0123456789abcdef', OldResourceProperties: tried }), context());
     expect(res).toEqual({
       PhysicalResourceId: 'no-snapshot-0123456789abcdef',
       Data: expect.objectContaining({ 'SnapshotIds': '', 'Device:/dev/xvda': '', 'Device:/dev/sdf': '' }),
@@ -1088,12 +1518,12 @@ describe('Rollbacks, Devices and unknown stack status', () => {
   });
 
   test('Devices on a rollback keeping the current set: a device the set has no snapshot of is answered empty', async () => {
-    stackStatus('UPDATE_ROLLBACK_IN_PROGRESS');
+    stackStatus('UPDATE_ROLLBACK_IN_PROGRESS', START - 60_000);
     const back = props({ Source: 'instance', VolumeId: undefined, InstanceId: INSTANCE, Trigger: 'r1', Devices: '/dev/xvda,/dev/sdf' });
     const tried = { ...back, Trigger: 'r2' };
     ec2Mock.on(DescribeSnapshotsCommand).resolves({ Snapshots: [] });
-    const res = await onEvent(cfnRequest('Update', back, { PhysicalResourceId: `${'snap-0000000000000000a'}=/dev/xvda`, OldResourceProperties: tried }));
-    expect(res.Data).toMatchObject({ 'Device:/dev/xvda': 'snap-0000000000000000a', 'Device:/dev/sdf': '', 'Origin': 'unchanged' });
+    const res = await onEvent(cfnRequest('Update', back, { PhysicalResourceId: `${A}=/dev/xvda`, OldResourceProperties: tried }), context());
+    expect(res.Data).toMatchObject({ 'Device:/dev/xvda': A, 'Device:/dev/sdf': '', 'Origin': 'unchanged' });
     expect(ec2Mock).not.toHaveReceivedCommand(CreateSnapshotsCommand);
   });
 
@@ -1109,7 +1539,7 @@ describe('Rollbacks, Devices and unknown stack status', () => {
       ],
     });
     ec2Mock.on(DescribeSnapshotsCommand, { OwnerIds: ['self'] }).resolves({ Snapshots: [] });
-    const res = await onEvent(cfnRequest('Update', p, { PhysicalResourceId: current, OldResourceProperties: old }));
+    const res = await onEvent(cfnRequest('Update', p, { PhysicalResourceId: current, OldResourceProperties: old }), context());
     expect(res).toEqual({
       PhysicalResourceId: current,
       Data: expect.objectContaining({ 'SnapshotIds': 'snap-000000000000000a1,snap-000000000000000a2', 'Device:/dev/sdf': 'snap-000000000000000a1', 'Origin': 'unchanged' }),
@@ -1117,61 +1547,93 @@ describe('Rollbacks, Devices and unknown stack status', () => {
     expect(cfnMock).toHaveReceivedCommand(DescribeStacksCommand);
     expect(ec2Mock).not.toHaveReceivedCommand(CreateSnapshotsCommand);
     expect(ec2Mock).not.toHaveReceivedCommand(CreateSnapshotCommand);
+    // Not known to be a rollback: decided under the claim.
+    expect(updates('answer')).toHaveLength(1);
   });
 });
 
 describe('Delete', () => {
-  const ID = 'snap-0000000000000000a';
-
-  test('retain keeps the snapshots and deletes nothing else (no leftover of their request)', async () => {
-    const res = await onEvent(cfnRequest('Delete', props(), { PhysicalResourceId: ID }));
-    expect(res).toEqual({ PhysicalResourceId: ID });
-    expect(ec2Mock).not.toHaveReceivedCommand(DeleteSnapshotCommand);
+  test('retain keeps the snapshots and reads nothing', async () => {
+    const res = await onEvent(cfnRequest('Delete', props(), { PhysicalResourceId: A }), context());
+    expect(res).toEqual({ PhysicalResourceId: A });
+    expect(ec2Mock.calls()).toHaveLength(0);
   });
 
-  test('destroy deletes each snapshot of ours, skips one not ours and one already gone', async () => {
+  test('destroy deletes each snapshot of ours, skips one not ours and one already gone, and sweeps nothing else', async () => {
     const p = props({ RemovalPolicy: 'destroy' });
     ec2Mock.on(DescribeSnapshotsCommand, { SnapshotIds: ['snap-00000000000000001'] }).resolves({ Snapshots: [snap('snap-00000000000000001', 'completed', ours(p, 't'))] });
     ec2Mock.on(DescribeSnapshotsCommand, { SnapshotIds: ['snap-00000000000000002'] }).resolves({ Snapshots: [snap('snap-00000000000000002', 'completed', ours(p, 't', 'Other'))] });
     ec2Mock.on(DescribeSnapshotsCommand, { SnapshotIds: ['snap-00000000000000003'] }).rejects(awsError('InvalidSnapshot.NotFound'));
     ec2Mock.on(DeleteSnapshotCommand).resolves({});
     const physicalId = 'snap-00000000000000001,snap-00000000000000002,snap-00000000000000003';
-    const res = await onEvent(cfnRequest('Delete', p, { PhysicalResourceId: physicalId }));
+    const res = await onEvent(cfnRequest('Delete', p, { PhysicalResourceId: physicalId }), context());
     expect(res).toEqual({ PhysicalResourceId: physicalId });
-    expect(ec2Mock.commandCalls(DeleteSnapshotCommand).map((c) => c.args[0].input.SnapshotId)).toEqual(['snap-00000000000000001']);
+    expect(deleted()).toEqual(['snap-00000000000000001']);
+    // Only reads by id: no look-up by token (no sweep).
+    expect(ec2Mock.commandCalls(DescribeSnapshotsCommand).every((c) => c.args[0].input.SnapshotIds && !c.args[0].input.Filters)).toBe(true);
+  });
+
+  test('destroy: a snapshot made moments ago, not in reads yet, is deleted once it shows', async () => {
+    const p = props({ RemovalPolicy: 'destroy' });
+    // Not found in the first read (and in the read of each id that follows it), found 5 s later.
+    ec2Mock.on(DescribeSnapshotsCommand, { SnapshotIds: [A] })
+      .rejectsOnce(awsError('InvalidSnapshot.NotFound'))
+      .rejectsOnce(awsError('InvalidSnapshot.NotFound'))
+      .resolves({ Snapshots: [snap(A, 'pending', ours(p, 't'))] });
+    ec2Mock.on(DeleteSnapshotCommand).resolves({});
+    await onEvent(cfnRequest('Delete', p, { PhysicalResourceId: A }), context());
+    expect(deleted()).toEqual([A]);
+    expect(now - START).toBe(5_000);
+  });
+
+  test('destroy: a snapshot that never shows in reads is taken for deleted after two minutes, and the Delete succeeds', async () => {
+    const p = props({ RemovalPolicy: 'destroy' });
+    ec2Mock.on(DescribeSnapshotsCommand, { SnapshotIds: [A] }).rejects(awsError('InvalidSnapshot.NotFound'));
+    await expect(onEvent(cfnRequest('Delete', p, { PhysicalResourceId: A }), context())).resolves.toEqual({ PhysicalResourceId: A });
+    expect(ec2Mock).not.toHaveReceivedCommand(DeleteSnapshotCommand);
+    expect(now - START).toBeGreaterThan(110_000);
+    expect(now - START).toBeLessThanOrEqual(120_000);
   });
 
   test('a delete racing another (NotFound on delete) succeeds', async () => {
     const p = props({ RemovalPolicy: 'destroy' });
-    // Made long ago (no late sweep: see 'The late sweep of a Delete').
-    ec2Mock.on(DescribeSnapshotsCommand).resolves({ Snapshots: [snap(ID, 'completed', ours(p, 't'), { start: new Date(now - 600_000) })] });
+    ec2Mock.on(DescribeSnapshotsCommand).resolves({ Snapshots: [snap(A, 'completed', ours(p, 't'))] });
     ec2Mock.on(DeleteSnapshotCommand).rejects(awsError('InvalidSnapshot.NotFound'));
-    await expect(onEvent(cfnRequest('Delete', p, { PhysicalResourceId: ID }))).resolves.toEqual({ PhysicalResourceId: ID });
+    await expect(onEvent(cfnRequest('Delete', p, { PhysicalResourceId: A }), context())).resolves.toEqual({ PhysicalResourceId: A });
   });
 
   test('a failed delete fails with the reason', async () => {
     const p = props({ RemovalPolicy: 'destroy' });
-    ec2Mock.on(DescribeSnapshotsCommand).resolves({ Snapshots: [snap(ID, 'completed', ours(p, 't'))] });
+    ec2Mock.on(DescribeSnapshotsCommand).resolves({ Snapshots: [snap(A, 'completed', ours(p, 't'))] });
     ec2Mock.on(DeleteSnapshotCommand).rejects(awsError('InvalidSnapshot.InUse', 'used by ami-1'));
-    await expect(onEvent(cfnRequest('Delete', p, { PhysicalResourceId: ID }))).rejects.toThrow(/Deleting EBS snapshot snap-0000000000000000a: InvalidSnapshot.InUse: used by ami-1/);
+    await expect(onEvent(cfnRequest('Delete', p, { PhysicalResourceId: A }), context()))
+      .rejects.toThrow(/^Deleting EBS snapshot snap-0000000000000000a: InvalidSnapshot.InUse: used by ami-1$/);
   });
 
   test('a resource that took no snapshot (or whose Create failed) deletes nothing', async () => {
-    await onEvent(cfnRequest('Delete', props({ RemovalPolicy: 'destroy' }), { PhysicalResourceId: 'no-snapshot-0123456789abcdef' }));
-    await onEvent(cfnRequest('Delete', props({ RemovalPolicy: 'destroy' }), { PhysicalResourceId: 'AWSCDK::CustomResourceProviderFramework::CREATE_FAILED' }));
+    await onEvent(cfnRequest('Delete', props({ RemovalPolicy: 'destroy' }), { PhysicalResourceId: 'no-snapshot-0123456789abcdef' }), context());
+    await onEvent(cfnRequest('Delete', props({ RemovalPolicy: 'destroy' }), { PhysicalResourceId: 'AWSCDK::CustomResourceProviderFramework::CREATE_FAILED' }), context());
     expect(ec2Mock.calls()).toHaveLength(0);
   });
 });
 
 describe('isComplete', () => {
-  const ID = 'snap-0000000000000000a';
   function polled(p: Props, data: Record<string, string> = {}, type: 'Create' | 'Update' | 'Delete' = 'Create') {
-    return cfnRequest(type, p, { PhysicalResourceId: ID, Data: { Origin: 'created', StartedAt: '1000000', ...data } });
+    return cfnRequest(type, p, { PhysicalResourceId: A, Data: { Origin: 'created', StartedAt: String(START), ...data } });
+  }
+  /** DescribeSnapshots by id answers `states` in turn; look-ups by token find the request's snapshots answered so far (none). */
+  function byId(...states: Snapshot[][]) {
+    let stub = ec2Mock.on(DescribeSnapshotsCommand, { SnapshotIds: [A] });
+    for (const s of states.slice(0, -1)) stub = stub.resolvesOnce({ Snapshots: s });
+    stub.resolves({ Snapshots: states[states.length - 1] });
   }
 
-  test('without waitForCompletion, done at once (the point in time is fixed); only the sweep reads', async () => {
-    ec2Mock.on(DescribeSnapshotsCommand).rejects(awsError('RequestLimitExceeded'));
-    await expect(isComplete(polled(props()))).resolves.toEqual({ IsComplete: true });
+  test('without waitForCompletion, done at once (the point in time is fixed): only the duplicate check reads', async () => {
+    const p = props();
+    const event = polled(p);
+    tokenLookups(requestToken(event), [snap(A, 'pending', ours(p, requestToken(event)))]);
+    await expect(isComplete(event)).resolves.toEqual({ IsComplete: true });
+    expect(ec2Mock).toHaveReceivedCommandTimes(DescribeSnapshotsCommand, 1);
     expect(ec2Mock).not.toHaveReceivedCommand(DeleteSnapshotCommand);
   });
 
@@ -1179,246 +1641,175 @@ describe('isComplete', () => {
     const p = props({ WaitForCompletion: 'true' });
     await expect(isComplete(polled(p, {}, 'Delete'))).resolves.toEqual({ IsComplete: true });
     await expect(isComplete(polled(p, { Origin: 'adopted' }))).resolves.toEqual({ IsComplete: true });
+    await expect(isComplete(polled(p, { Origin: 'unchanged' }))).resolves.toEqual({ IsComplete: true });
     await expect(isComplete({ ...polled(p), PhysicalResourceId: 'no-snapshot-0123456789abcdef' })).resolves.toEqual({ IsComplete: true });
     expect(ec2Mock.calls()).toHaveLength(0);
   });
 
   test('waits while pending, done when completed', async () => {
     const p = props({ WaitForCompletion: 'true' });
-    ec2Mock.on(DescribeSnapshotsCommand).resolvesOnce({ Snapshots: [snap(ID, 'pending')] }).resolves({ Snapshots: [snap(ID, 'completed')] });
-    // (no ownership tags on them: the sweep looks up no token)
-    await expect(isComplete(polled(p))).resolves.toEqual({ IsComplete: false });
-    await expect(isComplete(polled(p))).resolves.toEqual({ IsComplete: true });
+    const event = polled(p);
+    byId([snap(A, 'pending')], [snap(A, 'completed')]);
+    tokenLookups(requestToken(event), []);
+    await expect(isComplete(event)).resolves.toEqual({ IsComplete: false });
+    await expect(isComplete(event)).resolves.toEqual({ IsComplete: true });
   });
 
   test('a snapshot not visible yet right after the create is waited for, not failed', async () => {
     ec2Mock.on(DescribeSnapshotsCommand).rejects(awsError('InvalidSnapshot.NotFound'));
+    now = START + 60_000;
     await expect(isComplete(polled(props({ WaitForCompletion: 'true' })))).resolves.toEqual({ IsComplete: false });
   });
 
   test('a snapshot gone long after the create fails the deploy', async () => {
-    now = 1_000_000 + 10 * 60_000;
+    now = START + 10 * 60_000;
     ec2Mock.on(DescribeSnapshotsCommand).rejects(awsError('InvalidSnapshot.NotFound'));
-    await expect(isComplete(polled(props({ WaitForCompletion: 'true' })))).rejects.toThrow(/EBS snapshot snap-0000000000000000a no longer exists/);
+    await expect(isComplete(polled(props({ WaitForCompletion: 'true' })))).rejects.toThrow(/^EBS snapshot snap-0000000000000000a no longer exists; the snapshots of this request have been deleted$/);
   });
 
   test('error fails the deploy with the state message and deletes the snapshots of this request', async () => {
     const p = props({ WaitForCompletion: 'true' });
     const event = polled(p);
-    ec2Mock.on(DescribeSnapshotsCommand).resolves({ Snapshots: [{ ...snap(ID, 'error', ours(p, requestToken(event))), StateMessage: 'internal error' }] });
+    byId([{ ...snap(A, 'error', ours(p, requestToken(event))), StateMessage: 'internal error' }]);
     ec2Mock.on(DeleteSnapshotCommand).resolves({});
-    await expect(isComplete(event)).rejects.toThrow(/EBS snapshot snap-0000000000000000a is in state error: internal error; the snapshots of this request have been deleted/);
-    expect(ec2Mock).toHaveReceivedCommandWith(DeleteSnapshotCommand, { SnapshotId: ID });
+    await expect(isComplete(event)).rejects.toThrow(/^EBS snapshot snap-0000000000000000a is in state error: internal error; the snapshots of this request have been deleted$/);
+    expect(deleted()).toEqual([A]);
+  });
+
+  test('reads that stay throttled are tried again at the next poll, until the timeout', async () => {
+    const p = props({ WaitForCompletion: 'true', TimeoutSeconds: '1800' });
+    const event = polled(p);
+    ec2Mock.on(DescribeSnapshotsCommand).rejects(awsError('RequestLimitExceeded', 'Rate exceeded', 503));
+    await expect(isComplete(event)).resolves.toEqual({ IsComplete: false });
+    now = START + 1_801_000;
+    await expect(isComplete(event)).rejects.toMatchObject({ message: 'Reading EBS snapshots snap-0000000000000000a: RequestLimitExceeded: Rate exceeded', transient: true });
+    expect(ec2Mock).not.toHaveReceivedCommand(DeleteSnapshotCommand);
+  });
+
+  test('a read refused outright fails with the reason, deleting nothing', async () => {
+    ec2Mock.on(DescribeSnapshotsCommand).rejects(awsError('UnauthorizedOperation', 'not allowed', 403));
+    await expect(isComplete(polled(props({ WaitForCompletion: 'true' })))).rejects.toMatchObject({
+      message: 'Reading EBS snapshots snap-0000000000000000a: UnauthorizedOperation: not allowed', transient: false,
+    });
+    expect(ec2Mock).not.toHaveReceivedCommand(DeleteSnapshotCommand);
+  });
+
+  test('a set with a snapshot in error waits for the rest to show, then deletes the whole set', async () => {
+    const p = props({ WaitForCompletion: 'true' });
+    const event = { ...polled(p), PhysicalResourceId: `${A},${B}` };
+    const token = requestToken(event);
+    const failed = { ...snap(A, 'error', ours(p, token)), StateMessage: 'internal' };
+    const rest = snap(B, 'pending', ours(p, token), { volumeId: VOLUME2 });
+    ec2Mock.on(DescribeSnapshotsCommand, { SnapshotIds: [A, B] }).rejectsOnce(awsError('InvalidSnapshot.NotFound')).resolves({ Snapshots: [failed, rest] });
+    ec2Mock.on(DescribeSnapshotsCommand, { SnapshotIds: [A] }).resolves({ Snapshots: [failed] });
+    ec2Mock.on(DescribeSnapshotsCommand, { SnapshotIds: [B] }).rejects(awsError('InvalidSnapshot.NotFound'));
+    ec2Mock.on(DeleteSnapshotCommand).resolves({});
+    now = START + 60_000;
+    await expect(isComplete(event)).resolves.toEqual({ IsComplete: false });
+    expect(ec2Mock).not.toHaveReceivedCommand(DeleteSnapshotCommand);
+    now += 30_000;
+    await expect(isComplete(event)).rejects.toThrow(/^EBS snapshot snap-0000000000000000a is in state error: internal; the snapshots of this request have been deleted$/);
+    expect(deleted().sort()).toEqual([A, B]);
   });
 
   test('past the timeout: deletes the snapshot of this request and fails with advice', async () => {
     const p = props({ WaitForCompletion: 'true', TimeoutSeconds: '600' });
     const event = polled(p);
-    now = 1_000_000 + 601_000;
-    ec2Mock.on(DescribeSnapshotsCommand).resolves({ Snapshots: [snap(ID, 'pending', ours(p, requestToken(event)))] });
+    now = START + 601_000;
+    byId([snap(A, 'pending', ours(p, requestToken(event)))]);
     ec2Mock.on(DeleteSnapshotCommand).resolves({});
     await expect(isComplete(event)).rejects.toThrow(/not completed within the timeout of 600 seconds \(still snap-0000000000000000a pending 10%\).*set waitForCompletion to false/);
-    expect(ec2Mock).toHaveReceivedCommandWith(DeleteSnapshotCommand, { SnapshotId: ID });
+    expect(deleted()).toEqual([A]);
   });
 
   test('a snapshot that cannot be deleted after a failure stays (tagged) and the reason is still the failure', async () => {
     const p = props({ WaitForCompletion: 'true' });
     const event = polled(p);
-    ec2Mock.on(DescribeSnapshotsCommand).resolves({ Snapshots: [{ ...snap(ID, 'error', ours(p, requestToken(event))), StateMessage: 'internal error' }] });
+    byId([{ ...snap(A, 'error', ours(p, requestToken(event))), StateMessage: 'internal error' }]);
     ec2Mock.on(DeleteSnapshotCommand).rejects(awsError('UnauthorizedOperation', 'no', 403));
     await expect(isComplete(event)).rejects.toThrow(/is in state error: internal error/);
-    expect(ec2Mock).toHaveReceivedCommandWith(DeleteSnapshotCommand, { SnapshotId: ID });
+    expect(deleted()).toEqual([A]);
   });
 
   test('a failure never deletes a snapshot of another request', async () => {
     const p = props({ WaitForCompletion: 'true' });
-    ec2Mock.on(DescribeSnapshotsCommand).resolves({ Snapshots: [{ ...snap(ID, 'error', ours(p, 'another-token')), StateMessage: 'x' }] });
+    byId([{ ...snap(A, 'error', ours(p, 'css-0000000000000000000000000000000000000002')), StateMessage: 'x' }]);
     await expect(isComplete(polled(p))).rejects.toThrow(/state error/);
     expect(ec2Mock).not.toHaveReceivedCommand(DeleteSnapshotCommand);
   });
-});
 
-describe('The sweep: leftovers of the request whose snapshots the physical id names', () => {
-  const NAMED = 'snap-0000000000000000a';
-  const LEFT = 'snap-0000000000000000b';
-  const OTHER_REQUEST = 'snap-0000000000000000c';
-  const NOT_OURS = 'snap-0000000000000000d';
-  const TOKEN = 'css-0000000000000000000000000000000000000001';
-
-  /** DescribeSnapshots by id answers from `snapshots`; by token tag, those carrying the token. */
-  function account(snapshots: Snapshot[]) {
-    ec2Mock.on(DescribeSnapshotsCommand).callsFake(async (input: any) => {
-      if (input.SnapshotIds) return { Snapshots: snapshots.filter((s) => input.SnapshotIds.includes(s.SnapshotId)) };
-      const token = (input.Filters ?? []).find((f: any) => f.Name === `tag:${OWNERSHIP_TAG_KEYS.token}`)?.Values?.[0];
-      return { Snapshots: token ? snapshots.filter((s) => s.Tags?.some((t) => t.Key === OWNERSHIP_TAG_KEYS.token && t.Value === token)) : [] };
-    });
-    ec2Mock.on(DeleteSnapshotCommand).resolves({});
-  }
-  function world(p: Props) {
-    return [
-      snap(NAMED, 'completed', ours(p, TOKEN)),
-      snap(LEFT, 'completed', ours(p, TOKEN), { start: new Date(T0.getTime() + 20_000) }), // a killed delivery's
-      snap(OTHER_REQUEST, 'completed', ours(p, 'css-0000000000000000000000000000000000000002')),
-      snap(NOT_OURS, 'completed', ours(p, TOKEN, 'SomeoneElse')), // carries the token, not our owner tag
-    ];
-  }
-  const deleted = () => ec2Mock.commandCalls(DeleteSnapshotCommand).map((c) => c.args[0].input.SnapshotId);
-
-  test('an Update that keeps the current snapshot deletes the leftover of its request, nothing else', async () => {
-    const p = props({ Description: 'b' });
-    account(world(p));
-    const res = await onEvent(cfnRequest('Update', p, { PhysicalResourceId: NAMED, OldResourceProperties: props({ Description: 'a' }) }));
-    expect(res.PhysicalResourceId).toBe(NAMED);
-    expect(deleted()).toEqual([LEFT]);
-  });
-
-  test('a Delete with retain deletes the leftover and keeps what the physical id names', async () => {
-    const p = props();
-    account(world(p));
-    await onEvent(cfnRequest('Delete', p, { PhysicalResourceId: NAMED }));
-    expect(deleted()).toEqual([LEFT]);
-  });
-
-  test('a Delete with destroy deletes the leftover and the named snapshot', async () => {
-    const p = props({ RemovalPolicy: 'destroy' });
-    account(world(p));
-    await onEvent(cfnRequest('Delete', p, { PhysicalResourceId: NAMED }));
-    expect(deleted().sort()).toEqual([LEFT, NAMED].sort());
-  });
-
-  test('isComplete sweeps too, with or without waitForCompletion', async () => {
-    for (const wait of ['false', 'true'] as const) {
-      ec2Mock.reset();
-      const p = props({ WaitForCompletion: wait });
-      account(world(p));
-      await expect(isComplete(cfnRequest('Create', p, { PhysicalResourceId: NAMED, Data: { Origin: 'created', StartedAt: '1000000' } })))
-        .resolves.toEqual({ IsComplete: true });
-      expect(deleted()).toEqual([LEFT]);
+  describe('the read-only duplicate check', () => {
+    /** Runs `fn` capturing stdout: the EMF lines it wrote, parsed. */
+    async function emfOf(fn: () => Promise<unknown>): Promise<any[]> {
+      const write = jest.spyOn(process.stdout, 'write').mockImplementation(() => true);
+      try {
+        await fn();
+        return write.mock.calls.map(([line]) => String(line)).filter((l) => l.includes('"_aws"')).map((l) => JSON.parse(l));
+      } finally {
+        write.mockRestore();
+      }
     }
-  });
 
-  test('a rollback never deletes the set it returns to, even when it carries the same token', async () => {
-    const old = props({ Trigger: 'r1' });
-    const p = props({ Trigger: 'r2' });
-    stackStatus('UPDATE_ROLLBACK_IN_PROGRESS');
-    // The current snapshot names the set it replaced (LEFT, made for the old properties, same token: a contrived worst case).
-    const current = snap(NAMED, 'completed', [...ours(p, TOKEN), { Key: 'cdk-storage-snapshots:replaces', Value: LEFT }]);
-    const returnTo = snap(LEFT, 'completed', ours(old, TOKEN));
-    account([current, returnTo]);
-    const res = await onEvent(cfnRequest('Update', old, { PhysicalResourceId: NAMED, OldResourceProperties: p }));
-    expect(res.PhysicalResourceId).toBe(LEFT);
-    expect(deleted()).toEqual([]);
-  });
-
-  test('a sweep that fails never fails the event (a rollback least of all)', async () => {
-    const p = props({ Description: 'b' });
-    const snapshots = world(p);
-    ec2Mock.on(DescribeSnapshotsCommand, { SnapshotIds: [NAMED] }).resolves({ Snapshots: [snapshots[0]] });
-    ec2Mock.on(DescribeSnapshotsCommand, { OwnerIds: ['self'] }).resolves({ Snapshots: snapshots });
-    ec2Mock.on(DeleteSnapshotCommand).rejects(awsError('UnauthorizedOperation', 'no', 403));
-    const res = await onEvent(cfnRequest('Update', p, { PhysicalResourceId: NAMED, OldResourceProperties: props({ Description: 'a' }) }));
-    expect(res.PhysicalResourceId).toBe(NAMED);
-    expect(deleted()).toEqual([LEFT]);
-  });
-
-  describe('The late sweep of a Delete: a set younger than the horizon (2 × 100 s settle + 60 s look-up budget)', () => {
-    const HORIZON_MS = 260_000;
-
-    test.each(['retain', 'destroy'] as const)('(%s) a rollback\'s clean-up right after the answer sweeps the request until the horizon, and a duplicate showing meanwhile is deleted', async (policy) => {
-      const p = props({ RemovalPolicy: policy });
-      const [named, , otherRequest, notOurs] = world(p);
-      const snapshots = [named, otherRequest, notOurs];
-      account(snapshots);
-      now = T0.getTime() + 110_000;
-      const res = await onEvent(cfnRequest('Delete', p, { PhysicalResourceId: NAMED }));
-      expect(res).toEqual({ PhysicalResourceId: NAMED, Data: { SweepTokens: TOKEN, SweepUntil: String(T0.getTime() + HORIZON_MS) } });
-      expect(deleted()).toEqual(policy === 'destroy' ? [NAMED] : []);
-      const poll = () => isComplete(cfnRequest('Delete', p, { PhysicalResourceId: NAMED, Data: res.Data }) as any);
-
-      await expect(poll()).resolves.toEqual({ IsComplete: false });
-      // A duplicate delivery killed after its create: its snapshot shows in reads only now.
-      snapshots.push(snap(LEFT, 'completed', ours(p, TOKEN), { start: new Date(T0.getTime() + 20_000) }));
-      now += 10_000;
-      await expect(poll()).resolves.toEqual({ IsComplete: false });
-      expect(deleted()).toEqual(policy === 'destroy' ? [NAMED, LEFT] : [LEFT]);
-      now = T0.getTime() + HORIZON_MS - 1;
-      await expect(poll()).resolves.toEqual({ IsComplete: false });
-      // The first sweep that starts at the horizon is the last.
-      now = T0.getTime() + HORIZON_MS;
-      await expect(poll()).resolves.toEqual({ IsComplete: true });
-      // Never the other request's snapshot, nor one carrying the token without our owner tag.
-      expect(deleted()).not.toContain(OTHER_REQUEST);
-      expect(deleted()).not.toContain(NOT_OURS);
+    test.each(['false', 'true'] as const)('a second snapshot of the request (waitForCompletion %s) is logged and counted, never deleted, never failing', async (wait) => {
+      const p = props({ WaitForCompletion: wait });
+      const event = polled(p);
+      const token = requestToken(event);
+      const answered = snap(A, 'completed', madeBy(p, token, 'req-1.owner'));
+      const second = snap(B, 'pending', madeBy(p, token, 'req-2.late'), { start: new Date(T0.getTime() + 1_000) });
+      // Carries the token but not our owner tag: not counted.
+      const notOurs = snap(C, 'pending', ours(p, token, 'SomeoneElse'));
+      byId([answered]);
+      tokenLookups(token, [answered, second, notOurs]);
+      const error = jest.spyOn(logger, 'error');
+      try {
+        let result: unknown;
+        const emf = await emfOf(async () => {
+          result = await isComplete(event);
+        });
+        expect(result).toEqual({ IsComplete: true });
+        expect(emf).toHaveLength(1);
+        expect(emf[0]).toMatchObject({ [DUPLICATE_METRIC]: 1 });
+        expect(emf[0]._aws.CloudWatchMetrics).toEqual([expect.objectContaining({ Namespace: 'CdkStorageSnapshots', Metrics: [expect.objectContaining({ Name: DUPLICATE_METRIC })] })]);
+        expect(error).toHaveBeenCalledWith(expect.stringMatching(/a second snapshot of this request exists/), { answered: [A], duplicates: [B] });
+      } finally {
+        error.mockRestore();
+      }
+      expect(ec2Mock).not.toHaveReceivedCommand(DeleteSnapshotCommand);
+      expect(ec2Mock).toHaveReceivedCommandWith(DescribeSnapshotsCommand, { OwnerIds: ['self'], Filters: [{ Name: `tag:${OWNERSHIP_TAG_KEYS.token}`, Values: [token] }] });
     });
 
-    test('a Delete of a set older than the horizon completes at once, reading nothing more', async () => {
+    test('only the snapshots answered (the usual case): nothing logged or counted', async () => {
       const p = props();
-      account(world(p));
-      now = T0.getTime() + HORIZON_MS; // the horizon of the named snapshot (taken at T0), exactly
-      const res = await onEvent(cfnRequest('Delete', p, { PhysicalResourceId: NAMED }));
-      expect(res).toEqual({ PhysicalResourceId: NAMED });
-      ec2Mock.resetHistory();
-      await expect(isComplete(cfnRequest('Delete', p, { PhysicalResourceId: NAMED }) as any)).resolves.toEqual({ IsComplete: true });
-      expect(ec2Mock.calls()).toHaveLength(0);
+      const event = polled(p);
+      tokenLookups(requestToken(event), [snap(A, 'pending', ours(p, requestToken(event)))]);
+      const error = jest.spyOn(logger, 'error');
+      try {
+        const emf = await emfOf(async () => expect(isComplete(event)).resolves.toEqual({ IsComplete: true }));
+        expect(emf).toEqual([]);
+        expect(error).not.toHaveBeenCalled();
+      } finally {
+        error.mockRestore();
+      }
     });
 
-    test('a sweep that fails never fails the Delete: it needs one sweep that works after the horizon, and gives up 5 minutes past it', async () => {
-      const p = props();
-      const snapshots = [snap(NAMED, 'completed', ours(p, TOKEN))];
-      account(snapshots);
-      now = T0.getTime() + 110_000;
-      const res = await onEvent(cfnRequest('Delete', p, { PhysicalResourceId: NAMED }));
-      const poll = () => isComplete(cfnRequest('Delete', p, { PhysicalResourceId: NAMED, Data: res.Data }) as any);
-      const failing = () => ec2Mock.on(DescribeSnapshotsCommand).rejects(awsError('UnauthorizedOperation', 'no', 403));
-      failing();
-      await expect(poll()).resolves.toEqual({ IsComplete: false });
-      now = T0.getTime() + HORIZON_MS;
-      await expect(poll()).resolves.toEqual({ IsComplete: false });
-      // Reads work again: the first sweep that works ends it.
-      account(snapshots);
-      now += 10_000;
-      await expect(poll()).resolves.toEqual({ IsComplete: true });
-      // Reads keep failing: given up 5 minutes past the horizon (never a failed Delete).
-      failing();
-      now = T0.getTime() + HORIZON_MS + 5 * 60_000 - 1;
-      await expect(poll()).resolves.toEqual({ IsComplete: false });
-      now += 1;
-      await expect(poll()).resolves.toEqual({ IsComplete: true });
+    test('a check that cannot read only warns: the request completes', async () => {
+      const event = polled(props());
+      ec2Mock.on(DescribeSnapshotsCommand).rejects(awsError('UnauthorizedOperation', 'no', 403));
+      const warn = jest.spyOn(logger, 'warn');
+      try {
+        await expect(isComplete(event)).resolves.toEqual({ IsComplete: true });
+        expect(warn).toHaveBeenCalledWith('could not check for a second snapshot of this request', expect.anything());
+      } finally {
+        warn.mockRestore();
+      }
+      expect(ec2Mock).not.toHaveReceivedCommand(DeleteSnapshotCommand);
     });
 
-    test('a Delete whose own sweep failed hands the sweep on even when the set is old', async () => {
-      const p = props();
-      account([snap(NAMED, 'completed', ours(p, TOKEN))]);
-      ec2Mock.on(DescribeSnapshotsCommand, { OwnerIds: ['self'] }).rejects(awsError('RequestLimitExceeded', 'Rate exceeded', 503));
-      now = T0.getTime() + 3_600_000;
-      const res = await onEvent(cfnRequest('Delete', p, { PhysicalResourceId: NAMED }));
-      expect(res.Data).toEqual({ SweepTokens: TOKEN, SweepUntil: String(T0.getTime() + HORIZON_MS) });
+    test('no check while still waiting', async () => {
+      const p = props({ WaitForCompletion: 'true' });
+      byId([snap(A, 'pending')]);
+      await expect(isComplete(polled(p))).resolves.toEqual({ IsComplete: false });
+      expect(ec2Mock).toHaveReceivedCommandTimes(DescribeSnapshotsCommand, 1);
     });
-
-    test('the horizon is compared with when the sweep started, not when the Delete ended', async () => {
-      const p = props({ RemovalPolicy: 'destroy' });
-      account([snap(NAMED, 'completed', ours(p, TOKEN))]);
-      now = T0.getTime() + HORIZON_MS - 5_000;
-      // The Delete of the named snapshot takes 10 s (throttled): the horizon passes meanwhile.
-      ec2Mock.on(DeleteSnapshotCommand).callsFake(async () => {
-        now += 10_000;
-        return {};
-      });
-      const res = await onEvent(cfnRequest('Delete', p, { PhysicalResourceId: NAMED }));
-      expect(res.Data).toEqual({ SweepTokens: TOKEN, SweepUntil: String(T0.getTime() + HORIZON_MS) });
-    });
-
-    test('a StartTime ahead of the handler\'s clock never makes the Delete wait longer than the horizon', async () => {
-      const p = props();
-      account([snap(NAMED, 'completed', ours(p, TOKEN))]);
-      now = T0.getTime() - 3_600_000;
-      const res = await onEvent(cfnRequest('Delete', p, { PhysicalResourceId: NAMED }));
-      expect(res.Data).toEqual({ SweepTokens: TOKEN, SweepUntil: String(now + HORIZON_MS) });
-    });
-  });
-
-  test('a physical id that names no snapshot sweeps nothing', async () => {
-    await onEvent(cfnRequest('Delete', props(), { PhysicalResourceId: 'no-snapshot-0123456789abcdef' }));
-    expect(ec2Mock.calls()).toHaveLength(0);
   });
 });

@@ -46,7 +46,7 @@ export async function respond(event: Request, snapshots: SnapshotView[], origin:
     const missing = requestedDevices(event).filter((d) => !entries.some((e) => e.device === d));
     if (missing.length > 0) {
       throw new HandlerError(`snapshotIdOfDevice() names ${missing.join(', ')}, but the instance has no volume attached there ` +
-        `(attached: ${entries.map((e) => e.device).filter((d) => d).join(', ') || 'none'}); the snapshots this request made have been deleted`);
+        `(attached: ${entries.map((e) => e.device).filter((d) => d).join(', ') || 'none'})`);
     }
   }
   return answer(event, entries, origin, startedAt);

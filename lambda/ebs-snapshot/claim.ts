@@ -264,9 +264,6 @@ async function write(
   }
 }
 
-/** The claim table could not be used (missing, throttled, unreachable). */
-export class ClaimStoreError extends HandlerError {}
-
 /** A call to the claim table; throttling and 5xx are retried, then fail the request with a clear reason (no snapshot is taken). */
 async function call<T>(what: string, fn: () => Promise<T>): Promise<T> {
   try {
@@ -275,10 +272,10 @@ async function call<T>(what: string, fn: () => Promise<T>): Promise<T> {
     if (errorCode(err) === 'ConditionalCheckFailedException') throw err;
     logger.error('the claim table refused a call', { what, error: err as Error });
     if (errorCode(err) === 'ResourceNotFoundException') {
-      throw new ClaimStoreError(`${what}: the claim table ${tableName()} does not exist (it is deleted with the stack)`);
+      throw new HandlerError(`${what}: the claim table ${tableName()} does not exist (it is deleted with the stack)`);
     }
-    throw new ClaimStoreError(
-      `${describeError(`${what} (DynamoDB ${tableName()})`, err)}. Handlers in a VPC need a route to DynamoDB (a gateway endpoint). Deploy again.`,
+    throw new HandlerError(
+      `${describeError(`${what} (DynamoDB ${tableName()})`, err).replace(/\.+$/, '')}. Handlers in a VPC need a route to DynamoDB (a gateway endpoint). Deploy again.`,
       isTransient(err),
     );
   }
@@ -286,7 +283,7 @@ async function call<T>(what: string, fn: () => Promise<T>): Promise<T> {
 
 function tableName(): string {
   const name = process.env[TABLE_ENV];
-  if (!name) throw new ClaimStoreError(`the handler has no ${TABLE_ENV} (the stack's claim table): no snapshot was taken`);
+  if (!name) throw new HandlerError(`the handler has no ${TABLE_ENV} (the stack's claim table): no snapshot was taken`);
   return name;
 }
 

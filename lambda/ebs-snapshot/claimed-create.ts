@@ -58,9 +58,14 @@ class LostClaim extends Error {
   }
 }
 
-/** What the owner is answerable for: the snapshots it made or adopted, and whether a create of unknown outcome is still unseen. */
+/**
+ * What the owner is answerable for: the snapshots it made or adopted, the creators (deliveries,
+ * itself included) whose snapshots those are all of, and whether a create of unknown outcome is
+ * still unseen.
+ */
 interface Work {
   readonly made: SnapshotView[];
+  readonly accountedFor: Set<string>;
   unseenCreate: boolean;
 }
 
@@ -123,7 +128,7 @@ export const CREATE: Plan = async () => ({ create: true });
 /** `second`: this delivery is not the request's first owner (it took over, or reopened a failure). */
 async function own(event: Request, run: Run, claim: Claim, plan: Plan, second = false): Promise<Response> {
   const owned: Ownership = { claim, delivery: run.delivery };
-  const work: Work = { made: [], unseenCreate: false };
+  const work: Work = { made: [], accountedFor: new Set(), unseenCreate: false };
   logger.info('this delivery owns the request', { token: claim.token, earlierCreators: claim.creators });
   let response: Response | undefined;
   try {
@@ -161,7 +166,8 @@ async function own(event: Request, run: Run, claim: Claim, plan: Plan, second = 
     recorded = await recordAnswer(owned.claim, run.delivery, JSON.stringify(response!));
   } catch (err) {
     // The record may have acted: what this delivery made stays (a delivery that takes over adopts it).
-    throw new HandlerError(`${errorMessage(err)} (the snapshots of this request were kept; a retry of the request adopts them)`, true);
+    const kept = work.made.length > 0 ? ' (the snapshots of this request were kept; a retry of the request adopts them)' : '';
+    throw new HandlerError(`${errorMessage(err)}${kept}`, true);
   }
   if (!recorded.won) return lostClaim(event, run, new LostClaim(recorded.claim), work, plan);
   logger.info('recorded the answer of this request', { physicalResourceId: response!.PhysicalResourceId });
@@ -269,6 +275,7 @@ async function create(event: Request, run: Run, owned: Ownership, source: Source
           logger.info('the create of unknown outcome made these snapshots', { snapshotIds: mine.map((s) => s.SnapshotId) });
           work.made.push(...mine);
           work.unseenCreate = false;
+          work.accountedFor.add(run.delivery);
           return;
         }
         throw Object.assign(new Error('waiting for what a create of unknown outcome made to show in reads'), { name: UNCERTAIN });
@@ -284,6 +291,7 @@ async function create(event: Request, run: Run, owned: Ownership, source: Source
         throw err;
       });
       work.made.push(...created);
+      work.accountedFor.add(run.delivery);
       logger.info('snapshot requested', { snapshotIds: created.map((s) => s.SnapshotId), token });
     }, {
       budgetMs,
@@ -328,6 +336,7 @@ async function adopt(event: Request, run: Run, owned: Ownership, source: Source 
     if (covers(kept, expected) || (clock.now() >= until && kept.length > 0)) {
       // This delivery now answers for them: deleted if it fails.
       work.made.push(...found);
+      for (const c of creators) work.accountedFor.add(c);
       for (const extra of found.filter((s) => !kept.includes(s))) {
         logger.warn('deleting a second snapshot of this request (two creates acted: EC2 reads lagged past the window)', { snapshotId: extra.SnapshotId });
         await step(`Deleting EBS snapshot ${extra.SnapshotId}`, () => deleteSnapshot(extra.SnapshotId!));
@@ -339,6 +348,7 @@ async function adopt(event: Request, run: Run, owned: Ownership, source: Source 
     }
     if (clock.now() >= until) {
       logger.warn('nothing an earlier owner may have made showed in reads within the window: creating', { sinceMs: clock.now() - since });
+      for (const c of creators) work.accountedFor.add(c);
       return undefined;
     }
     if (clock.now() + WATCH_POLL_MS > run.endAt - ANSWER_RESERVE_MS) {
@@ -377,7 +387,11 @@ async function failOwned(event: Request, run: Run, owned: Ownership, work: Work,
   const cleaned = await discard(event, work.made);
   const full = work.made.length > 0 ? `${reason}; ${cleaned ? 'the snapshots this request made have been deleted' : 'some snapshots this request made could not be deleted (they carry its token)'}` : reason;
   try {
-    const w = await recordFailure(owned.claim, full, { delivery: run.delivery, creators: cleaned ? [] : owned.claim.creators });
+    // The creators whose snapshots may still exist: all, unless deleted here (this delivery's own
+    // creates all acted or were refused: none is of unknown outcome, see above; earlier owners'
+    // only once this owner looked for what they made).
+    const left = cleaned ? owned.claim.creators.filter((c) => c !== run.delivery && !work.accountedFor.has(c)) : owned.claim.creators;
+    const w = await recordFailure(owned.claim, full, { delivery: run.delivery, creators: left });
     if (!w.won && w.claim?.state === 'failed' && cleaned) await dropCreator(w.claim, run.delivery);
   } catch (e) {
     logger.error('could not record the failure of this request', { error: e as Error });

@@ -1,6 +1,5 @@
 import { MetricUnit, Metrics } from '@aws-lambda-powertools/metrics';
 import { Attributes, Response, answer, devicesOfPhysicalId, identityHash, respond, respondNone, snapshotIdsOf } from './answer';
-import { ClaimStoreError } from './claim';
 import { CREATE, Plan, Run, claimed, discard } from './claimed-create';
 import { REPLACES_TAG, SnapshotView, describeAll, describeByIds, deleteSnapshot, findByToken } from './snapshots';
 import type { CopyOrigin } from '../../src/private/contract';
@@ -144,8 +143,7 @@ async function reportDuplicates(event: CompleteRequest, answered: string[]): Pro
  * An Update, under the claim like a Create: its owner decides whether it keeps, returns to or
  * replaces the snapshots, and every delivery answers that. A rollback takes no claim: it never
  * creates, and nothing that could fail it (a claim write, a Lambda killed after one) is worth
- * adding to it, since a failed rollback leaves the stack in UPDATE_ROLLBACK_FAILED. For the same
- * reason an Update that takes no snapshot still answers when the claim table cannot be used.
+ * adding to it, since a failed rollback leaves the stack in UPDATE_ROLLBACK_FAILED.
  */
 async function claimedUpdate(event: Request, run: Run): Promise<Response> {
   const plan: Plan = () => planUpdate(event);
@@ -153,15 +151,7 @@ async function claimedUpdate(event: Request, run: Run): Promise<Response> {
     const planned = await plan();
     if ('answer' in planned) return planned.answer;
   }
-  try {
-    return await claimed(event, run, plan);
-  } catch (err) {
-    if (!(err instanceof ClaimStoreError)) throw err;
-    const planned = await plan();
-    if (!('answer' in planned)) throw err;
-    logger.warn('the claim table failed; answering without it, since this request takes no snapshot', { error: err });
-    return planned.answer;
-  }
+  return claimed(event, run, plan);
 }
 
 async function planUpdate(event: Request): ReturnType<Plan> {
