@@ -483,6 +483,19 @@ describe('The claim', () => {
     expect(ec2Mock.calls()).toHaveLength(0);
   });
 
+  test('a taker whose stack started rolling back while it created (the owner it replaced failed since) deletes what it made and fails', async () => {
+    const event = cfnRequest('Create', props());
+    const token = seed(event, { state: 'claimed', owner: 'req-0.gone', fence: START - SKEW_MS - 1 });
+    cfnMock.on(DescribeStacksCommand, { StackName: STACK_ID })
+      .resolvesOnce({ Stacks: [{ StackName: 'app', StackStatus: 'CREATE_IN_PROGRESS', CreationTime: new Date(START - 60_000) }] })
+      .resolves({ Stacks: [{ StackName: 'app', StackStatus: 'ROLLBACK_IN_PROGRESS', CreationTime: new Date(START - 60_000) }] });
+    createsSnapshot(A);
+    ec2Mock.on(DeleteSnapshotCommand, { SnapshotId: A }).resolves({});
+    await expect(onEvent(event, context())).rejects.toThrow(/the stack is ROLLBACK_IN_PROGRESS: CloudFormation has taken this request's outcome from another delivery/);
+    expect(deleted()).toEqual([A]);
+    expect(claimOf(token)).toMatchObject({ State: 'failed', Creators: [] });
+  });
+
   test('a claim whose fence has passed is taken over (naming the old owner and fence); with no creators the taker creates at once', async () => {
     const p = props();
     const event = cfnRequest('Create', p);
@@ -495,7 +508,7 @@ describe('The claim', () => {
 
     const delivery = deliveryOf();
     // Before it creates, the taker checks that the stack still goes forward.
-    expect(sequence()).toEqual(['PutItem', 'UpdateItem:take-over', 'DescribeStacks', 'UpdateItem:fence', 'CreateSnapshot', 'UpdateItem:answer']);
+    expect(sequence()).toEqual(['PutItem', 'UpdateItem:take-over', 'DescribeStacks', 'UpdateItem:fence', 'CreateSnapshot', 'DescribeStacks', 'UpdateItem:answer']);
     expect(updates('take-over')).toEqual([expect.objectContaining({
       UpdateExpression: 'SET #o = :me, #f = :fence',
       ConditionExpression: '#o = :owner AND #f = :oldFence AND #s = :claimed',
@@ -537,7 +550,7 @@ describe('The claim', () => {
 
     const res = await onEvent(event, context());
 
-    expect(sequence()).toEqual(['PutItem', 'UpdateItem:take-over', 'UpdateItem:fence', 'DescribeSnapshots', 'UpdateItem:answer']);
+    expect(sequence()).toEqual(['PutItem', 'UpdateItem:take-over', 'UpdateItem:fence', 'DescribeSnapshots', 'DescribeStacks', 'UpdateItem:answer']);
     // Holding while it watches, but not as a creator.
     expect(updates('fence')).toEqual([expect.objectContaining({ UpdateExpression: 'SET #f = :fence' })]);
     expect(ec2Mock).toHaveReceivedCommandWith(DescribeSnapshotsCommand, { OwnerIds: ['self'], Filters: [{ Name: `tag:${OWNERSHIP_TAG_KEYS.token}`, Values: [token] }] });
@@ -562,7 +575,7 @@ describe('The claim', () => {
     expect(now).toBeGreaterThanOrEqual(createSentAt + READ_LAG_WINDOW_MS + SKEW_MS);
     const calls = sequence();
     expect(calls.filter((c) => c === 'DescribeSnapshots').length).toBeGreaterThanOrEqual(3);
-    expect(calls.slice(-4)).toEqual(['DescribeStacks', 'UpdateItem:fence', 'CreateSnapshot', 'UpdateItem:answer']);
+    expect(calls.slice(-5)).toEqual(['DescribeStacks', 'UpdateItem:fence', 'CreateSnapshot', 'DescribeStacks', 'UpdateItem:answer']);
     expect(claimOf(token)).toMatchObject({ State: 'answered', Creators: ['req-0.gone', deliveryOf()] });
   });
 
@@ -802,7 +815,7 @@ describe('The claim', () => {
     const res = await onEvent(event, context());
 
     const delivery = deliveryOf();
-    expect(sequence()).toEqual(['PutItem', 'DescribeStacks', 'UpdateItem:reopen', 'DescribeStacks', 'UpdateItem:fence', 'CreateSnapshot', 'UpdateItem:answer']);
+    expect(sequence()).toEqual(['PutItem', 'DescribeStacks', 'UpdateItem:reopen', 'DescribeStacks', 'UpdateItem:fence', 'CreateSnapshot', 'DescribeStacks', 'UpdateItem:answer']);
     expect(updates('reopen')).toEqual([expect.objectContaining({
       UpdateExpression: 'SET #s = :claimed, #o = :me, #f = :fence REMOVE #r, #at',
       ConditionExpression: '#s = :failed AND #at = :recordedAt',

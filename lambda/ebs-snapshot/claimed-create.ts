@@ -132,6 +132,8 @@ async function own(event: Request, run: Run, claim: Claim, plan: Plan, second = 
   logger.info('this delivery owns the request', { token: claim.token, earlierCreators: claim.creators });
   let response: Response | undefined;
   try {
+    // A claim written late (its fence is computed before the write is sent) is extended at once.
+    if (claim.fence - clock.now() < CLAIM_FENCE_MS / 2) await hold(owned, CLAIM_FENCE_MS, false);
     let source: Source | undefined;
     let snapshots: SnapshotView[] | undefined;
     if (claim.creators.length > 0) {
@@ -157,6 +159,9 @@ async function own(event: Request, run: Run, claim: Claim, plan: Plan, second = 
       }
     }
     if (snapshots) response = await respond(event, snapshots, 'created', true, String(run.startedAt));
+    // A delivery that took over looks again before answering: the owner it replaced may have been
+    // frozen past its fence and failed (its Lambda timed out) since; then what this one made goes.
+    if (snapshots && second) await inForwardOperation(event, true);
   } catch (err) {
     if (err instanceof LostClaim) return lostClaim(event, run, err, work, plan);
     return failOwned(event, run, owned, work, err, plan);

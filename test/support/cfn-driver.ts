@@ -125,6 +125,8 @@ export interface RequestRecord {
   startedAt?: number;
   /** When this delivery answered (simulated epoch ms): its last call came before. */
   endedAt?: number;
+  /** The user function invocations of this delivery (awsRequestIds), in order. */
+  readonly invocations: string[];
 }
 
 export interface ResourceRecord {
@@ -439,6 +441,7 @@ export class CfnStack {
       physicalIdOut: '',
       counted: !duplicate,
       startedAt: this.world.clock.now(),
+      invocations: [],
     };
     this.requests.push(rec);
     const fail = (ev: any, reason: string) => {
@@ -457,7 +460,7 @@ export class CfnStack {
 
     let result: Invocation;
     for (let attempt = 1; ; attempt++) {
-      result = await this.invoke('onEvent', event, this.opts.onEventTimeoutMs, flags);
+      result = await this.invoke('onEvent', event, this.opts.onEventTimeoutMs, flags, rec);
       // The framework Lambda dies with the user function: Lambda's async retries (2) run it all again.
       if (!result.ok && result.killed && attempt <= 2 && this.world.faults.chance('framework-retry')) {
         await this.pause(60_000 * attempt);
@@ -483,7 +486,7 @@ export class CfnStack {
     // The waiter: isComplete right away, then every queryInterval, at most totalTimeout / interval times.
     const maxAttempts = Math.floor(this.opts.totalTimeoutMs / this.opts.queryIntervalMs);
     for (let attempt = 0; ; attempt++) {
-      const poll = await this.invoke('isComplete', resourceEvent, this.opts.isCompleteTimeoutMs, flags);
+      const poll = await this.invoke('isComplete', resourceEvent, this.opts.isCompleteTimeoutMs, flags, rec);
       if (!poll.ok) return fail(resourceEvent, poll.reason);
       const answer = poll.value ?? {};
       if (answer.IsComplete) {
@@ -500,7 +503,7 @@ export class CfnStack {
   }
 
   /** One synchronous invocation of a user function, bounded by its Lambda timeout. */
-  private async invoke(fn: 'onEvent' | 'isComplete', event: any, timeoutMs: number, flags: { rollback?: boolean }): Promise<Invocation> {
+  private async invoke(fn: 'onEvent' | 'isComplete', event: any, timeoutMs: number, flags: { rollback?: boolean }, rec: RequestRecord): Promise<Invocation> {
     const handler = fn === 'onEvent' ? this.handler.onEvent : this.handler.isComplete!;
     const { world } = this;
     world.core.context = {
@@ -518,6 +521,7 @@ export class CfnStack {
     else world.clock.startInvocation(timeoutMs, skew);
     const record: InvocationRecord = { id: `inv-${++this.invocationCounter}`, fn, requestKey: world.core.context.requestKey };
     this.invocations.set(record.id, record);
+    rec.invocations.push(record.id);
     const deadline = world.clock.now() + timeoutMs;
     const context: SimLambdaContext = { awsRequestId: record.id, getRemainingTimeInMillis: () => Math.max(0, deadline - world.clock.now()) };
     let out: Invocation;
