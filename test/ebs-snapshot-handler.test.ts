@@ -23,7 +23,7 @@ import {
 } from '@aws-sdk/client-ec2';
 import { mockClient } from 'aws-sdk-client-mock';
 import 'aws-sdk-client-mock-jest';
-import { LOGICAL_ID, STACK_ID, awsError, cfnRequest } from './fixtures/events';
+import { LOGICAL_ID, STACK_ID, awsError, cfnRequest, rejection } from './fixtures/events';
 import { DUPLICATE_METRIC, READ_LAG_WINDOW_MS, SKEW_MS, identityHash, isComplete, onEvent, snapshotIdsOf } from '../lambda/ebs-snapshot';
 import { clock } from '../lambda/shared/clock';
 import { logger } from '../lambda/shared/logger';
@@ -141,15 +141,6 @@ function context(remainingMs = 5 * 60_000, awsRequestId = 'req-1') {
 }
 
 /** The error a promise rejects with (one that resolves fails the test). */
-async function rejection(promise: Promise<unknown>): Promise<Error & { transient?: boolean }> {
-  try {
-    await promise;
-  } catch (err) {
-    return err as Error;
-  }
-  throw new Error('expected a rejection');
-}
-
 const deleted = () => ec2Mock.commandCalls(DeleteSnapshotCommand).map((c) => c.args[0].input.SnapshotId);
 
 /*

@@ -1,4 +1,5 @@
 import { DeleteItemCommand, DynamoDBClient, GetItemCommand, PutItemCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
+import { rejection } from './fixtures/events';
 import { FakeDynamoDbOptions } from './support/fake-dynamodb';
 import { ScriptedFault } from './support/faults';
 import { SimWorld } from './support/sim-world';
@@ -14,15 +15,6 @@ function newWorld(options: { seed?: number; dynamodb?: FakeDynamoDbOptions; scri
   return world;
 }
 afterEach(() => world?.dispose());
-
-async function rejection(p: Promise<unknown>): Promise<any> {
-  try {
-    await p;
-  } catch (err) {
-    return err;
-  }
-  throw new Error('expected the call to fail');
-}
 
 /** The ExpressionAttributeNames/Values an expression uses, out of a pool (unused placeholders are a ValidationException). */
 function placeholders(expressions: string, names: Record<string, string>, values: Record<string, any>) {

@@ -22,6 +22,7 @@ import {
   TagResourceCommand,
 } from '@aws-sdk/client-fsx';
 import * as fc from 'fast-check';
+import { rejection } from './fixtures/events';
 import { CfnStack, ProviderHandler } from './support/cfn-driver';
 import { EventBridgeDriver, ScheduledEvent } from './support/eventbridge-driver';
 import { EBS_BLOCK_SIZE, blockChecksum, linearChecksum } from './support/fake-ebs';
@@ -46,15 +47,6 @@ function newWorld(options: SimWorldOptions = {}): SimWorld {
   return world;
 }
 afterEach(() => world?.dispose());
-
-async function rejection(p: Promise<unknown>): Promise<any> {
-  try {
-    await p;
-  } catch (err) {
-    return err;
-  }
-  throw new Error('expected the call to fail');
-}
 
 // ---------------------------------------------------------------------------------------------
 // Deliberately broken handlers: the invariants must catch each of them.
