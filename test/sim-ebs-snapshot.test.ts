@@ -750,6 +750,9 @@ describe('soak counterexamples', () => {
     // 20,000-scenario soak, random seed 2147483637: a delivery whose claim put was throttled past
     // its budget failed; the duplicate after it claimed and created while CloudFormation took that failure.
     ['a failure before anyone claimed is recorded', '{"seed":2147483637,"faults":{"throttle":0.3,"server-error":0,"network":0.02,"lost-response":0.02,"hung-response":0.02,"kill-after-create":0,"slow-lifecycle":0.02,"failed-lifecycle":0.1,"duplicate-delivery":0.3,"framework-retry":1,"stall":0.01},"delivery":{"concurrent":0,"start":"at-once","slowReads":true,"skew":3000,"retryFailed":1},"steps":[{"kind":"wait","minutes":40},{"kind":"deploy","t1":0,"t2":2,"t3":0,"policy":"retain","wait":false,"otherFailsAt":0},{"kind":"redeploy"},{"kind":"redeploy"},{"kind":"deploy","t1":2,"t2":1,"t3":1,"policy":"destroy","wait":true,"otherFailsAt":3}]}'],
+    // 20,000-scenario soak, random seed: a late delivery of a forward Update, running while the
+    // stack rolled back, answered as a rollback (adopted) while another delivery created.
+    ['a late delivery of a forward Update answers what its claim says, even during the rollback', '{"seed":2147483629,"faults":{"throttle":0,"server-error":0,"network":0.1,"lost-response":0.02,"hung-response":0,"kill-after-create":0.1,"slow-lifecycle":0,"failed-lifecycle":0.1,"duplicate-delivery":0.3,"framework-retry":1,"stall":0.01},"delivery":{"concurrent":0.5,"start":"at-a-random-call","slowReads":true,"skew":0,"retryFailed":0.5},"steps":[{"kind":"deploy","t1":1,"t2":1,"t3":2,"policy":"retain","wait":true,"otherFailsAt":3},{"kind":"deploy","t1":2,"t2":1,"t3":1,"policy":"retain","wait":false,"otherFailsAt":3},{"kind":"redeploy"},{"kind":"deploy","t1":2,"t2":1,"t3":0,"policy":"retain","wait":false,"otherFailsAt":2}]}'],
   ])('%s', async (_, scenario) => {
     const { violations } = await runScenario(JSON.parse(scenario));
     expect(violations).toEqual([]);

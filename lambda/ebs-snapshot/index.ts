@@ -1,5 +1,6 @@
 import { MetricUnit, Metrics } from '@aws-lambda-powertools/metrics';
 import { Attributes, Response, answer, devicesOfPhysicalId, identityHash, respond, respondNone, snapshotIdsOf } from './answer';
+import { readClaim } from './claim';
 import { CREATE, Plan, Run, claimed, discard } from './claimed-create';
 import { REPLACES_TAG, SnapshotView, describeAll, describeByIds, deleteSnapshot, findByToken } from './snapshots';
 import type { CopyOrigin } from '../../src/private/contract';
@@ -147,11 +148,23 @@ async function reportDuplicates(event: CompleteRequest, answered: string[]): Pro
  */
 async function claimedUpdate(event: Request, run: Run): Promise<Response> {
   const plan: Plan = () => planUpdate(event);
-  if (await isRollingBack(event.StackId)) {
+  // A request that has a claim is a forward one (a rollback is a new request, never claimed),
+  // even if the stack rolls back by now: a late delivery of it answers what its claim says.
+  if (await isRollingBack(event.StackId) && !(await hasClaim(event))) {
     const planned = await plan();
     if ('answer' in planned) return planned.answer;
   }
   return claimed(event, run, plan);
+}
+
+/** Whether the request has a claim; a table that cannot be read counts as none (a rollback must not fail on it). */
+async function hasClaim(event: Request): Promise<boolean> {
+  try {
+    return (await readClaim(requestToken(event))) !== undefined;
+  } catch (err) {
+    logger.warn('could not read the claim of this request; taking it for a rollback\'s own', { error: err as Error });
+    return false;
+  }
 }
 
 async function planUpdate(event: Request): ReturnType<Plan> {
