@@ -407,10 +407,33 @@ async function failOwned(event: Request, run: Run, owned: Ownership, work: Work,
 /** The owner lost its claim. If a waiter recorded a failure, nobody answers what this delivery made: it goes. Then the outcome is the claim's. */
 async function lostClaim(event: Request, run: Run, lost: LostClaim, work: Work, plan: Plan): Promise<Response> {
   logger.warn('this delivery lost the claim of this request', { state: lost.claim?.state, owner: lost.claim?.owner });
-  if (lost.claim?.state === 'failed' && work.made.length > 0 && !work.unseenCreate) {
-    if (await discard(event, work.made)) await dropCreator(lost.claim, run.delivery).catch((e) => logger.error('could not update the claim', { error: e as Error }));
+  if (lost.claim?.state === 'failed' && (work.made.length > 0 || work.unseenCreate)) {
+    // A create of unknown outcome: what it made is watched for until this delivery's time is up.
+    const made = work.unseenCreate ? await ownSnapshots(event, run) : work.made;
+    const cleaned = made !== undefined && await discard(event, made);
+    // (After a create of unknown outcome this delivery stays a creator: part of an instance's set may show later.)
+    if (cleaned && !work.unseenCreate) await dropCreator(lost.claim, run.delivery).catch((e) => logger.error('could not update the claim', { error: e as Error }));
+    if (!cleaned) {
+      throw new HandlerError(`${lost.claim.reason ?? 'another delivery of this request failed'} (a snapshot this delivery's create may have made is kept: ` +
+        'it carries the request\'s token, and a retry of the request adopts it)', true);
+    }
   }
   return awaitOutcome(event, run, lost.claim, plan);
+}
+
+/** The snapshots this delivery's create made, once reads show them; undefined if they did not show in its time. */
+async function ownSnapshots(event: Request, run: Run): Promise<SnapshotView[] | undefined> {
+  const token = requestToken(event);
+  while (clock.now() + WATCH_POLL_MS < run.endAt) {
+    const found = await findByToken(event, token).catch((err) => {
+      logger.warn('could not read the snapshots of this request; reading again', { error: err as Error });
+      return [];
+    });
+    const mine = found.filter((s) => tagValue(s.Tags, DELIVERY_TAG) === run.delivery);
+    if (mine.length > 0) return mine;
+    await clock.sleep(WATCH_POLL_MS);
+  }
+  return undefined;
 }
 
 /**
