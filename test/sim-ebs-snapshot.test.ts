@@ -767,7 +767,9 @@ describe('property: random deploy sequences with faults', () => {
   replay('replay SIM_REPLAY', async () => {
     const { violations, stack, world } = await runScenario(JSON.parse(process.env.SIM_REPLAY!));
     // eslint-disable-next-line no-console
-    console.log(JSON.stringify({ violations, requests: stack.requests, log: world.core.log.map((c) => ({ ...c, input: process.env.SIM_REPLAY_INPUTS ? c.input : undefined })) }, null, 1));
+    // SIM_REPLAY_INPUTS=1 keeps each call's input in the log.
+    const log = world.core.log.map((c) => ({ ...c, input: process.env.SIM_REPLAY_INPUTS ? c.input : undefined }));
+    console.log(JSON.stringify({ violations, requests: stack.requests, log }, null, 1));
     expect(violations).toEqual([]);
   });
 
