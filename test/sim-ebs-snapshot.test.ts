@@ -756,6 +756,9 @@ describe('soak counterexamples', () => {
     // 20,000-scenario soak, random seed: the owner's create had an unknown outcome when a waiter
     // recorded the request's failure; the owner gave up without deleting what showed later.
     ['an owner that lost its claim to a failure deletes what its create of unknown outcome made', '{"seed":185618549,"faults":{"throttle":0.3,"server-error":0.02,"network":0.02,"lost-response":0.1,"hung-response":0.02,"kill-after-create":0.02,"slow-lifecycle":0.02,"failed-lifecycle":0.02,"duplicate-delivery":0.3,"framework-retry":1,"stall":0},"delivery":{"concurrent":1,"start":"at-once","slowReads":false,"skew":3000,"retryFailed":1},"steps":[{"kind":"deploy","t1":1,"t2":0,"t3":2,"policy":"retain","wait":false,"otherFailsAt":2},{"kind":"deploy","t1":2,"t2":2,"t3":0,"policy":"destroy","wait":true}]}'],
+    // 20,000-scenario soak, random seed: an owner frozen past its fence lost the claim to a delivery
+    // that then died; back, it waited, recorded the request's failure, and left its own snapshot.
+    ['a delivery that made snapshots, lost its claim, and then failed the request deletes them', '{"seed":666555355,"faults":{"throttle":0,"server-error":0.1,"network":0,"lost-response":0.1,"hung-response":0,"kill-after-create":0,"slow-lifecycle":0,"failed-lifecycle":0,"duplicate-delivery":0.1,"framework-retry":0,"stall":0.03},"delivery":{"concurrent":1,"start":"at-a-random-call","slowReads":true,"skew":0,"retryFailed":0.5},"steps":[{"kind":"deploy","t1":2,"t2":0,"t3":0,"policy":"retain","wait":true,"otherFailsAt":3},{"kind":"delete"}]}'],
   ])('%s', async (_, scenario) => {
     const { violations } = await runScenario(JSON.parse(scenario));
     expect(violations).toEqual([]);

@@ -180,7 +180,8 @@ async function own(event: Request, run: Run, claim: Claim, plan: Plan, second = 
 }
 
 /** A delivery that does not own the request waits for its outcome, takes over a claim whose owner stopped, or reopens an earlier operation's failure. */
-async function awaitOutcome(event: Request, run: Run, seen: Claim | undefined, plan: Plan): Promise<Response> {
+/** `mine`: what this delivery made while it owned the request (it lost the claim): deleted if the request fails. */
+async function awaitOutcome(event: Request, run: Run, seen: Claim | undefined, plan: Plan, mine?: Work): Promise<Response> {
   const token = requestToken(event);
   let claim = seen;
   for (;;) {
@@ -196,7 +197,7 @@ async function awaitOutcome(event: Request, run: Run, seen: Claim | undefined, p
       return JSON.parse(claim.answer ?? '{}') as Response;
     }
     if (claim.state === 'failed') {
-      if (!(await failedInEarlierOperation(event, claim))) throw new HandlerError(claim.reason ?? 'another delivery of this request failed');
+      if (!(await failedInEarlierOperation(event, claim))) return failAs(event, run, claim, claim.reason ?? 'another delivery of this request failed', mine);
       logger.warn('reopening a failure recorded in an earlier stack operation (a retried deployment)', { recordedAt: claim.recordedAt });
       const w = await reopen(claim, run.delivery, CLAIM_FENCE_MS);
       if (w.won) return own(event, run, w.claim!, plan, true);
@@ -216,7 +217,7 @@ async function awaitOutcome(event: Request, run: Run, seen: Claim | undefined, p
       // failure is recorded, so the owner fails too and deletes what it made.
       const reason = 'another delivery of this request was still taking its snapshot when this delivery\'s time ran out; the request fails, and what it made is deleted. Deploy again.';
       const w = await recordFailure(claim, reason);
-      if (w.won) throw new HandlerError(reason, true);
+      if (w.won) return failAs(event, run, w.claim ?? claim, reason, mine);
       claim = w.claim;
       continue;
     }
@@ -418,7 +419,28 @@ async function lostClaim(event: Request, run: Run, lost: LostClaim, work: Work, 
         'it carries the request\'s token, and a retry of the request adopts it)', true);
     }
   }
-  return awaitOutcome(event, run, lost.claim, plan);
+  return awaitOutcome(event, run, lost.claim, plan, work);
+}
+
+/**
+ * Fails with the request's recorded failure. A delivery that made snapshots while it owned the
+ * request (and then lost its claim) deletes them first: nobody answers them now. One it cannot
+ * find yet (a create of unknown outcome, reads lagging) is kept, and the reason says so.
+ */
+async function failAs(event: Request, run: Run, claim: Claim, reason: string, mine: Work | undefined): Promise<never> {
+  if (!mine || (mine.made.length === 0 && !mine.unseenCreate)) throw new HandlerError(reason, true);
+  const found = await findByToken(event, requestToken(event)).catch((err) => {
+    logger.warn('could not read the snapshots of this request', { error: err as Error });
+    return undefined;
+  });
+  const own = [...mine.made, ...(found ?? []).filter((s) => tagValue(s.Tags, DELIVERY_TAG) === run.delivery)];
+  const seenAll = found !== undefined && (!mine.unseenCreate || own.length > mine.made.length);
+  const cleaned = await discard(event, own);
+  if (cleaned && seenAll) {
+    if (!mine.unseenCreate) await dropCreator(claim, run.delivery).catch((e) => logger.error('could not update the claim', { error: e as Error }));
+    throw new HandlerError(reason, true);
+  }
+  throw new HandlerError(`${reason} (a snapshot this delivery may have made is kept: it carries the request's token, and a retry of the request adopts it)`, true);
 }
 
 /** The snapshots this delivery's create made, once reads show them; undefined if they did not show in its time. */
