@@ -419,7 +419,8 @@ async function lostClaim(event: Request, run: Run, lost: LostClaim, work: Work, 
         'it carries the request\'s token, and a retry of the request adopts it)', true);
     }
   }
-  return awaitOutcome(event, run, lost.claim, plan, work);
+  // Taken over: the new owner may adopt what this delivery made; if the request fails instead, it goes.
+  return awaitOutcome(event, run, lost.claim, plan, lost.claim?.state === 'failed' ? undefined : work);
 }
 
 /**
@@ -433,9 +434,9 @@ async function failAs(event: Request, run: Run, claim: Claim, reason: string, mi
     logger.warn('could not read the snapshots of this request', { error: err as Error });
     return undefined;
   });
-  const own = [...mine.made, ...(found ?? []).filter((s) => tagValue(s.Tags, DELIVERY_TAG) === run.delivery)];
-  const seenAll = found !== undefined && (!mine.unseenCreate || own.length > mine.made.length);
-  const cleaned = await discard(event, own);
+  const made = [...mine.made, ...(found ?? []).filter((s) => tagValue(s.Tags, DELIVERY_TAG) === run.delivery)];
+  const seenAll = found !== undefined && (!mine.unseenCreate || made.length > mine.made.length);
+  const cleaned = await discard(event, made);
   if (cleaned && seenAll) {
     if (!mine.unseenCreate) await dropCreator(claim, run.delivery).catch((e) => logger.error('could not update the claim', { error: e as Error }));
     throw new HandlerError(reason, true);
