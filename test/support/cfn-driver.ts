@@ -216,6 +216,8 @@ export class CfnStack {
     if (creating) this.opts.stackResources.created(this.stackId!);
     const failedLastTime = this.failedLastTime;
     this.failedLastTime = new Map();
+    // The requests of this operation that fail: a retry of it (the next operation) may re-send them.
+    const failedNow = new Map<string, { requestId: string; properties: string }>();
     /** The RequestId of a request that failed last time, if this one asks the same and the deployment is retried that way. */
     const retriedId = (logicalId: string, props: unknown) => {
       const failed = failedLastTime.get(logicalId);
@@ -225,7 +227,7 @@ export class CfnStack {
       return { RequestId: failed.requestId };
     };
     const noteFailure = (rec: RequestRecord) => {
-      if (!creating && rec.status === 'FAILED') failedLastTime.set(rec.logicalId, { requestId: rec.requestId, properties: JSON.stringify(rec.properties) });
+      if (!creating && rec.status === 'FAILED') failedNow.set(rec.logicalId, { requestId: rec.requestId, properties: JSON.stringify(rec.properties) });
     };
     const before = new Map([...this.resources].map(([k, v]) => [k, { ...v }]));
     const order = Object.keys(desired);
@@ -290,7 +292,7 @@ export class CfnStack {
       return this.finish('create', ok ? 'ROLLBACK_COMPLETE' : 'ROLLBACK_FAILED');
     }
 
-    this.failedLastTime = failedLastTime;
+    this.failedLastTime = failedNow;
     this.setStatus('UPDATE_ROLLBACK_IN_PROGRESS');
     const replaced: Array<{ logicalId: string; physicalId: string; properties: any }> = [];
     for (const a of [...attempted].reverse()) {
