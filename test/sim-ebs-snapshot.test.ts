@@ -177,16 +177,16 @@ function couldNotCleanUp(stack: CfnStack, delivery: string | undefined): boolean
 }
 
 /**
- * Whether CloudFormation took the failure of a delivery that never owned the request and said
- * nothing: killed (here: frozen until its Lambda timed out) while it waited for the owner's
- * answer. No handler code runs for such a failure (as for a duplicate whose invocation Lambda
- * throttles), so nothing can make the owner, which answers success, delete what it made.
+ * Whether CloudFormation took a failure no handler code produced (a delivery killed: here, frozen
+ * until its Lambda timed out) that came after another delivery of the request had answered success
+ * (an answer the driver lost). Nothing can tell the answering delivery, or undo its answer: what it
+ * made stays, with the request's token. (A failure that came first is the handler's business: a
+ * delivery that takes over after it finds the stack rolling back and creates nothing.)
  */
-function silentlyFailedWaiter(world: SimWorld, stack: CfnStack, failed: RequestRecord, token: string): boolean {
+function silentFailureAfterAnswer(stack: CfnStack, failed: RequestRecord): boolean {
   const last = stack.invocations.get(failed.invocations.at(-1) ?? '');
-  if (last?.outcome !== 'killed' || last.fn !== 'onEvent') return false;
-  const owners = world.dynamodb.history(tableOf(failed.stackId), token).map((v) => String(v.item?.Owner ?? '').split('.')[0]);
-  return !owners.includes(last.id);
+  if (last?.outcome !== 'killed') return false;
+  return stack.requests.some((r) => keyOf(r) === keyOf(failed) && r.status === 'SUCCESS' && (r.endedAt ?? Infinity) <= (failed.endedAt ?? 0));
 }
 
 /**
@@ -196,7 +196,7 @@ function silentlyFailedWaiter(world: SimWorld, stack: CfnStack, failed: RequestR
  * - a request leaves at most one snapshot per volume, and one CloudFormation failed leaves none,
  *   unless the delivery that made it could not clean up (killed after its create, or its create's
  *   or its record's outcome unknown to it: then a retry of the request adopts it), or the failure
- *   CloudFormation took was a waiting delivery's silent death (silentlyFailedWaiter);
+ *   CloudFormation took was a silent death after another delivery's answer (silentFailureAfterAnswer);
  * - no success names a snapshot its own request deleted; what is left keeps its request's token.
  */
 function checkClaims(world: SimWorld, stack: CfnStack, out: Violation[]) {
@@ -233,7 +233,7 @@ function checkClaims(world: SimWorld, stack: CfnStack, out: Violation[]) {
     // The answer CloudFormation acted on last for the request that made it.
     const acted = (byRequest.get(c.createdDuring.requestKey) ?? []).filter((r) => r.counted).at(-1);
     if (acted?.status === 'FAILED' && !couldNotCleanUp(stack, c.tags.find((t) => t.Key === DELIVERY_TAG)?.Value) &&
-      !silentlyFailedWaiter(world, stack, acted, token)) {
+      !silentFailureAfterAnswer(stack, acted)) {
       out.push({ invariant: 'no-orphans', detail: `${c.id} is left by ${c.createdDuring.requestKey}, which failed (${acted.reason})` });
     }
   }
