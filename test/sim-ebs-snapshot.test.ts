@@ -177,16 +177,17 @@ function couldNotCleanUp(stack: CfnStack, delivery: string | undefined): boolean
 }
 
 /**
- * Whether CloudFormation took a failure no handler code produced (a delivery killed: here, frozen
- * until its Lambda timed out) that came after another delivery of the request had answered success
- * (an answer the driver lost). Nothing can tell the answering delivery, or undo its answer: what it
- * made stays, with the request's token. (A failure that came first is the handler's business: a
- * delivery that takes over after it finds the stack rolling back and creates nothing.)
+ * Whether CloudFormation took a failure no handler code produced (another delivery killed: here,
+ * frozen until its Lambda timed out) that came after the snapshot was created: nothing can tell the
+ * delivery that made it, which answers success. (A silent failure that comes before the create is
+ * the handler's business: a delivery that takes over afterwards finds the stack rolling back.)
  */
-function silentFailureAfterAnswer(stack: CfnStack, failed: RequestRecord): boolean {
+function silentFailureAfterCreate(world: SimWorld, stack: CfnStack, failed: RequestRecord, c: CopyView): boolean {
   const last = stack.invocations.get(failed.invocations.at(-1) ?? '');
   if (last?.outcome !== 'killed') return false;
-  return stack.requests.some((r) => keyOf(r) === keyOf(failed) && r.status === 'SUCCESS' && (r.endedAt ?? Infinity) <= (failed.endedAt ?? 0));
+  const maker = c.tags.find((t) => t.Key === DELIVERY_TAG)?.Value?.split('.')[0];
+  const created = world.core.log.find((call) => /^CreateSnapshots?Command$/.test(call.command) && (call.resourceId ?? '').split(',').includes(c.id));
+  return maker !== last.id && created !== undefined && created.at <= (failed.endedAt ?? 0);
 }
 
 /**
@@ -196,7 +197,7 @@ function silentFailureAfterAnswer(stack: CfnStack, failed: RequestRecord): boole
  * - a request leaves at most one snapshot per volume, and one CloudFormation failed leaves none,
  *   unless the delivery that made it could not clean up (killed after its create, or its create's
  *   or its record's outcome unknown to it: then a retry of the request adopts it), or the failure
- *   CloudFormation took was a silent death after another delivery's answer (silentFailureAfterAnswer);
+ *   CloudFormation took was another delivery's silent death after the create (silentFailureAfterCreate);
  * - no success names a snapshot its own request deleted; what is left keeps its request's token.
  */
 function checkClaims(world: SimWorld, stack: CfnStack, out: Violation[]) {
@@ -233,7 +234,7 @@ function checkClaims(world: SimWorld, stack: CfnStack, out: Violation[]) {
     // The answer CloudFormation acted on last for the request that made it.
     const acted = (byRequest.get(c.createdDuring.requestKey) ?? []).filter((r) => r.counted).at(-1);
     if (acted?.status === 'FAILED' && !couldNotCleanUp(stack, c.tags.find((t) => t.Key === DELIVERY_TAG)?.Value) &&
-      !silentFailureAfterAnswer(stack, acted)) {
+      !silentFailureAfterCreate(world, stack, acted, c)) {
       out.push({ invariant: 'no-orphans', detail: `${c.id} is left by ${c.createdDuring.requestKey}, which failed (${acted.reason})` });
     }
   }
