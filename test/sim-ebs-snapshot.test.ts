@@ -177,14 +177,17 @@ function couldNotCleanUp(stack: CfnStack, delivery: string | undefined): boolean
 }
 
 /**
- * Whether CloudFormation took a failure no handler code produced (another delivery killed: here,
- * frozen until its Lambda timed out) that came after the snapshot was created: nothing can tell the
- * delivery that made it, which answers success. (A silent failure that comes before the create is
- * the handler's business: a delivery that takes over afterwards finds the stack rolling back.)
+ * Whether CloudFormation took a failure the delivery that made the snapshot could not hear of, and
+ * that came after the snapshot was created: another delivery killed (here, frozen until its Lambda
+ * timed out), or one that could not reach the claim table at all (its writes, the failure record
+ * included, all refused). Nothing tells the maker, which answers success. (Such a failure before
+ * the create is the handler's business: a delivery that takes over afterwards finds the stack
+ * rolling back, and creates nothing.)
  */
-function silentFailureAfterCreate(world: SimWorld, stack: CfnStack, failed: RequestRecord, c: CopyView): boolean {
+function unheardFailureAfterCreate(world: SimWorld, stack: CfnStack, failed: RequestRecord, c: CopyView): boolean {
   const last = stack.invocations.get(failed.invocations.at(-1) ?? '');
-  if (last?.outcome !== 'killed') return false;
+  const unheard = last?.outcome === 'killed' || /\(DynamoDB [^)]+\): /.test(failed.reason ?? '');
+  if (!last || !unheard) return false;
   const maker = c.tags.find((t) => t.Key === DELIVERY_TAG)?.Value?.split('.')[0];
   const created = world.core.log.find((call) => /^CreateSnapshots?Command$/.test(call.command) && (call.resourceId ?? '').split(',').includes(c.id));
   return maker !== last.id && created !== undefined && created.at <= (failed.endedAt ?? 0);
@@ -197,10 +200,12 @@ function silentFailureAfterCreate(world: SimWorld, stack: CfnStack, failed: Requ
  * - a request leaves at most one snapshot per volume, and one CloudFormation failed leaves none,
  *   unless the delivery that made it could not clean up (killed after its create, or its create's
  *   or its record's outcome unknown to it: then a retry of the request adopts it), or the failure
- *   CloudFormation took was another delivery's silent death after the create (silentFailureAfterCreate);
+ *   CloudFormation took was one its maker could not hear of, after the create (unheardFailureAfterCreate);
  * - no success names a snapshot its own request deleted; what is left keeps its request's token.
  */
-function checkClaims(world: SimWorld, stack: CfnStack, out: Violation[]) {
+function checkClaims(world: SimWorld, stack: CfnStack, out: Violation[]): { makerCouldNotCleanUp: number; unheardFailure: number } {
+  /** Snapshots failed requests left, by the exemption that allows them. */
+  const leftovers = { makerCouldNotCleanUp: 0, unheardFailure: 0 };
   const byRequest = new Map<string, RequestRecord[]>();
   for (const r of stack.requests) byRequest.set(keyOf(r), [...(byRequest.get(keyOf(r)) ?? []), r]);
   for (const [key, records] of byRequest) {
@@ -233,9 +238,10 @@ function checkClaims(world: SimWorld, stack: CfnStack, out: Violation[]) {
     }
     // The answer CloudFormation acted on last for the request that made it.
     const acted = (byRequest.get(c.createdDuring.requestKey) ?? []).filter((r) => r.counted).at(-1);
-    if (acted?.status === 'FAILED' && !couldNotCleanUp(stack, c.tags.find((t) => t.Key === DELIVERY_TAG)?.Value) &&
-      !silentFailureAfterCreate(world, stack, acted, c)) {
-      out.push({ invariant: 'no-orphans', detail: `${c.id} is left by ${c.createdDuring.requestKey}, which failed (${acted.reason})` });
+    if (acted?.status === 'FAILED') {
+      if (couldNotCleanUp(stack, c.tags.find((t) => t.Key === DELIVERY_TAG)?.Value)) leftovers.makerCouldNotCleanUp++;
+      else if (unheardFailureAfterCreate(world, stack, acted, c)) leftovers.unheardFailure++;
+      else out.push({ invariant: 'no-orphans', detail: `${c.id} is left by ${c.createdDuring.requestKey}, which failed (${acted.reason})` });
     }
   }
   for (const [key, copies] of left) {
@@ -251,6 +257,7 @@ function checkClaims(world: SimWorld, stack: CfnStack, out: Violation[]) {
       if (deleter) out.push({ invariant: 'success-points-at-copy', detail: `${r.requestType} ${keyOf(r)} answered ${id}, and deleted it (call ${deleter.seq})` });
     }
   }
+  return leftovers;
 }
 
 /** The creates sent for a request (EC2 calls that reached the fake, refused or not). */
@@ -714,7 +721,7 @@ async function runScenario(s: Scenario, stats?: Record<string, number>, rewriteI
       }
     }
     if (stack.stackId) after(await stack.deleteStack());
-    checkClaims(world, stack, extra);
+    const leftovers = checkClaims(world, stack, extra);
     const violations = [...inv.atEnd([stack]), ...extra];
     if (stats) {
       for (const [k, v] of Object.entries(world.faults.injected)) stats[`fault:${k}`] = (stats[`fault:${k}`] ?? 0) + v;
@@ -729,6 +736,8 @@ async function runScenario(s: Scenario, stats?: Record<string, number>, rewriteI
         stats.waiterFailures = (stats.waiterFailures ?? 0) + history.filter((v) => /still taking its snapshot/.test(v.item?.Reason ?? '')).length;
       }
       stats.retriedRequestIds = (stats.retriedRequestIds ?? 0) + stack.retriedRequestIds;
+      stats.leftByMakerThatCouldNotCleanUp = (stats.leftByMakerThatCouldNotCleanUp ?? 0) + leftovers.makerCouldNotCleanUp;
+      stats.leftAfterUnheardFailure = (stats.leftAfterUnheardFailure ?? 0) + leftovers.unheardFailure;
       stats.noSourceYet = (stats.noSourceYet ?? 0) + stack.requests.filter((r) => r.data?.SourceFound === 'false').length;
       stats.scenarios = (stats.scenarios ?? 0) + 1;
       stats.concurrentPairs = (stats.concurrentPairs ?? 0) + stack.concurrency.pairs;
