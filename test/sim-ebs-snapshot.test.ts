@@ -450,7 +450,7 @@ describe('scenarios', () => {
       const stack = ebsStack(world, { stackResources: noTable });
       const result = await stack.deploy({ Snap1: volume('v1', 'retain') });
       expect(result.status).toBe('ROLLBACK_COMPLETE');
-      expect(stack.requests[0].reason).toMatch(/no snapshot was taken: the claim table claims-.+ does not exist/);
+      expect(stack.requests[0].reason).toMatch(/^Claiming this request \(no snapshot was taken\): the claim table claims-.+ does not exist/);
       expect(creates(world)).toBe(0);
     } finally {
       world.dispose();
@@ -460,7 +460,7 @@ describe('scenarios', () => {
       const stack = ebsStack(throttled);
       const result = await stack.deploy({ Snap1: volume('v1', 'retain') });
       expect(result.status).toBe('ROLLBACK_COMPLETE');
-      expect(stack.requests[0].reason).toMatch(/Claiming this request .*no snapshot was taken.*ThrottlingException/);
+      expect(stack.requests[0].reason).toMatch(/^Claiming this request \(no snapshot was taken\) \(DynamoDB table claims-.+\): ThrottlingException: Rate exceeded\. Deploy again\.$/);
       expect(creates(throttled)).toBe(0);
     } finally {
       throttled.dispose();
@@ -490,7 +490,7 @@ describe('scenarios', () => {
       world.core.context = undefined;
       await stack.deleteStack();
       world.core.context = { kind: 'cfn', stackId: event.StackId, owner: 'Snap1', requestKey: keyOf(first), requestType: 'Create' };
-      await expect(onEvent(event)).rejects.toThrow(/no snapshot was taken: the claim table .* does not exist/);
+      await expect(onEvent(event)).rejects.toThrow(/^Claiming this request \(no snapshot was taken\): the claim table .* does not exist/);
       expect(creates(world)).toBe(1);
     } finally {
       world.core.context = undefined;

@@ -16,6 +16,8 @@ const TABLE_ENV: typeof CLAIM_TABLE_ENV = 'CLAIM_TABLE_NAME';
 const KEY: typeof CLAIM_TABLE_KEY = 'Token';
 const TTL: typeof CLAIM_TABLE_TTL_ATTRIBUTE = 'ExpiresAt';
 
+const NETWORK = new Set(['TimeoutError', 'ECONNRESET', 'ECONNREFUSED', 'ETIMEDOUT', 'EAI_AGAIN', 'EPIPE', 'NetworkingError']);
+
 /** Claims are kept 7 days: longer than Lambda's 6-hour maximum event age, so a late duplicate still finds its request's claim. */
 export const CLAIM_TTL_S = 7 * 24 * 3600;
 /** How long a claim write keeps retrying throttling and 5xx before the request fails (and takes no snapshot). */
@@ -64,7 +66,7 @@ export async function putClaim(token: string, delivery: string, fenceMs: number)
   const now = clock.now();
   const expiresAt = Math.floor(now / 1000) + CLAIM_TTL_S;
   const mine: Claim = { token, state: 'claimed', owner: delivery, fence: now + fenceMs, creators: [], expiresAt };
-  const put = await write(`Claiming this request (${token}); no snapshot was taken`, (t) => ({ won: t?.owner === delivery && t.state === 'claimed', claim: t }), () => new PutItemCommand({
+  const put = await write('Claiming this request (no snapshot was taken)', (t) => ({ won: t?.owner === delivery && t.state === 'claimed', claim: t }), () => new PutItemCommand({
     TableName: tableName(),
     Item: {
       [KEY]: { S: token },
@@ -201,6 +203,23 @@ export async function recordFailure(
 }
 
 /**
+ * Records that a request answered earlier failed after all (its snapshot ended in `error`, or was
+ * not completed in time, and was deleted): a retried deployment that re-sends its RequestId then
+ * reopens it instead of returning an answer that names deleted snapshots.
+ */
+export async function recordLateFailure(token: string, reason: string): Promise<void> {
+  await write('Recording the failure of this request', (t) => ({ won: t?.state === 'failed', claim: t }), () => new UpdateItemCommand({
+    TableName: tableName(),
+    Key: { [KEY]: { S: token } },
+    UpdateExpression: 'SET #s = :failed, #r = :reason, #at = :now',
+    ConditionExpression: '#s = :answered',
+    ExpressionAttributeNames: { '#s': 'State', '#r': 'Reason', '#at': 'RecordedAt' },
+    ExpressionAttributeValues: { ':failed': { S: 'failed' }, ':answered': { S: 'answered' }, ':reason': { S: reason }, ':now': { N: String(clock.now()) } },
+    ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
+  }));
+}
+
+/**
  * Records the failure of a request nobody claimed (this delivery failed before its own claim
  * could be written): later deliveries in the same stack operation fail the same way instead of
  * creating after CloudFormation took this failure.
@@ -226,19 +245,26 @@ export async function recordUnclaimedFailure(token: string, reason: string): Pro
   }));
 }
 
-/** After a failure recorded by a waiter: the owner deleted what it made, so its snapshots no longer need watching. */
-export async function dropCreator(claim: Claim, delivery: string): Promise<void> {
-  const creators = claim.creators.filter((c) => c !== delivery);
-  if (creators.length === claim.creators.length) return;
-  await write('Updating the claim of this request', (t) => ({ won: !t?.creators.includes(delivery), claim: t }), () => new UpdateItemCommand({
+/**
+ * Replaces the creators of a failed claim (those whose snapshots may still exist), if it is still
+ * the same failure with the same creators: a delivery drops itself before it deletes what it made
+ * (a retried deployment that reopens the claim then never adopts what is being deleted), and puts
+ * itself back if the delete failed. Tells whether it was replaced.
+ */
+export async function setCreators(claim: Claim, from: readonly string[], to: readonly string[]): Promise<boolean> {
+  if (from.length === to.length && from.every((c, i) => c === to[i])) return true;
+  const list = (creators: readonly string[]) => ({ L: creators.map((c) => ({ S: c })) });
+  const same = (t: Claim | undefined) => t?.state === 'failed' && t.recordedAt === claim.recordedAt && t.creators.join() === to.join();
+  const w = await write('Updating the claim of this request', (t) => ({ won: same(t), claim: t }), () => new UpdateItemCommand({
     TableName: tableName(),
     Key: { [KEY]: { S: claim.token } },
-    UpdateExpression: 'SET #cr = :creators',
-    ConditionExpression: '#s = :failed AND #at = :recordedAt',
+    UpdateExpression: 'SET #cr = :to',
+    ConditionExpression: '#s = :failed AND #at = :recordedAt AND #cr = :from',
     ExpressionAttributeNames: { '#s': 'State', '#cr': 'Creators', '#at': 'RecordedAt' },
-    ExpressionAttributeValues: { ':creators': { L: creators.map((c) => ({ S: c })) }, ':failed': { S: 'failed' }, ':recordedAt': { N: String(claim.recordedAt ?? 0) } },
+    ExpressionAttributeValues: { ':to': list(to), ':from': list(from), ':failed': { S: 'failed' }, ':recordedAt': { N: String(claim.recordedAt ?? 0) } },
     ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
   }));
+  return w.won;
 }
 
 /**
@@ -274,8 +300,10 @@ async function call<T>(what: string, fn: () => Promise<T>): Promise<T> {
     if (errorCode(err) === 'ResourceNotFoundException') {
       throw new HandlerError(`${what}: the claim table ${tableName()} does not exist (it is deleted with the stack)`);
     }
+    // A network error from a handler in a VPC is most often a missing route to DynamoDB.
+    const hint = NETWORK.has(errorCode(err)) ? ' Handlers in a VPC need a route to DynamoDB (a gateway endpoint).' : '';
     throw new HandlerError(
-      `${describeError(`${what} (DynamoDB ${tableName()})`, err).replace(/\.+$/, '')}. Handlers in a VPC need a route to DynamoDB (a gateway endpoint). Deploy again.`,
+      `${describeError(`${what} (DynamoDB table ${tableName()})`, err).replace(/\.+$/, '')}.${hint} Deploy again.`,
       isTransient(err),
     );
   }

@@ -1,5 +1,5 @@
-import { Response, identityHash, respond, respondNone } from './answer';
-import { Claim, dropCreator, extendFence, putClaim, readClaim, recordAnswer, recordFailure, recordUnclaimedFailure, reopen, takeOver } from './claim';
+import { Response, identityHash, respond, respondNone, snapshotIdsOf } from './answer';
+import { Claim, extendFence, putClaim, readClaim, recordAnswer, recordFailure, recordUnclaimedFailure, reopen, setCreators, takeOver } from './claim';
 import {
   DELIVERY_TAG, REPLACES_TAG, SnapshotView, Source, attachedVolumes, createSnapshots, deleteSnapshot, findByToken, isOurs, oldestPerVolume,
   resolveSource,
@@ -46,6 +46,8 @@ const WATCH_POLL_MS = 5_000;
 /** Kept after the creates for the device look-up, the record, and the clean-up after a failure. */
 const ANSWER_RESERVE_MS = 45_000;
 const UNCERTAIN = 'UncertainCreate';
+/** What a failure reason says when a snapshot the request may have made stays. */
+const KEPT = ' (a snapshot this request may have made is kept: it carries the request\'s token, and a retry of the request adopts it)';
 const RATE_LIMITS = new Set(['SnapshotCreationPerVolumeRateExceeded', 'ConcurrentSnapshotLimitExceeded']);
 /** Tag values are at most 256 characters. */
 const MAX_TAG_VALUE = 256;
@@ -194,7 +196,11 @@ async function awaitOutcome(event: Request, run: Run, seen: Claim | undefined, p
     }
     if (claim.state === 'answered') {
       logger.info('returning the answer another delivery of this request recorded', { owner: claim.owner });
-      return JSON.parse(claim.answer ?? '{}') as Response;
+      const answer = JSON.parse(claim.answer ?? '{}') as Response;
+      // What this delivery made as owner and the answer does not name, nobody will.
+      const unnamed = (mine?.made ?? []).filter((s) => !snapshotIdsOf(answer.PhysicalResourceId).includes(s.SnapshotId!));
+      if (unnamed.length > 0) await discard(event, unnamed);
+      return answer;
     }
     if (claim.state === 'failed') {
       if (!(await failedInEarlierOperation(event, claim))) return failAs(event, run, claim, claim.reason ?? 'another delivery of this request failed', mine);
@@ -215,7 +221,8 @@ async function awaitOutcome(event: Request, run: Run, seen: Claim | undefined, p
     if (now + WAIT_POLL_MS > run.endAt) {
       // Failing alone could let CloudFormation take this failure while the owner answers: the
       // failure is recorded, so the owner fails too and deletes what it made.
-      const reason = 'another delivery of this request was still taking its snapshot when this delivery\'s time ran out; the request fails, and what it made is deleted. Deploy again.';
+      const reason = 'another delivery of this request was still taking its snapshot when this delivery\'s time ran out: the request fails, and that ' +
+        'delivery deletes what it made once it sees the failure. Deploy again.';
       const w = await recordFailure(claim, reason);
       if (w.won) return failAs(event, run, w.claim ?? claim, reason, mine);
       claim = w.claim;
@@ -339,7 +346,14 @@ async function adopt(event: Request, run: Run, owned: Ownership, source: Source 
     const found = (await step('Reading the snapshots of this request', () => findByToken(event, token)))
       .filter((s) => creators.has(tagValue(s.Tags, DELIVERY_TAG) ?? ''));
     const kept = [...oldestPerVolume(found).values()];
-    if (covers(kept, expected) || (clock.now() >= until && kept.length > 0)) {
+    if (clock.now() >= until && kept.length > 0 && !covers(kept, expected)) {
+      // This delivery answers for them (deleted when it fails): no point in time of the whole instance.
+      work.made.push(...found);
+      for (const c of creators) work.accountedFor.add(c);
+      throw new HandlerError(`the snapshots an earlier delivery of this request made (${kept.map((s) => s.SnapshotId).join(', ')}) ` +
+        `do not cover the attached volumes ${expected.filter((v) => !kept.some((s) => s.VolumeId === v)).join(', ')}`);
+    }
+    if (covers(kept, expected)) {
       // This delivery now answers for them: deleted if it fails.
       work.made.push(...found);
       for (const c of creators) work.accountedFor.add(c);
@@ -372,91 +386,101 @@ async function adopt(event: Request, run: Run, owned: Ownership, source: Source 
 }
 
 /**
- * The owner failed. What it made goes (nobody else can have answered it) and the failure is
- * recorded, so that every delivery of the request fails the same way. Except when a create of
- * unknown outcome is still unseen: then nothing is recorded, and a later delivery (or a retry of
- * the request) watches for it.
+ * The owner failed. The failure is recorded first (a failed claim is taken over by nobody in this
+ * stack operation, so nobody adopts what is deleted next), so that every delivery of the request
+ * fails the same way; then what it made goes (nobody else can have answered it). Except when a
+ * create of unknown outcome is still unseen: then nothing is recorded, and a later delivery (or a
+ * retry of the request) watches for what it made.
  */
 async function failOwned(event: Request, run: Run, owned: Ownership, work: Work, err: unknown, plan: Plan): Promise<never> {
   const reason = describeError('Taking the EBS snapshot', err);
-  if (work.unseenCreate) {
-    throw new HandlerError(`${reason} (a snapshot this request may have made is kept: it carries the request's token, and a retry of the request adopts it)`, true);
-  }
+  const transient = err instanceof HandlerError ? err.transient : isTransient(err);
+  if (work.unseenCreate) throw new HandlerError(`${reason}${KEPT}`, true);
+  let recorded;
   try {
-    // Holding the claim while deleting: no delivery takes over (and adopts) what is being deleted.
-    await hold(owned, WATCH_FENCE_MS, false);
+    recorded = await recordFailure(owned.claim, reason, { delivery: run.delivery, creators: owned.claim.creators });
   } catch (e) {
-    if (e instanceof LostClaim) return lostClaim(event, run, e, work, plan) as Promise<never>;
-    logger.error('could not hold the claim to clean up; keeping what this delivery made', { error: e as Error });
-    throw err instanceof HandlerError ? err : new HandlerError(reason, isTransient(err));
+    // Nothing recorded: the claim stays this delivery's until its fence passes, and a delivery that takes over adopts what it made.
+    logger.error('could not record the failure of this request; keeping what this delivery made', { error: e as Error });
+    throw new HandlerError(work.made.length > 0 ? `${reason}${KEPT}` : reason, transient);
   }
-  const cleaned = await discard(event, work.made);
-  const full = work.made.length > 0 ? `${reason}; ${cleaned ? 'the snapshots this request made have been deleted' : 'some snapshots this request made could not be deleted (they carry its token)'}` : reason;
-  try {
-    // The creators whose snapshots may still exist: all, unless deleted here (this delivery's own
-    // creates all acted or were refused: none is of unknown outcome, see above; earlier owners'
-    // only once this owner looked for what they made).
-    const left = cleaned ? owned.claim.creators.filter((c) => c !== run.delivery && !work.accountedFor.has(c)) : owned.claim.creators;
-    const w = await recordFailure(owned.claim, full, { delivery: run.delivery, creators: left });
-    if (!w.won && w.claim?.state === 'failed' && cleaned) await dropCreator(w.claim, run.delivery);
-  } catch (e) {
-    logger.error('could not record the failure of this request', { error: e as Error });
-  }
-  throw new HandlerError(full, err instanceof HandlerError ? err.transient : isTransient(err));
-}
-
-/** The owner lost its claim. If a waiter recorded a failure, nobody answers what this delivery made: it goes. Then the outcome is the claim's. */
-async function lostClaim(event: Request, run: Run, lost: LostClaim, work: Work, plan: Plan): Promise<Response> {
-  logger.warn('this delivery lost the claim of this request', { state: lost.claim?.state, owner: lost.claim?.owner });
-  if (lost.claim?.state === 'failed' && (work.made.length > 0 || work.unseenCreate)) {
-    // A create of unknown outcome: what it made is watched for until this delivery's time is up.
-    const made = work.unseenCreate ? await ownSnapshots(event, run) : work.made;
-    const cleaned = made !== undefined && await discard(event, made);
-    // (After a create of unknown outcome this delivery stays a creator: part of an instance's set may show later.)
-    if (cleaned && !work.unseenCreate) await dropCreator(lost.claim, run.delivery).catch((e) => logger.error('could not update the claim', { error: e as Error }));
-    if (!cleaned) {
-      throw new HandlerError(`${lost.claim.reason ?? 'another delivery of this request failed'} (a snapshot this delivery's create may have made is kept: ` +
-        'it carries the request\'s token, and a retry of the request adopts it)', true);
-    }
-  }
-  // Taken over: the new owner may adopt what this delivery made; if the request fails instead, it goes.
-  return awaitOutcome(event, run, lost.claim, plan, lost.claim?.state === 'failed' ? undefined : work);
+  if (!recorded.won) return lostClaim(event, run, new LostClaim(recorded.claim), work, plan) as Promise<never>;
+  if (work.made.length === 0) throw new HandlerError(reason, transient);
+  const cleaned = await cleanUpAfterFailure(event, run, recorded.claim!, work);
+  throw new HandlerError(`${reason}; ${cleaned ? 'the snapshots this request made have been deleted' : `some could not be deleted${KEPT}`}`, transient);
 }
 
 /**
- * Fails with the request's recorded failure. A delivery that made snapshots while it owned the
- * request (and then lost its claim) deletes them first: nobody answers them now. One it cannot
- * find yet (a create of unknown outcome, reads lagging) is kept, and the reason says so.
+ * The owner lost its claim. If a recorded failure took it, nobody answers what this delivery made:
+ * it goes. If another delivery took it over, that one may adopt it: it stays, unless the request
+ * ends failed (awaitOutcome, with `work`).
  */
-async function failAs(event: Request, run: Run, claim: Claim, reason: string, mine: Work | undefined): Promise<never> {
-  if (!mine || (mine.made.length === 0 && !mine.unseenCreate)) throw new HandlerError(reason, true);
-  const found = await findByToken(event, requestToken(event)).catch((err) => {
-    logger.warn('could not read the snapshots of this request', { error: err as Error });
-    return undefined;
-  });
-  const made = [...mine.made, ...(found ?? []).filter((s) => tagValue(s.Tags, DELIVERY_TAG) === run.delivery)];
-  const seenAll = found !== undefined && (!mine.unseenCreate || made.length > mine.made.length);
-  const cleaned = await discard(event, made);
-  if (cleaned && seenAll) {
-    if (!mine.unseenCreate) await dropCreator(claim, run.delivery).catch((e) => logger.error('could not update the claim', { error: e as Error }));
-    throw new HandlerError(reason, true);
+async function lostClaim(event: Request, run: Run, lost: LostClaim, work: Work, plan: Plan): Promise<Response> {
+  logger.warn('this delivery lost the claim of this request', { state: lost.claim?.state, owner: lost.claim?.owner });
+  if (lost.claim?.state !== 'failed') return awaitOutcome(event, run, lost.claim, plan, work);
+  if ((work.made.length > 0 || work.unseenCreate) && !(await cleanUpAfterFailure(event, run, lost.claim, work))) {
+    throw new HandlerError(`${lost.claim.reason ?? 'another delivery of this request failed'}${KEPT}`, true);
   }
-  throw new HandlerError(`${reason} (a snapshot this delivery may have made is kept: it carries the request's token, and a retry of the request adopts it)`, true);
+  return awaitOutcome(event, run, lost.claim, plan);
 }
 
-/** The snapshots this delivery's create made, once reads show them; undefined if they did not show in its time. */
+/** Fails with the request's recorded failure, after deleting what this delivery made as its owner (`mine`), if anything. */
+async function failAs(event: Request, run: Run, claim: Claim, reason: string, mine: Work | undefined): Promise<never> {
+  if (!mine || (mine.made.length === 0 && !mine.unseenCreate)) throw new HandlerError(reason, true);
+  throw new HandlerError(`${reason}${(await cleanUpAfterFailure(event, run, claim, mine)) ? '' : KEPT}`, true);
+}
+
+/**
+ * Deletes what this delivery made for a request whose failure is recorded (`claim`), and tells
+ * whether all of it is gone. A create of unknown outcome is watched for, until it shows in full (a
+ * snapshot of every volume) or the delivery's time is up. Before deleting, the delivery drops itself
+ * (and the earlier owners whose snapshots it took on) from the claim's creators, on condition that
+ * the claim is still that failure: a retried deployment that reopened it meanwhile adopts what is
+ * there, and nothing is deleted. If a delete fails, the creators are put back.
+ */
+async function cleanUpAfterFailure(event: Request, run: Run, claim: Claim, work: Work): Promise<boolean> {
+  let made = work.made;
+  if (work.unseenCreate) {
+    const shown = await ownSnapshots(event, run);
+    if (!shown) return false;
+    made = [...made, ...shown];
+  }
+  const to = claim.creators.filter((c) => c !== run.delivery && !work.accountedFor.has(c));
+  const released = await setCreators(claim, claim.creators, to).catch((e) => {
+    logger.error('could not update the claim of this request', { error: e as Error });
+    return false;
+  });
+  if (!released) {
+    logger.warn('the claim of this request changed (reopened by a retried deployment?): keeping what this delivery made');
+    return false;
+  }
+  const cleaned = await discard(event, made);
+  if (!cleaned) {
+    await setCreators({ ...claim, creators: to }, to, claim.creators).catch((e) => logger.error('could not update the claim of this request', { error: e as Error }));
+  }
+  return cleaned;
+}
+
+/** The snapshots this delivery's create made, once reads show one of every volume of the source (at least one read); undefined if not in its time. */
 async function ownSnapshots(event: Request, run: Run): Promise<SnapshotView[] | undefined> {
   const token = requestToken(event);
-  while (clock.now() + WATCH_POLL_MS < run.endAt) {
+  const expected = await resolveSource(event)
+    .then((source) => (source?.kind === 'instance' ? attachedVolumes(source.instanceId) : []))
+    .catch((err) => {
+      logger.warn('could not read the source\'s volumes', { error: err as Error });
+      return undefined;
+    });
+  if (!expected) return undefined;
+  for (;;) {
     const found = await findByToken(event, token).catch((err) => {
-      logger.warn('could not read the snapshots of this request; reading again', { error: err as Error });
+      logger.warn('could not read the snapshots of this request', { error: err as Error });
       return [];
     });
     const mine = found.filter((s) => tagValue(s.Tags, DELIVERY_TAG) === run.delivery);
-    if (mine.length > 0) return mine;
+    if (covers(mine, expected)) return mine;
+    if (clock.now() + WATCH_POLL_MS >= run.endAt) return undefined;
     await clock.sleep(WATCH_POLL_MS);
   }
-  return undefined;
 }
 
 /**

@@ -1,6 +1,6 @@
 import { MetricUnit, Metrics } from '@aws-lambda-powertools/metrics';
 import { Attributes, Response, answer, devicesOfPhysicalId, identityHash, respond, respondNone, snapshotIdsOf } from './answer';
-import { readClaim } from './claim';
+import { readClaim, recordLateFailure } from './claim';
 import { CREATE, Plan, Run, claimed, discard } from './claimed-create';
 import { REPLACES_TAG, SnapshotView, describeAll, describeByIds, deleteSnapshot, findByToken } from './snapshots';
 import type { CopyOrigin } from '../../src/private/contract';
@@ -103,7 +103,7 @@ export async function isComplete(event: CompleteRequest): Promise<IsCompleteResp
   if (failed && snapshots.size < ids.length && sinceStart < VISIBILITY_GRACE_MS) return { IsComplete: false };
   if (failed && failed.p.status === 'failed') {
     await discard(event, [...snapshots.values()]);
-    throw new HandlerError(`${failed.p.reason}; the snapshots of this request have been deleted`);
+    throw await failedLate(event, `${failed.p.reason}; the snapshots of this request have been deleted`);
   }
   if (progress.every((x) => x.p.status === 'done')) {
     await reportDuplicates(event, ids);
@@ -112,13 +112,18 @@ export async function isComplete(event: CompleteRequest): Promise<IsCompleteResp
   if (deadlineExceeded(event.Data?.StartedAt, event.ResourceProperties.TimeoutSeconds, clock.now())) {
     await discard(event, [...snapshots.values()]);
     const waiting = progress.filter((x) => x.p.status === 'waiting').map((x) => `${x.id} ${x.p.status === 'waiting' ? x.p.state : ''}`);
-    throw new HandlerError(
+    throw await failedLate(event,
       `EBS snapshots were not completed within the timeout of ${event.ResourceProperties.TimeoutSeconds} seconds ` +
         `(still ${waiting.join(', ')}); they have been deleted so that no half-made snapshot is left behind. ` +
-        'A first snapshot of a large volume can take hours: set waitForCompletion to false, or a longer timeout (at most 1 hour).',
-    );
+        'A first snapshot of a large volume can take hours: set waitForCompletion to false, or a longer timeout (at most 1 hour).');
   }
   return { IsComplete: false };
+}
+
+/** The failure of a request whose answer was recorded, recorded too (best effort: the failure stands either way). */
+async function failedLate(event: CompleteRequest, reason: string): Promise<HandlerError> {
+  await recordLateFailure(requestToken(event), reason).catch((err) => logger.error('could not record the failure of this request', { error: err as Error }));
+  return new HandlerError(reason);
 }
 
 /**

@@ -44,14 +44,15 @@ export class SnapshotProvider extends StackHandlers {
 
   private constructor(scope: Stack, id: string, spec: HandlerSpec, options: HandlerOptions | undefined, requester: IConstruct) {
     super(scope, id, spec, options, requester);
-    const onEventEnvironment: Record<string, string> = {};
+    const handlerEnvironment: Record<string, string> = {};
     if (spec.claimTable) {
       this.claims = this.claimTable(spec.claimTable);
-      onEventEnvironment[spec.claimTable.envName] = this.claims.tableName;
+      handlerEnvironment[spec.claimTable.envName] = this.claims.tableName;
     }
     const provider = new cr.Provider(this, 'Provider', {
-      onEventHandler: this.handlerFunction('OnEvent', 'onEvent', spec.onEventTimeout ?? Duration.minutes(5), onEventEnvironment),
-      isCompleteHandler: this.handlerFunction('IsComplete', 'isComplete', spec.isCompleteTimeout ?? Duration.minutes(2)),
+      onEventHandler: this.handlerFunction('OnEvent', 'onEvent', spec.onEventTimeout ?? Duration.minutes(5), handlerEnvironment),
+      // isComplete records a failure it meets (a snapshot in error) in the claim too.
+      isCompleteHandler: this.handlerFunction('IsComplete', 'isComplete', spec.isCompleteTimeout ?? Duration.minutes(2), handlerEnvironment),
       totalTimeout: PROVIDER_TOTAL_TIMEOUT,
       queryInterval: PROVIDER_QUERY_INTERVAL,
       logGroup: this.logGroup,
