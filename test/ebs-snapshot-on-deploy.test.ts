@@ -407,6 +407,16 @@ describe('EbsSnapshotOnDeploy claim table', () => {
     expect(policyStatements(stack).flatMap((s) => [].concat(s.Action)).filter((a: string) => a.startsWith('kms:'))).toEqual([]);
   });
 
+  test('the role may read its own resource\'s status (checked before a create); an OpenZfsSnapshot\'s may not', () => {
+    const stack = newStack();
+    new EbsSnapshotOnDeploy(stack, 'A', { source: EbsSnapshotSource.fromVolumeId(VOLUME) });
+    const reads = policyStatements(stack).filter((s) => [].concat(s.Action).includes('cloudformation:DescribeStackResource' as never));
+    expect(reads).toEqual([{ Action: 'cloudformation:DescribeStackResource', Effect: 'Allow', Resource: { Ref: 'AWS::StackId' } }]);
+    const zfs = newStack();
+    new OpenZfsSnapshot(zfs, 'Z', { volumeId: 'fsvol-0123456789abcdef0' });
+    expect(JSON.stringify(Template.fromStack(zfs).toJSON())).not.toContain('cloudformation:DescribeStackResource');
+  });
+
   test('a role of the user\'s gets the statement too', () => {
     const stack = newStack();
     const role = new iam.Role(stack, 'Mine', { assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com') });

@@ -7,7 +7,7 @@ import {
 import type { EbsSnapshotOnDeployProperties } from '../../src/private/ebs-contract';
 import { clock } from '../shared/clock';
 import { HandlerError, describeError, errorCode, errorMessage, isThrottling, isTransient, step, withRetries } from '../shared/errors';
-import { OnEventRequest, currentStackOperation } from '../shared/events';
+import { OnEventRequest, currentStackOperation, resourceStatus } from '../shared/events';
 import { logger } from '../shared/logger';
 import { KeyValue, ownershipTags, parseUserTags, requestOwner, tagValue, withOwnershipTags } from '../shared/ownership';
 import { requestToken } from '../shared/token';
@@ -246,19 +246,19 @@ async function failedInEarlierOperation(event: Request, claim: Claim): Promise<b
 }
 
 /**
- * A delivery creates only while the stack's operation still goes forward: once CloudFormation took
- * another delivery's failure of the request (the stack rolls back, or stopped), what it made would
- * belong to no request. A status that cannot be read stops only a delivery that took over (`strict`).
+ * A delivery creates (and one that took over answers) only while CloudFormation still waits for
+ * this request: the resource is `CREATE_IN_PROGRESS`/`UPDATE_IN_PROGRESS` and the stack's operation
+ * goes forward. Once CloudFormation took another delivery's failure of the request (the resource
+ * failed, the stack rolls back), what it made would belong to no request. A status that cannot be
+ * read stops only a delivery that took over (`strict`).
  */
 async function inForwardOperation(event: Request, strict: boolean): Promise<void> {
-  const op = await currentStackOperation(event.StackId);
-  if (op && /^(CREATE|UPDATE|IMPORT)_IN_PROGRESS$/.test(op.status)) return;
-  if (!op && !strict) {
-    logger.warn('could not read the stack status; creating (this delivery is the request\'s first owner)');
-    return;
-  }
-  throw new HandlerError(`the stack is ${op?.status ?? 'in a state that could not be read'}: CloudFormation has taken this request's ` +
-    'outcome from another delivery, so no snapshot was taken');
+  const [op, resource] = await Promise.all([currentStackOperation(event.StackId), resourceStatus(event.StackId, event.LogicalResourceId)]);
+  const forward = op === undefined || /^(CREATE|UPDATE|IMPORT)_IN_PROGRESS$/.test(op.status);
+  const waiting = resource === undefined || /^(CREATE|UPDATE)_IN_PROGRESS$/.test(resource);
+  if (forward && waiting && ((op && resource) || !strict)) return;
+  const state = !forward ? `the stack is ${op!.status}` : !waiting ? `the resource is ${resource}` : 'the stack\'s status could not be read';
+  throw new HandlerError(`${state}: CloudFormation has taken this request's outcome from another delivery, so no snapshot was taken`);
 }
 
 /**

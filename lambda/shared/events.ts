@@ -1,4 +1,4 @@
-import { DescribeStacksCommand } from '@aws-sdk/client-cloudformation';
+import { DescribeStackResourceCommand, DescribeStacksCommand } from '@aws-sdk/client-cloudformation';
 import { cloudformation } from './clients/cloudformation';
 import { withRetries } from './errors';
 import { logger } from './logger';
@@ -65,6 +65,22 @@ export async function currentStackOperation(stackId: string): Promise<StackOpera
     return { status: stack.StackStatus, startedAt: new Date(at).getTime() };
   } catch (err) {
     logger.warn('could not read the stack', { stackId, error: err as Error });
+    return undefined;
+  }
+}
+
+/**
+ * The status of one resource of the stack (`CREATE_IN_PROGRESS` while CloudFormation waits for its
+ * Create, `CREATE_FAILED` once it took a failure for it…), or undefined if it cannot be read.
+ */
+export async function resourceStatus(stackId: string, logicalId: string): Promise<string | undefined> {
+  try {
+    const out = await withRetries(() => cloudformation().send(new DescribeStackResourceCommand({ StackName: stackId, LogicalResourceId: logicalId })), {
+      budgetMs: 60_000,
+    });
+    return out.StackResourceDetail?.ResourceStatus;
+  } catch (err) {
+    logger.warn('could not read the resource\'s status', { stackId, logicalId, error: err as Error });
     return undefined;
   }
 }

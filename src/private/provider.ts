@@ -107,6 +107,8 @@ export class SnapshotProvider extends StackHandlers {
       actions: ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem'],
       resources: [table.tableArn],
     }));
+    // Before it creates, a delivery checks that CloudFormation still waits for its resource.
+    this.role.addToPrincipalPolicy(new iam.PolicyStatement({ actions: ['cloudformation:DescribeStackResource'], resources: [Stack.of(this).stackId] }));
     return table;
   }
 }

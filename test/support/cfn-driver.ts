@@ -341,6 +341,15 @@ export class CfnStack {
 
   /** Sends one request, as CloudFormation does, through the Provider framework. */
   private async request(partial: any, flags: { rollback?: boolean; cleanup?: boolean } = {}): Promise<RequestRecord> {
+    const rec = await this.deliver(partial, flags);
+    this.acted(rec, flags);
+    return rec;
+  }
+
+  /** Delivers one request, once or more (duplicates); returns the answer CloudFormation acts on. */
+  private async deliver(partial: any, flags: { rollback?: boolean; cleanup?: boolean }): Promise<RequestRecord> {
+    const type = String(partial.RequestType).toUpperCase();
+    this.world.cloudformation.setResourceStatus(this.stackId!, partial.LogicalResourceId, `${type}_IN_PROGRESS`);
     const event = {
       RequestId: `${(++this.requestCounter).toString(16).padStart(8, '0')}-req-${this.opts.stackName}`,
       ...partial,
@@ -410,10 +419,13 @@ export class CfnStack {
   }
 
   /**
-   * CloudFormation acted on this answer: a failed Create or Update (not in a rollback) starts the
-   * rollback at once, even while another delivery of the request still runs.
+   * CloudFormation acted on this answer: the resource is complete or failed, and a failed Create or
+   * Update (not in a rollback) starts the rollback at once, even while another delivery of the
+   * request still runs.
    */
   private acted(rec: RequestRecord, flags: { rollback?: boolean; cleanup?: boolean }): void {
+    const type = rec.requestType.toUpperCase();
+    this.world.cloudformation.setResourceStatus(rec.stackId, rec.logicalId, `${type}_${rec.status === 'SUCCESS' ? 'COMPLETE' : 'FAILED'}`);
     if (rec.status !== 'FAILED' || rec.requestType === 'Delete' || flags.rollback || flags.cleanup) return;
     if (this.status === 'CREATE_IN_PROGRESS') this.setStatus('ROLLBACK_IN_PROGRESS');
     if (this.status === 'UPDATE_IN_PROGRESS') this.setStatus('UPDATE_ROLLBACK_IN_PROGRESS');

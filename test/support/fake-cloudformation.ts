@@ -1,4 +1,4 @@
-import { DescribeStacksCommand } from '@aws-sdk/client-cloudformation';
+import { DescribeStackResourceCommand, DescribeStacksCommand } from '@aws-sdk/client-cloudformation';
 import type { AwsStub } from 'aws-sdk-client-mock';
 import { awsError } from './aws-errors';
 import { SimCore, routeCommands } from './sim-core';
@@ -25,12 +25,26 @@ export class FakeCloudFormation {
     else this.stacks.set(stackId, { stackId, stackName, status, created: this.core.clock.now() });
   }
 
+  /** Each resource's status by stack id and logical id (DescribeStackResource), as the stack driver sets them. */
+  public readonly resources = new Map<string, string>();
+
+  public setResourceStatus(stackId: string, logicalId: string, status: string): void {
+    this.resources.set(`${stackId}|${logicalId}`, status);
+  }
+
   public status(stackId: string): string | undefined {
     return this.stacks.get(stackId)?.status;
   }
 
   public install(mock: AwsStub<any, any, any>): void {
-    routeCommands(mock, 'cloudformation', [[DescribeStacksCommand, (input: any) =>
+    routeCommands(mock, 'cloudformation', [[DescribeStackResourceCommand, (input: any) =>
+      this.core.handle('cloudformation', 'DescribeStackResourceCommand', input, { mutating: false }, () => {
+        const status = this.resources.get(`${input.StackName}|${input.LogicalResourceId}`);
+        if (!status || !this.stacks.has(input.StackName)) {
+          throw awsError('ValidationError', `Resource ${input.LogicalResourceId} does not exist for stack ${input.StackName}`, 400);
+        }
+        return { StackResourceDetail: { StackId: input.StackName, LogicalResourceId: input.LogicalResourceId, ResourceStatus: status, LastUpdatedTimestamp: new Date(this.core.clock.now()) } };
+      })], [DescribeStacksCommand, (input: any) =>
       this.core.handle('cloudformation', 'DescribeStacksCommand', input, { mutating: false }, () => {
         const wanted = input.StackName as string | undefined;
         const list = [...this.stacks.values()].filter(
