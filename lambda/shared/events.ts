@@ -75,9 +75,8 @@ export async function currentStackOperation(stackId: string): Promise<StackOpera
  */
 export async function resourceStatus(stackId: string, logicalId: string): Promise<string | undefined> {
   try {
-    const out = await withRetries(() => cloudformation().send(new DescribeStackResourceCommand({ StackName: stackId, LogicalResourceId: logicalId })), {
-      budgetMs: 60_000,
-    });
+    const read = () => cloudformation().send(new DescribeStackResourceCommand({ StackName: stackId, LogicalResourceId: logicalId }));
+    const out = await withRetries(read, { budgetMs: 60_000 });
     return out.StackResourceDetail?.ResourceStatus;
   } catch (err) {
     logger.warn('could not read the resource\'s status', { stackId, logicalId, error: err as Error });

@@ -15,6 +15,8 @@ export interface StackRecord {
 /** CloudFormation's DescribeStacks, with the status the stack driver sets. */
 export class FakeCloudFormation {
   public readonly stacks = new Map<string, StackRecord>();
+  /** Each resource's status by stack id and logical id (DescribeStackResource), as the stack driver sets them. */
+  public readonly resources = new Map<string, string>();
 
   constructor(private readonly core: SimCore) {}
 
@@ -24,9 +26,6 @@ export class FakeCloudFormation {
     if (s) s.status = status;
     else this.stacks.set(stackId, { stackId, stackName, status, created: this.core.clock.now() });
   }
-
-  /** Each resource's status by stack id and logical id (DescribeStackResource), as the stack driver sets them. */
-  public readonly resources = new Map<string, string>();
 
   public setResourceStatus(stackId: string, logicalId: string, status: string): void {
     this.resources.set(`${stackId}|${logicalId}`, status);
@@ -43,7 +42,8 @@ export class FakeCloudFormation {
         if (!status || !this.stacks.has(input.StackName)) {
           throw awsError('ValidationError', `Resource ${input.LogicalResourceId} does not exist for stack ${input.StackName}`, 400);
         }
-        return { StackResourceDetail: { StackId: input.StackName, LogicalResourceId: input.LogicalResourceId, ResourceStatus: status, LastUpdatedTimestamp: new Date(this.core.clock.now()) } };
+        const detail = { StackId: input.StackName, LogicalResourceId: input.LogicalResourceId, ResourceStatus: status, LastUpdatedTimestamp: new Date(this.core.clock.now()) };
+        return { StackResourceDetail: detail };
       })], [DescribeStacksCommand, (input: any) =>
       this.core.handle('cloudformation', 'DescribeStacksCommand', input, { mutating: false }, () => {
         const wanted = input.StackName as string | undefined;
