@@ -51,6 +51,11 @@ const TTL_S = 7 * 24 * 3600;
 const A = 'snap-0000000000000000a';
 const B = 'snap-0000000000000000b';
 const C = 'snap-0000000000000000c';
+/** What a failure reason adds when a snapshot the request may have made stays (claimed-create.ts). */
+const KEPT = ' (a snapshot this request may have made is kept: it carries the request\'s token, and a retry of the request adopts it)';
+/** The failure a waiter whose time ran out records over the owner still at work. */
+const WAITER_REASON = 'another delivery of this request was still taking its snapshot when this delivery\'s time ran out: the request fails, ' +
+  'and that delivery deletes what it made once it sees the failure. Deploy again.';
 
 type Props = EbsSnapshotOnDeployProperties & { ServiceToken: string };
 
@@ -269,12 +274,15 @@ function sequence(): string[] {
 function updateKind(input: UpdateItemCommandInput): string {
   const values = input.ExpressionAttributeValues ?? {};
   const set = input.UpdateExpression ?? '';
+  // isComplete's record of a failure after the answer (its condition names the answered state).
+  if (values[':answered'] && values[':reason']) return 'late-failure';
   if (values[':answered']) return 'answer';
   if (values[':reason']) return 'failure';
   if (set.startsWith('SET #o = :me')) return 'take-over';
   if (set.startsWith('SET #s = :claimed')) return 'reopen';
-  if (set.startsWith('SET #cr = :creators')) return 'creators';
-  return 'fence';
+  if (set.startsWith('SET #cr = :to')) return 'creators';
+  if (set.startsWith('SET #f = :fence')) return 'fence';
+  throw new Error(`an UpdateItem of no known kind: ${set}`);
 }
 
 /** The inputs of the UpdateItems of one kind, in order. */
@@ -462,7 +470,7 @@ describe('The claim', () => {
     const token = seed(event, { state: 'claimed', owner: 'req-0.owner', fence: START + 100_000, creators: ['req-0.owner'], createSentAt: START });
     // 40 s left: 10 s to wait after the 30 s kept at the end.
     const err = await rejection(onEvent(event, context(40_000)));
-    const reason = 'another delivery of this request was still taking its snapshot when this delivery\'s time ran out; the request fails, and what it made is deleted. Deploy again.';
+    const reason = WAITER_REASON;
     expect(err).toMatchObject({ message: reason, transient: true });
     expect(now - START).toBeLessThanOrEqual(10_000);
     expect(updates('failure')).toEqual([expect.objectContaining({
@@ -652,7 +660,12 @@ describe('The claim', () => {
       message: 'the claim of this request could not be held (its table answered too slowly); deploy again', transient: true,
     });
     expect(ec2Mock).not.toHaveReceivedCommand(CreateSnapshotCommand);
-    expect(updates('failure')).toEqual([]);
+    // The failure is recorded for every delivery; the holds named this delivery a creator before the create (never sent), and it stays one.
+    expect(sequence()).toEqual(['PutItem', 'DescribeStacks', 'UpdateItem:fence', 'UpdateItem:fence', 'UpdateItem:fence', 'UpdateItem:failure', 'GetItem']);
+    expect(claimOf(requestToken(event))).toMatchObject({
+      State: 'failed', Owner: deliveryOf(), Reason: 'the claim of this request could not be held (its table answered too slowly); deploy again', Creators: [deliveryOf()],
+    });
+    expect(ec2Mock).not.toHaveReceivedCommand(DeleteSnapshotCommand);
   });
 
   test('a waiter whose reads of the claim fail records its failure over the owner still at work, so that both fail alike', async () => {
@@ -666,7 +679,8 @@ describe('The claim', () => {
     // Retry delays without jitter, so that which read gets through does not depend on chance.
     const random = jest.spyOn(Math, 'random').mockReturnValue(0.5);
     const err = await rejection(onEvent(event, context())).finally(() => random.mockRestore());
-    expect(err.message).toMatch(/^Reading the claim of this request \(DynamoDB app-claims\): ThrottlingException: Rate of requests exceeds the allowed throughput\. /);
+    // Throttling is no network error: no VPC hint.
+    expect(err.message).toBe('Reading the claim of this request (DynamoDB table app-claims): ThrottlingException: Rate of requests exceeds the allowed throughput. Deploy again.');
     expect(updates('failure')).toEqual([expect.objectContaining({ ConditionExpression: '#s = :claimed' })]);
     expect(claimOf(token)).toMatchObject({ State: 'failed', Reason: err.message, Owner: 'req-0.owner', Creators: ['req-0.owner'] });
     expect(ec2Mock.calls()).toHaveLength(0);
@@ -758,7 +772,7 @@ describe('The claim', () => {
       return table.put(input);
     });
     const err = await rejection(onEvent(event, context()));
-    expect(err.message).toMatch(/^Claiming this request \(css-[0-9a-f]{40}\); no snapshot was taken \(DynamoDB app-claims\): ThrottlingException/);
+    expect(err.message).toMatch(/^Claiming this request \(no snapshot was taken\) \(DynamoDB table app-claims\): ThrottlingException/);
     expect(ec2Mock.calls()).toHaveLength(0);
     expect(claimOf(token)).toMatchObject({ State: 'failed', Owner: '', Reason: err.message, Creators: [] });
 
@@ -825,7 +839,7 @@ describe('The claim', () => {
     ddbMock.on(PutItemCommand).rejects(awsError('ResourceNotFoundException', 'Requested resource not found'));
     ddbMock.on(GetItemCommand).rejects(awsError('ResourceNotFoundException', 'Requested resource not found'));
     await expect(onEvent(event, context())).rejects.toMatchObject({
-      message: `Claiming this request (${requestToken(event)}); no snapshot was taken: the claim table app-claims does not exist (it is deleted with the stack)`,
+      message: 'Claiming this request (no snapshot was taken): the claim table app-claims does not exist (it is deleted with the stack)',
     });
     expect(ddbMock).toHaveReceivedCommandTimes(PutItemCommand, 1);
     expect(ddbMock).toHaveReceivedCommandTimes(GetItemCommand, 1); // the last look before failing
@@ -837,8 +851,7 @@ describe('The claim', () => {
     ddbMock.on(PutItemCommand).rejects(awsError('ThrottlingException', 'Rate of requests exceeds the allowed throughput'));
     ddbMock.on(GetItemCommand).rejects(awsError('ThrottlingException', 'Rate of requests exceeds the allowed throughput'));
     await expect(onEvent(event, context())).rejects.toMatchObject({
-      message: `Claiming this request (${requestToken(event)}); no snapshot was taken (DynamoDB app-claims): ThrottlingException: ` +
-        'Rate of requests exceeds the allowed throughput. Handlers in a VPC need a route to DynamoDB (a gateway endpoint). Deploy again.',
+      message: 'Claiming this request (no snapshot was taken) (DynamoDB table app-claims): ThrottlingException: Rate of requests exceeds the allowed throughput. Deploy again.',
       transient: true,
     });
     expect(ddbMock.commandCalls(PutItemCommand).length).toBeGreaterThan(1);
@@ -862,7 +875,7 @@ describe('The claim', () => {
   test('an owner whose record finds the claim failed by a waiter deletes what it made and fails with the waiter\'s reason', async () => {
     const event = cfnRequest('Create', props());
     const token = requestToken(event);
-    const waiterReason = 'another delivery of this request was still taking its snapshot when this delivery\'s time ran out; the request fails, and what it made is deleted. Deploy again.';
+    const waiterReason = WAITER_REASON;
     createsSnapshot(A);
     ec2Mock.on(DeleteSnapshotCommand, { SnapshotId: A }).resolves({});
     stackStatus('UPDATE_IN_PROGRESS', START - 600_000);
@@ -876,9 +889,17 @@ describe('The claim', () => {
 
     await expect(onEvent(event, context())).rejects.toMatchObject({ message: waiterReason });
 
+    // It drops itself from the creators (on condition the claim is still that failure) before it deletes.
     expect(sequence()).toEqual([
-      'PutItem', 'DescribeStacks', 'UpdateItem:fence', 'CreateSnapshot', 'UpdateItem:answer', 'DeleteSnapshot', 'UpdateItem:creators', 'DescribeStacks', 'GetItem',
+      'PutItem', 'DescribeStacks', 'UpdateItem:fence', 'CreateSnapshot', 'UpdateItem:answer', 'UpdateItem:creators', 'DeleteSnapshot', 'DescribeStacks', 'GetItem',
     ]);
+    expect(updates('creators')).toEqual([expect.objectContaining({
+      UpdateExpression: 'SET #cr = :to',
+      ConditionExpression: '#s = :failed AND #at = :recordedAt AND #cr = :from',
+      ExpressionAttributeValues: {
+        ':from': { L: [{ S: deliveryOf() }] }, ':to': { L: [] }, ':failed': { S: 'failed' }, ':recordedAt': { N: String(claimOf(token)!.RecordedAt) },
+      },
+    })]);
     expect(deleted()).toEqual([A]);
     // Deleted, so no longer one whose snapshots may exist.
     expect(claimOf(token)).toMatchObject({ State: 'failed', Reason: waiterReason, Creators: [] });
@@ -908,13 +929,15 @@ describe('The claim', () => {
     const event = cfnRequest('Create', props());
     ec2Mock.on(CreateSnapshotCommand).rejects(awsError('InvalidVolume.NotFound', 'The volume \'vol-0123456789abcdef0\' does not exist.'));
     await expect(onEvent(event, context())).rejects.toMatchObject({ message: FAILED, transient: false });
-    // The failure is recorded; a last look at the claim before failing finds it so.
-    expect(sequence()).toEqual(['PutItem', 'DescribeStacks', 'UpdateItem:fence', 'CreateSnapshot', 'UpdateItem:fence', 'UpdateItem:failure', 'GetItem']);
+    // The failure is recorded at once (nothing to delete); a last look at the claim before failing finds it so.
+    expect(sequence()).toEqual(['PutItem', 'DescribeStacks', 'UpdateItem:fence', 'CreateSnapshot', 'UpdateItem:failure', 'GetItem']);
+    // The creators as the claim holds them: this delivery's refused create made nothing, but it was recorded before the call.
     expect(updates('failure')).toEqual([expect.objectContaining({
       ConditionExpression: '#o = :me AND #s = :claimed',
-      ExpressionAttributeValues: expect.objectContaining({ ':me': { S: deliveryOf() }, ':creators': { L: [] }, ':reason': { S: FAILED } }),
+      ExpressionAttributeValues: expect.objectContaining({ ':me': { S: deliveryOf() }, ':creators': { L: [{ S: deliveryOf() }] }, ':reason': { S: FAILED } }),
     })]);
-    expect(claimOf(requestToken(event))).toMatchObject({ State: 'failed', Reason: FAILED, Owner: deliveryOf(), Creators: [] });
+    expect(claimOf(requestToken(event))).toMatchObject({ State: 'failed', Reason: FAILED, Owner: deliveryOf(), Creators: [deliveryOf()] });
+    expect(ec2Mock).not.toHaveReceivedCommand(DeleteSnapshotCommand);
   });
 
   test('a late delivery of a forward Update, while the stack rolls back, answers what its claim says (not as a rollback)', async () => {
@@ -1114,11 +1137,14 @@ describe('Create from an instance', () => {
       /^snapshotIdOfDevice\(\) names \/dev\/sdz, but the instance has no volume attached there \(attached: \/dev\/xvda\); the snapshots this request made have been deleted/);
 
     expect(deleted()).toEqual([B]);
+    // Recorded first (with this delivery among the creators), dropped from the creators, then deleted.
     expect(sequence()).toEqual([
-      'PutItem', 'DescribeStacks', 'UpdateItem:fence', 'CreateSnapshots', 'DescribeVolumes', 'UpdateItem:fence', 'DeleteSnapshot', 'UpdateItem:failure', 'GetItem',
+      'PutItem', 'DescribeStacks', 'UpdateItem:fence', 'CreateSnapshots', 'DescribeVolumes', 'UpdateItem:failure', 'UpdateItem:creators', 'DeleteSnapshot', 'GetItem',
     ]);
+    expect(updates('failure')).toEqual([expect.objectContaining({ ExpressionAttributeValues: expect.objectContaining({ ':creators': { L: [{ S: deliveryOf() }] } }) })]);
+    // The recorded reason is the failure itself, without what became of the snapshots.
     expect(claimOf(requestToken(event))).toMatchObject({
-      State: 'failed', Owner: deliveryOf(), Creators: [], Reason: expect.stringMatching(/^snapshotIdOfDevice\(\) names \/dev\/sdz/),
+      State: 'failed', Owner: deliveryOf(), Creators: [], Reason: 'snapshotIdOfDevice() names /dev/sdz, but the instance has no volume attached there (attached: /dev/xvda)',
     });
   });
 
@@ -1137,7 +1163,7 @@ describe('Create from an instance', () => {
     devices([VOLUME, '/dev/xvda']);
     ec2Mock.on(DeleteSnapshotCommand).rejects(awsError('UnauthorizedOperation', 'no', 403));
     const err = await rejection(onEvent(event, context()));
-    expect(err.message).toMatch(/some snapshots this request made could not be deleted/);
+    expect(err.message).toBe(`snapshotIdOfDevice() names /dev/sdz, but the instance has no volume attached there (attached: /dev/xvda); some could not be deleted${KEPT}`);
     expect(err.message).not.toMatch(/have been deleted/);
   });
 
@@ -1146,7 +1172,7 @@ describe('Create from an instance', () => {
     createsSnapshots([B, VOLUME]);
     devices([VOLUME, '/dev/xvda']);
     ec2Mock.on(DeleteSnapshotCommand).rejects(awsError('UnauthorizedOperation', 'no', 403));
-    await expect(onEvent(event, context())).rejects.toThrow(/some snapshots this request made could not be deleted \(they carry its token\)$/);
+    await expect(onEvent(event, context())).rejects.toThrow(`; some could not be deleted${KEPT}`);
     expect(deleted()).toEqual([B]);
     expect(claimOf(requestToken(event))).toMatchObject({ State: 'failed', Creators: [deliveryOf()] });
   });
@@ -1306,7 +1332,7 @@ describe('Update', () => {
     ddbMock.on(PutItemCommand).rejects(awsError('ResourceNotFoundException', 'Requested resource not found'));
     ddbMock.on(GetItemCommand).rejects(awsError('ResourceNotFoundException', 'Requested resource not found'));
     await expect(onEvent(cfnRequest('Update', p, { PhysicalResourceId: CURRENT, OldResourceProperties: old }), context()))
-      .rejects.toThrow(/Claiming this request .*no snapshot was taken: the claim table .* does not exist/);
+      .rejects.toThrow(/^Claiming this request \(no snapshot was taken\): the claim table app-claims does not exist/);
   });
 
   test('an Update that keeps its snapshots and cannot record its answer fails without claiming to have kept any', async () => {
@@ -1316,7 +1342,7 @@ describe('Update', () => {
     ec2Mock.on(DescribeSnapshotsCommand, { SnapshotIds: [CURRENT] }).resolves({ Snapshots: [snap(CURRENT, 'completed', ours(old, 't'))] });
     ddbMock.on(UpdateItemCommand).rejects(awsError('ThrottlingException', 'Rate of requests exceeds the allowed throughput'));
     const err = await rejection(onEvent(cfnRequest('Update', p, { PhysicalResourceId: CURRENT, OldResourceProperties: old }), context()));
-    expect(err.message).toMatch(/Recording the answer of this request .*ThrottlingException: Rate of requests exceeds the allowed throughput\. Handlers in a VPC/);
+    expect(err.message).toBe('Recording the answer of this request (DynamoDB table app-claims): ThrottlingException: Rate of requests exceeds the allowed throughput. Deploy again.');
     expect(err.message).not.toMatch(/were kept|\.\./);
   });
 
@@ -1342,7 +1368,7 @@ describe('Update', () => {
     ec2Mock.on(DescribeSnapshotsCommand, { SnapshotIds: [CURRENT] }).resolves({ Snapshots: [snap(CURRENT, 'completed', ours(props({ Trigger: 'r1' }), 't'))] });
     ddbMock.on(PutItemCommand).rejects(awsError('ResourceNotFoundException', 'Requested resource not found'));
     ddbMock.on(GetItemCommand).rejects(awsError('ResourceNotFoundException', 'Requested resource not found'));
-    await expect(onEvent(event, context())).rejects.toThrow(/^Claiming this request \(css-[0-9a-f]{40}\); no snapshot was taken: the claim table app-claims does not exist/);
+    await expect(onEvent(event, context())).rejects.toThrow(/^Claiming this request \(no snapshot was taken\): the claim table app-claims does not exist/);
     expect(ec2Mock).not.toHaveReceivedCommand(CreateSnapshotCommand);
   });
 
@@ -1829,5 +1855,284 @@ describe('isComplete', () => {
       await expect(isComplete(polled(p))).resolves.toEqual({ IsComplete: false });
       expect(ec2Mock).toHaveReceivedCommandTimes(DescribeSnapshotsCommand, 1);
     });
+  });
+});
+
+describe('A failure, the clean-up, and the claim', () => {
+  const inst = props({ Source: 'instance', VolumeId: undefined, InstanceId: INSTANCE });
+  /** An instance snapshot whose Devices name one not attached: the owner makes B, then fails. */
+  const MISSING_DEVICE = 'snapshotIdOfDevice() names /dev/sdz, but the instance has no volume attached there (attached: /dev/xvda)';
+  function failsAfterCreate() {
+    const event = cfnRequest('Create', { ...inst, Devices: '/dev/sdz' });
+    createsSnapshots([B, VOLUME]);
+    devices([VOLUME, '/dev/xvda']);
+    return event;
+  }
+
+  test('a failing owner records the failure before its first DeleteSnapshot: what it deletes is no longer the claim of a request at work', async () => {
+    const event = failsAfterCreate();
+    const token = requestToken(event);
+    let claimWhileDeleting: Record<string, unknown> | undefined;
+    ec2Mock.on(DeleteSnapshotCommand).callsFake(async () => {
+      claimWhileDeleting = claimOf(token);
+      return {};
+    });
+    await expect(onEvent(event, context())).rejects.toMatchObject({ message: `${MISSING_DEVICE}; the snapshots this request made have been deleted` });
+    const calls = sequence();
+    expect(calls.indexOf('UpdateItem:failure')).toBeGreaterThan(-1);
+    expect(calls.indexOf('UpdateItem:failure')).toBeLessThan(calls.indexOf('DeleteSnapshot'));
+    // By the first delete the failure is in the table (and this delivery no longer a creator).
+    expect(claimWhileDeleting).toMatchObject({ State: 'failed', Reason: MISSING_DEVICE, Owner: deliveryOf(), Creators: [] });
+    expect(deleted()).toEqual([B]);
+  });
+
+  test('a failing owner whose failure cannot be recorded deletes nothing and says its snapshot is kept (a delivery that takes over adopts it)', async () => {
+    const event = failsAfterCreate();
+    ddbMock.on(UpdateItemCommand).callsFake((input: UpdateItemCommandInput) => {
+      if (updateKind(input) === 'failure') throw awsError('AccessDeniedException', 'not authorized');
+      return table.update(input);
+    });
+    await expect(onEvent(event, context())).rejects.toMatchObject({ message: `${MISSING_DEVICE}${KEPT}`, transient: false });
+    expect(ec2Mock).not.toHaveReceivedCommand(DeleteSnapshotCommand);
+    // Still this delivery's claim, with it among the creators: a take-over after its fence finds B.
+    expect(claimOf(requestToken(event))).toMatchObject({ State: 'claimed', Owner: deliveryOf(), Creators: [deliveryOf()] });
+  });
+
+  test('a delete that fails puts the creators back: this delivery is dropped while it deletes, and listed again after', async () => {
+    const event = failsAfterCreate();
+    const token = requestToken(event);
+    let creatorsWhileDeleting: unknown;
+    ec2Mock.on(DeleteSnapshotCommand).callsFake(async () => {
+      creatorsWhileDeleting = claimOf(token)!.Creators;
+      throw awsError('UnauthorizedOperation', 'no', 403);
+    });
+    await expect(onEvent(event, context())).rejects.toMatchObject({ message: `${MISSING_DEVICE}; some could not be deleted${KEPT}` });
+    expect(creatorsWhileDeleting).toEqual([]);
+    expect(sequence().slice(-5)).toEqual(['UpdateItem:failure', 'UpdateItem:creators', 'DeleteSnapshot', 'UpdateItem:creators', 'GetItem']);
+    expect(updates('creators').map((u) => [u.ExpressionAttributeValues![':from'], u.ExpressionAttributeValues![':to']])).toEqual([
+      [{ L: [{ S: deliveryOf() }] }, { L: [] }],
+      [{ L: [] }, { L: [{ S: deliveryOf() }] }],
+    ]);
+    // A retried deployment that reopens the claim watches for (and adopts) what is kept.
+    expect(claimOf(token)).toMatchObject({ State: 'failed', Reason: MISSING_DEVICE, Creators: [deliveryOf()] });
+  });
+
+  test('a taker whose delete of an earlier owner\'s snapshot fails puts that owner back among the creators', async () => {
+    const event = cfnRequest('Create', props());
+    const token = seed(event, { state: 'claimed', owner: 'req-0.gone', fence: START - 60_000, creators: ['req-0.gone'], createSentAt: START - 120_000 });
+    tokenLookups(token, [{ ...snap(A, 'error', madeBy(props(), token, 'req-0.gone')), StateMessage: 'internal' }]);
+    ec2Mock.on(DeleteSnapshotCommand).rejects(awsError('UnauthorizedOperation', 'no', 403));
+    await expect(onEvent(event, context())).rejects.toMatchObject({ message: `EBS snapshot ${A} failed: internal; some could not be deleted${KEPT}` });
+    expect(deleted()).toEqual([A]);
+    expect(updates('creators').map((u) => u.ExpressionAttributeValues![':to'])).toEqual([{ L: [] }, { L: [{ S: 'req-0.gone' }] }]);
+    expect(claimOf(token)).toMatchObject({ State: 'failed', Owner: deliveryOf(), Creators: ['req-0.gone'] });
+  });
+
+  test.each([
+    ['reopened by a retried deployment', (item: Item): Item => {
+      const { Reason: _r, RecordedAt: _at, ...rest } = item;
+      return { ...rest, State: { S: 'claimed' }, Owner: { S: 'req-9.retry' }, Fence: { N: String(now + FENCE_MS) } };
+    }],
+    ['reopened, and failed again since', (item: Item): Item => ({
+      ...item, RecordedAt: { N: String(now + 1_000) }, Reason: { S: 'the retry failed' }, Creators: { L: [...item.Creators.L!, { S: 'req-9.retry' }] },
+    })],
+  ])('a claim %s before this delivery drops itself from its creators: nothing is deleted, and the reason says the snapshot is kept', async (_, change) => {
+    const event = failsAfterCreate();
+    const token = requestToken(event);
+    let changed: Item | undefined;
+    ddbMock.on(UpdateItemCommand).callsFake((input: UpdateItemCommandInput) => {
+      if (updateKind(input) === 'creators' && !changed) {
+        changed = change(claims.get(token)!);
+        claims.set(token, changed);
+      }
+      return table.update(input);
+    });
+    await expect(onEvent(event, context())).rejects.toMatchObject({ message: `${MISSING_DEVICE}; some could not be deleted${KEPT}` });
+    expect(ec2Mock).not.toHaveReceivedCommand(DeleteSnapshotCommand);
+    // One refused attempt, nothing put back: the claim is as the other delivery left it (this one among its creators, to adopt B).
+    expect(updates('creators')).toHaveLength(1);
+    expect(claims.get(token)).toEqual(changed);
+    expect(claimOf(token)!.Creators).toContain(deliveryOf());
+  });
+
+  test('an owner whose claim a waiter failed, and which cannot delete, keeps its snapshot among the creators and says so', async () => {
+    const event = cfnRequest('Create', props());
+    const token = requestToken(event);
+    createsSnapshot(A);
+    ec2Mock.on(DeleteSnapshotCommand).rejects(awsError('UnauthorizedOperation', 'no', 403));
+    ddbMock.on(UpdateItemCommand).callsFake((input: UpdateItemCommandInput) => {
+      if (updateKind(input) === 'answer') claims.set(token, { ...claims.get(token)!, State: { S: 'failed' }, Reason: { S: WAITER_REASON }, RecordedAt: { N: String(now) } });
+      return table.update(input);
+    });
+    await expect(onEvent(event, context())).rejects.toMatchObject({ message: `${WAITER_REASON}${KEPT}`, transient: true });
+    expect(deleted()).toEqual([A]);
+    expect(claimOf(token)).toMatchObject({ State: 'failed', Reason: WAITER_REASON, Creators: [deliveryOf()] });
+  });
+
+  test('a former owner whose claim was taken over, then answered with a snapshot of the taker\'s, deletes its own snapshot the answer does not name', async () => {
+    const event = cfnRequest('Create', props());
+    const token = requestToken(event);
+    createsSnapshot(A);
+    ec2Mock.on(DeleteSnapshotCommand).resolves({});
+    const takers = { PhysicalResourceId: B, Data: { SnapshotId: B, Origin: 'created', StartedAt: String(START + 1) } };
+    ddbMock.on(UpdateItemCommand).callsFake((input: UpdateItemCommandInput) => {
+      if (updateKind(input) === 'answer') claims.set(token, { ...claims.get(token)!, Owner: { S: 'req-2.taker' }, Fence: { N: String(now + FENCE_MS) } });
+      return table.update(input);
+    });
+    ddbMock.on(GetItemCommand).callsFake((input: GetItemCommandInput) => {
+      claims.set(token, { ...claims.get(token)!, State: { S: 'answered' }, Answer: { S: JSON.stringify(takers) } });
+      return table.get(input);
+    });
+    await expect(onEvent(event, context())).resolves.toStrictEqual(takers);
+    expect(deleted()).toEqual([A]);
+    expect(sequence().slice(-3)).toEqual(['UpdateItem:answer', 'GetItem', 'DeleteSnapshot']);
+  });
+
+  test('a former owner whose claim was taken over, then failed by the taker, deletes what it made and fails with the taker\'s reason', async () => {
+    const event = cfnRequest('Create', props());
+    const token = requestToken(event);
+    createsSnapshot(A);
+    ec2Mock.on(DeleteSnapshotCommand).resolves({});
+    ddbMock.on(UpdateItemCommand).callsFake((input: UpdateItemCommandInput) => {
+      if (updateKind(input) === 'answer') claims.set(token, { ...claims.get(token)!, Owner: { S: 'req-2.taker' }, Fence: { N: String(now + FENCE_MS) } });
+      return table.update(input);
+    });
+    let reads = 0;
+    ddbMock.on(GetItemCommand).callsFake((input: GetItemCommandInput) => {
+      if (++reads === 1) claims.set(token, { ...claims.get(token)!, State: { S: 'failed' }, Reason: { S: 'the taker failed' }, RecordedAt: { N: String(now) } });
+      return table.get(input);
+    });
+    await expect(onEvent(event, context())).rejects.toMatchObject({ message: 'the taker failed' });
+    expect(deleted()).toEqual([A]);
+    expect(sequence().indexOf('UpdateItem:creators')).toBeLessThan(sequence().indexOf('DeleteSnapshot'));
+    expect(claimOf(token)).toMatchObject({ State: 'failed', Reason: 'the taker failed', Owner: 'req-2.taker', Creators: [] });
+  });
+
+  test('a taker that finds, after the read-lag window, a set that does not cover the instance\'s volumes fails and deletes that set', async () => {
+    const event = cfnRequest('Create', inst);
+    const createSentAt = START - READ_LAG_WINDOW_MS - SKEW_MS - 1_000;
+    const token = seed(event, { state: 'claimed', owner: 'req-0.gone', fence: START - 60_000, creators: ['req-0.gone'], createSentAt });
+    attached(VOLUME, VOLUME2);
+    // Only the snapshot of one of the two volumes (a partial CreateSnapshots, or one whose other half is gone).
+    tokenLookups(token, [snap(B, 'pending', madeBy(inst, token, 'req-0.gone'), { volumeId: VOLUME })]);
+    ec2Mock.on(DeleteSnapshotCommand).resolves({});
+    const reason = `the snapshots an earlier delivery of this request made (${B}) do not cover the attached volumes ${VOLUME2}`;
+    await expect(onEvent(event, context())).rejects.toMatchObject({ message: `${reason}; the snapshots this request made have been deleted`, transient: false });
+    expect(ec2Mock).not.toHaveReceivedCommand(CreateSnapshotsCommand);
+    expect(deleted()).toEqual([B]);
+    expect(sequence()).toEqual([
+      'PutItem', 'UpdateItem:take-over', 'DescribeVolumes', 'UpdateItem:fence', 'DescribeSnapshots', 'UpdateItem:failure', 'UpdateItem:creators', 'DeleteSnapshot', 'GetItem',
+    ]);
+    expect(claimOf(token)).toMatchObject({ State: 'failed', Reason: reason, Owner: deliveryOf(), Creators: [] });
+  });
+
+  test('a taker that finds a partial set within the read-lag window keeps watching, and adopts the whole set once it shows', async () => {
+    const event = cfnRequest('Create', inst);
+    const token = seed(event, { state: 'claimed', owner: 'req-0.gone', fence: START - 60_000, creators: ['req-0.gone'], createSentAt: START - 120_000 });
+    attached(VOLUME, VOLUME2);
+    devices([VOLUME2, '/dev/sdf'], [VOLUME, '/dev/xvda']);
+    const one = snap(B, 'pending', madeBy(inst, token, 'req-0.gone'), { volumeId: VOLUME });
+    const other = snap(C, 'pending', madeBy(inst, token, 'req-0.gone'), { volumeId: VOLUME2 });
+    tokenLookups(token, [one], [one, other]);
+    const res = await onEvent(event, context());
+    expect(res.PhysicalResourceId).toBe(`${C}=/dev/sdf,${B}=/dev/xvda`);
+    expect(ec2Mock).not.toHaveReceivedCommand(DeleteSnapshotCommand);
+    expect(ec2Mock).not.toHaveReceivedCommand(CreateSnapshotsCommand);
+  });
+
+  test.each([
+    ['ECONNRESET', 'socket hang up', true],
+    ['TimeoutError', 'Connection timed out after 5000 ms', true],
+    ['ThrottlingException', 'Rate of requests exceeds the allowed throughput', false],
+    ['AccessDeniedException', 'not authorized to perform dynamodb:PutItem', false],
+  ])('a claim table error %s says that a handler in a VPC needs a route to DynamoDB: %s', async (code, message, hint) => {
+    const event = cfnRequest('Create', props());
+    ddbMock.on(PutItemCommand).rejects(awsError(code, message, 0));
+    ddbMock.on(GetItemCommand).rejects(awsError(code, message, 0));
+    const err = await rejection(onEvent(event, context()));
+    const vpc = hint ? ' Handlers in a VPC need a route to DynamoDB (a gateway endpoint).' : '';
+    expect(err.message).toBe(`Claiming this request (no snapshot was taken) (DynamoDB table app-claims): ${code}: ${message}.${vpc} Deploy again.`);
+    expect(ec2Mock.calls()).toHaveLength(0);
+  });
+});
+
+describe('isComplete and the claim', () => {
+  const p = props({ WaitForCompletion: 'true' });
+
+  /** A Create answered by a first delivery (snapshot A), and the request isComplete polls. */
+  async function answered() {
+    const event = cfnRequest('Create', p);
+    createsSnapshot(A);
+    const res = await onEvent(event, context(300_000, 'req-1'));
+    return { event, token: requestToken(event), res, polled: { ...event, ...res } };
+  }
+
+  test('a snapshot in error is recorded in the claim as the request\'s failure; a retry in a later forward operation reopens it and takes a new snapshot', async () => {
+    const { event, token, res, polled } = await answered();
+    const first = deliveryOf();
+    ec2Mock.on(DescribeSnapshotsCommand, { SnapshotIds: [A] }).resolves({ Snapshots: [{ ...snap(A, 'error', madeBy(p, token, first)), StateMessage: 'internal error' }] });
+    ec2Mock.on(DeleteSnapshotCommand).resolves({});
+    now = START + 60_000;
+    const err = await rejection(isComplete(polled));
+    expect(err.message).toBe(`EBS snapshot ${A} is in state error: internal error; the snapshots of this request have been deleted`);
+    expect(deleted()).toEqual([A]);
+    expect(updates('late-failure')).toEqual([expect.objectContaining({
+      UpdateExpression: 'SET #s = :failed, #r = :reason, #at = :now',
+      ConditionExpression: '#s = :answered',
+      ExpressionAttributeValues: { ':failed': { S: 'failed' }, ':answered': { S: 'answered' }, ':reason': { S: err.message }, ':now': { N: String(now) } },
+    })]);
+    expect(claimOf(token)).toMatchObject({ State: 'failed', Reason: err.message, RecordedAt: now, Owner: first, Creators: [first] });
+
+    // The deployment is retried an hour later: CloudFormation re-sends the same RequestId.
+    now = START + 3_600_000;
+    stackStatus('UPDATE_IN_PROGRESS', now - 60_000);
+    tokenLookups(token, []); // A is gone
+    createsSnapshot(B);
+    const retried = await onEvent(event, context(300_000, 'req-2'));
+    expect(retried.PhysicalResourceId).toBe(B);
+    expect(retried).not.toEqual(res);
+    expect(updates('reopen')).toHaveLength(1);
+    expect(claimOf(token)).toMatchObject({ State: 'answered', Answer: JSON.stringify(retried) });
+    expect(claimOf(token)!.Owner).not.toBe(first);
+  });
+
+  test('a snapshot not completed within the timeout is recorded in the claim as the request\'s failure', async () => {
+    const { token, polled } = await answered();
+    ec2Mock.on(DescribeSnapshotsCommand, { SnapshotIds: [A] }).resolves({ Snapshots: [snap(A, 'pending', madeBy(p, token, deliveryOf()))] });
+    ec2Mock.on(DeleteSnapshotCommand).resolves({});
+    now = START + 1_801_000;
+    const err = await rejection(isComplete(polled));
+    expect(err.message).toMatch(/^EBS snapshots were not completed within the timeout of 1800 seconds/);
+    expect(deleted()).toEqual([A]);
+    expect(claimOf(token)).toMatchObject({ State: 'failed', Reason: err.message, RecordedAt: now });
+  });
+
+  test('a claim table that cannot record the late failure is logged: the failure stands, with its own reason', async () => {
+    const { token, polled } = await answered();
+    ec2Mock.on(DescribeSnapshotsCommand, { SnapshotIds: [A] }).resolves({ Snapshots: [{ ...snap(A, 'error', madeBy(p, token, deliveryOf())), StateMessage: 'internal error' }] });
+    ec2Mock.on(DeleteSnapshotCommand).resolves({});
+    ddbMock.on(UpdateItemCommand).rejects(awsError('AccessDeniedException', 'not authorized'));
+    const error = jest.spyOn(logger, 'error');
+    try {
+      await expect(isComplete(polled)).rejects.toMatchObject({ message: `EBS snapshot ${A} is in state error: internal error; the snapshots of this request have been deleted` });
+      expect(error).toHaveBeenCalledWith('could not record the failure of this request', expect.anything());
+    } finally {
+      error.mockRestore();
+    }
+    expect(deleted()).toEqual([A]);
+    expect(claimOf(token)).toMatchObject({ State: 'answered' });
+  });
+
+  test('a successful isComplete (and one still waiting) writes nothing to the claim table', async () => {
+    const { token, polled } = await answered();
+    ddbMock.resetHistory();
+    ec2Mock.on(DescribeSnapshotsCommand, { SnapshotIds: [A] })
+      .resolvesOnce({ Snapshots: [snap(A, 'pending', madeBy(p, token, deliveryOf()))] })
+      .resolves({ Snapshots: [snap(A, 'completed', madeBy(p, token, deliveryOf()))] });
+    tokenLookups(token, [snap(A, 'completed', madeBy(p, token, deliveryOf()))]);
+    await expect(isComplete(polled)).resolves.toEqual({ IsComplete: false });
+    await expect(isComplete(polled)).resolves.toEqual({ IsComplete: true });
+    expect(ddbMock.calls()).toHaveLength(0);
+    expect(claimOf(token)).toMatchObject({ State: 'answered' });
   });
 });
