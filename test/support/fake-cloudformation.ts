@@ -42,9 +42,8 @@ export class FakeCloudFormation {
         if (!status || !this.stacks.has(input.StackName)) {
           throw awsError('ValidationError', `Resource ${input.LogicalResourceId} does not exist for stack ${input.StackName}`, 400);
         }
-        const detail = {
-          StackId: input.StackName, LogicalResourceId: input.LogicalResourceId, ResourceStatus: status, LastUpdatedTimestamp: new Date(this.core.clock.now()),
-        };
+        const at = new Date(this.core.clock.now());
+        const detail = { StackId: input.StackName, LogicalResourceId: input.LogicalResourceId, ResourceStatus: status, LastUpdatedTimestamp: at };
         return { StackResourceDetail: detail };
       })], [DescribeStacksCommand, (input: any) =>
       this.core.handle('cloudformation', 'DescribeStacksCommand', input, { mutating: false }, () => {
