@@ -674,10 +674,10 @@ describe('The claim', () => {
       message: 'the claim of this request could not be held (its table answered too slowly); deploy again', transient: true,
     });
     expect(ec2Mock).not.toHaveReceivedCommand(CreateSnapshotCommand);
-    // The failure is recorded for every delivery; the holds named this delivery a creator before the create (never sent), and it stays one.
+    // The failure is recorded for every delivery; the create was never sent, so this delivery is no creator.
     expect(sequence()).toEqual(['PutItem', 'DescribeStacks', 'DescribeStackResource', 'UpdateItem:fence', 'UpdateItem:fence', 'UpdateItem:fence', 'UpdateItem:failure', 'GetItem']);
     expect(claimOf(requestToken(event))).toMatchObject({
-      State: 'failed', Owner: deliveryOf(), Reason: 'the claim of this request could not be held (its table answered too slowly); deploy again', Creators: [deliveryOf()],
+      State: 'failed', Owner: deliveryOf(), Reason: 'the claim of this request could not be held (its table answered too slowly); deploy again', Creators: [],
     });
     expect(ec2Mock).not.toHaveReceivedCommand(DeleteSnapshotCommand);
   });
@@ -838,10 +838,15 @@ describe('The claim', () => {
       'PutItem', 'DescribeStacks', 'UpdateItem:reopen', 'DescribeStacks', 'DescribeStackResource', 'UpdateItem:fence', 'CreateSnapshot', 'DescribeStacks', 'DescribeStackResource', 'UpdateItem:answer',
     ]);
     expect(updates('reopen')).toEqual([expect.objectContaining({
-      UpdateExpression: 'SET #s = :claimed, #o = :me, #f = :fence REMOVE #r, #at',
+      UpdateExpression: 'SET #s = :claimed, #o = :me, #f = :fence, #ro = :now REMOVE #r, #at',
       ConditionExpression: '#s = :failed AND #at = :recordedAt',
       ExpressionAttributeValues: {
-        ':claimed': { S: 'claimed' }, ':failed': { S: 'failed' }, ':me': { S: delivery }, ':fence': { N: String(START + FENCE_MS) }, ':recordedAt': { N: String(recordedAt) },
+        ':claimed': { S: 'claimed' },
+        ':failed': { S: 'failed' },
+        ':me': { S: delivery },
+        ':fence': { N: String(START + FENCE_MS) },
+        ':recordedAt': { N: String(recordedAt) },
+        ':now': { N: String(START) },
       },
     })]);
     expect(res).toMatchObject({ PhysicalResourceId: A, Data: { Origin: 'created' } });
@@ -947,21 +952,16 @@ describe('The claim', () => {
     await expect(onEvent(event, context())).rejects.toMatchObject({ message: FAILED, transient: false });
     // The failure is recorded at once (nothing to delete); a last look at the claim before failing finds it so.
     expect(sequence()).toEqual(['PutItem', 'DescribeStacks', 'DescribeStackResource', 'UpdateItem:fence', 'CreateSnapshot', 'UpdateItem:failure', 'GetItem']);
-    // The creators as the claim holds them: this delivery's refused create made nothing, but it was recorded before the call.
+    // This delivery's refused create made nothing: it drops out of the creators with the failure.
     expect(updates('failure')).toEqual([expect.objectContaining({
       ConditionExpression: '#o = :me AND #s = :claimed',
-      ExpressionAttributeValues: expect.objectContaining({ ':me': { S: deliveryOf() }, ':creators': { L: [{ S: deliveryOf() }] }, ':reason': { S: FAILED } }),
+      ExpressionAttributeValues: expect.objectContaining({ ':me': { S: deliveryOf() }, ':creators': { L: [] }, ':reason': { S: FAILED } }),
     })]);
-    expect(claimOf(requestToken(event))).toMatchObject({ State: 'failed', Reason: FAILED, Owner: deliveryOf(), Creators: [deliveryOf()] });
+    expect(claimOf(requestToken(event))).toMatchObject({ State: 'failed', Reason: FAILED, Owner: deliveryOf(), Creators: [] });
     expect(ec2Mock).not.toHaveReceivedCommand(DeleteSnapshotCommand);
   });
 
-  // HANDLER BUG: failOwned throws as soon as `work.made` is empty, before cleanUpAfterFailure, so an
-  // owner whose create was refused (made nothing) never drops itself from the `Creators` it recorded
-  // with the failure (its hold before the create call added it). The old code recorded `Creators: []`
-  // here. A retried deployment that reopens the claim within the read-lag window then watches for a
-  // snapshot that was never made, and (with a 5-minute Lambda) fails without creating.
-  test.failing('an owner whose create was refused leaves no creators: a retry soon after, in a later forward operation, creates at once', async () => {
+  test('an owner whose create was refused leaves no creators: a retry soon after, in a later forward operation, creates at once', async () => {
     const event = cfnRequest('Create', props());
     const token = requestToken(event);
     let creates = 0;
@@ -1997,26 +1997,23 @@ describe('A failure, the clean-up, and the claim', () => {
     if (changed!.State.S === 'failed') expect(claims.get(token)).toEqual(changed);
   });
 
-  // HANDLER BUG: after failOwned's setCreators is refused because a retried deployment reopened the
-  // claim, the failure goes through lastWord (claimed-create.ts), which finds the claim `claimed` by
-  // another delivery and records this stale delivery's failure over it (recordFailure, condition
-  // `#s = :claimed` only). The retried deployment's owner then loses its claim and fails with the
-  // earlier operation's reason (and deletes what it made or adopted, B included), instead of adopting B.
-  test.failing('a claim reopened by a retried deployment is left to the retry: the earlier operation\'s failing owner does not fail it again', async () => {
+  test('a claim reopened by a retried deployment is left to the retry: the earlier operation\'s failing owner does not fail it again', async () => {
     const event = failsAfterCreate();
     const token = requestToken(event);
     let reopened: Item | undefined;
     ddbMock.on(UpdateItemCommand).callsFake((input: UpdateItemCommandInput) => {
       if (updateKind(input) === 'creators' && !reopened) {
         const { Reason: _r, RecordedAt: _at, ...rest } = claims.get(token)!;
-        reopened = { ...rest, State: { S: 'claimed' }, Owner: { S: 'req-9.retry' }, Fence: { N: String(now + FENCE_MS) } };
+        // As the retried deployment's reopen writes it (its operation began after this delivery did).
+        reopened = { ...rest, State: { S: 'claimed' }, Owner: { S: 'req-9.retry' }, Fence: { N: String(now + FENCE_MS) }, ReopenedAt: { N: String(now + 60_000) } };
         claims.set(token, reopened);
       }
       return table.update(input);
     });
     await expect(onEvent(event, context())).rejects.toMatchObject({ message: `${MISSING_DEVICE}; some could not be deleted${KEPT}` });
     expect(ec2Mock).not.toHaveReceivedCommand(DeleteSnapshotCommand);
-    expect(updates('failure')).toHaveLength(1); // fails: a second one, over the retry's owner
+    // Only its own failure record: none over the retry's owner.
+    expect(updates('failure')).toHaveLength(1);
     expect(claims.get(token)).toEqual(reopened);
   });
 

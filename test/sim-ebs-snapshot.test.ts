@@ -774,6 +774,9 @@ describe('soak counterexamples', () => {
     // 20,000-scenario soak, seed 538869895: a waiter recorded the request's failure between the
     // owner's fence extension and its create; the owner then deleted what it made and failed alike.
     ['a failure a waiter records between the owner\'s fence and its create: the owner cleans up', '{"seed":1790507984,"faults":{"throttle":0.3,"server-error":0.02,"network":0.1,"lost-response":0.02,"hung-response":0,"kill-after-create":0,"slow-lifecycle":0,"failed-lifecycle":0.1,"duplicate-delivery":0.3,"framework-retry":0,"stall":0.03},"delivery":{"concurrent":1,"start":"at-a-random-call","slowReads":false,"skew":3000,"retryFailed":1},"steps":[{"kind":"redeploy"},{"kind":"deploy","t1":2,"t2":1,"t3":2,"policy":"retain","wait":false},{"kind":"deploy","t1":0,"t2":1,"t3":0,"policy":"retain","wait":true},{"kind":"delete"}]}'],
+    // 20,000-scenario soak, seed 538869895: a delivery whose claim put failed found, when it went to
+    // record its failure, that another had just claimed: it now records its failure over that claim.
+    ['a failing delivery that finds a claim made meanwhile records its failure over it', '{"seed":1791044611,"faults":{"throttle":0.3,"server-error":0.02,"network":0.02,"lost-response":0.02,"hung-response":0,"kill-after-create":0.1,"slow-lifecycle":0,"failed-lifecycle":0.1,"duplicate-delivery":0.1,"framework-retry":0.5,"stall":0.03},"delivery":{"concurrent":0.5,"start":"at-a-random-call","slowReads":true,"skew":0,"retryFailed":0.5},"steps":[{"kind":"deploy","t1":1,"t2":1,"t3":1,"policy":"destroy","wait":true},{"kind":"deploy","t1":1,"t2":2,"t3":0,"policy":"destroy","wait":false,"otherFailsAt":0},{"kind":"wait","minutes":85},{"kind":"deploy","t1":2,"t2":1,"t3":1,"policy":"retain","wait":true,"otherFailsAt":1},{"kind":"delete"}]}'],
   ])('%s', async (_, scenario) => {
     const { violations } = await runScenario(JSON.parse(scenario));
     expect(violations).toEqual([]);

@@ -46,6 +46,8 @@ export interface Claim {
   readonly recordedAt?: number;
   /** Epoch seconds after which the claim is expired, whether or not DynamoDB has removed it yet. */
   readonly expiresAt: number;
+  /** When a retried deployment reopened a failure recorded in an earlier stack operation (epoch ms). */
+  readonly reopenedAt?: number;
 }
 
 /** The outcome of a conditional write: whether this delivery's write holds, and the claim as it now is. */
@@ -140,15 +142,17 @@ export async function reopen(claim: Claim, delivery: string, fenceMs: number): P
     () => new UpdateItemCommand({
       TableName: tableName(),
       Key: { [KEY]: { S: claim.token } },
-      UpdateExpression: 'SET #s = :claimed, #o = :me, #f = :fence REMOVE #r, #at',
+      // ReopenedAt: a failing delivery of the earlier operation leaves this claim alone (see lastWord).
+      UpdateExpression: 'SET #s = :claimed, #o = :me, #f = :fence, #ro = :now REMOVE #r, #at',
       ConditionExpression: '#s = :failed AND #at = :recordedAt',
-      ExpressionAttributeNames: { '#s': 'State', '#o': 'Owner', '#f': 'Fence', '#r': 'Reason', '#at': 'RecordedAt' },
+      ExpressionAttributeNames: { '#s': 'State', '#o': 'Owner', '#f': 'Fence', '#r': 'Reason', '#at': 'RecordedAt', '#ro': 'ReopenedAt' },
       ExpressionAttributeValues: {
         ':claimed': { S: 'claimed' },
         ':failed': { S: 'failed' },
         ':me': { S: delivery },
         ':fence': { N: String(fence) },
         ':recordedAt': { N: String(claim.recordedAt ?? 0) },
+        ':now': { N: String(clock.now()) },
       },
       ReturnValues: 'ALL_NEW',
       ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
@@ -334,5 +338,6 @@ function parseClaim(item: Record<string, AttributeValue> | undefined): Claim | u
     reason: item.Reason?.S,
     recordedAt: num('RecordedAt'),
     expiresAt: num(TTL) ?? 0,
+    reopenedAt: num('ReopenedAt'),
   };
 }

@@ -96,20 +96,21 @@ export async function claimed(event: Request, run: Run, plan: Plan): Promise<Res
  * stands if the claim cannot be read.
  */
 async function lastWord(event: Request, run: Run, err: unknown): Promise<Response> {
-  let claim: Claim | undefined;
+  const token = requestToken(event);
+  const reason = describeError('Another delivery of this request', err);
   try {
-    claim = await readClaim(requestToken(event));
-    if (claim?.state === 'answered') {
-      logger.warn('failed, but another delivery of this request answered: answering the same', { error: err as Error });
-      return JSON.parse(claim.answer ?? '{}') as Response;
-    }
-    if (claim?.state === 'claimed' && claim.owner !== run.delivery) {
-      const w = await recordFailure(claim, describeError('Another delivery of this request', err));
-      if (!w.won && w.claim?.state === 'answered') return JSON.parse(w.claim.answer ?? '{}') as Response;
-    }
-    if (!claim) {
-      const w = await recordUnclaimedFailure(requestToken(event), describeError('Another delivery of this request', err));
-      if (w.claim?.state === 'answered') return JSON.parse(w.claim.answer ?? '{}') as Response;
+    let claim = await readClaim(token);
+    for (let attempt = 0; attempt < 3; attempt++) {
+      if (claim?.state === 'answered') {
+        logger.warn('failed, but another delivery of this request answered: answering the same', { error: err as Error });
+        return JSON.parse(claim.answer ?? '{}') as Response;
+      }
+      // Failed already, this delivery's own, or reopened by a retried deployment after this delivery
+      // started (this one belongs to an earlier stack operation): nothing to record.
+      if (claim && (claim.state === 'failed' || claim.owner === run.delivery || (claim.reopenedAt ?? 0) > run.startedAt)) break;
+      const w = claim ? await recordFailure(claim, reason) : await recordUnclaimedFailure(token, reason);
+      if (w.won) break;
+      claim = w.claim;
     }
   } catch (e) {
     logger.error('could not look at the claim of this request before failing', { error: e as Error });
@@ -398,7 +399,10 @@ async function failOwned(event: Request, run: Run, owned: Ownership, work: Work,
   if (work.unseenCreate) throw new HandlerError(`${reason}${KEPT}`, true);
   let recorded;
   try {
-    recorded = await recordFailure(owned.claim, reason, { delivery: run.delivery, creators: owned.claim.creators });
+    // With nothing made, no creator of this delivery's needs watching: it drops out at once.
+    const done = (c: string) => c === run.delivery || work.accountedFor.has(c);
+    const creators = work.made.length > 0 ? owned.claim.creators : owned.claim.creators.filter((c) => !done(c));
+    recorded = await recordFailure(owned.claim, reason, { delivery: run.delivery, creators });
   } catch (e) {
     // Nothing recorded: the claim stays this delivery's until its fence passes, and a delivery that takes over adopts what it made.
     logger.error('could not record the failure of this request; keeping what this delivery made', { error: e as Error });
