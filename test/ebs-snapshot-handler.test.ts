@@ -267,6 +267,21 @@ function claimOf(token: string): Record<string, unknown> | undefined {
   return item && Object.fromEntries(Object.entries(item).map(([k, v]) => [k, v.S ?? (v.N === undefined ? v.L?.map((e) => e.S) : Number(v.N))]));
 }
 
+/**
+ * The claim is taken over by another delivery right before this one records its answer, and that
+ * delivery has answered `answer` by the time this one reads the claim again.
+ */
+function takenOverThenAnswered(token: string, answer: unknown) {
+  ddbMock.on(UpdateItemCommand).callsFake((input: UpdateItemCommandInput) => {
+    if (updateKind(input) === 'answer') claims.set(token, { ...claims.get(token)!, Owner: { S: 'req-2.taker' }, Fence: { N: String(now + FENCE_MS) } });
+    return table.update(input);
+  });
+  ddbMock.on(GetItemCommand).callsFake((input: GetItemCommandInput) => {
+    claims.set(token, { ...claims.get(token)!, State: { S: 'answered' }, Answer: { S: JSON.stringify(answer) } });
+    return table.get(input);
+  });
+}
+
 /** The delivery id this run claimed with (the Owner of its first PutItem). */
 function deliveryOf(): string {
   return ddbMock.commandCalls(PutItemCommand)[0].args[0].input.Item!.Owner.S!;
@@ -931,15 +946,8 @@ describe('The claim', () => {
     const token = requestToken(event);
     createsSnapshot(A);
     const takers = { PhysicalResourceId: A, Data: { SnapshotId: A, Origin: 'created', StartedAt: String(START + 1) } };
-    ddbMock.on(UpdateItemCommand).callsFake((input: UpdateItemCommandInput) => {
-      // Its fence passed while it was stalled: another delivery took over just before.
-      if (updateKind(input) === 'answer') claims.set(token, { ...claims.get(token)!, Owner: { S: 'req-2.taker' }, Fence: { N: String(now + FENCE_MS) } });
-      return table.update(input);
-    });
-    ddbMock.on(GetItemCommand).callsFake((input: GetItemCommandInput) => {
-      claims.set(token, { ...claims.get(token)!, State: { S: 'answered' }, Answer: { S: JSON.stringify(takers) } });
-      return table.get(input);
-    });
+    // Its fence passed while it was stalled: another delivery took over just before.
+    takenOverThenAnswered(token, takers);
 
     await expect(onEvent(event, context())).resolves.toStrictEqual(takers);
     expect(ec2Mock).not.toHaveReceivedCommand(DeleteSnapshotCommand);
@@ -2037,14 +2045,7 @@ describe('A failure, the clean-up, and the claim', () => {
     createsSnapshot(A);
     ec2Mock.on(DeleteSnapshotCommand).resolves({});
     const takers = { PhysicalResourceId: B, Data: { SnapshotId: B, Origin: 'created', StartedAt: String(START + 1) } };
-    ddbMock.on(UpdateItemCommand).callsFake((input: UpdateItemCommandInput) => {
-      if (updateKind(input) === 'answer') claims.set(token, { ...claims.get(token)!, Owner: { S: 'req-2.taker' }, Fence: { N: String(now + FENCE_MS) } });
-      return table.update(input);
-    });
-    ddbMock.on(GetItemCommand).callsFake((input: GetItemCommandInput) => {
-      claims.set(token, { ...claims.get(token)!, State: { S: 'answered' }, Answer: { S: JSON.stringify(takers) } });
-      return table.get(input);
-    });
+    takenOverThenAnswered(token, takers);
     await expect(onEvent(event, context())).resolves.toStrictEqual(takers);
     expect(deleted()).toEqual([A]);
     expect(sequence().slice(-3)).toEqual(['UpdateItem:answer', 'GetItem', 'DeleteSnapshot']);
