@@ -182,8 +182,11 @@ async function own(event: Request, run: Run, claim: Claim, plan: Plan, second = 
   return response!;
 }
 
-/** A delivery that does not own the request waits for its outcome, takes over a claim whose owner stopped, or reopens an earlier operation's failure. */
-/** `mine`: what this delivery made while it owned the request (it lost the claim): deleted if the request fails. */
+/**
+ * A delivery that does not own the request waits for its outcome, takes over a claim whose owner
+ * stopped, or reopens an earlier operation's failure. `mine`: what this delivery made while it owned
+ * the request (it lost the claim): deleted if the request fails, or if the answer does not name it.
+ */
 async function awaitOutcome(event: Request, run: Run, seen: Claim | undefined, plan: Plan, mine?: Work): Promise<Response> {
   const token = requestToken(event);
   let claim = seen;
