@@ -35,18 +35,9 @@ export interface IsCompleteResponse<A> {
  * caller is told `undefined` and must choose the answer that cannot fail a rollback.
  */
 export async function isRollingBack(stackId: string): Promise<boolean | undefined> {
-  try {
-    const out = await withRetries(() => cloudformation().send(new DescribeStacksCommand({ StackName: stackId })), {
-      // Long enough to outlast a throttling storm, short enough to leave the rest of the
-      // handler's 5 minutes to its other calls.
-      budgetMs: 120_000,
-    });
-    const status = out.Stacks?.[0]?.StackStatus;
-    return status === 'UPDATE_ROLLBACK_IN_PROGRESS';
-  } catch (err) {
-    logger.warn('could not read the stack status', { stackId, error: err as Error });
-    return undefined;
-  }
+  // Long enough to outlast a throttling storm, short enough to leave the rest of the handler's 5 minutes to its other calls.
+  const out = await readStack('the stack status', stackId, 120_000, () => cloudformation().send(new DescribeStacksCommand({ StackName: stackId })));
+  return out && out.Stacks?.[0]?.StackStatus === 'UPDATE_ROLLBACK_IN_PROGRESS';
 }
 
 /** The stack's current status and when its current (or last) operation began: CreationTime, or LastUpdatedTime once it was updated. */
@@ -57,16 +48,11 @@ export interface StackOperation {
 
 /** The stack's current operation, or undefined if it cannot be read (read errors are retried first). */
 export async function currentStackOperation(stackId: string): Promise<StackOperation | undefined> {
-  try {
-    const out = await withRetries(() => cloudformation().send(new DescribeStacksCommand({ StackName: stackId })), { budgetMs: 60_000 });
-    const stack = out.Stacks?.[0];
-    const at = stack?.LastUpdatedTime ?? stack?.CreationTime;
-    if (!stack?.StackStatus || !at) return undefined;
-    return { status: stack.StackStatus, startedAt: new Date(at).getTime() };
-  } catch (err) {
-    logger.warn('could not read the stack', { stackId, error: err as Error });
-    return undefined;
-  }
+  const out = await readStack('the stack', stackId, 60_000, () => cloudformation().send(new DescribeStacksCommand({ StackName: stackId })));
+  const stack = out?.Stacks?.[0];
+  const at = stack?.LastUpdatedTime ?? stack?.CreationTime;
+  if (!stack?.StackStatus || !at) return undefined;
+  return { status: stack.StackStatus, startedAt: new Date(at).getTime() };
 }
 
 /**
@@ -74,12 +60,17 @@ export async function currentStackOperation(stackId: string): Promise<StackOpera
  * Create, `CREATE_FAILED` once it took a failure for it…), or undefined if it cannot be read.
  */
 export async function resourceStatus(stackId: string, logicalId: string): Promise<string | undefined> {
+  const out = await readStack('the resource\'s status', stackId, 60_000,
+    () => cloudformation().send(new DescribeStackResourceCommand({ StackName: stackId, LogicalResourceId: logicalId })));
+  return out?.StackResourceDetail?.ResourceStatus;
+}
+
+/** A read of the stack, retried (throttling, 5xx) for `budgetMs`; undefined, and logged, if it still fails. */
+async function readStack<T>(what: string, stackId: string, budgetMs: number, read: () => Promise<T>): Promise<T | undefined> {
   try {
-    const read = () => cloudformation().send(new DescribeStackResourceCommand({ StackName: stackId, LogicalResourceId: logicalId }));
-    const out = await withRetries(read, { budgetMs: 60_000 });
-    return out.StackResourceDetail?.ResourceStatus;
+    return await withRetries(read, { budgetMs });
   } catch (err) {
-    logger.warn('could not read the resource\'s status', { stackId, logicalId, error: err as Error });
+    logger.warn(`could not read ${what}`, { stackId, error: err as Error });
     return undefined;
   }
 }
