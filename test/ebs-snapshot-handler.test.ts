@@ -45,7 +45,7 @@ const T0 = new Date('2026-11-22T09:00:00Z');
 const START = T0.getTime() + 3_600_000;
 const DELIVERY_TAG = 'cdk-storage-snapshots:delivery';
 const REPLACES_TAG = 'cdk-storage-snapshots:replaces';
-/** The claim's first hold, and the hold renewed right before each create call (claimed-create.ts). */
+/** The claim's first hold, and the hold renewed right before each create call (claimed-create.ts, owner.ts). */
 const FENCE_MS = 120_000;
 const TTL_S = 7 * 24 * 3600;
 const A = 'snap-0000000000000000a';

@@ -1,8 +1,9 @@
 import { MetricUnit, Metrics } from '@aws-lambda-powertools/metrics';
 import { Attributes, Response, answer, devicesOfPhysicalId, identityHash, respond, respondNone, snapshotIdsOf } from './answer';
 import { readClaim, recordLateFailure } from './claim';
-import { CREATE, Plan, Run, claimed, discard } from './claimed-create';
-import { REPLACES_TAG, SnapshotView, describeAll, describeByIds, deleteSnapshot, findByToken } from './snapshots';
+import { CREATE, Plan, claimed } from './claimed-create';
+import { Run, discard } from './owner';
+import { REPLACES_TAG, SnapshotView, describeAll, describeByIds, deleteSnapshot, findByToken, startTime } from './snapshots';
 import type { CopyOrigin } from '../../src/private/contract';
 import type { EbsSnapshotOnDeployProperties } from '../../src/private/ebs-contract';
 import type { MetricNamespace } from '../../src/private/fsx-backup-contract';
@@ -16,7 +17,7 @@ import { Progress, deadlineExceeded, ec2SnapshotProgress } from '../shared/waite
 
 export type { Attributes } from './answer';
 export { NO_SNAPSHOT_PREFIX, identityHash, snapshotIdsOf } from './answer';
-export { READ_LAG_WINDOW_MS, SKEW_MS } from './claimed-create';
+export { READ_LAG_WINDOW_MS, SKEW_MS } from './owner';
 
 type Props = EbsSnapshotOnDeployProperties;
 type Request = OnEventRequest<Props>;
@@ -290,10 +291,9 @@ async function findAdoptable(event: Request): Promise<SnapshotView[] | undefined
     const token = tagValue(s.Tags, OWNERSHIP_TAG_KEYS.token) ?? '';
     groups.set(token, [...(groups.get(token) ?? []), s]);
   }
-  const time = (s: SnapshotView) => (s.StartTime ? new Date(s.StartTime).getTime() : Number.MAX_SAFE_INTEGER);
   // A set with a snapshot EBS failed is no point in time to return to.
   const newest = [...groups.values()].filter((g) => g.every((s) => s.State !== 'error'))
-    .map((g) => g.sort((a, b) => time(a) - time(b))).sort((a, b) => time(b[0]) - time(a[0]))[0];
+    .map((g) => g.sort((a, b) => startTime(a) - startTime(b))).sort((a, b) => startTime(b[0]) - startTime(a[0]))[0];
   if (!newest) return undefined;
   // One per volume (a delete that failed, say).
   const perVolume = new Map<string, SnapshotView>();

@@ -18,7 +18,7 @@ import { KeyValue, OWNERSHIP_TAG_KEYS, isOwnedBy, requestOwner, tagValue } from 
 /*
  * What the EbsSnapshotOnDeploy handler asks of EC2: finding the source, creating, reading and
  * deleting snapshots. Reads are eventually consistent (a new snapshot may be missing from them for
- * a while); only the take-over path of the claim depends on how long (see claimed-create.ts).
+ * a while); only the take-over path of the claim depends on how long (see `adopt` in owner.ts).
  */
 
 type Request = OnEventRequest<EbsSnapshotOnDeployProperties>;
@@ -179,10 +179,11 @@ export function oldestPerVolume(snapshots: SnapshotView[]): Map<string, Snapshot
 }
 
 export function oldestFirst(a: SnapshotView, b: SnapshotView): number {
-  return time(a) - time(b) || (a.SnapshotId! < b.SnapshotId! ? -1 : a.SnapshotId! > b.SnapshotId! ? 1 : 0);
+  return startTime(a) - startTime(b) || (a.SnapshotId! < b.SnapshotId! ? -1 : a.SnapshotId! > b.SnapshotId! ? 1 : 0);
 }
 
-function time(s: SnapshotView): number {
+/** When EC2 took the snapshot (epoch ms); unknown sorts last. */
+export function startTime(s: SnapshotView): number {
   return s.StartTime ? new Date(s.StartTime).getTime() : Number.MAX_SAFE_INTEGER;
 }
 
