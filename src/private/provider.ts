@@ -1,12 +1,14 @@
-import { Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
+import { Duration, Lazy, RemovalPolicy, Stack } from 'aws-cdk-lib';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as iam from 'aws-cdk-lib/aws-iam';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import * as cr from 'aws-cdk-lib/custom-resources';
 import { IConstruct } from 'constructs';
 import { HandlerOptions } from '../handler-options';
+import { DEPLOY_TIME_HANDLERS, PROVIDER_ASSET } from './deploy-time-types';
 import { NagSuppression, suppressNag } from './nag';
-import { ClaimTableSpec, HandlerSpec, StackHandlers } from './stack-handlers';
+import { ClaimTableSpec, DEFAULT_MEMORY_SIZE, HandlerSpec, StackHandlers } from './stack-handlers';
 
 /**
  * The Provider framework keeps the whole wait bounded by this; each instance's own `timeout`
@@ -25,34 +27,73 @@ export const PROVIDER_TOTAL_TIMEOUT = Duration.hours(1);
 export const PROVIDER_QUERY_INTERVAL = Duration.seconds(10);
 
 /**
- * One custom-resource Provider per stack per construct type, shared by all its instances: the
- * N-th instance adds only its own custom resource and, where it names a new resource, an ARN in
- * the shared policy. The bundle exports `onEvent` and `isComplete`.
+ * The construct id of the stack's provider. Never change it, nor the path below it to the
+ * framework's onEvent function: its ARN is the `ServiceToken` of every custom resource the
+ * library made, and CloudFormation refuses to change a custom resource's service token
+ * ("Modifying service token is not allowed"). See CONTRIBUTING.md.
+ */
+export const PROVIDER_ID = 'CdkStorageSnapshotsProvider';
+
+const DEFAULT_ON_EVENT_TIMEOUT = Duration.minutes(5);
+const DEFAULT_IS_COMPLETE_TIMEOUT = Duration.minutes(2);
+
+/**
+ * The one custom-resource Provider of a stack, shared by every deploy-time construct of the
+ * library (OpenZFS snapshots, EBS snapshots, snapshots from disk images): one onEvent and one
+ * isComplete function route each request on its `ResourceType` to that type's handler module,
+ * which is a bundle of its own, so a request loads only its own type's code and SDK clients.
+ *
+ * What a type needs is added when its first instance registers (`of()`): its statements (through
+ * `allow()`, as its instances ask), the claim table, and the size of the shared functions, which
+ * take the largest memory and timeouts of the types present, computed at synth. The N-th
+ * instance of any type adds only its own custom resource and, where it names a new resource, an
+ * ARN in the shared policy.
  */
 export class SnapshotProvider extends StackHandlers {
-  /** The provider of `spec.kind` in the stack of `scope`, created on first use. */
+  /** The provider in the stack of `scope`, created on first use, with what the type of `spec` needs added. */
   public static of(scope: IConstruct, spec: HandlerSpec, options: HandlerOptions | undefined): SnapshotProvider {
-    return StackHandlers.singleton(scope, spec, options, (stack, id) => new SnapshotProvider(stack, id, spec, options, scope));
+    const provider = StackHandlers.singleton(scope, PROVIDER_ID, options, (stack, id) => new SnapshotProvider(stack, id, options, scope));
+    provider.register(spec);
+    return provider;
   }
 
   public readonly serviceToken: string;
+  private readonly onEventFunction: lambda.Function;
+  private readonly isCompleteFunction: lambda.Function;
+  private readonly specs = new Map<string, HandlerSpec>();
   /**
-   * For a spec with `claimTable`: the stack's claim table, which every custom resource of this
-   * provider must depend on (`dependOnClaims`).
+   * With a type that claims its requests: the stack's claim table, which every custom resource of
+   * the provider must depend on (`dependOnClaims`).
    */
-  private readonly claims?: dynamodb.Table;
+  private claims?: dynamodb.Table;
 
-  private constructor(scope: Stack, id: string, spec: HandlerSpec, options: HandlerOptions | undefined, requester: IConstruct) {
-    super(scope, id, spec, options, requester);
-    const handlerEnvironment: Record<string, string> = {};
-    if (spec.claimTable) {
-      this.claims = this.claimTable(spec.claimTable);
-      handlerEnvironment[spec.claimTable.envName] = this.claims.tableName;
-    }
+  private constructor(scope: Stack, id: string, options: HandlerOptions | undefined, requester: IConstruct) {
+    super(scope, id, {
+      description: 'deploy-time snapshot',
+      asset: PROVIDER_ASSET,
+      sharedBy: 'every deploy-time construct of cdk-storage-snapshots (OpenZfsSnapshot, EbsSnapshotOnDeploy, EbsSnapshotFromImage)',
+    }, options, requester);
+    const memory = Lazy.number({ produce: () => Math.max(...this.allSpecs().map((s) => s.defaultMemorySize ?? DEFAULT_MEMORY_SIZE)) });
+    this.onEventFunction = this.sizedFunction('OnEvent', 'onEvent', memory, (s) => s.onEventTimeout ?? DEFAULT_ON_EVENT_TIMEOUT);
+    this.isCompleteFunction = this.sizedFunction('IsComplete', 'isComplete', memory, (s) => s.isCompleteTimeout ?? DEFAULT_IS_COMPLETE_TIMEOUT);
+
+    // Two framework roles: one shared by all framework functions, or the handler role reused,
+    // makes a dependency cycle through the waiter state machine (and `ProviderProps.role` is
+    // deprecated). Both write to the one log group.
+    const frameworkRole = (roleId: string, what: string) => {
+      const role = new iam.Role(this, roleId, {
+        assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
+        description: `cdk-storage-snapshots provider framework: ${what}`,
+      });
+      this.logGroup.grantWrite(role);
+      if (options?.vpc) role.addManagedPolicy(VPC_ACCESS_POLICY);
+      return role;
+    };
     const provider = new cr.Provider(this, 'Provider', {
-      onEventHandler: this.handlerFunction('OnEvent', 'onEvent', spec.onEventTimeout ?? Duration.minutes(5), handlerEnvironment),
-      // isComplete records a failure it meets (a snapshot in error) in the claim too.
-      isCompleteHandler: this.handlerFunction('IsComplete', 'isComplete', spec.isCompleteTimeout ?? Duration.minutes(2), handlerEnvironment),
+      onEventHandler: this.onEventFunction,
+      isCompleteHandler: this.isCompleteFunction,
+      frameworkOnEventRole: frameworkRole('FrameworkOnEventRole', 'onEvent'),
+      frameworkCompleteAndTimeoutRole: frameworkRole('FrameworkCompleteRole', 'isComplete and onTimeout'),
       totalTimeout: PROVIDER_TOTAL_TIMEOUT,
       queryInterval: PROVIDER_QUERY_INTERVAL,
       logGroup: this.logGroup,
@@ -69,7 +110,9 @@ export class SnapshotProvider extends StackHandlers {
     this.role.addToPrincipalPolicy(
       new iam.PolicyStatement({ actions: ['cloudformation:DescribeStacks'], resources: [Stack.of(this).stackId] }),
     );
+    if (options?.vpc && !options.role) (this.role as iam.Role).addManagedPolicy(VPC_ACCESS_POLICY);
     suppressNag(this, FRAMEWORK_SUPPRESSIONS);
+    if (options?.vpc) suppressNag(this, [VPC_ACCESS_SUPPRESSION]);
     suppressNag(provider.node.findChild('waiter-state-machine'), [{
       id: 'AwsSolutions-IAM5',
       reason: 'Step Functions delivers its logs through CloudWatch Logs log delivery, whose actions (logs:CreateLogDelivery and the rest) ' +
@@ -86,6 +129,33 @@ export class SnapshotProvider extends StackHandlers {
     if (this.claims) resource.node.addDependency(this.claims);
   }
 
+  /** Adds what the type of `spec` needs, once per type. */
+  private register(spec: HandlerSpec): void {
+    if (this.specs.has(spec.kind)) return;
+    if (!Object.values(DEPLOY_TIME_HANDLERS).includes(spec.handler)) {
+      throw new Error(`cdk-storage-snapshots: no deploy-time handler module "${spec.handler}" (${spec.kind}); add it to DEPLOY_TIME_HANDLERS`);
+    }
+    this.specs.set(spec.kind, spec);
+    this.addWildcardReasons(spec.wildcardReasons);
+    if (spec.claimTable) this.addClaimTable(spec.claimTable);
+  }
+
+  private allSpecs(): HandlerSpec[] {
+    return [...this.specs.values()];
+  }
+
+  /**
+   * A shared function whose memory and timeout are the largest any type present needs, decided at
+   * synth (a type may register after the function exists).
+   */
+  private sizedFunction(id: string, exportName: string, memory: number, timeoutOf: (s: HandlerSpec) => Duration): lambda.Function {
+    const fn = this.handlerFunction(id, exportName, DEFAULT_ON_EVENT_TIMEOUT, memory);
+    (fn.node.defaultChild as lambda.CfnFunction).timeout = Lazy.number({
+      produce: () => Math.max(...this.allSpecs().map((s) => timeoutOf(s).toSeconds())),
+    });
+    return fn;
+  }
+
   /**
    * The stack's claim table: one item per request token, written conditionally by the handler
    * before it acts. On demand (no capacity to scale), encrypted with the AWS managed key, with
@@ -93,7 +163,8 @@ export class SnapshotProvider extends StackHandlers {
    * Deleted with the stack, after every custom resource of this provider (`dependOnClaims`): by
    * then it holds only claims of requests that ended.
    */
-  private claimTable(claims: ClaimTableSpec): dynamodb.Table {
+  private addClaimTable(claims: ClaimTableSpec): void {
+    if (this.claims) return;
     const table = new dynamodb.Table(this, 'Claims', {
       partitionKey: { name: claims.partitionKey, type: dynamodb.AttributeType.STRING },
       billingMode: dynamodb.BillingMode.PAY_PER_REQUEST,
@@ -102,6 +173,9 @@ export class SnapshotProvider extends StackHandlers {
       timeToLiveAttribute: claims.timeToLiveAttribute,
       removalPolicy: RemovalPolicy.DESTROY,
     });
+    this.claims = table;
+    // isComplete records a failure it meets (a snapshot in error) in the claim too.
+    for (const fn of [this.onEventFunction, this.isCompleteFunction]) fn.addEnvironment(claims.envName, table.tableName);
     // Only the item calls the handler makes, on the table itself (it has no index).
     this.role.addToPrincipalPolicy(new iam.PolicyStatement({
       actions: ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem'],
@@ -109,9 +183,18 @@ export class SnapshotProvider extends StackHandlers {
     }));
     // Before it creates, a delivery checks that CloudFormation still waits for its resource.
     this.role.addToPrincipalPolicy(new iam.PolicyStatement({ actions: ['cloudformation:DescribeStackResource'], resources: [Stack.of(this).stackId] }));
-    return table;
   }
 }
+
+/** What a function in a VPC needs to create and delete its network interfaces (its roles are the library's). */
+const VPC_ACCESS_POLICY = iam.ManagedPolicy.fromAwsManagedPolicyName('service-role/AWSLambdaVPCAccessExecutionRole');
+
+const VPC_ACCESS_SUPPRESSION: NagSuppression = {
+  id: 'AwsSolutions-IAM4',
+  reason: 'Functions in a VPC need to create and delete their network interfaces, whose EC2 actions take no resource-level ' +
+    'permissions: AWS\'s AWSLambdaVPCAccessExecutionRole is exactly that (and log writing).',
+  appliesTo: ['Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole'],
+};
 
 /** What cdk-nag AwsSolutions reports about the handlers and aws-cdk-lib's Provider framework, and why it stands. */
 const FRAMEWORK_SUPPRESSIONS: NagSuppression[] = [
@@ -119,11 +202,6 @@ const FRAMEWORK_SUPPRESSIONS: NagSuppression[] = [
     id: 'AwsSolutions-L1',
     reason: 'The handlers are pinned to nodejs22.x so that synth output does not change when CDK\'s latest runtime moves; ' +
       'the Provider framework functions use the runtime aws-cdk-lib chooses for them.',
-  },
-  {
-    id: 'AwsSolutions-IAM4',
-    reason: 'aws-cdk-lib\'s Provider framework gives its own functions AWSLambdaBasicExecutionRole (log writing only).',
-    appliesTo: ['Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole'],
   },
   {
     id: 'AwsSolutions-IAM5',

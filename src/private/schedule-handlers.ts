@@ -10,8 +10,9 @@ import * as sns from 'aws-cdk-lib/aws-sns';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { IConstruct } from 'constructs';
 import { HandlerOptions } from '../handler-options';
+import { SCHEDULE_TIMEOUT_ENV } from './fsx-backup-contract';
 import { NagSuppression, suppressNag } from './nag';
-import { HandlerSpec, StackHandlers } from './stack-handlers';
+import { DEFAULT_MEMORY_SIZE, HandlerSpec, StackHandlers } from './stack-handlers';
 
 /** The scheduled handler's timeout: one tick of many targets retries throttling within it. */
 export const SCHEDULE_HANDLER_TIMEOUT = Duration.minutes(15);
@@ -48,7 +49,7 @@ const MAX_RULE_NAME = 64;
 export class ScheduleHandlers extends StackHandlers {
   /** The handlers of `spec.kind` in the stack of `scope`, created on first use. */
   public static of(scope: IConstruct, spec: HandlerSpec, options: HandlerOptions | undefined, deadLetterQueue?: sqs.IQueue): ScheduleHandlers {
-    const handlers = StackHandlers.singleton(scope, spec, options,
+    const handlers = StackHandlers.singleton(scope, `CdkStorageSnapshots${spec.kind}Handlers`, options,
       (stack, id) => new ScheduleHandlers(stack, id, spec, options, scope, deadLetterQueue));
     handlers.checkSameQueue(scope, deadLetterQueue);
     return handlers;
@@ -78,7 +79,8 @@ export class ScheduleHandlers extends StackHandlers {
     requester: IConstruct,
     queue: sqs.IQueue | undefined,
   ) {
-    super(scope, id, spec, options, requester);
+    super(scope, id, { description: spec.kind, asset: spec.handler, sharedBy: `every ${spec.kind}` }, options, requester);
+    this.addWildcardReasons(spec.wildcardReasons);
     this.queueGiven = queue !== undefined;
     this.queueFrom = requester.node.path;
     this.deadLetterQueue = queue ?? new sqs.Queue(this, 'DeadLetters', {
@@ -86,9 +88,9 @@ export class ScheduleHandlers extends StackHandlers {
       enforceSSL: true,
       retentionPeriod: Duration.days(14),
     });
-    this.function = this.handlerFunction('Function', 'handler', SCHEDULE_HANDLER_TIMEOUT, {
+    this.function = this.handlerFunction('Function', 'handler', SCHEDULE_HANDLER_TIMEOUT, spec.defaultMemorySize ?? DEFAULT_MEMORY_SIZE, {
       // The handler stops starting new work this long before the function's timeout.
-      TIMEOUT_MS: String(SCHEDULE_HANDLER_TIMEOUT.toMilliseconds()),
+      [SCHEDULE_TIMEOUT_ENV]: String(SCHEDULE_HANDLER_TIMEOUT.toMilliseconds()),
     });
     this.function.configureAsyncInvoke({
       retryAttempts: SCHEDULE_RETRY_ATTEMPTS,

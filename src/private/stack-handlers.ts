@@ -42,6 +42,19 @@ export interface ClaimTableSpec {
   readonly timeToLiveAttribute: string;
 }
 
+/** Memory of a handler function unless its spec or `handlerOptions.memorySize` says otherwise, in MiB. */
+export const DEFAULT_MEMORY_SIZE = 256;
+
+/** How the handlers of a singleton are named and where their code is. */
+export interface HandlerSettings {
+  /** Says what the handlers serve, in the role's description and in errors (e.g. `FsxBackupSchedule`). */
+  readonly description: string;
+  /** The bundle directory under `assets/`, e.g. `fsx-backup-schedule`. */
+  readonly asset: string;
+  /** Who shares the handlers, for the error on conflicting options (e.g. `every FsxBackupSchedule`). */
+  readonly sharedBy: string;
+}
+
 /** The number of distinct ARNs in one statement past which it makes it switch to resource-type patterns (see `allow()`). */
 export const EXACT_ARNS_PER_STATEMENT = 10;
 
@@ -53,17 +66,16 @@ export const EXACT_ARNS_PER_STATEMENT = 10;
  */
 export abstract class StackHandlers extends Construct {
   /**
-   * The singleton of `spec.kind` in the stack of `scope`: the existing one (after checking that
-   * `options` agree with it) or a new one made by `create`.
+   * The singleton with construct id `id` in the stack of `scope`: the existing one (after checking
+   * that `options` agree with it) or a new one made by `create`.
    */
   protected static singleton<T extends StackHandlers>(
     scope: IConstruct,
-    spec: HandlerSpec,
+    id: string,
     options: HandlerOptions | undefined,
     create: (stack: Stack, id: string) => T,
   ): T {
     const stack = Stack.of(scope);
-    const id = `CdkStorageSnapshots${spec.kind}Handlers`;
     const existing = stack.node.tryFindChild(id) as T | undefined;
     if (existing) {
       existing.checkSameOptions(scope, options);
@@ -76,15 +88,17 @@ export abstract class StackHandlers extends Construct {
   public readonly role: iam.IRole;
   public readonly logGroup: logs.ILogGroup;
 
-  protected readonly spec: HandlerSpec;
+  protected readonly settings: HandlerSettings;
   protected readonly options: HandlerOptions | undefined;
   private readonly optionsFrom: string;
   private readonly code: lambda.Code;
   private readonly policyStatements = new Map<string, SharedStatement>();
+  /** Why the wildcards of the statements are there (cdk-nag AwsSolutions-IAM5), for every type served. */
+  private readonly wildcardReasons: NagSuppression[] = [];
 
-  protected constructor(scope: Stack, id: string, spec: HandlerSpec, options: HandlerOptions | undefined, requester: IConstruct) {
+  protected constructor(scope: Stack, id: string, settings: HandlerSettings, options: HandlerOptions | undefined, requester: IConstruct) {
     super(scope, id);
-    this.spec = spec;
+    this.settings = settings;
     this.options = options;
     this.optionsFrom = requester.node.path;
 
@@ -105,22 +119,25 @@ export abstract class StackHandlers extends Construct {
     });
     this.role = options?.role ?? new iam.Role(this, 'Role', {
       assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
-      description: `cdk-storage-snapshots ${spec.kind} handlers`,
+      description: `cdk-storage-snapshots ${settings.description} handlers`,
     });
     this.logGroup.grantWrite(this.role);
     if (options?.permissionsBoundary) iam.PermissionsBoundary.of(this).apply(options.permissionsBoundary);
-    this.code = lambda.Code.fromAsset(path.join(__dirname, '..', '..', 'assets', spec.handler));
+    this.code = lambda.Code.fromAsset(path.join(__dirname, '..', '..', 'assets', settings.asset));
   }
 
-  /** A handler function running `index.<exportName>` of the bundle, with the stack-level settings. */
-  protected handlerFunction(id: string, exportName: string, timeout: Duration, environment: Record<string, string> = {}): lambda.Function {
+  /**
+   * A handler function running `index.<exportName>` of the bundle, with the stack-level settings;
+   * `memorySize` (MiB) applies unless `handlerOptions.memorySize` was given.
+   */
+  protected handlerFunction(id: string, exportName: string, timeout: Duration, memorySize: number, environment: Record<string, string> = {}): lambda.Function {
     return new lambda.Function(this, id, {
       code: this.code,
       handler: `index.${exportName}`,
       // A fixed runtime: synth output must not change when CDK's idea of "latest" moves.
       runtime: lambda.Runtime.NODEJS_22_X,
       architecture: lambda.Architecture.ARM_64,
-      memorySize: this.options?.memorySize ?? this.spec.defaultMemorySize ?? 256,
+      memorySize: this.options?.memorySize ?? memorySize,
       reservedConcurrentExecutions: this.options?.reservedConcurrentExecutions,
       timeout,
       role: this.role,
@@ -131,7 +148,7 @@ export abstract class StackHandlers extends Construct {
       securityGroups: this.options?.securityGroups,
       environment: {
         NODE_OPTIONS: '--enable-source-maps',
-        POWERTOOLS_SERVICE_NAME: `cdk-storage-snapshots-${this.spec.handler}`,
+        POWERTOOLS_SERVICE_NAME: `cdk-storage-snapshots-${this.settings.asset}`,
         ...environment,
       },
     });
@@ -172,7 +189,7 @@ export abstract class StackHandlers extends Construct {
       shared = state;
       this.policyStatements.set(key, shared);
       // The role's default policy exists now: say why its wildcards are there.
-      suppressNag(this.role, this.spec.wildcardReasons);
+      suppressNag(this.role, this.wildcardReasons);
     }
     for (const r of resources) if (!shared.arns.includes(r)) shared.arns.push(r);
     if (!shared.patterned && shared.arns.length > EXACT_ARNS_PER_STATEMENT) {
@@ -181,14 +198,24 @@ export abstract class StackHandlers extends Construct {
     }
   }
 
+  /**
+   * Adds why the wildcards of a construct type's statements are there (cdk-nag AwsSolutions-IAM5)
+   * to the role's policies, now and when `allow()` makes them.
+   */
+  protected addWildcardReasons(reasons: NagSuppression[]): void {
+    for (const r of reasons) if (!this.wildcardReasons.includes(r)) this.wildcardReasons.push(r);
+    if (this.policyStatements.size > 0) suppressNag(this.role, this.wildcardReasons);
+  }
+
   private checkSameOptions(scope: IConstruct, options: HandlerOptions | undefined): void {
     if (options === undefined || options === this.options) return;
     const keys = new Set([...Object.keys(options), ...Object.keys(this.options ?? {})]) as Set<keyof HandlerOptions>;
     for (const key of keys) {
       if (!sameOption(options[key], this.options?.[key])) {
         throw new Error(
-          `${scope.node.path}: invalid handlerOptions.${key}: the handlers are shared by every instance of this construct type ` +
-            `in the stack, and ${this.optionsFrom} already set them differently; give the same handlerOptions to both, or to one only`,
+          `${scope.node.path}: invalid handlerOptions.${key}: the handlers are shared by ${this.settings.sharedBy} ` +
+            `in the stack, and ${this.optionsFrom} already set them differently; give the same handlerOptions to both, ` +
+            `or give them to ${this.optionsFrom} only (the first one decides)`,
         );
       }
     }
