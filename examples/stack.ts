@@ -5,7 +5,7 @@ import * as fsx from 'aws-cdk-lib/aws-fsx';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import { Construct } from 'constructs';
-import { EbsSnapshotOnDeploy, EbsSnapshotSource, FsxBackupSchedule, OpenZfsSnapshot } from '../src';
+import { DiskImage, EbsSnapshotFromImage, EbsSnapshotOnDeploy, EbsSnapshotSource, FsxBackupSchedule, OpenZfsSnapshot } from '../src';
 
 /** A stack that uses every construct of the library (the tests check it with cdk-nag too). */
 export class ExampleStack extends Stack {
@@ -76,8 +76,8 @@ export class ExampleStack extends Stack {
     // A golden data disk from a raw image in S3, written with the EBS direct APIs, and a volume
     // restored from it.
     const images = s3.Bucket.fromBucketName(this, 'Images', 'example-disk-images');
-    const golden = new EbsSnapshotOnDeploy(this, 'GoldenDisk', {
-      source: EbsSnapshotSource.fromS3Object(images, 'golden/data-v3.raw'),
+    const golden = new EbsSnapshotFromImage(this, 'GoldenDisk', {
+      image: DiskImage.fromS3Object(images, 'golden/data-v3.raw'),
       volumeSize: Size.gibibytes(8),
       description: 'golden data disk v3',
     });

@@ -1,14 +1,11 @@
-import { Annotations, CfnResource, CustomResource, Fn, ITaggable, Lazy, Size, Stack, TagManager, Token } from 'aws-cdk-lib';
+import { Annotations, CfnResource, CustomResource, Fn, ITaggable, Lazy, Stack, TagManager, Token } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
-import * as kms from 'aws-cdk-lib/aws-kms';
 import { Construct, IConstruct } from 'constructs';
 import { EbsSnapshotSource } from './ebs-snapshot-source';
 import { CopyTags } from './private/copy-tags';
 import {
   CLAIM_TABLE_ENV, CLAIM_TABLE_KEY, CLAIM_TABLE_TTL_ATTRIBUTE, EBS_SNAPSHOT_EXTRA_TAG_COUNT, type EbsSnapshotOnDeployProperties,
 } from './private/ebs-contract';
-import { DEFAULT_DATA_TIMEOUT, addDataSnapshot } from './private/ebs-data-snapshot';
-import { EBS_DIRECT_EXTRA_TAG_COUNT } from './private/ebs-direct-contract';
 import type { EbsSourceConfig } from './private/ebs-source-config';
 import { ec2SnapshotArn } from './private/ec2-arns';
 import { DEFAULT_TIMEOUT, encodeRemovalPolicy } from './private/encode';
@@ -31,8 +28,7 @@ export interface EbsSnapshotOnDeployProps extends SnapshotOnDeployOptions {
    * The snapshot's description, at most 255 characters. A change applies to the next snapshot; it
    * does not take one.
    *
-   * @default - for a volume or an instance: "cdk-storage-snapshots: <logical id> in <stack name>";
-   * for a disk image: no description
+   * @default - "cdk-storage-snapshots: <logical id> in <stack name>"
    * @see https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_CreateSnapshot.html
    */
   readonly description?: string;
@@ -52,47 +48,9 @@ export interface EbsSnapshotOnDeployProps extends SnapshotOnDeployOptions {
    * fails it too (a first, full snapshot of a large volume can take longer than an hour). A change
    * applies to the next snapshot; it does not take one.
    *
-   * Not for a disk image source: a snapshot made from data is always completed first (`false` is
-   * refused there).
-   *
    * @default false
    */
   readonly waitForCompletion?: boolean;
-
-  /**
-   * The volume size of a snapshot made from a disk image (`fromImageFile`, `fromS3Object`): a whole
-   * number of GiB, 1 to 65,536, at least the image's size. Only for those sources.
-   *
-   * @default - the image's size rounded up to a whole GiB
-   */
-  readonly volumeSize?: Size;
-
-  /**
-   * Encrypts a snapshot made from a disk image (EBS `StartSnapshot` `Encrypted`, with `kmsKey` if
-   * given). Not with `parentSnapshotId`: an incremental snapshot has its parent's encryption. Only
-   * for disk image sources; a snapshot of a volume always has the volume's encryption.
-   *
-   * @default - not encrypted, unless the account encrypts new EBS snapshots by default
-   */
-  readonly encryption?: EbsSnapshotEncryption;
-
-  /**
-   * Makes a snapshot from a disk image incremental, on top of this snapshot (`snap-…`): only the
-   * image's non-zero blocks are written over the parent's. Only for disk image sources.
-   *
-   * @default - a full snapshot
-   */
-  readonly parentSnapshotId?: string;
-}
-
-/** How a snapshot made from a disk image is encrypted. */
-export interface EbsSnapshotEncryption {
-  /**
-   * The KMS key. The handler's role is granted what EBS needs of it.
-   *
-   * @default - the account's default key for EBS encryption
-   */
-  readonly kmsKey?: kms.IKey;
 }
 
 /** The EBS snapshots an `EbsSnapshotOnDeploy` took. */
@@ -118,7 +76,8 @@ const MAX_DESCRIPTION_LENGTH = 255;
  * EBS snapshots taken during `cdk deploy`: of one volume, or of every volume of an instance at
  * one point in time, before the resources in `snapshotBefore` change. A new snapshot is taken
  * whenever `trigger` changes or a guarded construct would change; earlier snapshots are kept (or
- * deleted, with `RemovalPolicy.DESTROY`).
+ * deleted, with `RemovalPolicy.DESTROY`). For a snapshot written from a disk image, see
+ * `EbsSnapshotFromImage`.
  *
  * EC2 `CreateSnapshot` has no client token: before creating, the handler claims the CloudFormation
  * request with a conditional write to a DynamoDB table of the stack (one per stack, shared by its
@@ -176,42 +135,14 @@ export class EbsSnapshotOnDeploy extends Construct implements IEbsSnapshotOnDepl
     super(scope, id);
     validateMaxLength(this, 'description', props.description, MAX_DESCRIPTION_LENGTH);
     validateTimeout(this, props.timeout);
+    validatePattern(this, 'outpostArn', props.outpostArn, /^arn:aws[a-z-]*:outposts:[a-z0-9-]+:\d{12}:outpost\/op-[0-9a-f]{17}$/,
+      'must be an Outpost ARN (arn:<partition>:outposts:<region>:<account>:outpost/op-<17 hex digits>)');
 
     const config = props.source._bind(this);
     this.sourceKind = config.kind;
-    const reservedTags = OWNERSHIP_TAG_COUNT + (config.kind === 'data' ? EBS_DIRECT_EXTRA_TAG_COUNT : EBS_SNAPSHOT_EXTRA_TAG_COUNT);
-    const tags = new CopyTags(this, `Custom::${config.kind === 'data' ? 'EbsSnapshotFromData' : 'EbsSnapshotOnDeploy'}`, props.tags, reservedTags);
+    const tags = new CopyTags(this, 'Custom::EbsSnapshotOnDeploy', props.tags, OWNERSHIP_TAG_COUNT + EBS_SNAPSHOT_EXTRA_TAG_COUNT);
     this.tags = tags.tags;
 
-    if (config.kind === 'data') {
-      this.refuseForData(props);
-      const data = addDataSnapshot(this, config.image, {
-        volumeSize: props.volumeSize,
-        encrypted: props.encryption !== undefined,
-        kmsKey: props.encryption?.kmsKey,
-        parentSnapshotId: props.parentSnapshotId,
-        description: props.description,
-        encodedTags: tags.encoded,
-        trigger: props.trigger,
-        removalPolicy: props.removalPolicy,
-        timeout: props.timeout ?? DEFAULT_DATA_TIMEOUT,
-        handlerOptions: props.handlerOptions,
-      });
-      this.resource = data.resource;
-      this.snapshotId = data.snapshotId;
-      this.snapshotArn = ec2SnapshotArn(this, this.snapshotId);
-      return;
-    }
-
-    validatePattern(this, 'outpostArn', props.outpostArn, /^arn:aws[a-z-]*:outposts:[a-z0-9-]+:\d{12}:outpost\/op-[0-9a-f]{17}$/,
-      'must be an Outpost ARN (arn:<partition>:outposts:<region>:<account>:outpost/op-<17 hex digits>)');
-    const dataOnly = { volumeSize: props.volumeSize, encryption: props.encryption, parentSnapshotId: props.parentSnapshotId };
-    for (const [prop, value] of Object.entries(dataOnly)) {
-      if (value !== undefined) {
-        invalid(this, prop, 'applies only to a snapshot made from a disk image (EbsSnapshotSource.fromImageFile or fromS3Object); ' +
-          'a snapshot of a volume has the volume\'s size and encryption');
-      }
-    }
     const guarded = props.snapshotBefore ?? [];
     const provider = SnapshotProvider.of(this, HANDLERS, props.handlerOptions);
     const guard = new SnapshotGuard(this, guarded);
@@ -247,63 +178,38 @@ export class EbsSnapshotOnDeploy extends Construct implements IEbsSnapshotOnDepl
   }
 
   /**
-   * Every snapshot's id: one for a volume or disk image source, one per attached volume for an
-   * instance source (in the order of `volumeIds`). For an instance, a token for a list whose length
-   * is known only at deploy time: use `Fn.select(i, snapshotIds)` for one of them, or
-   * `snapshotIdOfDevice`.
+   * Every snapshot's id: one for a volume source, one per attached volume for an instance source
+   * (in the order of `volumeIds`). For an instance, a token for a list whose length is known only
+   * at deploy time: use `Fn.select(i, snapshotIds)` for one of them, or `snapshotIdOfDevice`.
    * @attribute
    */
   public get snapshotIds(): string[] {
-    return this.sourceKind === 'data' ? [this.snapshotId] : Fn.split(',', this.resource.getAttString('SnapshotIds'));
+    return Fn.split(',', this.resource.getAttString('SnapshotIds'));
   }
 
   /**
-   * The volumes snapshotted, in the order of `snapshotIds`; undefined for a disk image source.
+   * The volumes snapshotted, in the order of `snapshotIds`.
    * @attribute
    */
-  public get volumeIds(): string[] | undefined {
-    if (this.sourceKind === 'data') return undefined;
+  public get volumeIds(): string[] {
     return Fn.split(',', this.resource.getAttString('VolumeIds'));
   }
 
   /**
-   * When EC2 took the (first) snapshot (ISO 8601): the point in time it holds; undefined for a disk
-   * image source.
+   * When EC2 took the (first) snapshot (ISO 8601): the point in time it holds.
    * @attribute
    */
-  public get startTime(): string | undefined {
-    if (this.sourceKind === 'data') return undefined;
+  public get startTime(): string {
     return this.resource.getAttString('StartTime');
   }
 
   /**
    * `true`, or `false` when the source was looked up in this stack and did not exist yet (the
    * first deploy of an instance or volume guarded by this snapshot): then no snapshot was taken.
-   * Always `true` for a disk image source.
    * @attribute
    */
   public get sourceFound(): string {
-    return this.sourceKind === 'data' ? 'true' : this.resource.getAttString('SourceFound');
-  }
-
-  /**
-   * The volume size of a snapshot made from a disk image, in GiB; undefined for volume and instance
-   * sources.
-   * @attribute
-   */
-  public get volumeSize(): string | undefined {
-    if (this.sourceKind !== 'data') return undefined;
-    return this.resource.getAttString('VolumeSize');
-  }
-
-  /**
-   * How many 512 KiB blocks were written into a snapshot made from a disk image: its non-zero
-   * blocks; undefined for volume and instance sources.
-   * @attribute
-   */
-  public get blockCount(): string | undefined {
-    if (this.sourceKind !== 'data') return undefined;
-    return this.resource.getAttString('BlockCount');
+    return this.resource.getAttString('SourceFound');
   }
 
   /**
@@ -348,18 +254,6 @@ export class EbsSnapshotOnDeploy extends Construct implements IEbsSnapshotOnDepl
       }
     }
     return errors;
-  }
-
-  private refuseForData(props: EbsSnapshotOnDeployProps): void {
-    const why: Record<string, string> = {
-      snapshotBefore: 'a snapshot made from a disk image copies the image, not something the deploy changes; use trigger, or a new image',
-      outpostArn: 'the EBS direct APIs write snapshots in the Region',
-    };
-    if (props.snapshotBefore && props.snapshotBefore.length > 0) invalid(this, 'snapshotBefore', why.snapshotBefore);
-    if (props.outpostArn !== undefined) invalid(this, 'outpostArn', why.outpostArn);
-    if (props.waitForCompletion === false) {
-      invalid(this, 'waitForCompletion', 'a snapshot made from a disk image is always completed before the deploy goes on (false is not possible)');
-    }
   }
 
   /**

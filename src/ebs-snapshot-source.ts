@@ -1,9 +1,6 @@
 import { CfnResource } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
-import * as s3 from 'aws-cdk-lib/aws-s3';
-import { Construct, IConstruct } from 'constructs';
-import type { EbsImageLocation } from './private/ebs-data-snapshot';
-import { imageFromFile } from './private/ebs-image';
+import { IConstruct } from 'constructs';
 import type { EbsSourceConfig } from './private/ebs-source-config';
 import { validatePattern } from './private/validation';
 
@@ -11,9 +8,9 @@ import { validatePattern } from './private/validation';
 const VOLUME_ID = /^vol-([0-9a-f]{8}|[0-9a-f]{17})$/;
 
 /**
- * What an `EbsSnapshotOnDeploy` takes a snapshot of, in the style of `lambda.Code`: one volume,
- * every volume of an instance at one point in time, or a raw disk image written into a new
- * snapshot with the EBS direct APIs.
+ * What an `EbsSnapshotOnDeploy` takes a snapshot of, in the style of `lambda.Code`: one volume, or
+ * every volume of an instance at one point in time. (A snapshot written from a disk image is an
+ * `EbsSnapshotFromImage`.)
  *
  * @example
  *
@@ -22,9 +19,6 @@ const VOLUME_ID = /^vol-([0-9a-f]{8}|[0-9a-f]{17})$/;
  * EbsSnapshotSource.fromVolume(dataVolume);
  * EbsSnapshotSource.fromVolumeId('vol-0123456789abcdef0');
  * EbsSnapshotSource.fromInstance(instance);
- *
- * declare const images: s3.IBucket;
- * EbsSnapshotSource.fromS3Object(images, 'disks/golden.raw');
  */
 export abstract class EbsSnapshotSource {
   /**
@@ -55,25 +49,6 @@ export abstract class EbsSnapshotSource {
   }
 
   /**
-   * A raw disk image in a local file, uploaded by `cdk deploy` as a file asset and written into a
-   * new EBS snapshot during deploy with the EBS direct APIs (all-zero 512 KiB blocks are skipped).
-   * The file must exist at synth and be a whole number of 512-byte sectors; a changed image (a new
-   * asset hash) makes a new snapshot.
-   */
-  public static fromImageFile(imagePath: string): EbsSnapshotSource {
-    return new DataSource((scope) => imageFromFile(scope, imagePath));
-  }
-
-  /**
-   * A raw disk image in an S3 object, written into a new EBS snapshot during deploy with the EBS
-   * direct APIs. The handler may read only this object. Its size is read at deploy time; a new
-   * snapshot is taken when the key (or `trigger`) changes, not when the object is overwritten.
-   */
-  public static fromS3Object(bucket: s3.IBucket, objectKey: string): EbsSnapshotSource {
-    return new DataSource(() => ({ bucket, objectKey }));
-  }
-
-  /**
    * What the construct snapshots, checked against `scope` (the snapshot construct).
    * @internal
    */
@@ -100,16 +75,6 @@ class InstanceSource extends EbsSnapshotSource {
     validatePattern(scope, 'source', this.instanceId, /^i-([0-9a-f]{8}|[0-9a-f]{17})$/,
       'the instance id must be "i-" followed by 8 or 17 lowercase hex digits');
     return { kind: 'instance', instanceId: this.instanceId, resource: cfnOfType(this.l1, 'AWS::EC2::Instance') };
-  }
-}
-
-class DataSource extends EbsSnapshotSource {
-  constructor(private readonly locate: (scope: Construct) => EbsImageLocation) {
-    super();
-  }
-
-  public _bind(scope: IConstruct): EbsSourceConfig {
-    return { kind: 'data', image: this.locate(scope as Construct) };
   }
 }
 

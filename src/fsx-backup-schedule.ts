@@ -2,15 +2,17 @@ import { Duration, ITaggable, Lazy, Names, Stack, TagManager, Token } from 'aws-
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as cloudwatchActions from 'aws-cdk-lib/aws-cloudwatch-actions';
 import * as events from 'aws-cdk-lib/aws-events';
-import * as fsx from 'aws-cdk-lib/aws-fsx';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
+import { BackupTarget } from './backup-target';
 import { HandlerOptions } from './handler-options';
 import { CopyTags } from './private/copy-tags';
-import type { FsxBackupMetricNames, FsxBackupTargetInput, FsxBackupTickInput, MetricNamespace } from './private/fsx-backup-contract';
+import { FSX_BACKUP_METRICS as METRICS, type FsxBackupTickInput } from './private/fsx-backup-contract';
 import { MANAGED_BY, OWNERSHIP_TAG_COUNT, OWNERSHIP_TAG_KEYS } from './private/ownership-tags';
+import { validateSchedule } from './private/schedule-expression';
 import { ScheduleHandlers } from './private/schedule-handlers';
+import { METRIC_NAMESPACE as NAMESPACE } from './private/shared-values';
 import { HandlerSpec } from './private/stack-handlers';
 import { FSX_TAG_CHARACTERS, invalid, validateTags } from './private/validation';
 
@@ -31,121 +33,6 @@ export interface BackupRetention {
    * @default - no limit by age
    */
   readonly maxAge?: Duration;
-}
-
-/** What `CreateBackup` is called with: a file system or an ONTAP volume. */
-export enum BackupTargetType {
-  /** A Windows, Lustre or OpenZFS file system (`CreateBackup` `FileSystemId`). */
-  FILE_SYSTEM = 'FILE_SYSTEM',
-  /** An ONTAP volume (`CreateBackup` `VolumeId`). */
-  VOLUME = 'VOLUME',
-}
-
-const FILE_SYSTEM_ID = /^fs-[0-9a-f]{8,}$/;
-const VOLUME_ID = /^fsvol-[0-9a-f]{17}$/;
-
-/**
- * Something FSx `CreateBackup` can back up: a Windows, Lustre or OpenZFS file system, or an ONTAP
- * volume. ONTAP backups are per volume and OpenZFS backups per file system: where the type is
- * known at synth (an L1 or L2 construct), a pairing the API cannot back up is refused there.
- *
- * @see https://docs.aws.amazon.com/fsx/latest/APIReference/API_CreateBackup.html
- */
-export class BackupTarget {
-  /** A Windows, Lustre or OpenZFS file system by id (`fs-…`), or a token. */
-  public static fileSystemId(fileSystemId: string): BackupTarget {
-    return new BackupTarget(BackupTargetType.FILE_SYSTEM, fileSystemId, 'fileSystemId');
-  }
-
-  /** An ONTAP volume by id (`fsvol-…`), or a token. */
-  public static volumeId(volumeId: string): BackupTarget {
-    return new BackupTarget(BackupTargetType.VOLUME, volumeId, 'volumeId');
-  }
-
-  /**
-   * An L2 file system, such as a `LustreFileSystem`. When it is defined in the app, its
-   * deployment type and data repository are checked as for `cfnFileSystem`.
-   */
-  public static fileSystem(fileSystem: fsx.IFileSystem): BackupTarget {
-    const child = Construct.isConstruct(fileSystem) ? fileSystem.node.defaultChild : undefined;
-    if (child instanceof fsx.CfnFileSystem) return BackupTarget.cfnFileSystem(child);
-    return new BackupTarget(BackupTargetType.FILE_SYSTEM, fileSystem.fileSystemId, 'fileSystem');
-  }
-
-  /**
-   * An L1 file system. ONTAP file systems are refused (back up their volumes), and so are Lustre
-   * file systems that FSx cannot back up: scratch deployments (including one without a
-   * `deploymentType`, which defaults to `SCRATCH_1`) and those linked to a data repository.
-   */
-  public static cfnFileSystem(fileSystem: fsx.CfnFileSystem): BackupTarget {
-    return new BackupTarget(BackupTargetType.FILE_SYSTEM, fileSystem.ref, `file system ${fileSystem.node.path}`, cannotBackUpFileSystem(fileSystem));
-  }
-
-  /** An L1 ONTAP volume. OpenZFS volumes are refused (back up their file system). */
-  public static ontapVolume(volume: fsx.CfnVolume): BackupTarget {
-    const refusal = !Token.isUnresolved(volume.volumeType) && volume.volumeType !== 'ONTAP'
-      ? `${volume.node.path} is an ${volume.volumeType} volume: FSx backs up OpenZFS file systems, not their volumes; give the file system`
-      : undefined;
-    return new BackupTarget(BackupTargetType.VOLUME, volume.attrVolumeId, `volume ${volume.node.path}`, refusal);
-  }
-
-  private constructor(
-    /** Whether this is a file system or a volume. */
-    public readonly type: BackupTargetType,
-    /** The file system or volume id (or a token). */
-    public readonly id: string,
-    private readonly source: string,
-    private readonly refusal?: string,
-  ) {}
-
-  /** @internal */
-  public _validate(scope: Construct, prop: string): void {
-    if (this.refusal) invalid(scope, prop, this.refusal);
-    if (Token.isUnresolved(this.id)) return;
-    if (this.type === BackupTargetType.FILE_SYSTEM) {
-      if (!FILE_SYSTEM_ID.test(this.id) || this.id.length > 21) {
-        invalid(scope, prop, `${this.source} must be "fs-" followed by 8 to 18 lowercase hex digits`, this.id);
-      }
-    } else if (!VOLUME_ID.test(this.id)) {
-      invalid(scope, prop, `${this.source} must be "fsvol-" followed by 17 lowercase hex digits`, this.id);
-    }
-  }
-
-  /** @internal */
-  public _input(): FsxBackupTargetInput {
-    return { Kind: this.type === BackupTargetType.FILE_SYSTEM ? 'file-system' : 'volume', Id: this.id };
-  }
-
-  /** @internal */
-  public _arn(stack: Stack): string {
-    return this.type === BackupTargetType.FILE_SYSTEM
-      ? stack.formatArn({ service: 'fsx', resource: 'file-system', resourceName: this.id })
-      // A volume ARN names its file system (volume/<fs id>/<volume id>), which the id does not tell.
-      : stack.formatArn({ service: 'fsx', resource: 'volume', resourceName: `*/${this.id}` });
-  }
-}
-
-function cannotBackUpFileSystem(fs: fsx.CfnFileSystem): string | undefined {
-  const type = fs.fileSystemType;
-  if (Token.isUnresolved(type)) return undefined;
-  if (type === 'ONTAP') {
-    return `${fs.node.path} is an ONTAP file system: FSx backs up ONTAP volumes, not whole file systems; give its volumes (BackupTarget.ontapVolume)`;
-  }
-  if (type !== 'LUSTRE') return undefined;
-  const lustre = fs.lustreConfiguration as fsx.CfnFileSystem.LustreConfigurationProperty | undefined;
-  if (lustre !== undefined && Token.isUnresolved(lustre)) return undefined;
-  const deployment = lustre?.deploymentType;
-  if (deployment === undefined) {
-    return `${fs.node.path} is a Lustre file system without lustreConfiguration.deploymentType, which defaults to SCRATCH_1: ` +
-      'FSx backs up persistent Lustre file systems only (set PERSISTENT_1 or PERSISTENT_2)';
-  }
-  if (typeof deployment === 'string' && !Token.isUnresolved(deployment) && deployment.startsWith('SCRATCH')) {
-    return `${fs.node.path} is a ${deployment} Lustre file system: FSx backs up persistent Lustre file systems only`;
-  }
-  if (lustre?.importPath || lustre?.exportPath) {
-    return `${fs.node.path} is linked to a data repository (importPath/exportPath): FSx cannot back up such a Lustre file system`;
-  }
-  return undefined;
 }
 
 /** Properties of an `FsxBackupSchedule`. */
@@ -236,15 +123,6 @@ export interface FsxBackupScheduleProps {
    */
   readonly handlerOptions?: HandlerOptions;
 }
-
-const NAMESPACE: MetricNamespace = 'CdkStorageSnapshots';
-const METRICS: FsxBackupMetricNames = {
-  started: 'BackupsStarted',
-  failed: 'BackupsFailed',
-  pruned: 'BackupsPruned',
-  pruneFailed: 'PruneFailures',
-  tagsDropped: 'CopiedTagsDropped',
-};
 
 /** EventBridge allows 8,192 characters of input template. */
 const MAX_INPUT_LENGTH = 8192;
@@ -490,33 +368,6 @@ const HANDLERS: HandlerSpec = {
     },
   ],
 };
-
-/**
- * At most once an hour: a `rate` of at least 60 minutes, or a `cron` whose minute field is a
- * single number (any hour field then fires at most once an hour). EventBridge rules take nothing
- * else: `at(...)` is EventBridge Scheduler's, and a rule refuses it at deploy.
- */
-function validateSchedule(scope: Construct, schedule: events.Schedule): void {
-  const expression = schedule.expressionString;
-  if (Token.isUnresolved(expression)) return;
-  const rule = 'must fire at most once an hour (FSx backups take a while and each one is kept): use a rate of at least 1 hour, ' +
-    'or a cron expression whose minute field is one number, such as cron(0 2 * * ? *)';
-  const rate = /^rate\((\d+) (minute|minutes|hour|hours|day|days)\)$/.exec(expression);
-  if (rate) {
-    if (rate[2].startsWith('minute') && Number(rate[1]) < 60) invalid(scope, 'schedule', rule, expression);
-    return;
-  }
-  const cron = /^cron\((.*)\)$/.exec(expression);
-  if (cron) {
-    const minute = cron[1].trim().split(/\s+/)[0];
-    if (!/^\d{1,2}$/.test(minute) || Number(minute) > 59) invalid(scope, 'schedule', rule, expression);
-    return;
-  }
-  if (/^at\(.*\)$/.test(expression)) {
-    invalid(scope, 'schedule', 'EventBridge rules take only rate(...) and cron(...) expressions; at(...) is EventBridge Scheduler\'s', expression);
-  }
-  invalid(scope, 'schedule', 'is not a rate(...) or cron(...) expression EventBridge rules understand', expression);
-}
 
 function validateRetention(scope: Construct, retention: BackupRetention | undefined): void {
   if (!retention) return;

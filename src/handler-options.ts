@@ -3,11 +3,12 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import * as logs from 'aws-cdk-lib/aws-logs';
 
 /**
- * Settings of the Lambda handlers behind a construct type. The handlers are shared by every
- * instance of that construct type in a stack, so these settings are too: give them on the first
- * instance of the type created in the stack (or on all of them, the same); different settings on
- * two instances in one stack, or settings on a later instance when the first had none, are refused
- * at synth.
+ * Settings of the Lambda handlers behind the library's constructs. The deploy-time constructs
+ * (OpenZfsSnapshot, EbsSnapshotOnDeploy, EbsSnapshotFromImage) share one provider per stack, and
+ * every FsxBackupSchedule of a stack shares one function, so these settings are shared too: give
+ * them on the first such construct created in the stack (or on all of them, the same); different
+ * settings on two of them in one stack, or settings on a later one when the first had none, are
+ * refused at synth.
  */
 export interface HandlerOptions {
   /**
@@ -55,7 +56,7 @@ export interface HandlerOptions {
    * immutable role, grant them yourself: the synthesized policy of the default role shows them.
    * For EbsSnapshotOnDeploy (from a volume or an instance) these include `dynamodb:GetItem`,
    * `dynamodb:PutItem` and `dynamodb:UpdateItem` on the stack's claim table (the `Claims` table
-   * under `CdkStorageSnapshotsEbsSnapshotOnDeployHandlers`).
+   * under `CdkStorageSnapshotsProvider`).
    *
    * @default - a role created for the handlers, with least-privilege statements
    */
@@ -72,7 +73,7 @@ export interface HandlerOptions {
   /**
    * Memory of each handler function, in MiB.
    *
-   * @default 256 (2048 for the handler that writes snapshots from disk images: more memory is more CPU)
+   * @default 256 (2048 when the stack has an EbsSnapshotFromImage: the shared provider takes the largest size any type needs, and uploads need the CPU)
    */
   readonly memorySize?: number;
 

@@ -9,7 +9,8 @@ import { HandlerOptions } from './handler-options';
 export interface SnapshotOnDeployOptions {
   /**
    * Tags for the snapshot, besides the library's own tags (5 of the 50 tags AWS allows for an
-   * OpenZFS snapshot, 7 for an EBS snapshot of a volume, 6 for one made from a disk image). Tags added with `Tags.of()` to the construct or a scope above it are added too.
+   * OpenZFS snapshot, 7 for an EBS snapshot). Tags added with `Tags.of()` to the construct or a
+   * scope above it are added too.
    * Tags apply to snapshots taken from then on: changing them alone does not take a new snapshot.
    *
    * @default - only the library's ownership tags
@@ -52,7 +53,7 @@ export interface SnapshotOnDeployOptions {
    * How long the deploy waits for the snapshot to be ready before it fails (and deletes the
    * snapshot it could not finish). At most 1 hour, CloudFormation's limit for a custom resource.
    *
-   * @default Duration.minutes(30) (Duration.hours(1) for an EBS snapshot made from a disk image)
+   * @default Duration.minutes(30)
    */
   readonly timeout?: Duration;
 

@@ -11,7 +11,7 @@ import * as s3 from 'aws-cdk-lib/aws-s3';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { ExampleStack } from '../examples/stack';
-import { EbsSnapshotOnDeploy, EbsSnapshotSource, FsxBackupSchedule, HandlerOptions, OpenZfsSnapshot } from '../src';
+import { DiskImage, EbsSnapshotFromImage, EbsSnapshotOnDeploy, EbsSnapshotSource, FsxBackupSchedule, HandlerOptions, OpenZfsSnapshot } from '../src';
 
 /*
  * cfn-guard's bundled AWS Control Tower proactive controls, run the way users run them: as a CDK
@@ -36,7 +36,7 @@ const USERS_CHOICE: Record<string, string> = {
 const env = { account: '111111111111', region: 'us-east-1' };
 
 /** The library's constructs: what they create is the library's responsibility. */
-const LIBRARY_TYPES = [OpenZfsSnapshot, FsxBackupSchedule, EbsSnapshotOnDeploy];
+const LIBRARY_TYPES = [OpenZfsSnapshot, FsxBackupSchedule, EbsSnapshotOnDeploy, EbsSnapshotFromImage];
 
 /** Logical ids of the resources the library created in `stack` (its handlers and its constructs' resources). */
 function libraryLogicalIds(stack: Stack): Set<string> {
@@ -117,8 +117,8 @@ test('with the handlers in a VPC and an encrypted log group of the user\'s, only
     };
     new OpenZfsSnapshot(stack, 'Snap', { volumeId: 'fsvol-0123456789abcdef0', handlerOptions });
     new EbsSnapshotOnDeploy(stack, 'Ebs', { source: EbsSnapshotSource.fromVolumeId('vol-0123456789abcdef0'), handlerOptions });
-    new EbsSnapshotOnDeploy(stack, 'Golden', {
-      source: EbsSnapshotSource.fromS3Object(s3.Bucket.fromBucketName(stack, 'Images', 'images'), 'disk.raw'),
+    new EbsSnapshotFromImage(stack, 'Golden', {
+      image: DiskImage.fromS3Object(s3.Bucket.fromBucketName(stack, 'Images', 'images'), 'disk.raw'),
       handlerOptions,
     });
     new FsxBackupSchedule(stack, 'Backups', {

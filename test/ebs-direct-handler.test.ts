@@ -7,9 +7,9 @@ import { GetObjectCommand, HeadObjectCommand, S3Client } from '@aws-sdk/client-s
 import { AwsStub, mockClient } from 'aws-sdk-client-mock';
 import 'aws-sdk-client-mock-jest';
 import { LOGICAL_ID, STACK_ID, cfnRequest } from './fixtures/events';
+import { ownershipTagsOf } from './fixtures/ownership';
 import { awsError } from './support/aws-errors';
-import { BLOCK_SIZE } from '../lambda/ebs-direct-snapshot/blocks';
-import { CURSOR_TAG_KEY, UploadCursor, decodeCursor, encodeCursor } from '../lambda/ebs-direct-snapshot/cursor';
+import { UploadCursor, decodeCursor, encodeCursor } from '../lambda/ebs-direct-snapshot/cursor';
 import { identityHash, isComplete, onEvent } from '../lambda/ebs-direct-snapshot/index';
 import { ResumableSha256 } from '../lambda/ebs-direct-snapshot/linear-checksum';
 import { INITIAL_CONCURRENCY } from '../lambda/ebs-direct-snapshot/upload';
@@ -17,7 +17,7 @@ import { clock } from '../lambda/shared/clock';
 import { logger } from '../lambda/shared/logger';
 import { OWNERSHIP_TAG_KEYS } from '../lambda/shared/ownership';
 import { requestToken } from '../lambda/shared/token';
-import type { EbsSnapshotFromDataAttributes, EbsSnapshotFromDataProperties } from '../src/private/ebs-direct-contract';
+import { EBS_BLOCK_BYTES, type EbsSnapshotFromDataAttributes, type EbsSnapshotFromDataProperties, UPLOAD_CURSOR_TAG_KEY } from '../src/private/ebs-direct-contract';
 
 /*
  * The `ebs-direct-snapshot` handler, call by call, against aws-sdk-client-mock: every decision of
@@ -55,17 +55,11 @@ function props(over: Partial<EbsSnapshotFromDataProperties> = {}): Props {
 
 /** Tags as the handler makes them for a request with these properties. */
 function ours(p: Props, token: string, owner = LOGICAL_ID, stackId = STACK_ID) {
-  return [
-    { Key: OWNERSHIP_TAG_KEYS.managedBy, Value: 'cdk-storage-snapshots' },
-    { Key: OWNERSHIP_TAG_KEYS.stackId, Value: stackId },
-    { Key: OWNERSHIP_TAG_KEYS.owner, Value: owner },
-    { Key: OWNERSHIP_TAG_KEYS.propsHash, Value: identityHash(p) },
-    { Key: OWNERSHIP_TAG_KEYS.token, Value: token },
-  ];
+  return ownershipTagsOf({ stackId, owner, propsHash: identityHash(p), token });
 }
 
 function cursorTag(c: UploadCursor) {
-  return { Key: CURSOR_TAG_KEY, Value: encodeCursor(c) };
+  return { Key: UPLOAD_CURSOR_TAG_KEY, Value: encodeCursor(c) };
 }
 
 function ec2Snapshot(id: string, state: string, tags: Snapshot['Tags'] = [], extra: Partial<Snapshot> = {}): Snapshot {
@@ -97,13 +91,13 @@ interface Image {
 }
 
 /** 'x' is a block of data, '0' an all-zero block; `size` cuts the last block short. */
-function image(spec: string, size = spec.length * BLOCK_SIZE): Image {
-  const data = Buffer.alloc(spec.length * BLOCK_SIZE);
+function image(spec: string, size = spec.length * EBS_BLOCK_BYTES): Image {
+  const data = Buffer.alloc(spec.length * EBS_BLOCK_BYTES);
   [...spec].forEach((c, i) => {
-    if (c !== '0') data.fill((i % 250) + 1, i * BLOCK_SIZE, (i + 1) * BLOCK_SIZE);
+    if (c !== '0') data.fill((i % 250) + 1, i * EBS_BLOCK_BYTES, (i + 1) * EBS_BLOCK_BYTES);
   });
   data.fill(0, size);
-  const checksums = [...spec].map((c, i) => (c === '0' ? undefined : sha256(data.subarray(i * BLOCK_SIZE, (i + 1) * BLOCK_SIZE)).toString('base64')));
+  const checksums = [...spec].map((c, i) => (c === '0' ? undefined : sha256(data.subarray(i * EBS_BLOCK_BYTES, (i + 1) * EBS_BLOCK_BYTES)).toString('base64')));
   return { data, size, checksums, ranges: [] };
 }
 
@@ -151,7 +145,7 @@ function acceptBlocks(fault?: (index: number, attempt: number) => Error | undefi
     const err = fault?.(index, attempt);
     if (err) throw err;
     const sum = sha256(input.BlockData as Buffer).toString('base64');
-    if (input.DataLength !== BLOCK_SIZE || input.ChecksumAlgorithm !== 'SHA256' || input.Checksum !== sum) {
+    if (input.DataLength !== EBS_BLOCK_BYTES || input.ChecksumAlgorithm !== 'SHA256' || input.Checksum !== sum) {
       throw awsError('ValidationException', 'The checksum does not match', 400, { Reason: 'INVALID_CHECKSUM' });
     }
     written.set(index, sum);
@@ -164,7 +158,7 @@ function acceptBlocks(fault?: (index: number, attempt: number) => Error | undefi
 function saveCursors(): UploadCursor[] {
   const saved: UploadCursor[] = [];
   ec2Mock.on(CreateTagsCommand, { Resources: [SNAP] }).callsFake(async (input) => {
-    if (input.Tags.length !== 1 || input.Tags[0].Key !== CURSOR_TAG_KEY) throw new Error(`unexpected tags ${JSON.stringify(input.Tags)}`);
+    if (input.Tags.length !== 1 || input.Tags[0].Key !== UPLOAD_CURSOR_TAG_KEY) throw new Error(`unexpected tags ${JSON.stringify(input.Tags)}`);
     const c = decodeCursor(input.Tags[0].Value);
     if (!c) throw new Error(`not a cursor: ${input.Tags[0].Value}`);
     saved.push(c);
@@ -191,7 +185,7 @@ function polled(img: Image | undefined, p = props(), data: Partial<EbsSnapshotFr
       SnapshotId: SNAP,
       VolumeSize: '1',
       BlockCount: '',
-      ImageSizeBytes: String(img?.size ?? BLOCK_SIZE),
+      ImageSizeBytes: String(img?.size ?? EBS_BLOCK_BYTES),
       ImageETag: ETAG,
       StartedAt: String(T0),
       Origin: 'created',
@@ -248,7 +242,7 @@ describe('Create', () => {
     expect(res).toEqual({
       PhysicalResourceId: SNAP,
       Data: {
-        SnapshotId: SNAP, VolumeSize: '8', BlockCount: '', ImageSizeBytes: String(3 * BLOCK_SIZE), ImageETag: ETAG, StartedAt: String(T0), Origin: 'created',
+        SnapshotId: SNAP, VolumeSize: '8', BlockCount: '', ImageSizeBytes: String(3 * EBS_BLOCK_BYTES), ImageETag: ETAG, StartedAt: String(T0), Origin: 'created',
       },
     });
     expect(s3Mock).not.toHaveReceivedCommand(GetObjectCommand);
@@ -372,7 +366,7 @@ describe('isComplete', () => {
   describe('upload', () => {
     test('writes exactly the non-zero blocks with their checksums, saves the "completing" cursor, then CompleteSnapshot with the count and the LINEAR checksum', async () => {
       // The last block is 1,536 bytes of data: zero-padded to 512 KiB.
-      const img = image('x0xx0x', 5 * BLOCK_SIZE + 1536);
+      const img = image('x0xx0x', 5 * EBS_BLOCK_BYTES + 1536);
       serve(img);
       describes(SNAP, ec2Snapshot(SNAP, 'pending', ours(props(), 'x')));
       const { written } = acceptBlocks();
@@ -381,7 +375,7 @@ describe('isComplete', () => {
 
       await expect(isComplete(polled(img))).resolves.toEqual({ IsComplete: false });
 
-      const padded = Buffer.concat([img.data.subarray(5 * BLOCK_SIZE, 5 * BLOCK_SIZE + 1536), Buffer.alloc(BLOCK_SIZE - 1536)]);
+      const padded = Buffer.concat([img.data.subarray(5 * EBS_BLOCK_BYTES, 5 * EBS_BLOCK_BYTES + 1536), Buffer.alloc(EBS_BLOCK_BYTES - 1536)]);
       expect(img.checksums[5]).toBe(sha256(padded).toString('base64'));
       expect([...written.keys()].sort()).toEqual([0, 2, 3, 5]);
       for (const [i, sum] of written) expect(sum).toBe(img.checksums[i]);
@@ -417,7 +411,7 @@ describe('isComplete', () => {
       const saved = saveCursors();
       completes();
       await expect(isComplete(polled(img))).resolves.toEqual({ IsComplete: false });
-      expect(img.ranges).toEqual([`bytes=${2 * BLOCK_SIZE}-${4 * BLOCK_SIZE - 1}`]);
+      expect(img.ranges).toEqual([`bytes=${2 * EBS_BLOCK_BYTES}-${4 * EBS_BLOCK_BYTES - 1}`]);
       expect([...written.keys()].sort()).toEqual([2, 3]);
       expect(saved.at(-1)).toMatchObject({ next: 4, changed: 3, phase: 'completing' });
       expect(ebsMock).toHaveReceivedCommandWith(CompleteSnapshotCommand, { ChangedBlocksCount: 3, Checksum: linear(img.checksums) });
@@ -431,7 +425,7 @@ describe('isComplete', () => {
     ])('a cursor tag that is %s starts the upload over', async (_, value) => {
       const img = image('xx');
       serve(img);
-      describes(SNAP, ec2Snapshot(SNAP, 'pending', [{ Key: CURSOR_TAG_KEY, Value: value }]));
+      describes(SNAP, ec2Snapshot(SNAP, 'pending', [{ Key: UPLOAD_CURSOR_TAG_KEY, Value: value }]));
       const { written } = acceptBlocks();
       saveCursors();
       completes();
@@ -946,7 +940,7 @@ describe('Update', () => {
   ])('a change of %s starts a new snapshot with this request\'s token, without looking for one to adopt', async (_, over) => {
     stackStatus('UPDATE_IN_PROGRESS');
     const p = props(over);
-    s3Mock.on(HeadObjectCommand, { Bucket: BUCKET, Key: p.ImageKey }).resolves({ ContentLength: BLOCK_SIZE, ETag: ETAG });
+    s3Mock.on(HeadObjectCommand, { Bucket: BUCKET, Key: p.ImageKey }).resolves({ ContentLength: EBS_BLOCK_BYTES, ETag: ETAG });
     const event = cfnRequest('Update', p, { PhysicalResourceId: current, OldResourceProperties: props({ Trigger: 'r1' }) });
     ebsMock.on(StartSnapshotCommand, { ClientToken: requestToken(event) }).resolves({ SnapshotId: SNAP });
     const res = await onEvent(event);

@@ -2,12 +2,12 @@ import { createHash } from 'crypto';
 import { EBSClient, ListSnapshotBlocksCommand, StartSnapshotCommand } from '@aws-sdk/client-ebs';
 import { S3Client } from '@aws-sdk/client-s3';
 import { EbsDirectServer, EbsDirectServerOptions, syntheticImage } from './support/ebs-direct-server';
-import { BLOCK_SIZE } from '../lambda/ebs-direct-snapshot/blocks';
 import { UploadCursor, decodeCursor, encodeCursor, initialCursor } from '../lambda/ebs-direct-snapshot/cursor';
 import { ResumableSha256 } from '../lambda/ebs-direct-snapshot/linear-checksum';
 import { AdaptiveLimit } from '../lambda/ebs-direct-snapshot/pool';
 import { BlockWriteError, UploadOptions, uploadBlocks } from '../lambda/ebs-direct-snapshot/upload';
 import { clock } from '../lambda/shared/clock';
+import { EBS_BLOCK_BYTES } from '../src/private/ebs-direct-contract';
 
 /*
  * The upload engine with the real SDK clients over HTTP, against the loopback EBS direct + S3
@@ -38,7 +38,7 @@ async function world(options: EbsDirectServerOptions = {}, blocks = 40, zeroShar
       saved.push(c);
     },
     checkpointEveryMs: 0,
-    reader: { chunkBytes: 4 * BLOCK_SIZE, readAhead: 2 },
+    reader: { chunkBytes: 4 * EBS_BLOCK_BYTES, readAhead: 2 },
     ...over,
   });
   const nonZero = [...Array(blocks).keys()].filter((i) => !image.isZero(i));
@@ -127,7 +127,7 @@ describe('uploadBlocks over HTTP', () => {
       const first = await uploadBlocks(w.base({
         stopReadingAt: Date.now() + 60_000,
         concurrency: { initial: 1, max: 1 },
-        reader: { chunkBytes: BLOCK_SIZE, readAhead: 1 },
+        reader: { chunkBytes: EBS_BLOCK_BYTES, readAhead: 1 },
         checkpoint: async (c) => { w.saved.push(c); },
       }));
       expect(first.done).toBe(true);
@@ -227,7 +227,7 @@ describe('uploadBlocks over HTTP', () => {
     const started = Date.now();
     clock.now = () => realNow() + ((w.server.requests.PutSnapshotBlock ?? 0) >= 3 ? 40_000 : 0);
     try {
-      const slow = { concurrency: { initial: 2, max: 2 }, reader: { chunkBytes: BLOCK_SIZE, readAhead: 1 } };
+      const slow = { concurrency: { initial: 2, max: 2 }, reader: { chunkBytes: EBS_BLOCK_BYTES, readAhead: 1 } };
       const result = await uploadBlocks(w.base({ stopReadingAt: started + 30_000, ...slow }));
       expect(result.done).toBe(false);
       expect(result.cursor.next).toBeGreaterThan(0);

@@ -23,7 +23,9 @@ import {
 } from '@aws-sdk/client-ec2';
 import { mockClient } from 'aws-sdk-client-mock';
 import 'aws-sdk-client-mock-jest';
-import { LOGICAL_ID, STACK_ID, awsError, cfnRequest, rejection } from './fixtures/events';
+import { LOGICAL_ID, STACK_ID, cfnRequest, rejection } from './fixtures/events';
+import { ownershipTagsOf } from './fixtures/ownership';
+import { awsError } from './support/aws-errors';
 import { DUPLICATE_METRIC, READ_LAG_WINDOW_MS, SKEW_MS, identityHash, isComplete, onEvent, snapshotIdsOf } from '../lambda/ebs-snapshot';
 import { clock } from '../lambda/shared/clock';
 import { logger } from '../lambda/shared/logger';
@@ -72,13 +74,7 @@ function props(overrides: Partial<EbsSnapshotOnDeployProperties> = {}): Props {
 }
 
 function ours(p: Props, token: string, owner = LOGICAL_ID) {
-  return [
-    { Key: OWNERSHIP_TAG_KEYS.managedBy, Value: 'cdk-storage-snapshots' },
-    { Key: OWNERSHIP_TAG_KEYS.stackId, Value: STACK_ID },
-    { Key: OWNERSHIP_TAG_KEYS.owner, Value: owner },
-    { Key: OWNERSHIP_TAG_KEYS.propsHash, Value: identityHash(p) },
-    { Key: OWNERSHIP_TAG_KEYS.token, Value: token },
-  ];
+  return ownershipTagsOf({ stackId: STACK_ID, owner, propsHash: identityHash(p), token });
 }
 
 /** Our tags for a snapshot that `delivery` made. */

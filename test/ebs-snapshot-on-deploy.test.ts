@@ -1,12 +1,7 @@
-import * as fs from 'fs';
-import * as os from 'os';
-import * as path from 'path';
-import { App, Duration, RemovalPolicy, Size, Stack, Tags } from 'aws-cdk-lib';
+import { App, Duration, RemovalPolicy, Size, Stack } from 'aws-cdk-lib';
 import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
-import * as kms from 'aws-cdk-lib/aws-kms';
-import * as s3 from 'aws-cdk-lib/aws-s3';
 import { EbsSnapshotOnDeploy, EbsSnapshotSource, OpenZfsSnapshot } from '../src';
 
 const VOLUME = 'vol-0123456789abcdef0';
@@ -27,7 +22,7 @@ function instanceIn(stack: Stack, id = 'Instance'): ec2.Instance {
 
 function policyStatements(stack: Stack): any[] {
   const policies = Template.fromStack(stack).findResources('AWS::IAM::Policy');
-  const ours = Object.entries<any>(policies).find(([k]) => /EbsSnapshotOnDeployHandlersRoleDefaultPolicy/.test(k))![1];
+  const ours = Object.entries<any>(policies).find(([k]) => /CdkStorageSnapshotsProviderRoleDefaultPolicy/.test(k))![1];
   return ours.Properties.PolicyDocument.Statement;
 }
 
@@ -44,7 +39,7 @@ describe('EbsSnapshotOnDeploy resources', () => {
     });
     // THEN
     Template.fromStack(stack).hasResourceProperties('Custom::EbsSnapshotOnDeploy', {
-      ServiceToken: { 'Fn::GetAtt': [Match.stringLikeRegexp('EbsSnapshotOnDeployHandlersProviderframeworkonEvent'), 'Arn'] },
+      ServiceToken: { 'Fn::GetAtt': [Match.stringLikeRegexp('CdkStorageSnapshotsProviderframeworkonEvent'), 'Arn'] },
       Source: 'volume',
       VolumeId: VOLUME,
       InstanceId: Match.absent(),
@@ -114,11 +109,11 @@ describe('EbsSnapshotOnDeploy resources', () => {
     Template.fromStack(ten).resourceCountIs('Custom::EbsSnapshotOnDeploy', 10);
   });
 
-  test('its own provider, not the OpenZfsSnapshot one', () => {
+  test('the stack\'s one provider, shared with OpenZfsSnapshot', () => {
     const stack = newStack();
     new EbsSnapshotOnDeploy(stack, 'Ebs', { source: EbsSnapshotSource.fromVolumeId(VOLUME) });
     new OpenZfsSnapshot(stack, 'Zfs', { volumeId: 'fsvol-0123456789abcdef0' });
-    Template.fromStack(stack).resourceCountIs('AWS::StepFunctions::StateMachine', 2);
+    Template.fromStack(stack).resourceCountIs('AWS::StepFunctions::StateMachine', 1);
     Template.fromStack(stack).hasResourceProperties('AWS::Lambda::Function', { Handler: 'index.isComplete', Runtime: 'nodejs22.x' });
   });
 
@@ -344,7 +339,7 @@ describe('EbsSnapshotOnDeploy IAM', () => {
     const stack = newStack();
     new EbsSnapshotOnDeploy(stack, 'Snap', { source: EbsSnapshotSource.fromVolumeId(VOLUME) });
     const policies = Template.fromStack(stack).findResources('AWS::IAM::Policy');
-    const ours = Object.entries<any>(policies).find(([k]) => /EbsSnapshotOnDeployHandlersRoleDefaultPolicy/.test(k))![1];
+    const ours = Object.entries<any>(policies).find(([k]) => /CdkStorageSnapshotsProviderRoleDefaultPolicy/.test(k))![1];
     const reasons = ours.Metadata.cdk_nag.rules_to_suppress.filter((r: any) => r.id === 'AwsSolutions-IAM5');
     expect(reasons.map((r: any) => r.applies_to)).toEqual(expect.arrayContaining([
       [{ regex: '/^Resource::arn:<AWS::Partition>:ec2:[^:]*::snapshot\\/\\*$/' }],
@@ -366,7 +361,7 @@ describe('EbsSnapshotOnDeploy claim table', () => {
     new EbsSnapshotOnDeploy(stack, 'B', { source: EbsSnapshotSource.fromVolumeId('vol-0123456789abcdef1') });
     // THEN
     const all = tables(stack);
-    expect(Object.keys(all)).toEqual([expect.stringMatching(/^CdkStorageSnapshotsEbsSnapshotOnDeployHandlersClaims[0-9A-F]{8}$/)]);
+    expect(Object.keys(all)).toEqual([expect.stringMatching(/^CdkStorageSnapshotsProviderClaims[0-9A-F]{8}$/)]);
     const [table] = Object.values<any>(all);
     expect(table.Properties).toEqual({
       KeySchema: [{ AttributeName: 'Token', KeyType: 'HASH' }],
@@ -440,7 +435,7 @@ describe('EbsSnapshotOnDeploy claim table', () => {
     new EbsSnapshotOnDeploy(stack, 'A', { source: EbsSnapshotSource.fromVolumeId(VOLUME), handlerOptions: { role } });
     const t = Template.fromStack(stack);
     t.resourceCountIs('AWS::DynamoDB::Table', 1);
-    t.resourceCountIs('AWS::IAM::Policy', 4); // the Provider framework's roles' only
+    t.resourceCountIs('AWS::IAM::Policy', 3); // the Provider framework's two roles' and its state machine's only
   });
 
   test('every snapshot resource depends on the table, so CloudFormation deletes the table after all of them', () => {
@@ -463,7 +458,7 @@ describe('EbsSnapshotOnDeploy claim table', () => {
     t.resourceCountIs('Custom::EbsSnapshotQueueDrain', 0);
   });
 
-  test('the fixed resources of a stack with one EbsSnapshotOnDeploy: 18 (its custom resource aside)', () => {
+  test('the fixed resources of a stack with one EbsSnapshotOnDeploy: 16 (its custom resource aside)', () => {
     const stack = newStack();
     new EbsSnapshotOnDeploy(stack, 'A', { source: EbsSnapshotSource.fromVolumeId(VOLUME) });
     const resources = Object.values<any>(Template.fromStack(stack).toJSON().Resources);
@@ -471,16 +466,16 @@ describe('EbsSnapshotOnDeploy claim table', () => {
     for (const r of resources) types[r.Type] = (types[r.Type] ?? 0) + 1;
     expect(types).toEqual({
       'Custom::EbsSnapshotOnDeploy': 1,
-      // The handlers' role and the Provider framework's (onEvent, isComplete, onTimeout, the waiter).
-      'AWS::IAM::Role': 5,
-      'AWS::IAM::Policy': 5,
+      // The handlers' role, the Provider framework's two (onEvent; isComplete and onTimeout), the waiter's.
+      'AWS::IAM::Role': 4,
+      'AWS::IAM::Policy': 4,
       // onEvent and isComplete, and the framework's three.
       'AWS::Lambda::Function': 5,
       'AWS::StepFunctions::StateMachine': 1,
       'AWS::Logs::LogGroup': 1,
       'AWS::DynamoDB::Table': 1,
     });
-    expect(resources.length - 1).toBe(18);
+    expect(resources.length - 1).toBe(16);
   });
 
   test('reservedConcurrentExecutions caps both handlers', () => {
@@ -491,136 +486,10 @@ describe('EbsSnapshotOnDeploy claim table', () => {
     t.hasResourceProperties('AWS::Lambda::Function', { Handler: 'index.isComplete', ReservedConcurrentExecutions: 3 });
   });
 
-  test('snapshots from disk images (a client token) and other constructs get no table', () => {
+  test('other constructs get no table (EbsSnapshotFromImage\'s is tested with it)', () => {
     const zfs = newStack();
     new OpenZfsSnapshot(zfs, 'Zfs', { volumeId: 'fsvol-0123456789abcdef0' });
     Template.fromStack(zfs).resourceCountIs('AWS::DynamoDB::Table', 0);
-    const data = newStack();
-    new EbsSnapshotOnDeploy(data, 'Golden', { source: EbsSnapshotSource.fromS3Object(s3.Bucket.fromBucketName(data, 'Images', 'images'), 'disk.raw'), volumeSize: Size.gibibytes(1) });
-    Template.fromStack(data).resourceCountIs('AWS::DynamoDB::Table', 0);
-    Template.fromStack(data).resourceCountIs('AWS::SQS::Queue', 0);
-  });
-});
-
-describe('EbsSnapshotOnDeploy from a disk image', () => {
-  /** A raw image of `bytes` bytes in a fresh temporary directory. */
-  function image(bytes: number): string {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ebs-image-'));
-    const file = path.join(dir, 'disk.raw');
-    // A sparse file: its size is what synth checks, and it costs no disk.
-    fs.writeFileSync(file, '');
-    fs.truncateSync(file, bytes);
-    return file;
-  }
-
-  test('fromImageFile: an asset and a Custom::EbsSnapshotFromData with the image, the size and the tags (Tags.of included)', () => {
-    const stack = newStack();
-    const snap = new EbsSnapshotOnDeploy(stack, 'Golden', {
-      source: EbsSnapshotSource.fromImageFile(image(1024 * 1024)),
-      volumeSize: Size.gibibytes(8),
-      description: 'golden data disk',
-      tags: { team: 'data' },
-    });
-    Tags.of(stack).add('costCenter', '42');
-    const template = Template.fromStack(stack);
-    template.resourceCountIs('Custom::EbsSnapshotOnDeploy', 0);
-    template.hasResourceProperties('Custom::EbsSnapshotFromData', {
-      ImageBucket: Match.anyValue(),
-      ImageKey: Match.stringLikeRegexp('^[0-9a-f]{64}\\.raw$'),
-      ImageSizeBytes: String(1024 * 1024),
-      VolumeSize: '8',
-      Description: 'golden data disk',
-      Tags: '{"costCenter":"42","team":"data"}',
-      RemovalPolicy: 'retain',
-      TimeoutSeconds: '3600',
-    });
-    expect(stack.resolve(snap.snapshotId)).toEqual({ Ref: expect.stringMatching(/^Golden[0-9A-F]{8}$/) });
-    expect(stack.resolve(snap.volumeSize)).toEqual({ 'Fn::GetAtt': [expect.stringMatching(/^Golden[0-9A-F]{8}$/), 'VolumeSize'] });
-    expect(stack.resolve(snap.blockCount)).toEqual({ 'Fn::GetAtt': [expect.stringMatching(/^Golden[0-9A-F]{8}$/), 'BlockCount'] });
-    expect(snap.sourceFound).toBe('true');
-  });
-
-  test('fromS3Object: the handler may read only that object; encryption with a key of the user\'s', () => {
-    const stack = newStack();
-    const bucket = new s3.Bucket(stack, 'Images');
-    const key = new kms.Key(stack, 'Key');
-    new EbsSnapshotOnDeploy(stack, 'FromS3', {
-      source: EbsSnapshotSource.fromS3Object(bucket, 'disks/golden.raw'),
-      encryption: { kmsKey: key },
-    });
-    const template = Template.fromStack(stack);
-    template.hasResourceProperties('Custom::EbsSnapshotFromData', {
-      ImageKey: 'disks/golden.raw',
-      ImageSizeBytes: Match.absent(),
-      Encrypted: 'true',
-      KmsKeyArn: { 'Fn::GetAtt': [Match.stringLikeRegexp('^Key'), 'Arn'] },
-    });
-    const statements = Object.values<any>(template.findResources('AWS::IAM::Policy'))
-      .flatMap((p) => p.Properties.PolicyDocument.Statement);
-    const read = statements.find((st) => st.Action === 's3:GetObject');
-    expect(read.Resource).toEqual({ 'Fn::Join': ['', [{ 'Fn::GetAtt': [expect.stringMatching(/^Images/), 'Arn'] }, '/disks/golden.raw']] });
-  });
-
-  test.each([
-    ['snapshotBefore', (stack: Stack) => ({ snapshotBefore: [new s3.Bucket(stack, 'Guarded')] }), /invalid snapshotBefore: a snapshot made from a disk image/],
-    ['outpostArn', () => ({ outpostArn: 'arn:aws:outposts:us-east-1:111111111111:outpost/op-0123456789abcdef0' }), /invalid outpostArn: the EBS direct APIs/],
-    ['waitForCompletion', () => ({ waitForCompletion: false }), /invalid waitForCompletion: a snapshot made from a disk image is always completed/],
-    ['encryption with parentSnapshotId', () => ({ encryption: {}, parentSnapshotId: 'snap-0123456789abcdef0' }), /invalid encryption: cannot be combined with parentSnapshotId/],
-    ['a volume size smaller than the image', () => ({ volumeSize: Size.gibibytes(1) }), /larger than the volume size of 1 GiB/],
-  ])('refused for a disk image: %s', (_name, extra, error) => {
-    const stack = newStack();
-    const file = _name.startsWith('a volume size') ? image(1024 * 1024 * 1024 + 512) : image(512);
-    expect(() => new EbsSnapshotOnDeploy(stack, 'Golden', { source: EbsSnapshotSource.fromImageFile(file), ...extra(stack) })).toThrow(error);
-  });
-
-  test('a missing image file or one that is not whole sectors is refused at synth', () => {
-    expect(() => new EbsSnapshotOnDeploy(newStack(), 'Golden', { source: EbsSnapshotSource.fromImageFile('/no/such/disk.raw') }))
-      .toThrow(/Stack\/Golden: invalid source: the disk image file does not exist/);
-    expect(() => new EbsSnapshotOnDeploy(newStack(), 'Golden', { source: EbsSnapshotSource.fromImageFile(image(1000)) }))
-      .toThrow(/whole number of 512-byte sectors/);
-  });
-
-  test.each(['volumeSize', 'encryption', 'parentSnapshotId'])('%s is refused for a volume source', (prop) => {
-    const extra: Record<string, unknown> = { volumeSize: Size.gibibytes(8), encryption: {}, parentSnapshotId: 'snap-0123456789abcdef0' };
-    expect(() => new EbsSnapshotOnDeploy(newStack(), 'Snap', { source: EbsSnapshotSource.fromVolumeId(VOLUME), [prop]: extra[prop] }))
-      .toThrow(new RegExp(`invalid ${prop}: applies only to a snapshot made from a disk image`));
-  });
-
-  test('StartSnapshot\'s tags on creation (ec2:CreateTags) need our tags in the request; the KMS actions the EBS direct APIs list', () => {
-    const stack = newStack();
-    const kmsKey = new kms.Key(stack, 'Key');
-    new EbsSnapshotOnDeploy(stack, 'Golden', { source: EbsSnapshotSource.fromImageFile(image(512)), encryption: { kmsKey } });
-    const statements = Object.values<any>(Template.fromStack(stack).findResources('AWS::IAM::Policy')).flatMap((pol) => pol.Properties.PolicyDocument.Statement);
-    expect(statements).toContainEqual(expect.objectContaining({
-      Action: 'ec2:CreateTags',
-      Condition: { StringEquals: { 'aws:RequestTag/cdk-storage-snapshots:managed-by': 'cdk-storage-snapshots', 'aws:RequestTag/cdk-storage-snapshots:stack-id': { Ref: 'AWS::StackId' } } },
-    }));
-    const kmsActions = statements.filter((st) => JSON.stringify(st.Resource).includes('Key')).flatMap((st) => st.Action);
-    expect(kmsActions).toEqual(expect.arrayContaining(['kms:Encrypt', 'kms:Decrypt', 'kms:GenerateDataKey', 'kms:GenerateDataKeyWithoutPlaintext', 'kms:ReEncrypt*', 'kms:DescribeKey', 'kms:CreateGrant']));
-  });
-
-  test('attributes of one kind of source are undefined on another', () => {
-    const stack = newStack();
-    const golden = new EbsSnapshotOnDeploy(stack, 'Golden', { source: EbsSnapshotSource.fromImageFile(image(512)) });
-    const volume = new EbsSnapshotOnDeploy(stack, 'Snap', { source: EbsSnapshotSource.fromVolumeId(VOLUME) });
-    expect(golden.volumeIds).toBeUndefined();
-    expect(golden.startTime).toBeUndefined();
-    expect(volume.blockCount).toBeUndefined();
-    expect(volume.volumeSize).toBeUndefined();
-    expect(stack.resolve(golden.blockCount)).toEqual({ 'Fn::GetAtt': [expect.any(String), 'BlockCount'] });
-    expect(stack.resolve(volume.startTime)).toEqual({ 'Fn::GetAtt': [expect.any(String), 'StartTime'] });
-    expect(stack.resolve(golden.snapshotIds)).toEqual([stack.resolve(golden.snapshotId)]);
-  });
-
-  test('restore: a snapshot\'s id wires into an ec2.Volume', () => {
-    const stack = newStack();
-    const golden = new EbsSnapshotOnDeploy(stack, 'Golden', { source: EbsSnapshotSource.fromImageFile(image(512)) });
-    const snap = new EbsSnapshotOnDeploy(stack, 'Snap', { source: EbsSnapshotSource.fromVolumeId(VOLUME) });
-    new ec2.Volume(stack, 'FromGolden', { availabilityZone: 'us-east-1a', snapshotId: golden.snapshotId });
-    new ec2.Volume(stack, 'FromSnap', { availabilityZone: 'us-east-1a', snapshotId: snap.snapshotId });
-    const template = Template.fromStack(stack);
-    template.hasResourceProperties('AWS::EC2::Volume', { SnapshotId: { Ref: Match.stringLikeRegexp('^Golden[0-9A-F]{8}$') } });
-    template.hasResourceProperties('AWS::EC2::Volume', { SnapshotId: { 'Fn::GetAtt': [Match.stringLikeRegexp('^Snap[0-9A-F]{8}$'), 'SnapshotId'] } });
   });
 });
 

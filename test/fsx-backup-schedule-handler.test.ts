@@ -10,7 +10,8 @@ import {
 } from '@aws-sdk/client-fsx';
 import { mockClient } from 'aws-sdk-client-mock';
 import 'aws-sdk-client-mock-jest';
-import { awsError } from './fixtures/events';
+import { ownershipTagsOf } from './fixtures/ownership';
+import { awsError } from './support/aws-errors';
 import { backupTags, backupsToPrune, handler, metrics, previousFailed, scheduledMinute, targetHash } from '../lambda/fsx-backup-schedule';
 import { clock } from '../lambda/shared/clock';
 import { OWNERSHIP_TAG_KEYS } from '../lambda/shared/ownership';
@@ -46,13 +47,8 @@ function token(target: string, time = TIME) {
 }
 
 function ours(target: string, time = TIME, owner = SCHEDULE, stackId = STACK_ID): Array<{ Key: string; Value: string }> {
-  return [
-    { Key: OWNERSHIP_TAG_KEYS.managedBy, Value: 'cdk-storage-snapshots' },
-    { Key: OWNERSHIP_TAG_KEYS.owner, Value: owner },
-    { Key: OWNERSHIP_TAG_KEYS.propsHash, Value: targetHash(target) },
-    { Key: OWNERSHIP_TAG_KEYS.stackId, Value: stackId },
-    { Key: OWNERSHIP_TAG_KEYS.token, Value: token(target, time) },
-  ];
+  // Sorted by key, as the handler sends them.
+  return ownershipTagsOf({ stackId, owner, propsHash: targetHash(target), token: token(target, time) }).sort((a, b) => (a.Key < b.Key ? -1 : 1));
 }
 
 function fileSystem(id: string, copyTags = false, tags: Array<{ Key: string; Value: string }> | undefined = [], type = 'OPENZFS') {

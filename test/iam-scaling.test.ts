@@ -16,7 +16,7 @@ function snapshots(n: number): Template {
 
 function handlerPolicies(template: Template): Array<[string, any]> {
   return Object.entries<any>({ ...template.findResources('AWS::IAM::Policy'), ...template.findResources('AWS::IAM::ManagedPolicy') })
-    .filter(([id]) => id.startsWith('CdkStorageSnapshotsOpenZfsSnapshotHandlersRole'));
+    .filter(([id]) => id.startsWith('CdkStorageSnapshotsProviderRole'));
 }
 
 function statement(template: Template, action: string): any {
@@ -29,7 +29,7 @@ describe('IAM statements as instances on distinct volumes grow', () => {
     const template = snapshots(200);
     const policies = handlerPolicies(template);
     // One default policy, no OverflowPolicy managed policies split off by CDK.
-    expect(policies.map(([id]) => id)).toEqual([expect.stringMatching(/^CdkStorageSnapshotsOpenZfsSnapshotHandlersRoleDefaultPolicy/)]);
+    expect(policies.map(([id]) => id)).toEqual([expect.stringMatching(/^CdkStorageSnapshotsProviderRoleDefaultPolicy/)]);
     // Unresolved (Fn::Join) JSON is longer than what IAM counts, so this bound is conservative.
     expect(JSON.stringify(policies[0][1].Properties.PolicyDocument).length).toBeLessThan(4_000);
     expect(statement(template, 'fsx:CreateSnapshot').Resource).toEqual([arn('volume/*'), arn('snapshot/*')]);

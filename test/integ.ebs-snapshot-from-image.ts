@@ -9,7 +9,7 @@ import * as path from 'path';
 import { ExpectedResult, IntegTest } from '@aws-cdk/integ-tests-alpha';
 import { App, RemovalPolicy, Size, Stack } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
-import { EbsSnapshotOnDeploy, EbsSnapshotSource } from '../src';
+import { DiskImage, EbsSnapshotFromImage } from '../src';
 
 /**
  * A 2 MiB image (4 blocks of 512 KiB): a non-zero first block, two zero blocks, a non-zero last
@@ -25,9 +25,9 @@ function diskImage(): string {
 }
 
 const app = new App();
-const stack = new Stack(app, 'EbsSnapshotFromDataInteg');
-const golden = new EbsSnapshotOnDeploy(stack, 'Golden', {
-  source: EbsSnapshotSource.fromImageFile(diskImage()),
+const stack = new Stack(app, 'EbsSnapshotFromImageInteg');
+const golden = new EbsSnapshotFromImage(stack, 'Golden', {
+  image: DiskImage.fromFile(diskImage()),
   volumeSize: Size.gibibytes(1),
   description: 'integ: golden data disk',
   tags: { purpose: 'integ' },
@@ -40,7 +40,7 @@ new ec2.Volume(stack, 'FromGolden', {
   removalPolicy: RemovalPolicy.DESTROY,
 });
 
-const integ = new IntegTest(app, 'EbsSnapshotFromData', { testCases: [stack] });
+const integ = new IntegTest(app, 'EbsSnapshotFromImage', { testCases: [stack] });
 integ.assertions
   .awsApiCall('EC2', 'describeSnapshots', { SnapshotIds: [golden.snapshotId] })
   .expect(ExpectedResult.objectLike({ Snapshots: [{ State: 'completed', VolumeSize: 1 }] }));

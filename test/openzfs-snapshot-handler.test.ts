@@ -3,9 +3,10 @@ import { CreateSnapshotCommand, DeleteSnapshotCommand, DescribeSnapshotsCommand,
 import { mockClient } from 'aws-sdk-client-mock';
 import 'aws-sdk-client-mock-jest';
 import { identityHash, isComplete, onEvent } from '../lambda/openzfs-snapshot';
-import { LOGICAL_ID, STACK_ID, VOLUME_ID, awsError, cfnRequest, zfsProps } from './fixtures/events';
+import { LOGICAL_ID, STACK_ID, VOLUME_ID, cfnRequest, zfsProps } from './fixtures/events';
+import { ownershipTagsOf } from './fixtures/ownership';
+import { awsError } from './support/aws-errors';
 import { clock } from '../lambda/shared/clock';
-import { OWNERSHIP_TAG_KEYS } from '../lambda/shared/ownership';
 import { requestToken } from '../lambda/shared/token';
 
 const fsxMock = mockClient(FSxClient);
@@ -14,14 +15,7 @@ const realClock = { ...clock };
 
 /** Tags as the handler makes them for a request with these properties. */
 function ours(props: ReturnType<typeof zfsProps>, token: string, owner = LOGICAL_ID) {
-  const hash = identityHash(props);
-  return [
-    { Key: OWNERSHIP_TAG_KEYS.managedBy, Value: 'cdk-storage-snapshots' },
-    { Key: OWNERSHIP_TAG_KEYS.stackId, Value: STACK_ID },
-    { Key: OWNERSHIP_TAG_KEYS.owner, Value: owner },
-    { Key: OWNERSHIP_TAG_KEYS.propsHash, Value: hash },
-    { Key: OWNERSHIP_TAG_KEYS.token, Value: token },
-  ];
+  return ownershipTagsOf({ stackId: STACK_ID, owner, propsHash: identityHash(props), token });
 }
 
 function snapshot(id: string, lifecycle: string, tags: Snapshot['Tags'] = [], created = new Date('2026-11-22T10:00:00Z')): Snapshot {

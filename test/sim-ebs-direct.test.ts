@@ -11,9 +11,9 @@ import { blockChecksum } from './support/fake-ebs';
 import { Invariants, Violation } from './support/invariants';
 import { SIM_RUNS, SIM_TIMEOUT_MS, checkScenarios, faultRatesArb } from './support/sim-property';
 import { SimWorld, SimWorldOptions } from './support/sim-world';
-import { CURSOR_TAG_KEY, decodeCursor } from '../lambda/ebs-direct-snapshot/cursor';
+import { decodeCursor } from '../lambda/ebs-direct-snapshot/cursor';
 import * as handler from '../lambda/ebs-direct-snapshot/index';
-import type { EbsSnapshotFromDataProperties } from '../src/private/ebs-direct-contract';
+import { type EbsSnapshotFromDataProperties, UPLOAD_CURSOR_TAG_KEY } from '../src/private/ebs-direct-contract';
 
 /*
  * Snapshots from data through the whole deploy lifecycle: CloudFormation and the Provider framework
@@ -51,7 +51,7 @@ function setup(options: SimWorldOptions, blocks = 200, zeroShare = 0.3) {
   // isComplete gets no Lambda context here: it uploads for DEFAULT_SLICE_MS (60 s) per invocation,
   // and the simulated writes take 500 ms each (one after another in simulated time): 140 non-zero
   // blocks take 70 s, so every upload of that size spans invocations.
-  const stack = new CfnStack(world, handler, { resourceType: 'Custom::EbsSnapshotFromData' });
+  const stack = new CfnStack(world, handler, { resourceType: 'Custom::EbsSnapshotFromImage' });
   return { world, stack, ...served };
 }
 
@@ -64,7 +64,7 @@ function expectExactSnapshot(world: SimWorld, id: string, nonZero: Map<number, s
   // It is the one completed snapshot of the stack that reported it.
   const ours = [...world.ec2.snapshots.values()].filter((x) => x.direct && !x.gone && x.state === 'completed');
   expect(ours.filter((x) => x.tags.some((t) => t.Key === 'cdk-storage-snapshots:stack-id' && s.tags.some((u) => u.Key === t.Key && u.Value === t.Value)))).toHaveLength(1);
-  expect(decodeCursor(s.tags.find((t) => t.Key === CURSOR_TAG_KEY)?.Value)?.changed).toBe(nonZero.size);
+  expect(decodeCursor(s.tags.find((t) => t.Key === UPLOAD_CURSOR_TAG_KEY)?.Value)?.changed).toBe(nonZero.size);
 }
 
 /**
@@ -78,7 +78,7 @@ function staleCursorReads(reads: number, pick: (saved: string[]) => string) {
   jest.spyOn(EC2Client.prototype, 'send').mockImplementation(async function (this: any, command: any, ...rest: any[]) {
     const out = await (original as any).call(this, command, ...rest);
     if (command instanceof CreateTagsCommand) {
-      const value = command.input.Tags?.find((t: any) => t.Key === CURSOR_TAG_KEY)?.Value;
+      const value = command.input.Tags?.find((t: any) => t.Key === UPLOAD_CURSOR_TAG_KEY)?.Value;
       if (value && left < 0 && decodeCursor(value)?.phase === 'completing') left = reads;
       else if (value && left < 0) saved.push(value);
     }
@@ -87,7 +87,7 @@ function staleCursorReads(reads: number, pick: (saved: string[]) => string) {
       const value = pick(saved);
       return {
         ...out,
-        Snapshots: out.Snapshots?.map((x: any) => ({ ...x, State: 'pending', Tags: x.Tags.map((t: any) => (t.Key === CURSOR_TAG_KEY ? { ...t, Value: value } : t)) })),
+        Snapshots: out.Snapshots?.map((x: any) => ({ ...x, State: 'pending', Tags: x.Tags.map((t: any) => (t.Key === UPLOAD_CURSOR_TAG_KEY ? { ...t, Value: value } : t)) })),
       };
     }
     return out;
@@ -128,7 +128,7 @@ describe('EBS snapshot from data: lifecycle simulation', () => {
       beforeRequest: (event) => {
         if (event.RequestType !== 'Delete') return;
         const s = world.ec2.snapshots.get(event.PhysicalResourceId)!;
-        const cursor = s.tags.find((t) => t.Key === CURSOR_TAG_KEY)?.Value;
+        const cursor = s.tags.find((t) => t.Key === UPLOAD_CURSOR_TAG_KEY)?.Value;
         atRollback = { state: s.state, completeRequested: s.direct!.completeRequested, blocks: new Map(s.direct!.blocks), cursor };
       },
     });
@@ -317,7 +317,7 @@ async function runDataScenario(s: DataScenario, stats: Record<string, number>) {
   const { nonZero } = serveImage(s.blocks, s.zeroShare, s.seed);
   const violations: Violation[] = [];
   try {
-    const stack = new CfnStack(world, handler, { resourceType: 'Custom::EbsSnapshotFromData' });
+    const stack = new CfnStack(world, handler, { resourceType: 'Custom::EbsSnapshotFromImage' });
     const inv = new Invariants(world);
     const checkExact = (result: StackOperationResult) => {
       if (result.status !== 'CREATE_COMPLETE' && result.status !== 'UPDATE_COMPLETE') return;

@@ -1,5 +1,6 @@
 import * as fc from 'fast-check';
 import { READ_LAG_WINDOW_MS, identityHash, isComplete, onEvent, snapshotIdsOf } from '../lambda/ebs-snapshot';
+import { ownershipTagsOf } from './fixtures/ownership';
 import { CfnDriverOptions, CfnStack, ConcurrentDuplicates, ProviderHandler, RequestRecord, StackOperationResult } from './support/cfn-driver';
 import { FakeDynamoDbOptions } from './support/fake-dynamodb';
 import { FakeEc2Options } from './support/fake-ec2';
@@ -8,7 +9,7 @@ import { Invariants, Violation } from './support/invariants';
 import { CopyView } from './support/sim-core';
 import { SIM_RUNS, SIM_TIMEOUT_MS, checkScenarios, faultRatesArb } from './support/sim-property';
 import { SimWorld } from './support/sim-world';
-import { MANAGED_BY, OWNERSHIP_TAG_KEYS } from '../lambda/shared/ownership';
+import { OWNERSHIP_TAG_KEYS } from '../lambda/shared/ownership';
 import { requestToken } from '../lambda/shared/token';
 import type { EbsSnapshotOnDeployProperties } from '../src/private/ebs-contract';
 
@@ -75,12 +76,9 @@ function ebsWorld(
   world.ec2.seedSnapshot(VOL_C, []);
   world.ec2.seedSnapshot(VOL_A, [{ Key: 'team', Value: 'data' }]);
   // Another stack's snapshot made for the same properties: tempting to adopt, not ours to touch.
-  world.ec2.seedSnapshot(VOL_C, [
-    { Key: OWNERSHIP_TAG_KEYS.managedBy, Value: MANAGED_BY },
-    { Key: OWNERSHIP_TAG_KEYS.stackId, Value: 'arn:aws:cloudformation:us-east-1:111111111111:stack/other/1' },
-    { Key: OWNERSHIP_TAG_KEYS.owner, Value: 'Snap1' },
-    { Key: OWNERSHIP_TAG_KEYS.propsHash, Value: identityHash(volume('t0', 'retain')) },
-  ]);
+  world.ec2.seedSnapshot(VOL_C, ownershipTagsOf({
+    stackId: 'arn:aws:cloudformation:us-east-1:111111111111:stack/other/1', owner: 'Snap1', propsHash: identityHash(volume('t0', 'retain')),
+  }));
   return world;
 }
 

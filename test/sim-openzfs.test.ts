@@ -1,11 +1,11 @@
 import * as fc from 'fast-check';
 import { identityHash, isComplete, onEvent } from '../lambda/openzfs-snapshot';
+import { ownershipTagsOf } from './fixtures/ownership';
 import { CfnStack } from './support/cfn-driver';
 import { FaultRates } from './support/faults';
 import { Invariants } from './support/invariants';
 import { SIM_RUNS, SIM_TIMEOUT_MS, checkScenarios, faultRatesArb } from './support/sim-property';
 import { SimWorld } from './support/sim-world';
-import { MANAGED_BY, OWNERSHIP_TAG_KEYS } from '../lambda/shared/ownership';
 import type { OpenZfsSnapshotProperties } from '../src/private/contract';
 
 const FILE_SYSTEM = 'fs-0123456789abcdef0';
@@ -27,23 +27,15 @@ function openZfsWorld(seed: number, faults: FaultRates = {}): SimWorld {
   world.fsx.seedSnapshot(VOLUME, []);
   world.fsx.seedSnapshot(VOLUME, [{ Key: 'team', Value: 'data' }]);
   // Another stack's copy made for the same properties: tempting to adopt, not ours to touch.
-  world.fsx.seedSnapshot(VOLUME, [
-    { Key: OWNERSHIP_TAG_KEYS.managedBy, Value: MANAGED_BY },
-    { Key: OWNERSHIP_TAG_KEYS.stackId, Value: 'arn:aws:cloudformation:us-east-1:111111111111:stack/other/1' },
-    { Key: OWNERSHIP_TAG_KEYS.owner, Value: 'Snap1' },
-    { Key: OWNERSHIP_TAG_KEYS.propsHash, Value: identityHash(zfs('t0', 'retain')) },
-  ]);
+  world.fsx.seedSnapshot(VOLUME, ownershipTagsOf({
+    stackId: 'arn:aws:cloudformation:us-east-1:111111111111:stack/other/1', owner: 'Snap1', propsHash: identityHash(zfs('t0', 'retain')),
+  }));
   return world;
 }
 
 /** A copy of ours, made for another resource of the same stack with Snap1's properties. */
 function seedLookalike(world: SimWorld, stackId: string, trigger: string) {
-  world.fsx.seedSnapshot(VOLUME, [
-    { Key: OWNERSHIP_TAG_KEYS.managedBy, Value: MANAGED_BY },
-    { Key: OWNERSHIP_TAG_KEYS.stackId, Value: stackId },
-    { Key: OWNERSHIP_TAG_KEYS.owner, Value: 'SomeoneElse' },
-    { Key: OWNERSHIP_TAG_KEYS.propsHash, Value: identityHash(zfs(trigger, 'retain')) },
-  ]);
+  world.fsx.seedSnapshot(VOLUME, ownershipTagsOf({ stackId, owner: 'SomeoneElse', propsHash: identityHash(zfs(trigger, 'retain')) }));
 }
 
 describe('smoke: create, update by trigger, stack delete', () => {

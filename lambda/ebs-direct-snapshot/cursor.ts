@@ -1,7 +1,4 @@
 import { ResumableSha256 } from './linear-checksum';
-import type { UploadCursorTagKey } from '../../src/private/ebs-direct-contract';
-
-export const CURSOR_TAG_KEY: UploadCursorTagKey = 'cdk-storage-snapshots:upload-cursor';
 
 /**
  * How far an upload is, durably: every block below `next` is written (or all-zero, so not

@@ -1,5 +1,5 @@
 import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
-import { BLOCK_SIZE } from './blocks';
+import { EBS_BLOCK_BYTES } from '../../src/private/ebs-direct-contract';
 
 /** One 512 KiB block of the image (the last one zero-padded). */
 export interface ImageBlock {
@@ -29,8 +29,8 @@ export interface ReaderOptions {
  * longer has the ETag fails (S3 answers 412 PreconditionFailed).
  */
 export async function* readImageBlocks(s3: S3Client, image: ImageObject, fromBlock: number, options: ReaderOptions): AsyncGenerator<ImageBlock> {
-  const totalBlocks = Math.ceil(image.sizeBytes / BLOCK_SIZE);
-  const blocksPerChunk = Math.max(1, Math.floor(options.chunkBytes / BLOCK_SIZE));
+  const totalBlocks = Math.ceil(image.sizeBytes / EBS_BLOCK_BYTES);
+  const blocksPerChunk = Math.max(1, Math.floor(options.chunkBytes / EBS_BLOCK_BYTES));
   const chunks: Array<Promise<Buffer[]>> = [];
   let nextChunkStart = fromBlock;
   const fill = () => {
@@ -57,24 +57,24 @@ export async function* readImageBlocks(s3: S3Client, image: ImageObject, fromBlo
 }
 
 async function readChunk(s3: S3Client, image: ImageObject, firstBlock: number, count: number): Promise<Buffer[]> {
-  const start = firstBlock * BLOCK_SIZE;
-  const end = Math.min(image.sizeBytes, (firstBlock + count) * BLOCK_SIZE) - 1;
+  const start = firstBlock * EBS_BLOCK_BYTES;
+  const end = Math.min(image.sizeBytes, (firstBlock + count) * EBS_BLOCK_BYTES) - 1;
   const out = await s3.send(new GetObjectCommand({ Bucket: image.bucket, Key: image.key, Range: `bytes=${start}-${end}`, IfMatch: image.etag }));
   const blocks: Buffer[] = [];
-  let current = Buffer.alloc(BLOCK_SIZE);
+  let current = Buffer.alloc(EBS_BLOCK_BYTES);
   let filled = 0;
   let received = 0;
   for await (const piece of out.Body as AsyncIterable<Uint8Array>) {
     let offset = 0;
     received += piece.length;
     while (offset < piece.length) {
-      const n = Math.min(BLOCK_SIZE - filled, piece.length - offset);
+      const n = Math.min(EBS_BLOCK_BYTES - filled, piece.length - offset);
       current.set(piece.subarray(offset, offset + n), filled);
       filled += n;
       offset += n;
-      if (filled === BLOCK_SIZE) {
+      if (filled === EBS_BLOCK_BYTES) {
         blocks.push(current);
-        current = Buffer.alloc(BLOCK_SIZE);
+        current = Buffer.alloc(EBS_BLOCK_BYTES);
         filled = 0;
       }
     }

@@ -1,10 +1,12 @@
 import { EBSClient, PutSnapshotBlockCommand } from '@aws-sdk/client-ebs';
 import { S3Client } from '@aws-sdk/client-s3';
-import { BLOCK_SIZE, blockChecksum, isZeroBlock } from './blocks';
+import { blockChecksum, isZeroBlock } from './blocks';
 import { UploadCursor } from './cursor';
 import { ImageObject, ReaderOptions, readImageBlocks } from './image-reader';
 import { ResumableSha256 } from './linear-checksum';
 import { AdaptiveLimit, Slots } from './pool';
+import { EBS_BLOCK_BYTES } from '../../src/private/ebs-direct-contract';
+import { backoff } from '../shared/backoff';
 import { clock } from '../shared/clock';
 import { errorCode, errorMessage, isThrottling, isTransient } from '../shared/errors';
 
@@ -13,7 +15,7 @@ export const MAX_CONCURRENCY = 64;
 export const INITIAL_CONCURRENCY = 32;
 /** Ranged GETs of 8 MiB (16 blocks), eight ahead: 64 MiB of image in flight at most. */
 export const READ_AHEAD_CHUNKS = 8;
-export const CHUNK_BYTES = 16 * BLOCK_SIZE;
+export const CHUNK_BYTES = 16 * EBS_BLOCK_BYTES;
 /** AWS advises retrying "snapshot does not exist" for about 2 minutes after StartSnapshot. */
 export const NOT_FOUND_GRACE_MS = 120_000;
 /** After reading stops, blocks in flight may take this long (retries included) before they are abandoned. */
@@ -68,7 +70,7 @@ export class BlockWriteError extends Error {
     /** The ValidationException's `Reason`, if it gave one. */
     public readonly reason?: string,
   ) {
-    super(`EBS refused block ${blockIndex} (bytes ${blockIndex * BLOCK_SIZE}-${(blockIndex + 1) * BLOCK_SIZE - 1} of the image): ${code}: ${detail}`);
+    super(`EBS refused block ${blockIndex} (bytes ${blockIndex * EBS_BLOCK_BYTES}-${(blockIndex + 1) * EBS_BLOCK_BYTES - 1} of the image): ${code}: ${detail}`);
     this.name = 'BlockWriteError';
   }
 }
@@ -85,7 +87,7 @@ const TRANSIENT_ATTEMPTS = 8;
  * is refused for good.
  */
 export async function uploadBlocks(options: UploadOptions): Promise<UploadResult> {
-  const totalBlocks = Math.ceil(options.image.sizeBytes / BLOCK_SIZE);
+  const totalBlocks = Math.ceil(options.image.sizeBytes / EBS_BLOCK_BYTES);
   const pool = new AdaptiveLimit(
     options.concurrency?.initial ?? INITIAL_CONCURRENCY,
     options.concurrency?.min ?? 1,
@@ -224,7 +226,7 @@ function putCommand(snapshotId: string, index: number, data: Buffer, checksum: B
     SnapshotId: snapshotId,
     BlockIndex: index,
     BlockData: data,
-    DataLength: BLOCK_SIZE,
+    DataLength: EBS_BLOCK_BYTES,
     Checksum: checksum.toString('base64'),
     ChecksumAlgorithm: 'SHA256',
   });
@@ -238,9 +240,4 @@ function putCommand(snapshotId: string, index: number, data: Buffer, checksum: B
     { step: 'build', name: 'ebsDirectPayloadHash' },
   );
   return command;
-}
-
-/** Exponential backoff with full jitter. */
-function backoff(attempt: number, baseMs: number, maxMs: number): number {
-  return Math.floor(Math.random() * Math.min(maxMs, baseMs * 2 ** (attempt - 1))) + 1;
 }

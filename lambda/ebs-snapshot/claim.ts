@@ -1,5 +1,5 @@
 import { AttributeValue, GetItemCommand, PutItemCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
-import type { CLAIM_TABLE_ENV, CLAIM_TABLE_KEY, CLAIM_TABLE_TTL_ATTRIBUTE } from '../../src/private/ebs-contract';
+import { CLAIM_TABLE_ENV as TABLE_ENV, CLAIM_TABLE_KEY as KEY, CLAIM_TABLE_TTL_ATTRIBUTE as TTL } from '../../src/private/ebs-contract';
 import { dynamodb } from '../shared/clients/dynamodb';
 import { clock } from '../shared/clock';
 import { HandlerError, describeError, errorCode, isTransient, withRetries } from '../shared/errors';
@@ -11,10 +11,6 @@ import { logger } from '../shared/logger';
  * write decides which delivery creates (the owner), and every other delivery returns what the owner
  * recorded. The whole protocol, with its timeline, is in docs/design/ebs-claim.md.
  */
-
-const TABLE_ENV: typeof CLAIM_TABLE_ENV = 'CLAIM_TABLE_NAME';
-const KEY: typeof CLAIM_TABLE_KEY = 'Token';
-const TTL: typeof CLAIM_TABLE_TTL_ATTRIBUTE = 'ExpiresAt';
 
 const NETWORK = new Set(['TimeoutError', 'ECONNRESET', 'ECONNREFUSED', 'ETIMEDOUT', 'EAI_AGAIN', 'EPIPE', 'NetworkingError']);
 

@@ -3,15 +3,18 @@ import { Attributes, Response, answer, devicesOfPhysicalId, identityHash, respon
 import { readClaim, recordLateFailure } from './claim';
 import { CREATE, Plan, claimed } from './claimed-create';
 import { Run, discard } from './owner';
-import { REPLACES_TAG, SnapshotView, describeAll, describeByIds, deleteSnapshot, findByToken, startTime } from './snapshots';
+import { SnapshotView, describeByIds, findByToken, startTime } from './snapshots';
 import type { CopyOrigin } from '../../src/private/contract';
-import type { EbsSnapshotOnDeployProperties } from '../../src/private/ebs-contract';
-import type { MetricNamespace } from '../../src/private/fsx-backup-contract';
+import { type EbsSnapshotOnDeployProperties, REPLACES_TAG_KEY } from '../../src/private/ebs-contract';
+import { METRIC_NAMESPACE } from '../../src/private/shared-values';
 import { clock } from '../shared/clock';
+import type { InvocationContext } from '../shared/context';
+import { deleteEc2Snapshot, describeOwnSnapshots } from '../shared/ec2-snapshots';
 import { HandlerError, describeError, isTransient, step } from '../shared/errors';
 import { IsCompleteRequest, IsCompleteResponse, OnEventRequest, isRollingBack } from '../shared/events';
+import { awaitsNothing, deleteIfOwned, logRequest, lookForAdoptable, retainedOnDelete } from '../shared/lifecycle';
 import { logger } from '../shared/logger';
-import { isOwnedBy, requestOwner, tagValue, OWNERSHIP_TAG_KEYS } from '../shared/ownership';
+import { OWNERSHIP_TAG_KEYS, isMadeFor, requestOwner, tagValue } from '../shared/ownership';
 import { requestToken } from '../shared/token';
 import { Progress, deadlineExceeded, ec2SnapshotProgress } from '../shared/waiter';
 
@@ -23,13 +26,6 @@ type Props = EbsSnapshotOnDeployProperties;
 type Request = OnEventRequest<Props>;
 type CompleteRequest = IsCompleteRequest<Props, Attributes>;
 
-/** What the handler uses of the Lambda context. */
-export interface LambdaContext {
-  /** Unique per invocation: the delivery's id (in the claim, and the tag of what it creates). */
-  readonly awsRequestId?: string;
-  getRemainingTimeInMillis(): number;
-}
-
 /** onEvent's Lambda timeout: the budget when no Lambda context tells the time left. */
 const ON_EVENT_TIMEOUT_MS = 5 * 60_000;
 /** Kept at the end of onEvent for the clean-up after a failure and the answer. */
@@ -39,12 +35,11 @@ const VISIBILITY_GRACE_MS = 5 * 60_000;
 /** How long an Update reads again for snapshots that do not show yet (EC2 reads lagging behind a create moments ago). */
 const SHOW_WAIT_MS = 120_000;
 const SHOW_POLL_MS = 5_000;
-const NAMESPACE: MetricNamespace = 'CdkStorageSnapshots';
 /** Counted when isComplete sees a second snapshot of a request (the claim makes it impossible while EC2 reads lag less than the window). */
 export const DUPLICATE_METRIC = 'EbsSnapshotDuplicates';
-const metrics = new Metrics({ namespace: NAMESPACE, serviceName: 'ebs-snapshot-on-deploy' });
+const metrics = new Metrics({ namespace: METRIC_NAMESPACE, serviceName: 'ebs-snapshot-on-deploy' });
 
-export async function onEvent(event: Request, context?: LambdaContext): Promise<Response> {
+export async function onEvent(event: Request, context?: InvocationContext): Promise<Response> {
   const startedAt = clock.now();
   const remaining = context?.getRemainingTimeInMillis?.();
   const run: Run = {
@@ -54,7 +49,7 @@ export async function onEvent(event: Request, context?: LambdaContext): Promise<
     // part, so that no two deliveries ever share one even if an id were reused.
     delivery: `${context?.awsRequestId ?? startedAt.toString(36)}.${Math.random().toString(36).slice(2, 10)}`,
   };
-  logger.appendKeys({ requestType: event.RequestType, logicalResourceId: event.LogicalResourceId, requestId: event.RequestId });
+  logRequest(event);
   logger.info('onEvent', { physicalResourceId: event.PhysicalResourceId, properties: event.ResourceProperties, delivery: run.delivery });
   switch (event.RequestType) {
     case 'Create':
@@ -66,12 +61,11 @@ export async function onEvent(event: Request, context?: LambdaContext): Promise<
   }
 }
 
-export async function isComplete(event: CompleteRequest): Promise<IsCompleteResponse<Attributes>> {
-  logger.appendKeys({ requestType: event.RequestType, logicalResourceId: event.LogicalResourceId, requestId: event.RequestId });
-  if (event.RequestType === 'Delete') return { IsComplete: true };
-  // Adopted and unchanged snapshots are not waited for (a rollback must never fail on them), and
-  // without waitForCompletion the snapshot's point in time is already fixed.
-  if (event.Data?.Origin !== 'created') return { IsComplete: true };
+export async function isComplete(event: CompleteRequest, _context?: InvocationContext): Promise<IsCompleteResponse<Attributes>> {
+  logRequest(event);
+  // As for every type (a rollback must never fail on adopted or kept snapshots); and without
+  // waitForCompletion the snapshot's point in time is already fixed.
+  if (awaitsNothing(event)) return { IsComplete: true };
   const ids = snapshotIdsOf(event.PhysicalResourceId);
   if (ids.length === 0) return { IsComplete: true };
   if (event.ResourceProperties.WaitForCompletion !== 'true') {
@@ -181,7 +175,7 @@ async function planUpdate(event: Request): ReturnType<Plan> {
   // A snapshot EBS failed after a deploy that did not wait for it is replaced by the next update (never by a rollback).
   const failedOf = () => current.snapshots?.filter((s) => s.State === 'error') ?? [];
   const sameIdentityOf = () => (old && identityHash(old) === wanted) ||
-    (current.snapshots && current.snapshots.length > 0 && current.snapshots.every((s) => madeFor(s, event, wanted)));
+    (current.snapshots && current.snapshots.length > 0 && current.snapshots.every((s) => isMadeFor(s.Tags, requestOwner(event), wanted)));
   let failed = failedOf();
   let sameIdentity = sameIdentityOf();
   if (sameIdentity && failed.length === 0) {
@@ -216,16 +210,13 @@ async function planUpdate(event: Request): ReturnType<Plan> {
       logger.info('returning to the snapshots the current ones replaced', { physicalResourceId: returnTo.physicalId, rollingBack });
       return { answer: await respondKept(event, returnTo.physicalId, { snapshots: returnTo.snapshots }, 'adopted') };
     }
-    const adopted = await findAdoptable(event).catch((err) => {
-      logger.error('could not look for snapshots to adopt', { error: err as Error });
-      return undefined;
-    });
+    const adopted = await lookForAdoptable(() => findAdoptable(event));
     if (adopted) {
       logger.info('adopting the snapshots these properties made', { snapshotIds: adopted.map((s) => s.SnapshotId), rollingBack });
       return { answer: await respond(event, adopted, 'adopted', false) };
     }
     const madeForOld = old !== undefined && current.snapshots !== undefined && current.snapshots.length > 0 &&
-      current.snapshots.every((s) => madeFor(s, event, identityHash(old)));
+      current.snapshots.every((s) => isMadeFor(s.Tags, requestOwner(event), identityHash(old)));
     if (rollingBack || madeForOld || current.error !== undefined) {
       // Rolling back; or the status is unknown and this may be a rollback (the current snapshots
       // were made for the properties it leaves, or cannot be read): never take a snapshot in a
@@ -269,25 +260,25 @@ async function readForUpdate(physicalId: string, waitMs: number): Promise<{ snap
 async function findReplaced(
   event: Request, current: SnapshotView[] | undefined, wanted: string,
 ): Promise<{ physicalId: string; snapshots: SnapshotView[] } | undefined> {
-  const physicalId = current?.map((s) => tagValue(s.Tags, REPLACES_TAG)).find((v) => v);
+  const physicalId = current?.map((s) => tagValue(s.Tags, REPLACES_TAG_KEY)).find((v) => v);
   const ids = snapshotIdsOf(physicalId);
   if (!physicalId || ids.length === 0) return undefined;
   const found = await describeShown(ids);
   const snapshots = ids.map((id) => found.get(id));
-  if (!snapshots.every((s): s is SnapshotView => !!s && madeFor(s, event, wanted) && s.State !== 'error')) return undefined;
+  if (!snapshots.every((s): s is SnapshotView => !!s && isMadeFor(s.Tags, requestOwner(event), wanted) && s.State !== 'error')) return undefined;
   return { physicalId, snapshots };
 }
 
 /** The newest group (by token) of our snapshots made for exactly these properties. */
 async function findAdoptable(event: Request): Promise<SnapshotView[] | undefined> {
   const wanted = identityHash(event.ResourceProperties);
-  const found = await describeAll([
+  const found = await describeOwnSnapshots([
     { Name: `tag:${OWNERSHIP_TAG_KEYS.owner}`, Values: [event.LogicalResourceId] },
     { Name: `tag:${OWNERSHIP_TAG_KEYS.propsHash}`, Values: [wanted] },
   ]);
   const groups = new Map<string, SnapshotView[]>();
   for (const s of found) {
-    if (!madeFor(s, event, wanted)) continue;
+    if (!isMadeFor(s.Tags, requestOwner(event), wanted)) continue;
     const token = tagValue(s.Tags, OWNERSHIP_TAG_KEYS.token) ?? '';
     groups.set(token, [...(groups.get(token) ?? []), s]);
   }
@@ -329,10 +320,7 @@ async function respondKept(
 async function remove(event: Request): Promise<Response> {
   const physicalId = event.PhysicalResourceId!;
   const response = { PhysicalResourceId: physicalId } as Response;
-  if (event.ResourceProperties.RemovalPolicy !== 'destroy') {
-    logger.info('removal policy is retain: keeping the snapshots', { physicalResourceId: physicalId });
-    return response;
-  }
+  if (retainedOnDelete(event)) return response;
   const until = clock.now() + SHOW_WAIT_MS;
   let pending = await deleteVisible(event, snapshotIdsOf(physicalId));
   while (pending.length > 0 && clock.now() + SHOW_POLL_MS <= until) {
@@ -353,15 +341,7 @@ async function deleteVisible(event: Request, ids: string[]): Promise<string[]> {
       pending.push(id);
       continue;
     }
-    if (!isOwnedBy(snapshot.Tags, requestOwner(event))) {
-      logger.warn('not deleting a snapshot this resource did not make', { snapshotId: id, tags: snapshot.Tags });
-      continue;
-    }
-    await step(`Deleting EBS snapshot ${id}`, () => deleteSnapshot(id));
+    await deleteIfOwned(event, 'EBS snapshot', id, snapshot.Tags, () => deleteEc2Snapshot(id));
   }
   return pending;
-}
-
-function madeFor(s: SnapshotView, event: Request, hash: string): boolean {
-  return isOwnedBy(s.Tags, requestOwner(event)) && tagValue(s.Tags, OWNERSHIP_TAG_KEYS.propsHash) === hash;
 }

@@ -1,14 +1,15 @@
 import { identityHash } from './answer';
 import { Claim, extendFence } from './claim';
 import {
-  DELIVERY_TAG, REPLACES_TAG, SnapshotView, Source, attachedVolumes, createSnapshots, deleteSnapshot, findByToken, isOurs, oldestPerVolume,
+  SnapshotView, Source, attachedVolumes, createSnapshots, findByToken, oldestPerVolume,
 } from './snapshots';
-import type { EbsSnapshotOnDeployProperties } from '../../src/private/ebs-contract';
+import { DELIVERY_TAG_KEY, type EbsSnapshotOnDeployProperties, REPLACES_TAG_KEY } from '../../src/private/ebs-contract';
 import { clock } from '../shared/clock';
+import { deleteEc2Snapshot } from '../shared/ec2-snapshots';
 import { HandlerError, errorCode, errorMessage, isThrottling, isTransient, step, withRetries } from '../shared/errors';
 import type { OnEventRequest } from '../shared/events';
 import { logger } from '../shared/logger';
-import { KeyValue, ownershipTags, parseUserTags, requestOwner, tagValue, withOwnershipTags } from '../shared/ownership';
+import { KeyValue, isMadeBy, ownershipTags, parseUserTags, requestOwner, tagValue, withOwnershipTags } from '../shared/ownership';
 import { requestToken } from '../shared/token';
 
 /*
@@ -90,8 +91,8 @@ export async function create(
 ): Promise<SnapshotView[]> {
   const props = event.ResourceProperties;
   const token = requestToken(event);
-  const extra: KeyValue[] = [{ Key: DELIVERY_TAG, Value: run.delivery }];
-  if (replaces && replaces.length <= MAX_TAG_VALUE) extra.push({ Key: REPLACES_TAG, Value: replaces });
+  const extra: KeyValue[] = [{ Key: DELIVERY_TAG_KEY, Value: run.delivery }];
+  if (replaces && replaces.length <= MAX_TAG_VALUE) extra.push({ Key: REPLACES_TAG_KEY, Value: replaces });
   const tags = withOwnershipTags(parseUserTags(props.Tags), [...ownershipTags(requestOwner(event), identityHash(props), token), ...extra]);
   const what = source.kind === 'volume' ? `volume ${source.volumeId}` : `the volumes of instance ${source.instanceId}`;
   const budgetMs = Math.max(0, run.endAt - ANSWER_RESERVE_MS - clock.now());
@@ -164,7 +165,7 @@ export async function adopt(event: Request, run: Run, owned: Ownership, source: 
   for (;;) {
     await hold(owned, WATCH_FENCE_MS, false);
     const found = (await step('Reading the snapshots of this request', () => findByToken(event, token)))
-      .filter((s) => creators.has(tagValue(s.Tags, DELIVERY_TAG) ?? ''));
+      .filter((s) => creators.has(tagValue(s.Tags, DELIVERY_TAG_KEY) ?? ''));
     const kept = [...oldestPerVolume(found).values()];
     if (clock.now() >= until && kept.length > 0 && !covers(kept, expected)) {
       // This delivery answers for them (deleted when it fails): no point in time of the whole instance.
@@ -179,7 +180,7 @@ export async function adopt(event: Request, run: Run, owned: Ownership, source: 
       for (const c of creators) work.accountedFor.add(c);
       for (const extra of found.filter((s) => !kept.includes(s))) {
         logger.warn('deleting a second snapshot of this request (two creates acted: EC2 reads lagged past the window)', { snapshotId: extra.SnapshotId });
-        await step(`Deleting EBS snapshot ${extra.SnapshotId}`, () => deleteSnapshot(extra.SnapshotId!));
+        await step(`Deleting EBS snapshot ${extra.SnapshotId}`, () => deleteEc2Snapshot(extra.SnapshotId!));
       }
       const failed = kept.find((s) => s.State === 'error');
       if (failed) throw new HandlerError(`EBS snapshot ${failed.SnapshotId} failed: ${failed.StateMessage ?? 'state error'}`);
@@ -223,7 +224,7 @@ export async function hold(owned: Ownership, fenceMs: number, creating: boolean)
 
 /** This delivery's snapshots of the request, once reads show one of every expected volume (for a volume source: any). */
 export async function shownOwn(event: Request, run: Run, expected: string[]): Promise<SnapshotView[] | undefined> {
-  const mine = (await findByToken(event, requestToken(event))).filter((s) => tagValue(s.Tags, DELIVERY_TAG) === run.delivery);
+  const mine = (await findByToken(event, requestToken(event))).filter((s) => tagValue(s.Tags, DELIVERY_TAG_KEY) === run.delivery);
   return covers(mine, expected) ? mine : undefined;
 }
 
@@ -236,9 +237,9 @@ function covers(snapshots: SnapshotView[], expected: string[]): boolean {
 export async function discard(event: Request, snapshots: SnapshotView[]): Promise<boolean> {
   const token = requestToken(event);
   let all = true;
-  for (const id of new Set(snapshots.filter((s) => s.SnapshotId && isOurs(event, s, token)).map((s) => s.SnapshotId!))) {
+  for (const id of new Set(snapshots.filter((s) => s.SnapshotId && isMadeBy(s.Tags, requestOwner(event), token)).map((s) => s.SnapshotId!))) {
     try {
-      await deleteSnapshot(id);
+      await deleteEc2Snapshot(id);
       logger.info('deleted a snapshot of the failed request', { snapshotId: id });
     } catch (err) {
       all = false;

@@ -1,19 +1,20 @@
 import {
   CreateSnapshotCommand,
   CreateSnapshotsCommand,
-  DeleteSnapshotCommand,
   DescribeInstancesCommand,
   DescribeSnapshotsCommand,
   DescribeVolumesCommand,
   Filter,
   Tag,
 } from '@aws-sdk/client-ec2';
-import type { EbsSnapshotExtraTagKey, EbsSnapshotOnDeployProperties } from '../../src/private/ebs-contract';
+import type { EbsSnapshotOnDeployProperties } from '../../src/private/ebs-contract';
+import { CALL_BUDGET_MS } from '../shared/budget';
 import { ec2, ec2Create } from '../shared/clients/ec2';
+import { describeOwnSnapshots } from '../shared/ec2-snapshots';
 import { HandlerError, errorCode, withRetries } from '../shared/errors';
 import type { OnEventRequest } from '../shared/events';
 import { logger } from '../shared/logger';
-import { KeyValue, OWNERSHIP_TAG_KEYS, isOwnedBy, requestOwner, tagValue } from '../shared/ownership';
+import { KeyValue, OWNERSHIP_TAG_KEYS, isMadeBy, requestOwner } from '../shared/ownership';
 
 /*
  * What the EbsSnapshotOnDeploy handler asks of EC2: finding the source, creating, reading and
@@ -25,12 +26,6 @@ type Request = OnEventRequest<EbsSnapshotOnDeployProperties>;
 /** The stack and logical id whose snapshots a call is about (their ownership tags). */
 export type OwnerRef = Pick<Request, 'StackId' | 'LogicalResourceId'>;
 
-/** How long one read or delete keeps retrying throttling and 5xx. */
-export const CALL_BUDGET_MS = 60_000;
-/** The delivery (one onEvent invocation) that made a snapshot: what a take-over adopts, and what a failing owner deletes. */
-export const DELIVERY_TAG: EbsSnapshotExtraTagKey = 'cdk-storage-snapshots:delivery';
-/** The physical id of the set a new snapshot replaces (an Update), so that a rollback returns to exactly that set. */
-export const REPLACES_TAG: EbsSnapshotExtraTagKey = 'cdk-storage-snapshots:replaces';
 const CFN_STACK_ID_TAG = 'aws:cloudformation:stack-id';
 const CFN_LOGICAL_ID_TAG = 'aws:cloudformation:logical-id';
 
@@ -98,22 +93,8 @@ export async function createSnapshots(event: Request, source: Source, tags: KeyV
 
 /** Our snapshots carrying this request's token (owner self, tag filter), every page. */
 export async function findByToken(event: OwnerRef, token: string): Promise<SnapshotView[]> {
-  const found = await describeAll([{ Name: `tag:${OWNERSHIP_TAG_KEYS.token}`, Values: [token] }]);
-  return found.filter((s) => isOurs(event, s, token));
-}
-
-export async function describeAll(filters: Filter[]): Promise<SnapshotView[]> {
-  const out: SnapshotView[] = [];
-  let NextToken: string | undefined;
-  do {
-    const page = await withRetries(
-      () => ec2().send(new DescribeSnapshotsCommand({ OwnerIds: ['self'], Filters: filters, NextToken })),
-      { budgetMs: CALL_BUDGET_MS },
-    );
-    out.push(...(page.Snapshots ?? []));
-    NextToken = page.NextToken;
-  } while (NextToken);
-  return out;
+  const found = await describeOwnSnapshots([{ Name: `tag:${OWNERSHIP_TAG_KEYS.token}`, Values: [token] }]);
+  return found.filter((s) => isMadeBy(s.Tags, requestOwner(event), token));
 }
 
 /** Snapshots by id; a missing one (deleted, or not visible yet) is absent from the map. */
@@ -137,15 +118,6 @@ export async function describeByIds(ids: string[]): Promise<Map<string, Snapshot
   return found;
 }
 
-/** Deletes a snapshot; one already gone is deleted. */
-export async function deleteSnapshot(id: string): Promise<void> {
-  try {
-    await withRetries(() => ec2().send(new DeleteSnapshotCommand({ SnapshotId: id })), { budgetMs: CALL_BUDGET_MS });
-  } catch (err) {
-    if (errorCode(err) !== 'InvalidSnapshot.NotFound') throw err;
-  }
-}
-
 /** The volumes attached to an instance (CreateSnapshots takes one snapshot of each). */
 export async function attachedVolumes(instanceId: string): Promise<string[]> {
   const out = await withRetries(
@@ -164,11 +136,6 @@ export async function devicesOf(volumeIds: string[]): Promise<Map<string, string
     if (v.VolumeId && device) devices.set(v.VolumeId, device);
   }
   return devices;
-}
-
-/** Whether a snapshot carries our ownership tags for this stack and resource, and this request's token. */
-export function isOurs(event: OwnerRef, s: SnapshotView, token: string): boolean {
-  return isOwnedBy(s.Tags, requestOwner(event)) && tagValue(s.Tags, OWNERSHIP_TAG_KEYS.token) === token;
 }
 
 /** The oldest snapshot (StartTime, then id) of each volume. */

@@ -9,67 +9,54 @@ import type {
   OpenZfsSnapshotAttributes,
   OpenZfsSnapshotProperties,
 } from '../../src/private/contract';
+import { CALL_BUDGET_MS } from '../shared/budget';
 import { fsx } from '../shared/clients/fsx';
 import { clock } from '../shared/clock';
-import { HandlerError, describeError, errorCode, step, withRetries } from '../shared/errors';
-import {
-  IsCompleteRequest,
-  IsCompleteResponse,
-  OnEventRequest,
-  OnEventResponse,
-  isRollingBack,
-} from '../shared/events';
+import { HandlerError, errorCode, step, withRetries } from '../shared/errors';
+import type { OnEventRequest, OnEventResponse } from '../shared/events';
+import { copyLifecycle } from '../shared/lifecycle';
 import { logger } from '../shared/logger';
-import { OWNERSHIP_TAG_KEYS, isOwnedBy, ownershipTags, parseUserTags, requestOwner, tagValue, withOwnershipTags } from '../shared/ownership';
+import { isMadeFor, ownershipTags, parseUserTags, requestOwner, withOwnershipTags } from '../shared/ownership';
+import { allPages } from '../shared/paging';
 import { requestToken, stableHash } from '../shared/token';
-import { deadlineExceeded, fsxSnapshotProgress } from '../shared/waiter';
+import { fsxSnapshotProgress } from '../shared/waiter';
 
 type Request = OnEventRequest<OpenZfsSnapshotProperties>;
 type Response = OnEventResponse<OpenZfsSnapshotAttributes>;
-type CompleteRequest = IsCompleteRequest<OpenZfsSnapshotProperties, OpenZfsSnapshotAttributes>;
 
-/** How long one onEvent call keeps retrying throttling and 5xx before it gives up. */
-const CALL_BUDGET_MS = 60_000;
+/** What differs for OpenZFS snapshots; the lifecycle (lambda/shared/lifecycle.ts) does the rest. */
+const lifecycle = copyLifecycle<OpenZfsSnapshotProperties, OpenZfsSnapshotAttributes, Snapshot>({
+  store: {
+    noun: 'FSx snapshot',
+    idPrefix: 'fsvolsnap-',
+    describe: describeSnapshot,
+    delete: deleteSnapshot,
+    isGone: (s) => s.Lifecycle === 'DELETING',
+  },
+  identityHash,
+  create,
+  findAdoptable,
+  respond: (_event, snapshot, origin) => respond(snapshot, origin),
+  readCurrentFirst: true,
+  readCurrent: async (id) => {
+    try {
+      return { copy: await describeSnapshot(id) };
+    } catch (error) {
+      logger.warn('could not read the current snapshot', { snapshotId: id, error: error as Error });
+      return { error };
+    }
+  },
+  known: knownSnapshot,
+  progress: fsxSnapshotProgress,
+  doneData: (snapshot) => ({ CreationTime: snapshot?.CreationTime?.toISOString() ?? '' }),
+  timeoutReason: (event, _snapshot, progress) =>
+    `FSx snapshot ${event.PhysicalResourceId} was not AVAILABLE within the timeout of ${event.ResourceProperties.TimeoutSeconds} seconds ` +
+    `(still ${progress?.status === 'waiting' ? progress.state : ''}); it has been deleted so that no half-made snapshot is left behind`,
+  mayDiscard: async (_id, snapshot) => !!snapshot?.SnapshotId && snapshot.Lifecycle !== 'DELETING',
+});
 
-export async function onEvent(event: Request): Promise<Response> {
-  logger.appendKeys({ requestType: event.RequestType, logicalResourceId: event.LogicalResourceId, requestId: event.RequestId });
-  logger.info('onEvent', { physicalResourceId: event.PhysicalResourceId, properties: event.ResourceProperties });
-  switch (event.RequestType) {
-    case 'Create':
-      return create(event);
-    case 'Update':
-      return update(event);
-    case 'Delete':
-      return remove(event);
-  }
-}
-
-export async function isComplete(event: CompleteRequest): Promise<IsCompleteResponse<OpenZfsSnapshotAttributes>> {
-  logger.appendKeys({ requestType: event.RequestType, logicalResourceId: event.LogicalResourceId, requestId: event.RequestId });
-  // Deletes finish in onEvent; adopted and unchanged snapshots are not waited for, so that a
-  // rollback can never fail on them.
-  if (event.RequestType === 'Delete' || event.Data?.Origin !== 'created') return { IsComplete: true };
-
-  const id = event.PhysicalResourceId;
-  const snapshot = await step(`Reading FSx snapshot ${id}`, () => describeSnapshot(id));
-  const progress = fsxSnapshotProgress(id, snapshot);
-  logger.info('isComplete', { snapshotId: id, progress });
-  if (progress.status === 'done') {
-    return { IsComplete: true, Data: { CreationTime: snapshot?.CreationTime?.toISOString() ?? '' } };
-  }
-  if (progress.status === 'failed') {
-    await discard(event, snapshot);
-    throw new HandlerError(progress.reason);
-  }
-  if (deadlineExceeded(event.Data?.StartedAt, event.ResourceProperties.TimeoutSeconds, clock.now())) {
-    await discard(event, snapshot);
-    throw new HandlerError(
-      `FSx snapshot ${id} was not AVAILABLE within the timeout of ${event.ResourceProperties.TimeoutSeconds} seconds ` +
-        `(still ${progress.state}); it has been deleted so that no half-made snapshot is left behind`,
-    );
-  }
-  return { IsComplete: false };
-}
+export const onEvent = lifecycle.onEvent;
+export const isComplete = lifecycle.isComplete;
 
 async function create(event: Request): Promise<Response> {
   const props = event.ResourceProperties;
@@ -95,129 +82,24 @@ async function create(event: Request): Promise<Response> {
   return respond(snapshot, 'created');
 }
 
-async function update(event: Request): Promise<Response> {
-  const currentId = event.PhysicalResourceId!;
-  const wanted = identityHash(event.ResourceProperties);
-  const old = event.OldResourceProperties;
-  const current = await readForUpdate(currentId);
-  if ((old && identityHash(old) === wanted) || (current.snapshot && madeFor(current.snapshot, event, wanted))) {
-    // Nothing that forces a new snapshot changed (tags, name prefix, removal policy, timeout, the
-    // library's version), or the current snapshot was made for exactly these properties (the
-    // rollback that follows a failure of this very update).
-    logger.info('keeping the current snapshot', { snapshotId: currentId });
-    return respondKept(event, currentId, current);
-  }
-  const rollingBack = await isRollingBack(event.StackId);
-  if (rollingBack !== false) {
-    // A rollback returns to the snapshot the old properties made: it must never fail and never
-    // take a new snapshot. When the stack status could not be read, adopting a snapshot of ours
-    // made for exactly these properties is still the right answer.
-    const adopted = await findAdoptable(event).catch((err) => {
-      logger.error('could not look for a snapshot to adopt', { error: err as Error });
-      return undefined;
-    });
-    if (adopted) {
-      logger.info('adopting the snapshot these properties made', { snapshotId: adopted.SnapshotId, rollingBack });
-      return respond(adopted, 'adopted');
-    }
-    if (rollingBack) {
-      logger.warn('rolling back, and no snapshot of ours matches the old properties: keeping the current one', { snapshotId: currentId });
-      return respondKept(event, currentId, current);
-    }
-    // The status could not be read (say, the role may not call DescribeStacks) and nothing of ours
-    // matches: this is most likely an update, whose snapshot must not be skipped.
-    logger.warn('could not tell a rollback from an update, and nothing to adopt: taking a new snapshot');
-  }
-  return create(event);
-}
-
-/** The current snapshot, or why it could not be read (a read must not fail a rollback by itself). */
-async function readForUpdate(id: string): Promise<{ snapshot?: Snapshot; error?: unknown }> {
-  try {
-    return { snapshot: await describeSnapshot(id) };
-  } catch (error) {
-    logger.warn('could not read the current snapshot', { snapshotId: id, error: error as Error });
-    return { error };
-  }
-}
-
-/**
- * Answers with the snapshot the resource already has. If it could not be read, an update fails
- * with the reason; a rollback (or a request whose status cannot be read) answers with what is
- * known without reading (the id and the ARN, which follows from the stack's account and region),
- * because failing a rollback leaves the stack in UPDATE_ROLLBACK_FAILED.
- */
-async function respondKept(event: Request, id: string, current: { snapshot?: Snapshot; error?: unknown }): Promise<Response> {
-  if (current.snapshot || current.error === undefined) return respond(current.snapshot ?? knownSnapshot(event, id), 'unchanged');
-  if ((await isRollingBack(event.StackId)) === false) {
-    throw new HandlerError(describeError(`Reading FSx snapshot ${id}`, current.error));
-  }
-  return respond(knownSnapshot(event, id), 'unchanged');
-}
-
-/** What is known of a snapshot without reading it. */
+/** What is known of a snapshot without reading it: its id, and the ARN that follows from the stack's account and region. */
 function knownSnapshot(event: Request, id: string): Snapshot {
   // arn:<partition>:cloudformation:<region>:<account>:stack/<name>/<uuid>
   const [, partition, , region, account] = event.StackId.split(':');
   return { SnapshotId: id, ResourceARN: `arn:${partition}:fsx:${region}:${account}:snapshot/${event.ResourceProperties.VolumeId}/${id}` };
 }
 
-/** Ours, for this resource, and made for properties with this identity. */
-function madeFor(snapshot: Snapshot, event: Request, hash: string): boolean {
-  return isOwnedBy(snapshot.Tags, requestOwner(event)) && tagValue(snapshot.Tags, OWNERSHIP_TAG_KEYS.propsHash) === hash;
-}
-
-async function remove(event: Request): Promise<Response> {
-  const id = event.PhysicalResourceId!;
-  const response = { PhysicalResourceId: id };
-  if (event.ResourceProperties.RemovalPolicy !== 'destroy') {
-    logger.info('removal policy is retain: keeping the snapshot', { snapshotId: id });
-    return response;
-  }
-  if (!id.startsWith('fsvolsnap-')) return response; // never made one
-  const snapshot = await step(`Reading FSx snapshot ${id}`, () => describeSnapshot(id));
-  if (!snapshot || snapshot.Lifecycle === 'DELETING') {
-    logger.info('snapshot already gone', { snapshotId: id });
-    return response;
-  }
-  if (!isOwnedBy(snapshot.Tags, requestOwner(event))) {
-    logger.warn('not deleting a snapshot this resource did not make', { snapshotId: id, tags: snapshot.Tags });
-    return response;
-  }
-  await step(`Deleting FSx snapshot ${id}`, () => deleteSnapshot(id));
-  return response;
-}
-
-/** After a failure, delete the snapshot this very request made, so that nothing is orphaned. */
-async function discard(event: CompleteRequest, snapshot: Snapshot | undefined): Promise<void> {
-  if (!snapshot?.SnapshotId || snapshot.Lifecycle === 'DELETING') return;
-  if (!isOwnedBy(snapshot.Tags, requestOwner(event)) || tagValue(snapshot.Tags, OWNERSHIP_TAG_KEYS.token) !== requestToken(event)) return;
-  try {
-    await deleteSnapshot(snapshot.SnapshotId);
-    logger.info('deleted the snapshot of the failed request', { snapshotId: snapshot.SnapshotId });
-  } catch (err) {
-    // It stays tagged as ours, with the request's token: visible, and deletable by the stack.
-    logger.error('could not delete the snapshot of the failed request', { snapshotId: snapshot.SnapshotId, error: err as Error });
-  }
-}
-
-async function findAdoptable(event: Request): Promise<Snapshot | undefined> {
-  const props = event.ResourceProperties;
-  const wanted = identityHash(props);
-  const candidates: Snapshot[] = [];
-  let NextToken: string | undefined;
-  do {
-    const page = await withRetries(
-      () => fsx().send(new DescribeSnapshotsCommand({ Filters: [{ Name: 'volume-id', Values: [props.VolumeId] }], NextToken })),
+/** The newest of our snapshots of the volume made for properties with this hash, and not on its way out. */
+async function findAdoptable(event: Request, wanted: string): Promise<Snapshot | undefined> {
+  const snapshots = await allPages(
+    (NextToken) => withRetries(
+      () => fsx().send(new DescribeSnapshotsCommand({ Filters: [{ Name: 'volume-id', Values: [event.ResourceProperties.VolumeId] }], NextToken })),
       { budgetMs: CALL_BUDGET_MS },
-    );
-    for (const s of page.Snapshots ?? []) {
-      if (madeFor(s, event, wanted) && (s.Lifecycle === 'AVAILABLE' || s.Lifecycle === 'CREATING' || s.Lifecycle === 'PENDING')) {
-        candidates.push(s);
-      }
-    }
-    NextToken = page.NextToken;
-  } while (NextToken);
+    ),
+    (page) => page.Snapshots,
+  );
+  const candidates = snapshots.filter((s) => isMadeFor(s.Tags, requestOwner(event), wanted) &&
+    (s.Lifecycle === 'AVAILABLE' || s.Lifecycle === 'CREATING' || s.Lifecycle === 'PENDING'));
   candidates.sort((a, b) => (b.CreationTime?.getTime() ?? 0) - (a.CreationTime?.getTime() ?? 0));
   return candidates[0];
 }

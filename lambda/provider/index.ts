@@ -33,5 +33,6 @@ function moduleFor(event: Routed): TypeModule {
   }
   // Not a literal: the bundler leaves it to Node, which loads the module once and caches it.
   const file = path.join(__dirname, `${name}.js`);
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
   return require(file) as TypeModule;
 }

@@ -1,3 +1,4 @@
+import { backoff } from './backoff';
 import { clock } from './clock';
 import { logger } from './logger';
 
@@ -112,7 +113,7 @@ export async function withRetries<T>(fn: () => Promise<T>, options: RetryOptions
     try {
       return await fn();
     } catch (err) {
-      const delay = Math.floor(Math.random() * Math.min(max, base * 2 ** (attempt - 1))) + 1;
+      const delay = backoff(attempt, base, max);
       if (!retryable(err) || clock.now() - start + delay > options.budgetMs) throw err;
       options.onRetry?.(err, attempt, delay);
       await clock.sleep(delay);

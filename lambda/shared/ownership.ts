@@ -1,15 +1,7 @@
-import type { ManagedByValue, OwnershipTagKeys } from '../../src/private/contract';
+import { MANAGED_BY, OWNERSHIP_TAG_KEYS } from '../../src/private/ownership-tags';
 
-/** The tag keys every copy carries (typed by the contract the constructs use in IAM conditions). */
-export const OWNERSHIP_TAG_KEYS: OwnershipTagKeys = {
-  managedBy: 'cdk-storage-snapshots:managed-by',
-  stackId: 'cdk-storage-snapshots:stack-id',
-  owner: 'cdk-storage-snapshots:owner',
-  propsHash: 'cdk-storage-snapshots:props-hash',
-  token: 'cdk-storage-snapshots:token',
-};
-
-export const MANAGED_BY: ManagedByValue = 'cdk-storage-snapshots';
+// The constructs name the same keys in IAM conditions: one definition, bundled into the handlers.
+export { MANAGED_BY, OWNERSHIP_TAG_KEYS };
 
 /** Who owns a copy: one custom resource (or schedule) of one stack. */
 export interface Owner {
@@ -75,4 +67,14 @@ export function isOwnedBy(tags: readonly Tag[] | undefined, owner: Owner): boole
     tagValue(tags, OWNERSHIP_TAG_KEYS.stackId) === owner.stackId &&
     tagValue(tags, OWNERSHIP_TAG_KEYS.owner) === owner.owner
   );
+}
+
+/** Owned by this resource, and made for properties whose identity hash is `propsHash`. */
+export function isMadeFor(tags: readonly Tag[] | undefined, owner: Owner, propsHash: string): boolean {
+  return isOwnedBy(tags, owner) && tagValue(tags, OWNERSHIP_TAG_KEYS.propsHash) === propsHash;
+}
+
+/** Owned by this resource, and made by the request whose client token is `token`. */
+export function isMadeBy(tags: readonly Tag[] | undefined, owner: Owner, token: string): boolean {
+  return isOwnedBy(tags, owner) && tagValue(tags, OWNERSHIP_TAG_KEYS.token) === token;
 }

@@ -1,8 +1,8 @@
 /*
  * The contract between `EbsSnapshotOnDeploy` (src/) and its handler (lambda/ebs-snapshot/): the
  * custom resource properties the construct writes and the handler reads, and the attributes the
- * handler answers with. Type-only for the handler, as src/private/contract.ts. Every property
- * value is a string, as CloudFormation passes them.
+ * handler answers with, and the values both sides name (it imports nothing but types, so the
+ * handler's bundle copies them). Every property value is a string, as CloudFormation passes them.
  */
 import type { CopyOrigin, CopyRemovalPolicy } from './contract';
 
@@ -55,6 +55,10 @@ export interface EbsSnapshotOnDeployProperties {
  * rollback returns to exactly that set.
  */
 export type EbsSnapshotExtraTagKey = 'cdk-storage-snapshots:delivery' | 'cdk-storage-snapshots:replaces';
+/** The delivery that made a snapshot. */
+export const DELIVERY_TAG_KEY: EbsSnapshotExtraTagKey = 'cdk-storage-snapshots:delivery';
+/** The physical id of the set a snapshot replaced. */
+export const REPLACES_TAG_KEY: EbsSnapshotExtraTagKey = 'cdk-storage-snapshots:replaces';
 /** How many tags `EbsSnapshotExtraTagKey` takes of the 50 a snapshot may have. */
 export const EBS_SNAPSHOT_EXTRA_TAG_COUNT = 2;
 

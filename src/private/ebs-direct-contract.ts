@@ -1,12 +1,12 @@
 /*
- * The contract between the construct side of snapshots made from data (`ebs-data-snapshot.ts`) and
+ * The contract between the construct side of snapshots made from data (`ebs-snapshot-from-image.ts`) and
  * the `ebs-direct-snapshot` handler: the custom resource properties, its attributes, and the one
- * tag key the handler adds beside the ownership tags. The handler imports this file for its types
- * only. CloudFormation passes every property value as a string.
+ * tag key the handler adds beside the ownership tags. It imports nothing but types, so that the
+ * handler's bundle can copy its values. CloudFormation passes every property value as a string.
  */
 import type { CopyOrigin, CopyRemovalPolicy } from './contract';
 
-/** Properties of the `Custom::EbsSnapshotFromData` resource. */
+/** Properties of the `Custom::EbsSnapshotFromImage` resource. */
 export interface EbsSnapshotFromDataProperties {
   /** The bucket that holds the disk image. */
   readonly ImageBucket: string;
@@ -37,7 +37,7 @@ export interface EbsSnapshotFromDataProperties {
   readonly TimeoutSeconds: string;
 }
 
-/** Attributes (`Data`) of the `Custom::EbsSnapshotFromData` resource. */
+/** Attributes (`Data`) of the `Custom::EbsSnapshotFromImage` resource. */
 export interface EbsSnapshotFromDataAttributes {
   readonly SnapshotId: string;
   /** GiB, as a string. */
@@ -59,6 +59,10 @@ export interface EbsSnapshotFromDataAttributes {
  * on every poll). IAM limits the handler's `ec2:CreateTags` to this key on snapshots this stack owns.
  */
 export type UploadCursorTagKey = 'cdk-storage-snapshots:upload-cursor';
+export const UPLOAD_CURSOR_TAG_KEY: UploadCursorTagKey = 'cdk-storage-snapshots:upload-cursor';
+
+/** EBS direct blocks are exactly 512 KiB: what the handler writes, and what the construct's size bound counts in. */
+export const EBS_BLOCK_BYTES = 524_288;
 
 /** Tags the library adds to a snapshot made from data beyond the ownership tags. */
 export const EBS_DIRECT_EXTRA_TAG_COUNT = 1;

@@ -1,9 +1,17 @@
 import * as fs from 'fs';
 import * as path from 'path';
+import * as s3 from 'aws-cdk-lib/aws-s3';
 import * as s3assets from 'aws-cdk-lib/aws-s3-assets';
 import { Construct, IConstruct } from 'constructs';
-import type { EbsImageLocation } from './ebs-data-snapshot';
 import { invalid } from './validation';
+
+/** Where a disk image is: an S3 object (a CDK asset, or an object of the user's). */
+export interface EbsImageLocation {
+  readonly bucket: s3.IBucket;
+  readonly objectKey: string;
+  /** The image's size in bytes, when known at synth (a local file). */
+  readonly sizeBytes?: number;
+}
 
 /** A disk image is whole 512-byte sectors. */
 export const SECTOR_BYTES = 512;
@@ -39,7 +47,7 @@ export function statImageFile(scope: IConstruct, prop: string, file: string): nu
  * hashed by content so that a changed image makes a new object key and so a new snapshot), with
  * its size known at synth. The asset is created under `scope` with id `Image`.
  */
-export function imageFromFile(scope: Construct, file: string, prop = 'source'): EbsImageLocation {
+export function imageFromFile(scope: Construct, file: string, prop = 'image'): EbsImageLocation {
   const sizeBytes = statImageFile(scope, prop, file);
   const asset = new s3assets.Asset(scope, 'Image', { path: path.resolve(file) });
   return { bucket: asset.bucket, objectKey: asset.s3ObjectKey, sizeBytes };

@@ -1,11 +1,10 @@
 import { CfnResource } from 'aws-cdk-lib';
-import type { EbsImageLocation } from './ebs-data-snapshot';
 
 /**
  * What an `EbsSnapshotSource` binds to: the construct switches on `kind`, and refuses a kind it
- * does not know (sources from data add `kind: 'data'`).
+ * does not know.
  */
-export type EbsSourceConfig = EbsVolumeSourceConfig | EbsInstanceSourceConfig | EbsDataSourceConfig;
+export type EbsSourceConfig = EbsVolumeSourceConfig | EbsInstanceSourceConfig;
 
 export interface EbsVolumeSourceConfig {
   readonly kind: 'volume';
@@ -21,10 +20,4 @@ export interface EbsInstanceSourceConfig {
   readonly instanceId: string;
   /** The instance's L1 when it is defined in the app: lets the construct find it by tags if it is guarded. */
   readonly resource?: CfnResource;
-}
-
-export interface EbsDataSourceConfig {
-  readonly kind: 'data';
-  /** The disk image to write into a new snapshot with the EBS direct APIs. */
-  readonly image: EbsImageLocation;
 }

@@ -1,8 +1,8 @@
 /*
  * The contract between `FsxBackupSchedule` (src/) and its scheduled handler
  * (lambda/fsx-backup-schedule): the input each schedule's EventBridge rule sends, and the names of
- * the CloudWatch metrics the handler emits and the construct alarms on. The handler imports this
- * file for its types only, like src/private/contract.ts.
+ * the CloudWatch metrics the handler emits and the construct alarms on. It imports nothing, so
+ * that both the construct and the handler (whose bundle copies it) import its values.
  *
  * Unlike a custom resource's properties, an EventBridge input is JSON: numbers stay numbers.
  */
@@ -62,5 +62,18 @@ export interface FsxBackupMetricNames {
   readonly tagsDropped: 'CopiedTagsDropped';
 }
 
+/** The metrics' names, for the handler that emits them and the construct that alarms on them. */
+export const FSX_BACKUP_METRICS: FsxBackupMetricNames = {
+  started: 'BackupsStarted',
+  failed: 'BackupsFailed',
+  pruned: 'BackupsPruned',
+  pruneFailed: 'PruneFailures',
+  tagsDropped: 'CopiedTagsDropped',
+};
+
 /** The metric dimension that names the schedule. */
 export type ScheduleDimension = 'Schedule';
+export const SCHEDULE_DIMENSION: ScheduleDimension = 'Schedule';
+
+/** The environment variable that tells the scheduled handler its function's timeout (ms): it stops starting work before it. */
+export const SCHEDULE_TIMEOUT_ENV = 'TIMEOUT_MS';

@@ -130,7 +130,9 @@ export abstract class StackHandlers extends Construct {
    * A handler function running `index.<exportName>` of the bundle, with the stack-level settings;
    * `memorySize` (MiB) applies unless `handlerOptions.memorySize` was given.
    */
-  protected handlerFunction(id: string, exportName: string, timeout: Duration, memorySize: number, environment: Record<string, string> = {}): lambda.Function {
+  protected handlerFunction(
+    id: string, exportName: string, timeout: Duration, memorySize: number, environment: Record<string, string> = {},
+  ): lambda.Function {
     return new lambda.Function(this, id, {
       code: this.code,
       handler: `index.${exportName}`,

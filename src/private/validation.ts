@@ -1,5 +1,6 @@
 import { Duration, Token } from 'aws-cdk-lib';
 import { IConstruct } from 'constructs';
+import { FSX_TAG_PATTERN } from './shared-values';
 
 /** Throws the library's one shape of synth-time error: the construct path, the prop, the rule, the value. */
 export function invalid(scope: IConstruct, prop: string, rule: string, value?: unknown): never {
@@ -31,7 +32,7 @@ export interface TagCharacters {
  * and `_ . : / = + - @`. EC2 allows any character, so the check is FSx's only.
  */
 export const FSX_TAG_CHARACTERS: TagCharacters = {
-  pattern: /^([\p{L}\p{Z}\p{N}_.:/=+\-@]*)$/u,
+  pattern: FSX_TAG_PATTERN,
   description: 'letters, numbers, spaces and _ . : / = + - @',
 };
 

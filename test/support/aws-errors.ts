@@ -2,7 +2,7 @@
  * An AWS service error as the SDK throws it: `name` is the service's error code and `$metadata`
  * carries the HTTP status. (The SDK's own classes add nothing the handlers look at.)
  */
-export function awsError(name: string, message: string, httpStatusCode: number, extra: Record<string, unknown> = {}): Error {
+export function awsError(name: string, message = name, httpStatusCode = 400, extra: Record<string, unknown> = {}): Error {
   return Object.assign(new Error(message), {
     name,
     $fault: httpStatusCode >= 500 ? 'server' : 'client',
