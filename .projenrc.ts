@@ -126,9 +126,9 @@ packageAll?.reset();
 packageAll?.spawn(project.tasks.tryFind('package:js')!);
 packageAll?.spawn(codeOnly);
 
-// Integration apps (test/integ.*.ts): their committed snapshots are verified offline as part of
+// Integration apps (test/integ/integ.*.ts): their committed snapshots are verified offline as part of
 // `test`; `integ:update` rewrites them without deploying anything.
-const INTEG = 'integ-runner --directory test --language typescript --parallel-regions us-east-1';
+const INTEG = 'integ-runner --directory test/integ --language typescript --parallel-regions us-east-1';
 const integ = project.addTask('integ', {
   description: 'Verify the committed snapshots of the integration apps against a fresh synth (offline)',
   exec: INTEG,
@@ -144,7 +144,7 @@ project.addTask('integ:deploy', {
   steps: [
     { spawn: 'bundle' },
     {
-      exec: 'integ-runner --directory test --language typescript --parallel-regions ${AWS_REGION:-us-east-1} --force --update-on-failed',
+      exec: 'integ-runner --directory test/integ --language typescript --parallel-regions ${AWS_REGION:-us-east-1} --force --update-on-failed',
       receiveArgs: true,
     },
   ],

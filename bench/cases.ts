@@ -58,7 +58,7 @@ function perArnAllow(this: any, actions: string[], resources: string[], conditio
     statement = new iam.PolicyStatement({ actions, conditions });
     statements.set(key, statement);
     this.role.addToPrincipalPolicy(statement);
-    suppressNag(this.role, this.spec.wildcardReasons);
+    suppressNag(this.role, this.wildcardReasons);
   }
   const known = new Set(statement.resources);
   const fresh = resources.filter((r) => !known.has(r));

@@ -18,9 +18,9 @@ import { Worker } from 'worker_threads';
 import { EBSClient, StartSnapshotCommand } from '@aws-sdk/client-ebs';
 import { S3Client } from '@aws-sdk/client-s3';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
-import { BLOCK_SIZE } from '../lambda/ebs-direct-snapshot/blocks';
 import { initialCursor } from '../lambda/ebs-direct-snapshot/cursor';
 import { CHUNK_BYTES, MAX_CONCURRENCY, READ_AHEAD_CHUNKS, uploadBlocks } from '../lambda/ebs-direct-snapshot/upload';
+import { EBS_BLOCK_BYTES } from '../src/private/ebs-direct-contract';
 import { syntheticImage } from '../test/support/ebs-direct-server';
 
 const MIB = 1024 * 1024;
@@ -52,9 +52,9 @@ export async function ebsDirectUploadBench(options: { quick?: boolean; latencyMs
     hashMs += performance.now() - t;
   }
   const imageMib = image.sizeBytes / MIB;
-  const hashRate = (nonZero * BLOCK_SIZE) / MIB / (hashMs / 1000);
+  const hashRate = (nonZero * EBS_BLOCK_BYTES) / MIB / (hashMs / 1000);
   // Limit 2: the pool's concurrency × 512 KiB per round trip.
-  const poolRate = (MAX_CONCURRENCY * BLOCK_SIZE) / MIB / (latencyMs / 1000);
+  const poolRate = (MAX_CONCURRENCY * EBS_BLOCK_BYTES) / MIB / (latencyMs / 1000);
   // The upload writes only the non-zero blocks: in image MiB/s, each limit is that much higher.
   const scale = blocks / nonZero;
 
@@ -97,7 +97,7 @@ export async function ebsDirectUploadBench(options: { quick?: boolean; latencyMs
     });
     if (!result.done || result.cursor.changed !== nonZero) throw new Error(`the upload did not write every non-zero block (${result.cursor.changed} of ${nonZero})`);
     const rate = imageMib / seconds;
-    const writeRate = (nonZero * BLOCK_SIZE) / MIB / seconds;
+    const writeRate = (nonZero * EBS_BLOCK_BYTES) / MIB / seconds;
     const lower = Math.min(hashRate, poolRate);
     const f = (v: number, d = 1) => v.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d });
     return [

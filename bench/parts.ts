@@ -3,8 +3,9 @@
  * cold start, waiting cost. bench/run.ts runs them all; test/bench-smoke.test.ts runs the smallest
  * case of each.
  */
+import * as path from 'path';
 import { SCALE_CASES } from './cases';
-import { awsCustomResourceCase, ColdStartRow, libraryCases, measureColdStart, tempDir } from './cold-start';
+import { awsCustomResourceCase, ColdStartCase, ColdStartRow, libraryCases, measureColdStart, tempDir } from './cold-start';
 import { num, ratio, Section, table } from './report';
 import { firstN, LIMITS, measureScaleRoundRobin, overIamLimits, ScaleCase, ScaleRow, synthOnce, templateFigures } from './scale';
 import { summarizeWaiting, WaitingSummary } from './waiting';
@@ -155,10 +156,16 @@ export function iamPart(max: number, cases: ScaleCase[] = SCALE_CASES.filter((c)
 
 export interface ColdStartOptions {
   readonly runs: number;
-  /** Handler bundles to measure (assets/<name>); all by default. */
+  /** Handlers to measure, by module (lambda/<name>); all by default. */
   readonly only?: string[];
   readonly sourceMapModes?: boolean[];
   readonly acrClients?: Array<'fsx' | 'ec2'>;
+}
+
+/** The files a case loads, relative to assets/ (or the file's name outside it). */
+function loads(c: ColdStartCase): string {
+  const assets = path.join(__dirname, '..', 'assets');
+  return (c.files ?? [c.file]).map((f) => (f.startsWith(assets) ? path.relative(assets, f) : path.basename(f))).join(' + ');
 }
 
 export function coldStartPart(options: ColdStartOptions): { section: Section; rows: ColdStartRow[] } {
@@ -166,15 +173,17 @@ export function coldStartPart(options: ColdStartOptions): { section: Section; ro
   const rows = measureColdStart(cases, options.runs, options.sourceMapModes ?? [true, false]);
   const acrOf = (r: ColdStartRow) => rows.find((x) => x.case.name.startsWith('AwsCustomResource') && x.case.clients.some((c) => r.case.clients.includes(c)));
   const markdown = [
-    table(['handler', 'bundle KiB', 'map KiB', 'SDK clients', 'source maps', 'load ms', 'clients ms', 'load + clients ms', 'vs AwsCustomResource'],
+    table(['handler', 'loads', 'bundle KiB', 'map KiB', 'SDK clients', 'source maps', 'load ms', 'clients ms', 'load + clients ms', 'vs AwsCustomResource'],
       rows.map((r) => {
         const acr = acrOf(r);
         const total = r.loadMs + r.clientsMs;
-        return [r.case.name, num(r.case.bytes / 1024), num(r.case.mapBytes / 1024), r.case.clients.join(', '), r.sourceMaps ? 'on' : 'off',
+        return [r.case.name, loads(r.case), num(r.case.bytes / 1024), num(r.case.mapBytes / 1024), r.case.clients.join(', '), r.sourceMaps ? 'on' : 'off',
           num(r.loadMs, 1), num(r.clientsMs, 1), num(total, 1), acr && acr !== r ? ratio(total, acr.loadMs + acr.clientsMs) : '–'];
       })),
     '',
-    `Median of ${options.runs} fresh \`node\` processes (${process.version}) after one unmeasured run. The library's handlers run with ` +
+    `Median of ${options.runs} fresh \`node\` processes (${process.version}) after one unmeasured run. A deploy-time type loads the ` +
+    'stack\'s one provider: its router (assets/provider/index.js), which on the first request of the type requires that type\'s ' +
+    'bundle beside it; "load ms" is both, sizes are their sum. The library\'s handlers run with ' +
     '`NODE_OPTIONS=--enable-source-maps` (source maps "on"); AwsCustomResource loads `@aws-sdk/client-<service>` from the Lambda ' +
     'runtime on its first call, measured here from node_modules, so its "clients ms" includes loading the SDK package.',
   ].join('\n');

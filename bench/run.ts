@@ -4,9 +4,11 @@
  * Prints the tables and writes them with the conclusions to bench/RESULTS.md.
  *
  *   npx projen bench                       (bundles the handlers first)
- *   npx ts-node --project test/tsconfig.json bench/run.ts [--quick] [--skip-ebs-direct] [--only=scale,iam,cold-start,waiting,ebs-answer,ebs-direct] [--no-write]
+ *   npx ts-node --project test/tsconfig.json bench/run.ts [--quick] [--skip-ebs-direct] [--only=scale,iam,cold-start,provider,waiting,ebs-answer,ebs-direct]
+ *     [--baseline=REV] [--no-write]
  *
  * --quick runs the smallest case of each part (seconds); the smoke test does the same in process.
+ * --baseline=REV: the commit the provider part measures each type's own provider at (default cad47d0).
  */
 import './env';
 import { execFileSync } from 'child_process';
@@ -18,17 +20,20 @@ import { performance } from 'perf_hooks';
 import { measureAnswers } from './ebs-answer';
 import { ebsDirectUploadBench } from './ebs-direct-upload';
 import { coldStartPart, iamPart, scalePart, waitingPart } from './parts';
+import { ARM64_USD_PER_GB_SECOND, BEFORE_ISSUE_15, COLD_START_TARGET, providerPart } from './provider';
 import { num, ratio, Section, table } from './report';
 import { PROVIDER_QUERY_INTERVAL } from '../src/private/provider';
 import { EXACT_ARNS_PER_STATEMENT } from '../src/private/stack-handlers';
 
-const PARTS = ['scale', 'iam', 'cold-start', 'waiting', 'ebs-answer', 'ebs-direct'] as const;
+const PARTS = ['scale', 'iam', 'cold-start', 'provider', 'waiting', 'ebs-answer', 'ebs-direct'] as const;
 type Part = typeof PARTS[number];
 
 interface Args {
   readonly quick: boolean;
   readonly parts: Set<Part>;
   readonly write: boolean;
+  /** The commit the provider part compares cold start with (each type's own provider). */
+  readonly baseline?: string;
 }
 
 function parseArgs(argv: string[]): Args {
@@ -37,7 +42,8 @@ function parseArgs(argv: string[]): Args {
   if (unknown.length) throw new Error(`unknown part(s) ${unknown.join(', ')}: the parts are ${PARTS.join(', ')}`);
   const parts = new Set<Part>((only as Part[] | undefined) ?? PARTS);
   if (argv.includes('--skip-ebs-direct')) parts.delete('ebs-direct');
-  return { quick: argv.includes('--quick'), parts, write: !argv.includes('--no-write') };
+  const baseline = argv.find((a) => a.startsWith('--baseline='))?.slice('--baseline='.length);
+  return { quick: argv.includes('--quick'), parts, write: !argv.includes('--no-write'), baseline };
 }
 
 /** A fixed CPU task (SHA-256 of 32 MiB), timed before and after: how much the machine's load moved the figures. */
@@ -111,6 +117,31 @@ export async function main(argv: string[]): Promise<string> {
       ? { runs: 1, only: ['openzfs-snapshot'], sourceMapModes: [true], acrClients: ['fsx'] }
       : { runs: 11 }));
     sections.push(cold.section);
+  }
+  if (args.parts.has('provider')) {
+    const provider = await timed('provider', () => providerPart(args.quick
+      ? { runs: 1, types: ['openzfs-snapshot'], baseline: args.baseline }
+      : { runs: 21, baseline: args.baseline }));
+    sections.push(provider.section);
+    for (const r of provider.coldStart) {
+      conclusions.push(`${r.resourceType} cold start (load + clients, source maps on): ${num(r.nowMs, 1)} ms through the one provider against ` +
+        `${num(r.thenMs, 1)} ms with its own at ${provider.baseline}: ${ratio(r.nowMs, r.thenMs)} (target at most ${num(COLD_START_TARGET, 2)}×); ` +
+        `${num(r.nowBytes / 1024)} KiB loaded against ${num(r.thenBytes / 1024)}.`);
+    }
+    const strays = provider.loads.filter((l) => !l.onlyOwn);
+    conclusions.push(strays.length === 0
+      ? `A request of each type loads only the router and its own type's bundle (${provider.loads.map((l) => `${l.module}.js`).join(', ')}).`
+      : `A request loads more than the router and its own bundle: ${strays.map((l) => `${l.resourceType}: ${[...l.providerFiles, ...l.otherFiles].join(', ')}`).join('; ')}.`);
+    for (const g of provider.gbs.filter((x) => x.ownGbs !== undefined && x.sharedMb !== x.ownMb)) {
+      conclusions.push(`${g.resourceType} in a stack with EbsSnapshotFromImage runs at ${num(g.sharedMb)} MB instead of ${num(g.ownMb)}: ` +
+        `${num(g.sharedGbs!, 2)} GB-s per Create instead of ${num(g.ownGbs!, 2)} (assumed ${num(g.seconds!, 1)} s billed; ` +
+        `$${((g.sharedGbs! - g.ownGbs!) * 1000 * ARM64_USD_PER_GB_SECOND).toFixed(3)} more per 1,000 deploys at arm64 us-east-1 list price).`);
+    }
+    conclusions.push(`Fixed resources per stack: ${provider.deployTime.fixed.total} with the three deploy-time types ` +
+      `(target ≤ ${BEFORE_ISSUE_15.targets.deployTime}, before ${BEFORE_ISSUE_15.deployTime.total}), ${provider.withSchedule.fixed.total} with ` +
+      `FsxBackupSchedule too (target ≤ ${BEFORE_ISSUE_15.targets.withSchedule}, before ${BEFORE_ISSUE_15.withSchedule.total}); ` +
+      `${provider.withSchedule.fixed['AWS::Lambda::Function'] ?? 0} Lambda functions (before ${BEFORE_ISSUE_15.withSchedule['AWS::Lambda::Function']}), ` +
+      `${provider.withSchedule.fixed['AWS::StepFunctions::StateMachine'] ?? 0} state machine(s) (before ${BEFORE_ISSUE_15.withSchedule['AWS::StepFunctions::StateMachine']}).`);
   }
   if (args.parts.has('waiting')) {
     const waiting = await timed('waiting', () => waitingPart(args.quick

@@ -4,7 +4,7 @@ import { Construct, IConstruct } from 'constructs';
 import { DiskImage } from './disk-image';
 import { HandlerOptions } from './handler-options';
 import { CopyTags } from './private/copy-tags';
-import { EBS_DIRECT_EXTRA_TAG_COUNT, type EbsSnapshotFromDataProperties } from './private/ebs-direct-contract';
+import { EBS_DIRECT_EXTRA_TAG_COUNT, type EbsSnapshotFromImageProperties } from './private/ebs-direct-contract';
 import { EBS_IMAGE_HANDLER, grantImageSnapshot } from './private/ebs-image-handler';
 import { ec2SnapshotArn } from './private/ec2-arns';
 import { encodeRemovalPolicy } from './private/encode';
@@ -178,7 +178,7 @@ export class EbsSnapshotFromImage extends Construct implements IEbsSnapshotFromI
 
     const provider = SnapshotProvider.of(this, EBS_IMAGE_HANDLER, props.handlerOptions);
     grantImageSnapshot(provider, { image, parentSnapshotId: props.parentSnapshotId, kmsKey: props.encryption?.kmsKey });
-    const properties: EbsSnapshotFromDataProperties = {
+    const properties: EbsSnapshotFromImageProperties = {
       ImageBucket: image.bucket.bucketName,
       ImageKey: image.objectKey,
       ImageSizeBytes: image.sizeBytes !== undefined ? String(image.sizeBytes) : undefined,

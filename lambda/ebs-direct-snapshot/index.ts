@@ -5,7 +5,7 @@ import { findAdoptable, mayDiscard, readCurrent } from './snapshot';
 import { GIB, create } from './start';
 import type { CopyOrigin } from '../../src/private/contract';
 import {
-  EBS_BLOCK_BYTES, type EbsSnapshotFromDataAttributes, type EbsSnapshotFromDataProperties, UPLOAD_CURSOR_TAG_KEY,
+  EBS_BLOCK_BYTES, type EbsSnapshotFromImageAttributes, type EbsSnapshotFromImageProperties, UPLOAD_CURSOR_TAG_KEY,
 } from '../../src/private/ebs-direct-contract';
 import { clock } from '../shared/clock';
 import { EC2_SNAPSHOTS } from '../shared/ec2-snapshots';
@@ -18,8 +18,8 @@ import { ec2SnapshotProgress } from '../shared/waiter';
 export type { InvocationContext } from '../shared/context';
 export { DEFAULT_SLICE_MS, RESERVE_MS } from './slice';
 
-type Props = EbsSnapshotFromDataProperties;
-type Attributes = EbsSnapshotFromDataAttributes;
+type Props = EbsSnapshotFromImageProperties;
+type Attributes = EbsSnapshotFromImageAttributes;
 
 /** What differs for snapshots from disk images; the lifecycle (lambda/shared/lifecycle.ts) does the rest. */
 const lifecycle = copyLifecycle<Props, Attributes, Snapshot>({

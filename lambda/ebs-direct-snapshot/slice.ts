@@ -5,7 +5,7 @@ import { UploadCursor, decodeCursor, initialCursor } from './cursor';
 import { ResumableSha256 } from './linear-checksum';
 import { discard, saveCursor } from './snapshot';
 import { BlockWriteError, uploadBlocks } from './upload';
-import type { EbsSnapshotFromDataAttributes, EbsSnapshotFromDataProperties } from '../../src/private/ebs-direct-contract';
+import type { EbsSnapshotFromImageAttributes, EbsSnapshotFromImageProperties } from '../../src/private/ebs-direct-contract';
 import { UPLOAD_CURSOR_TAG_KEY } from '../../src/private/ebs-direct-contract';
 import { CALL_BUDGET_MS } from '../shared/budget';
 import { clock } from '../shared/clock';
@@ -22,8 +22,8 @@ import { ec2SnapshotProgress } from '../shared/waiter';
  * cursor saved on the snapshot, and CompleteSnapshot once every block is written.
  */
 
-type Attributes = EbsSnapshotFromDataAttributes;
-type CompleteRequest = IsCompleteRequest<EbsSnapshotFromDataProperties, Attributes>;
+type Attributes = EbsSnapshotFromImageAttributes;
+type CompleteRequest = IsCompleteRequest<EbsSnapshotFromImageProperties, Attributes>;
 
 /** What an isComplete invocation keeps for draining the blocks in flight and saving the cursor. */
 export const RESERVE_MS = 60_000;

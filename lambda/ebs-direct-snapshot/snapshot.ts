@@ -1,6 +1,6 @@
 import { CreateTagsCommand, Snapshot } from '@aws-sdk/client-ec2';
 import { UploadCursor, encodeCursor } from './cursor';
-import { type EbsSnapshotFromDataProperties, UPLOAD_CURSOR_TAG_KEY } from '../../src/private/ebs-direct-contract';
+import { type EbsSnapshotFromImageProperties, UPLOAD_CURSOR_TAG_KEY } from '../../src/private/ebs-direct-contract';
 import { ec2 } from '../shared/clients/ec2';
 import { EC2_SNAPSHOTS, describeEc2Snapshot, describeOwnSnapshots } from '../shared/ec2-snapshots';
 import { HandlerError, withRetries } from '../shared/errors';
@@ -14,7 +14,7 @@ import { OWNERSHIP_TAG_KEYS, isMadeFor, requestOwner } from '../shared/ownership
  * look-up of a snapshot to adopt.
  */
 
-type Request = OnEventRequest<EbsSnapshotFromDataProperties>;
+type Request = OnEventRequest<EbsSnapshotFromImageProperties>;
 
 export async function saveCursor(id: string, cursor: UploadCursor): Promise<void> {
   const Tags = [{ Key: UPLOAD_CURSOR_TAG_KEY, Value: encodeCursor(cursor) }];

@@ -1,7 +1,7 @@
 import { StartSnapshotCommand } from '@aws-sdk/client-ebs';
 import { HeadObjectCommand } from '@aws-sdk/client-s3';
 import { imageS3, uploadEbs } from './clients';
-import type { EbsSnapshotFromDataAttributes, EbsSnapshotFromDataProperties } from '../../src/private/ebs-direct-contract';
+import type { EbsSnapshotFromImageAttributes, EbsSnapshotFromImageProperties } from '../../src/private/ebs-direct-contract';
 import { CALL_BUDGET_MS } from '../shared/budget';
 import { clock } from '../shared/clock';
 import { HandlerError, errorCode, errorMessage, step, withRetries } from '../shared/errors';
@@ -15,9 +15,9 @@ import { requestToken } from '../shared/token';
  * is isComplete's (slice.ts).
  */
 
-type Props = EbsSnapshotFromDataProperties;
+type Props = EbsSnapshotFromImageProperties;
 type Request = OnEventRequest<Props>;
-type Response = OnEventResponse<EbsSnapshotFromDataAttributes>;
+type Response = OnEventResponse<EbsSnapshotFromImageAttributes>;
 
 /** StartSnapshot `Timeout`: EBS cancels the snapshot when nothing is written (or it is not completed) for this long. */
 const SNAPSHOT_TIMEOUT_MINUTES = 60;

@@ -7,7 +7,7 @@
 import type { CopyOrigin, CopyRemovalPolicy } from './contract';
 
 /** Properties of the `Custom::EbsSnapshotFromImage` resource. */
-export interface EbsSnapshotFromDataProperties {
+export interface EbsSnapshotFromImageProperties {
   /** The bucket that holds the disk image. */
   readonly ImageBucket: string;
   /** The object key of the disk image. Forces a new snapshot when it changes. */
@@ -38,7 +38,7 @@ export interface EbsSnapshotFromDataProperties {
 }
 
 /** Attributes (`Data`) of the `Custom::EbsSnapshotFromImage` resource. */
-export interface EbsSnapshotFromDataAttributes {
+export interface EbsSnapshotFromImageAttributes {
   readonly SnapshotId: string;
   /** GiB, as a string. */
   readonly VolumeSize: string;

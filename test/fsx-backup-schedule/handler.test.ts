@@ -1,0 +1,520 @@
+import {
+  Backup,
+  CreateBackupCommand,
+  DeleteBackupCommand,
+  DescribeBackupsCommand,
+  DescribeFileSystemsCommand,
+  DescribeVolumesCommand,
+  FSxClient,
+  ListTagsForResourceCommand,
+} from '@aws-sdk/client-fsx';
+import { mockClient } from 'aws-sdk-client-mock';
+import 'aws-sdk-client-mock-jest';
+import { ownershipTagsOf } from '../fixtures/ownership';
+import { awsError } from '../support/aws-errors';
+import { backupTags, backupsToPrune, handler, metrics, previousFailed, scheduledMinute, targetHash } from '../../lambda/fsx-backup-schedule';
+import { clock } from '../../lambda/shared/clock';
+import { OWNERSHIP_TAG_KEYS } from '../../lambda/shared/ownership';
+import { tickToken } from '../../lambda/shared/token';
+import type { FsxBackupTickInput } from '../../src/private/fsx-backup-contract';
+
+const fsxMock = mockClient(FSxClient);
+const realClock = { ...clock };
+
+const STACK_ID = 'arn:aws:cloudformation:us-east-1:111111111111:stack/app/0e1a2b3c-0000-0000-0000-000000000000';
+const SCHEDULE = 'AppNightly5A33CB59';
+const FS = 'fs-0123456789abcdef0';
+const FS2 = 'fs-0123456789abcdef1';
+const VOL = 'fsvol-0123456789abcdef0';
+const TIME = '2026-11-22T02:00:00Z';
+const TICK_MS = Date.parse(TIME);
+const DAY = 86_400_000;
+
+function tick(overrides: Partial<FsxBackupTickInput> = {}): FsxBackupTickInput {
+  return {
+    Time: TIME,
+    EventId: 'event-1',
+    StackId: STACK_ID,
+    Schedule: SCHEDULE,
+    Targets: [{ Kind: 'file-system', Id: FS }],
+    ...overrides,
+  };
+}
+
+/** The tick's token: derived from the scheduled time rounded down to the minute. */
+function token(target: string, time = TIME) {
+  return tickToken({ scheduleId: `${STACK_ID}|${SCHEDULE}`, target, scheduledTime: scheduledMinute(time) });
+}
+
+function ours(target: string, time = TIME, owner = SCHEDULE, stackId = STACK_ID): Array<{ Key: string; Value: string }> {
+  // Sorted by key, as the handler sends them.
+  return ownershipTagsOf({ stackId, owner, propsHash: targetHash(target), token: token(target, time) }).sort((a, b) => (a.Key < b.Key ? -1 : 1));
+}
+
+function fileSystem(id: string, copyTags = false, tags: Array<{ Key: string; Value: string }> | undefined = [], type = 'OPENZFS') {
+  const config = { CopyTagsToBackups: copyTags };
+  return {
+    FileSystemId: id,
+    FileSystemType: type as any,
+    ResourceARN: `arn:aws:fsx:us-east-1:111111111111:file-system/${id}`,
+    Tags: tags,
+    OpenZFSConfiguration: type === 'OPENZFS' ? config : undefined,
+    WindowsConfiguration: type === 'WINDOWS' ? config : undefined,
+    LustreConfiguration: type === 'LUSTRE' ? config : undefined,
+  };
+}
+
+function backup(id: string, target: string, ageDays: number, tags = ours(target), lifecycle = 'AVAILABLE'): Backup {
+  return {
+    BackupId: id,
+    Lifecycle: lifecycle as any,
+    Type: 'USER_INITIATED',
+    CreationTime: new Date(TICK_MS - ageDays * DAY),
+    Tags: tags,
+    FileSystem: { FileSystemId: target.startsWith('fsvol-') ? 'fs-00000000000000009' : target },
+    Volume: target.startsWith('fsvol-') ? { VolumeId: target } : undefined,
+  } as Backup;
+}
+
+function created(id = 'backup-00000000000000001', lifecycle = 'CREATING'): any {
+  return {
+    Backup: {
+      BackupId: id,
+      Lifecycle: lifecycle,
+      Type: 'USER_INITIATED',
+      CreationTime: new Date(TICK_MS),
+      FailureDetails: lifecycle === 'FAILED' ? { Message: 'The file system was busy' } : undefined,
+    },
+  };
+}
+
+let now = 0;
+let addMetric: jest.SpyInstance;
+let publish: jest.SpyInstance;
+
+beforeEach(() => {
+  fsxMock.reset();
+  now = TICK_MS + 30_000;
+  clock.now = () => now;
+  clock.sleep = async (ms) => {
+    now += ms;
+  };
+  fsxMock.on(DescribeFileSystemsCommand).callsFake((input) => ({ FileSystems: input.FileSystemIds.map((id: string) => fileSystem(id)) }));
+  fsxMock.on(DescribeVolumesCommand).callsFake((input) => ({
+    Volumes: input.VolumeIds.map((id: string) => ({ VolumeId: id, VolumeType: 'ONTAP', Tags: [], OntapConfiguration: { CopyTagsToBackups: false } })),
+  }));
+  addMetric = jest.spyOn(metrics, 'addMetric');
+  publish = jest.spyOn(metrics, 'publishStoredMetrics').mockImplementation(function (this: typeof metrics) {
+    this.clearMetrics();
+    this.clearDimensions();
+    return this;
+  });
+});
+afterEach(() => {
+  addMetric.mockRestore();
+  publish.mockRestore();
+});
+afterAll(() => Object.assign(clock, realClock));
+
+/** The metric values the invocation published. */
+function published(): Record<string, number> {
+  return Object.fromEntries(addMetric.mock.calls.map(([name, , value]) => [name, value]));
+}
+
+describe('creating backups', () => {
+  test('CreateBackup per target with FileSystemId or VolumeId, the tick token and user + ownership tags, sorted', async () => {
+    fsxMock.on(CreateBackupCommand).resolves(created());
+    const res = await handler(tick({
+      Targets: [{ Kind: 'file-system', Id: FS }, { Kind: 'volume', Id: VOL }],
+      Tags: { team: 'data', costCenter: '42' },
+    }));
+
+    expect(fsxMock).toHaveReceivedCommandTimes(CreateBackupCommand, 2);
+    expect(fsxMock).toHaveReceivedCommandWith(CreateBackupCommand, {
+      FileSystemId: FS,
+      ClientRequestToken: token(FS),
+      Tags: [{ Key: 'cdk-storage-snapshots:managed-by', Value: 'cdk-storage-snapshots' }, ...ours(FS).slice(1), { Key: 'costCenter', Value: '42' }, { Key: 'team', Value: 'data' }]
+        .sort((a, b) => (a.Key < b.Key ? -1 : 1)),
+    });
+    const volumeCall = fsxMock.commandCalls(CreateBackupCommand).map((c) => c.args[0].input).find((i) => i.VolumeId)!;
+    expect(volumeCall).toMatchObject({ VolumeId: VOL, ClientRequestToken: token(VOL) });
+    expect(volumeCall.FileSystemId).toBeUndefined();
+    expect(res).toMatchObject({ started: 2, failed: 0, pruned: 0 });
+    expect(published()).toEqual({ BackupsStarted: 2, BackupsFailed: 0, BackupsPruned: 0, PruneFailures: 0, CopiedTagsDropped: 0 });
+    // No retention: the backups are still listed once per kind (to see an earlier backup that failed), nothing deleted.
+    expect(fsxMock).toHaveReceivedCommandTimes(DescribeBackupsCommand, 2);
+    expect(fsxMock).toHaveReceivedCommandTimes(DeleteBackupCommand, 0);
+  });
+
+  test('the token depends on the scheduled minute: a delivery whose time differs in its seconds shares it', async () => {
+    fsxMock.on(CreateBackupCommand).resolves(created());
+    await handler(tick({ Time: '2026-11-22T02:00:00Z' }));
+    await handler(tick({ Time: '2026-11-22T02:00:37Z', EventId: 'event-2' }));
+    await handler(tick({ Time: '2026-11-22T02:00:59.999Z', EventId: 'event-3' }));
+    await handler(tick({ Time: '2026-11-22T03:00:00Z' }));
+    const tokens = fsxMock.commandCalls(CreateBackupCommand).map((c) => c.args[0].input.ClientRequestToken);
+    expect(new Set(tokens.slice(0, 3)).size).toBe(1);
+    expect(tokens[3]).not.toBe(tokens[0]);
+    expect(scheduledMinute('2026-11-22T02:00:37Z')).toBe('2026-11-22T02:00Z');
+  });
+
+  test('a target given twice (a token and a literal resolving to the same id) is backed up once', async () => {
+    fsxMock.on(CreateBackupCommand).resolves(created());
+    const res = await handler(tick({ Targets: [{ Kind: 'file-system', Id: FS }, { Kind: 'file-system', Id: FS }] }));
+    expect(fsxMock).toHaveReceivedCommandTimes(CreateBackupCommand, 1);
+    expect(res).toMatchObject({ started: 1, failed: 0 });
+    expect(published()).toMatchObject({ BackupsStarted: 1 });
+  });
+
+  test('a later delivery that gets this tick\'s backup back FAILED counts it as failed, not started', async () => {
+    fsxMock.on(CreateBackupCommand).resolves(created('backup-0000000000000000f', 'FAILED'));
+    await expect(handler(tick())).rejects.toThrow(/Backing up fs-0123456789abcdef0: this tick's backup backup-0000000000000000f FAILED: The file system was busy/);
+    expect(published()).toMatchObject({ BackupsStarted: 0, BackupsFailed: 1 });
+  });
+
+  test('IncompatibleParameterError whose earlier backup FAILED counts as failed', async () => {
+    fsxMock.on(CreateBackupCommand).rejects(awsError('IncompatibleParameterError'));
+    fsxMock.on(DescribeBackupsCommand).resolves({ Backups: [backup('backup-0000000000000000e', FS, 0, ours(FS), 'FAILED')] });
+    await expect(handler(tick())).rejects.toThrow(/this tick's backup backup-0000000000000000e FAILED/);
+    expect(published()).toMatchObject({ BackupsStarted: 0, BackupsFailed: 1 });
+  });
+
+  test('a duplicate delivery of a tick sends the same token; the next tick another', async () => {
+    fsxMock.on(CreateBackupCommand).resolves(created());
+    await handler(tick({ EventId: 'event-1' }));
+    await handler(tick({ EventId: 'event-2' }));
+    await handler(tick({ Time: '2026-11-22T03:00:00Z' }));
+    const tokens = fsxMock.commandCalls(CreateBackupCommand).map((c) => c.args[0].input.ClientRequestToken);
+    expect(tokens[0]).toBe(tokens[1]);
+    expect(tokens[2]).not.toBe(tokens[0]);
+    expect(tokens[0]).toMatch(/^[A-Za-z0-9_.-]{1,63}$/);
+  });
+
+  test.each(['OPENZFS', 'WINDOWS', 'LUSTRE'])('a %s file system with CopyTagsToBackups: its tags are copied, ours and the user\'s win', async (type) => {
+    fsxMock.on(DescribeFileSystemsCommand).resolves({
+      FileSystems: [fileSystem(FS, true, [{ Key: 'app', Value: 'orders' }, { Key: 'team', Value: 'fs-team' }, { Key: OWNERSHIP_TAG_KEYS.owner, Value: 'forged' }], type)],
+    });
+    fsxMock.on(CreateBackupCommand).resolves(created());
+    await handler(tick({ Tags: { team: 'data' } }));
+    const tags = fsxMock.commandCalls(CreateBackupCommand)[0].args[0].input.Tags!;
+    expect(tags).toContainEqual({ Key: 'app', Value: 'orders' });
+    expect(tags).toContainEqual({ Key: 'team', Value: 'data' });
+    expect(tags.filter((t) => t.Key === OWNERSHIP_TAG_KEYS.owner)).toEqual([{ Key: OWNERSHIP_TAG_KEYS.owner, Value: SCHEDULE }]);
+  });
+
+  test('without CopyTagsToBackups nothing is copied', async () => {
+    fsxMock.on(DescribeFileSystemsCommand).resolves({ FileSystems: [fileSystem(FS, false, [{ Key: 'app', Value: 'orders' }])] });
+    fsxMock.on(CreateBackupCommand).resolves(created());
+    await handler(tick());
+    expect(fsxMock.commandCalls(CreateBackupCommand)[0].args[0].input.Tags!.map((t) => t.Key)).not.toContain('app');
+  });
+
+  test('an ONTAP volume with CopyTagsToBackups: its tags are copied; tags the description leaves out are listed', async () => {
+    fsxMock.on(DescribeVolumesCommand).resolves({
+      Volumes: [{ VolumeId: VOL, VolumeType: 'ONTAP', ResourceARN: 'arn:aws:fsx:us-east-1:111111111111:volume/fs-1/' + VOL, OntapConfiguration: { CopyTagsToBackups: true } }],
+    });
+    fsxMock.on(ListTagsForResourceCommand, { ResourceARN: 'arn:aws:fsx:us-east-1:111111111111:volume/fs-1/' + VOL })
+      .resolvesOnce({ Tags: [{ Key: 'a', Value: '1' }], NextToken: 'p2' })
+      .resolvesOnce({ Tags: [{ Key: 'b', Value: '2' }] });
+    fsxMock.on(CreateBackupCommand).resolves(created());
+    await handler(tick({ Targets: [{ Kind: 'volume', Id: VOL }] }));
+    const tags = fsxMock.commandCalls(CreateBackupCommand)[0].args[0].input.Tags!;
+    expect(tags).toEqual(expect.arrayContaining([{ Key: 'a', Value: '1' }, { Key: 'b', Value: '2' }]));
+  });
+
+  test('copied tags with characters FSx refuses are left out and reported; the others are copied', async () => {
+    fsxMock.on(DescribeFileSystemsCommand).resolves({
+      FileSystems: [fileSystem(FS, true, [{ Key: 'cost#center', Value: '1' }, { Key: 'team', Value: 'a,b' }, { Key: 'app', Value: 'Zoë @ ops/dev' }])],
+    });
+    fsxMock.on(CreateBackupCommand).resolves(created());
+    await handler(tick());
+    const keys = fsxMock.commandCalls(CreateBackupCommand)[0].args[0].input.Tags!.map((t) => t.Key);
+    expect(keys).toContain('app');
+    expect(keys).not.toContain('cost#center');
+    expect(keys).not.toContain('team');
+    expect(published()).toMatchObject({ BackupsStarted: 1, CopiedTagsDropped: 2 });
+  });
+
+  test('copied tags that do not fit in 50 are left out, reported in a metric, and the backup is still made', async () => {
+    const many = Array.from({ length: 48 }, (_, i) => ({ Key: `k${String(i).padStart(2, '0')}`, Value: 'v' }));
+    fsxMock.on(DescribeFileSystemsCommand).resolves({ FileSystems: [fileSystem(FS, true, many)] });
+    fsxMock.on(CreateBackupCommand).resolves(created());
+    await handler(tick({ Tags: { team: 'data' } }));
+    const tags = fsxMock.commandCalls(CreateBackupCommand)[0].args[0].input.Tags!;
+    expect(tags).toHaveLength(50);
+    expect(tags).toContainEqual({ Key: 'team', Value: 'data' });
+    expect(published()).toMatchObject({ BackupsStarted: 1, CopiedTagsDropped: 4 });
+  });
+
+  test('backupTags: deterministic whatever the order of the copied tags', () => {
+    const a = backupTags([{ Key: 'x', Value: '1' }, { Key: 'y', Value: '2' }], { u: '3' }, []);
+    const b = backupTags([{ Key: 'y', Value: '2' }, { Key: 'x', Value: '1' }], { u: '3' }, []);
+    expect(a).toEqual(b);
+    expect(a.tags.map((t) => t.Key)).toEqual(['u', 'x', 'y']);
+    // aws: tags cannot be set by anyone: never copied.
+    expect(backupTags([{ Key: 'aws:cloudformation:stack-id', Value: 's' }], {}, []).tags).toEqual([]);
+  });
+
+  test('BackupInProgress and throttling are retried with backoff', async () => {
+    fsxMock.on(CreateBackupCommand)
+      .rejectsOnce(awsError('BackupInProgress'))
+      .rejectsOnce(awsError('ThrottlingException'))
+      .resolves(created());
+    const res = await handler(tick());
+    expect(fsxMock).toHaveReceivedCommandTimes(CreateBackupCommand, 3);
+    expect(res.started).toBe(1);
+    expect(now).toBeGreaterThan(TICK_MS + 30_000);
+  });
+
+  test('targets are independent: one missing file system fails alone, the invocation ends in error naming it', async () => {
+    fsxMock.on(DescribeFileSystemsCommand).callsFake((input) => {
+      if (input.FileSystemIds.includes(FS2)) throw awsError('FileSystemNotFound', `File system ${FS2} not found`);
+      return { FileSystems: input.FileSystemIds.map((id: string) => fileSystem(id)) };
+    });
+    fsxMock.on(CreateBackupCommand).resolves(created());
+    await expect(handler(tick({ Targets: [{ Kind: 'file-system', Id: FS }, { Kind: 'file-system', Id: FS2 }] })))
+      .rejects.toThrow(new RegExp(`^1 of 2 backups failed: Reading ${FS2}: FileSystemNotFound`));
+    expect(fsxMock).toHaveReceivedCommandTimes(CreateBackupCommand, 1);
+    expect(fsxMock).toHaveReceivedCommandWith(CreateBackupCommand, { FileSystemId: FS });
+    expect(published()).toMatchObject({ BackupsStarted: 1, BackupsFailed: 1 });
+  });
+
+  test.each([
+    ['UnsupportedOperation', /FSx cannot back it up \(a scratch Lustre file system/],
+    ['ServiceLimitExceeded', /backup quota is reached/],
+    ['BadRequest', /an ONTAP file system or an OpenZFS volume/],
+    ['VolumeNotFound', /the volume does not exist/],
+  ])('%s is not retried and is explained', async (code, reason) => {
+    fsxMock.on(CreateBackupCommand).rejects(awsError(code, 'the service says no'));
+    await expect(handler(tick())).rejects.toThrow(reason);
+    expect(fsxMock).toHaveReceivedCommandTimes(CreateBackupCommand, 1);
+  });
+
+  test('BackupInProgress that outlasts the budget fails the target', async () => {
+    fsxMock.on(CreateBackupCommand).rejects(awsError('BackupInProgress', 'Another backup is in progress'));
+    await expect(handler(tick())).rejects.toThrow(/another backup of it was still in progress after retrying/);
+    expect(fsxMock.commandCalls(CreateBackupCommand).length).toBeGreaterThan(3);
+  });
+
+  test('a describe that stays throttled fails the targets (their tags cannot be copied), without a backup', async () => {
+    fsxMock.on(DescribeFileSystemsCommand).rejects(awsError('ThrottlingException', 'Rate exceeded'));
+    await expect(handler(tick())).rejects.toThrow(/Reading fs-0123456789abcdef0 \(its tags\): ThrottlingException/);
+    expect(fsxMock).toHaveReceivedCommandTimes(CreateBackupCommand, 0);
+  });
+
+  test('IncompatibleParameterError: the backup an earlier delivery made with this token is this tick\'s', async () => {
+    fsxMock.on(CreateBackupCommand).rejects(awsError('IncompatibleParameterError'));
+    fsxMock.on(DescribeBackupsCommand).resolves({ Backups: [backup('backup-0000000000000000e', FS, 0, ours(FS), 'CREATING')] });
+    const res = await handler(tick());
+    expect(res.results[0]).toMatchObject({ backupId: 'backup-0000000000000000e' });
+  });
+
+  test('IncompatibleParameterError without a backup of ours with the token fails', async () => {
+    fsxMock.on(CreateBackupCommand).rejects(awsError('IncompatibleParameterError'));
+    fsxMock.on(DescribeBackupsCommand).resolves({ Backups: [backup('backup-0000000000000000e', FS, 0, ours(FS, TIME, 'OtherSchedule'))] });
+    await expect(handler(tick())).rejects.toThrow(/IncompatibleParameterError/);
+  });
+
+  test('CreateBackup without a backup id fails the target', async () => {
+    fsxMock.on(CreateBackupCommand).resolves({});
+    await expect(handler(tick())).rejects.toThrow(/returned no backup id/);
+  });
+
+  test('targets not reached before the time runs out are failed, not left hanging', async () => {
+    process.env.TIMEOUT_MS = '100000'; // 10 s of work after the 90 s margin
+    try {
+      fsxMock.on(CreateBackupCommand).callsFake(async () => {
+        now += 6_000;
+        return created();
+      });
+      const targets = Array.from({ length: 12 }, (_, i) => ({ Kind: 'file-system' as const, Id: `fs-0123456789abcde${i.toString(16).padStart(2, '0')}` }));
+      await expect(handler(tick({ Targets: targets }))).rejects.toThrow(/not attempted, the invocation ran out of time/);
+    } finally {
+      delete process.env.TIMEOUT_MS;
+    }
+  });
+
+  test('an input that is not the schedule\'s is refused with the reason, and counted as a failure of its schedule', async () => {
+    await expect(handler({ ...tick(), Time: 'yesterday', Targets: [] })).rejects.toThrow(/invalid schedule input .*Time "yesterday" is not a time; Targets is empty/);
+    expect(published()).toMatchObject({ BackupsStarted: 0, BackupsFailed: 1 });
+    expect(addMetric).toHaveBeenCalled();
+    addMetric.mockClear();
+    await expect(handler(undefined as any)).rejects.toThrow(/not an object/);
+    expect(published()).toMatchObject({ BackupsFailed: 1 });
+    expect(fsxMock).toHaveReceivedCommandTimes(CreateBackupCommand, 0);
+  });
+});
+
+describe('backups that failed after they were started', () => {
+  const listing = (backups: Backup[]) => fsxMock.on(DescribeBackupsCommand).resolves({ Backups: backups });
+
+  test('the previous backup of a target, FAILED, is counted in BackupsFailed (logged, the tick itself succeeds)', async () => {
+    fsxMock.on(CreateBackupCommand).resolves(created('backup-now'));
+    listing([
+      { ...backup('backup-now', FS, 0, ours(FS), 'CREATING') },
+      { ...backup('backup-prev', FS, 1 / 24, ours(FS, '2026-11-22T01:00:00Z'), 'FAILED'), FailureDetails: { Message: 'disk error' } },
+      backup('backup-older', FS, 2 / 24, ours(FS, '2026-11-22T00:00:00Z'), 'FAILED'),
+    ]);
+    const res = await handler(tick());
+    expect(res).toMatchObject({ started: 1, failed: 0, failedEarlier: 1 });
+    expect(res.results[0].previousFailed).toBe('backup-prev');
+    expect(published()).toMatchObject({ BackupsStarted: 1, BackupsFailed: 1 });
+  });
+
+  test('previousFailed: only the newest of ours before this tick\'s backup, and only if FAILED; never a copy, another schedule\'s or a later one', () => {
+    const owner = { stackId: STACK_ID, owner: SCHEDULE };
+    const at = TICK_MS;
+    const prevFailed = backup('prev', FS, 1 / 24, ours(FS, '2026-11-22T01:00:00Z'), 'FAILED');
+    expect(previousFailed([backup('this', FS, 0), prevFailed], owner, FS, 'this', at)?.BackupId).toBe('prev');
+    // The previous one succeeded: an older failure was counted at its own next backup.
+    expect(previousFailed([backup('this', FS, 0), backup('ok', FS, 1 / 24), { ...prevFailed, CreationTime: new Date(at - 2 * 3_600_000) }], owner, FS, 'this', at))
+      .toBeUndefined();
+    // A failed copy of ours, another schedule's failure, or one made after this tick's: not ours to count.
+    expect(previousFailed([backup('this', FS, 0), { ...prevFailed, SourceBackupId: 'backup-x' }], owner, FS, 'this', at)).toBeUndefined();
+    expect(previousFailed([backup('this', FS, 0), backup('o', FS, 1 / 24, ours(FS, TIME, 'Other'), 'FAILED')], owner, FS, 'this', at)).toBeUndefined();
+    expect(previousFailed([backup('this', FS, 0), backup('later', FS, -1 / 24, ours(FS), 'FAILED')], owner, FS, 'this', at)).toBeUndefined();
+  });
+
+  test('a target whose backup failed in this tick does not count its previous one yet (the next backup will)', async () => {
+    fsxMock.on(CreateBackupCommand).rejects(awsError('ServiceLimitExceeded'));
+    listing([backup('backup-prev', FS, 1 / 24, ours(FS, '2026-11-22T01:00:00Z'), 'FAILED')]);
+    await expect(handler(tick())).rejects.toThrow(/backup quota/);
+    expect(published()).toMatchObject({ BackupsFailed: 1 });
+    expect(fsxMock).toHaveReceivedCommandTimes(DescribeBackupsCommand, 0);
+  });
+
+  test('without retention a listing that fails is logged and does not fail the tick', async () => {
+    fsxMock.on(CreateBackupCommand).resolves(created());
+    fsxMock.on(DescribeBackupsCommand).rejects(awsError('AccessDeniedException', 'not authorized'));
+    await expect(handler(tick())).resolves.toMatchObject({ started: 1, failed: 0 });
+  });
+});
+
+describe('retention', () => {
+  const retention = { keepLast: 2 };
+
+  test('keepLast: deletes the schedule\'s older AVAILABLE backups of the target', async () => {
+    fsxMock.on(CreateBackupCommand).resolves(created());
+    fsxMock.on(DescribeBackupsCommand, {
+      Filters: [{ Name: 'file-system-id', Values: [FS] }, { Name: 'backup-type', Values: ['USER_INITIATED'] }],
+    }).resolves({
+      Backups: [
+        backup('backup-00000000000000011', FS, 1),
+        backup('backup-00000000000000012', FS, 2),
+        backup('backup-00000000000000013', FS, 3),
+        backup('backup-00000000000000014', FS, 4),
+        backup('backup-00000000000000015', FS, 0, ours(FS), 'CREATING'),
+      ],
+    });
+    fsxMock.on(DeleteBackupCommand).resolves({});
+    const res = await handler(tick({ KeepLast: 2 }));
+    expect(fsxMock.commandCalls(DeleteBackupCommand).map((c) => c.args[0].input.BackupId).sort()).toEqual(['backup-00000000000000013', 'backup-00000000000000014']);
+    expect(res.pruned).toBe(2);
+    expect(published()).toMatchObject({ BackupsPruned: 2 });
+  });
+
+  test('backupsToPrune: never a copy of ours (CopyBackup copies the ownership tags), nor a backup FSx or AWS Backup made', () => {
+    const owner = { stackId: STACK_ID, owner: SCHEDULE };
+    const list = [
+      backup('backup-new', FS, 0.5),
+      { ...backup('copy-in-region', FS, 1), SourceBackupId: 'backup-new', SourceBackupRegion: 'us-east-1' },
+      { ...backup('copy-from-region', FS, 2), SourceBackupRegion: 'eu-west-1' },
+      { ...backup('copy-of-id', FS, 3), SourceBackupId: 'backup-old' },
+      { ...backup('automatic', FS, 4), Type: 'AUTOMATIC' },
+      { ...backup('aws-backup', FS, 5), Type: 'AWS_BACKUP' },
+      backup('backup-old', FS, 10),
+    ] as Backup[];
+    expect(backupsToPrune(list, owner, FS, { keepLast: 1 }, TICK_MS).map((b) => b.BackupId)).toEqual(['backup-old']);
+    expect(backupsToPrune(list, owner, FS, { maxAgeSeconds: 86_400 }, TICK_MS).map((b) => b.BackupId)).toEqual(['backup-old']);
+  });
+
+  test('backupsToPrune: never a foreign backup, another schedule\'s or stack\'s, another target\'s, or one not AVAILABLE', () => {
+    const owner = { stackId: STACK_ID, owner: SCHEDULE };
+    const list = [
+      backup('backup-new', FS, 0.5),
+      backup('backup-user', FS, 10, [{ Key: 'made-by', Value: 'user' }]),
+      backup('backup-other-schedule', FS, 10, ours(FS, TIME, 'Other')),
+      backup('backup-other-stack', FS, 10, ours(FS, TIME, SCHEDULE, 'arn:aws:cloudformation:us-east-1:111111111111:stack/other/1')),
+      backup('backup-other-target', FS, 10, ours(FS2)),
+      backup('backup-failed', FS, 10, ours(FS), 'FAILED'),
+      backup('backup-old', FS, 10),
+    ];
+    expect(backupsToPrune(list, owner, FS, retention, TICK_MS).map((b) => b.BackupId)).toEqual([]);
+    expect(backupsToPrune(list, owner, FS, { keepLast: 1 }, TICK_MS).map((b) => b.BackupId)).toEqual(['backup-old']);
+    expect(backupsToPrune(list, owner, FS, {}, TICK_MS)).toEqual([]);
+  });
+
+  test('maxAge: deletes backups older than the age at the scheduled time, but never the newest', () => {
+    const owner = { stackId: STACK_ID, owner: SCHEDULE };
+    const list = [backup('b40', FS, 40), backup('b31', FS, 31), backup('b29', FS, 29)];
+    expect(backupsToPrune(list, owner, FS, { maxAgeSeconds: 30 * 86_400 }, TICK_MS).map((b) => b.BackupId)).toEqual(['b31', 'b40']);
+    // Every backup is too old: the newest still stays.
+    expect(backupsToPrune([backup('b40', FS, 40), backup('b50', FS, 50)], owner, FS, { maxAgeSeconds: 86_400 }, TICK_MS).map((b) => b.BackupId))
+      .toEqual(['b50']);
+    // Both limits apply.
+    expect(backupsToPrune(list, owner, FS, { keepLast: 2, maxAgeSeconds: 35 * 86_400 }, TICK_MS).map((b) => b.BackupId)).toEqual(['b40']);
+  });
+
+  test('volume targets: only backups of that volume', () => {
+    const owner = { stackId: STACK_ID, owner: SCHEDULE };
+    const list = [backup('v1', VOL, 1), backup('v2', VOL, 2), { ...backup('fs-of-volume', VOL, 3), Volume: undefined }];
+    expect(backupsToPrune(list, owner, VOL, { keepLast: 1 }, TICK_MS).map((b) => b.BackupId)).toEqual(['v2']);
+  });
+
+  test('a target whose backup failed in this tick is not pruned; the others are', async () => {
+    fsxMock.on(CreateBackupCommand, { FileSystemId: FS }).rejects(awsError('ServiceLimitExceeded'));
+    fsxMock.on(CreateBackupCommand, { FileSystemId: FS2 }).resolves(created());
+    fsxMock.on(DescribeBackupsCommand).resolves({
+      Backups: [backup('a1', FS, 1), backup('a2', FS, 2), backup('a3', FS, 3), backup('b1', FS2, 1), backup('b2', FS2, 2), backup('b3', FS2, 3)],
+    });
+    fsxMock.on(DeleteBackupCommand).resolves({});
+    await expect(handler(tick({ KeepLast: 1, Targets: [{ Kind: 'file-system', Id: FS }, { Kind: 'file-system', Id: FS2 }] }))).rejects.toThrow(/1 of 2 backups failed/);
+    expect(fsxMock.commandCalls(DeleteBackupCommand).map((c) => c.args[0].input.BackupId).sort()).toEqual(['b2', 'b3']);
+    expect(fsxMock).toHaveReceivedCommandWith(DescribeBackupsCommand, {
+      Filters: [{ Name: 'file-system-id', Values: [FS2] }, { Name: 'backup-type', Values: ['USER_INITIATED'] }],
+    });
+  });
+
+  test('a backup already gone is not a failure; a delete that fails is, and the invocation says so', async () => {
+    fsxMock.on(CreateBackupCommand).resolves(created());
+    fsxMock.on(DescribeBackupsCommand).resolves({ Backups: [backup('a1', FS, 1), backup('a2', FS, 2), backup('a3', FS, 3)] });
+    fsxMock.on(DeleteBackupCommand, { BackupId: 'a2' }).rejects(awsError('BackupNotFound'));
+    fsxMock.on(DeleteBackupCommand, { BackupId: 'a3' }).rejects(awsError('AccessDeniedException', 'not authorized'));
+    await expect(handler(tick({ KeepLast: 1 }))).rejects.toThrow(/^0 of 1 backups failed, pruning failed for 1 target\(s\): Deleting backup a3 of fs-0123456789abcdef0: AccessDeniedException/);
+    expect(published()).toMatchObject({ BackupsStarted: 1, BackupsFailed: 0, BackupsPruned: 0, PruneFailures: 1 });
+  });
+
+  test('a listing that fails fails the pruning of its targets, not their backups', async () => {
+    fsxMock.on(CreateBackupCommand).resolves(created());
+    fsxMock.on(DescribeBackupsCommand).rejects(awsError('AccessDeniedException', 'not authorized'));
+    await expect(handler(tick({ MaxAgeSeconds: 86_400 }))).rejects.toThrow(/pruning failed for 1 target.*Listing the backups of fs-0123456789abcdef0/);
+    expect(published()).toMatchObject({ BackupsStarted: 1, PruneFailures: 1 });
+  });
+
+  test('pages of DescribeBackups are all read', async () => {
+    fsxMock.on(CreateBackupCommand).resolves(created());
+    fsxMock.on(DescribeBackupsCommand)
+      .resolvesOnce({ Backups: [backup('a1', FS, 1)], NextToken: 'n' })
+      .resolvesOnce({ Backups: [backup('a2', FS, 2)] });
+    fsxMock.on(DeleteBackupCommand).resolves({});
+    await handler(tick({ KeepLast: 1 }));
+    expect(fsxMock).toHaveReceivedCommandWith(DeleteBackupCommand, { BackupId: 'a2' });
+  });
+});
+
+describe('metrics', () => {
+  test('EMF on stdout with only the Schedule dimension, in the CdkStorageSnapshots namespace', async () => {
+    publish.mockRestore();
+    const write = jest.spyOn(process.stdout, 'write').mockImplementation(() => true);
+    try {
+      fsxMock.on(CreateBackupCommand).resolves(created());
+      await handler(tick());
+      const emf = write.mock.calls.map(([line]) => String(line)).filter((l) => l.includes('_aws')).map((l) => JSON.parse(l));
+      expect(emf).toHaveLength(1);
+      expect(emf[0]._aws.CloudWatchMetrics).toEqual([expect.objectContaining({ Namespace: 'CdkStorageSnapshots', Dimensions: [['Schedule']] })]);
+      expect(emf[0]).toMatchObject({ Schedule: SCHEDULE, BackupsStarted: 1, BackupsFailed: 0 });
+    } finally {
+      write.mockRestore();
+    }
+  });
+});

@@ -1,0 +1,508 @@
+import { CreateBackupCommand, DescribeBackupsCommand } from '@aws-sdk/client-fsx';
+import * as fc from 'fast-check';
+import { handler, metrics, targetHash } from '../../lambda/fsx-backup-schedule';
+import { EventBridgeDriver, ScheduledEvent } from '../support/eventbridge-driver';
+import { FaultRates } from '../support/faults';
+import { Invariants, Violation } from '../support/invariants';
+import { SIM_RUNS, SIM_TIMEOUT_MS, checkScenarios, faultRatesArb } from '../support/sim-property';
+import { SimWorld, SimWorldOptions } from '../support/sim-world';
+import { fsx } from '../../lambda/shared/clients/fsx';
+import { MANAGED_BY, OWNERSHIP_TAG_KEYS } from '../../lambda/shared/ownership';
+import type { FsxBackupTargetInput, FsxBackupTickInput } from '../../src/private/fsx-backup-contract';
+
+const RUNS = SIM_RUNS;
+jest.setTimeout(SIM_TIMEOUT_MS);
+
+const STACK_ID = 'arn:aws:cloudformation:us-east-1:111111111111:stack/app/0e1a2b3c-0000-0000-0000-000000000000';
+const HOUR = 3_600_000;
+const DAY = 24 * HOUR;
+
+const ZFS = 'fs-0000000000000000a';
+const WINDOWS = 'fs-0000000000000000b';
+const LUSTRE = 'fs-0000000000000000c';
+const ONTAP = 'fs-0000000000000000d';
+const ONTAP_VOL = 'fsvol-0000000000000000d';
+const ONTAP_VOL2 = 'fsvol-0000000000000000e';
+const MISSING = 'fs-0000000000000000f';
+
+const TARGET_POOL: FsxBackupTargetInput[] = [
+  { Kind: 'file-system', Id: ZFS },
+  { Kind: 'file-system', Id: WINDOWS },
+  { Kind: 'file-system', Id: LUSTRE },
+  { Kind: 'volume', Id: ONTAP_VOL },
+  { Kind: 'volume', Id: ONTAP_VOL2 },
+];
+
+// Metrics go to an in-memory tally instead of stdout.
+const tally: Record<string, number> = {};
+beforeAll(() => {
+  jest.spyOn(metrics, 'addMetric').mockImplementation((name, _unit, value) => {
+    tally[name] = (tally[name] ?? 0) + value;
+    return metrics;
+  });
+  jest.spyOn(metrics, 'publishStoredMetrics').mockImplementation(() => {
+    metrics.clearMetrics();
+    metrics.clearDimensions();
+    return metrics;
+  });
+});
+afterAll(() => jest.restoreAllMocks());
+
+/** An account with every kind of target, and backups the schedule must never touch. */
+function backupWorld(seed: number, faults: FaultRates = {}, extra: Partial<SimWorldOptions> = {}): SimWorld {
+  // Backups take 1 to 20 minutes; a slow one 3 hours (past the next hourly tick).
+  const world = new SimWorld({ seed, faults, durations: { minMs: 60_000, maxMs: 20 * 60_000, slowMs: 3 * HOUR }, ...extra });
+  world.fsx.addFileSystem(ZFS, 'OPENZFS', { copyTagsToBackups: true, tags: [{ Key: 'costCenter', Value: '42' }, { Key: 'team', Value: 'fs' }] });
+  world.fsx.addFileSystem(WINDOWS, 'WINDOWS');
+  world.fsx.addFileSystem(LUSTRE, 'LUSTRE', { copyTagsToBackups: true, tags: [{ Key: 'app', Value: 'hpc' }] });
+  world.fsx.addFileSystem(ONTAP, 'ONTAP');
+  world.fsx.addVolume(ONTAP_VOL, ONTAP, 'ONTAP', { copyTagsToBackups: true, tags: [{ Key: 'volume', Value: 'data' }] });
+  world.fsx.addVolume(ONTAP_VOL2, ONTAP, 'ONTAP');
+  for (const t of TARGET_POOL) {
+    const opts = t.Kind === 'volume' ? { volumeId: t.Id } : {};
+    const fs = t.Kind === 'volume' ? ONTAP : t.Id;
+    // A user's backup, AWS Backup's, and one tagged like ours by another stack: old, and new.
+    world.fsx.seedBackup(fs, [{ Key: 'made-by', Value: 'user' }], 'AVAILABLE', { ...opts, ageMs: 40 * DAY });
+    world.fsx.seedBackup(fs, [{ Key: 'aws:backup:source-resource', Value: t.Id }], 'AVAILABLE', { ...opts, ageMs: 2 * HOUR });
+    world.fsx.seedBackup(fs, [
+      { Key: OWNERSHIP_TAG_KEYS.managedBy, Value: MANAGED_BY },
+      { Key: OWNERSHIP_TAG_KEYS.stackId, Value: 'arn:aws:cloudformation:us-east-1:111111111111:stack/other/1' },
+      { Key: OWNERSHIP_TAG_KEYS.owner, Value: 'AppNightly00000000' },
+    ], 'AVAILABLE', { ...opts, ageMs: 60 * DAY });
+    // Backups FSx and AWS Backup made that carry this very schedule's ownership tags (copied from
+    // one of ours): not user-initiated, so never the schedule's to prune.
+    const likeOurs = [
+      { Key: OWNERSHIP_TAG_KEYS.managedBy, Value: MANAGED_BY },
+      { Key: OWNERSHIP_TAG_KEYS.stackId, Value: STACK_ID },
+      { Key: OWNERSHIP_TAG_KEYS.owner, Value: 'AppNightly5A33CB59' },
+      { Key: OWNERSHIP_TAG_KEYS.propsHash, Value: targetHash(t.Id) },
+    ];
+    world.fsx.seedBackup(fs, likeOurs, 'AVAILABLE', { ...opts, ageMs: 30 * DAY, type: 'AUTOMATIC' });
+    world.fsx.seedBackup(fs, likeOurs, 'AVAILABLE', { ...opts, ageMs: 20 * DAY, type: 'AWS_BACKUP' });
+  }
+  return world;
+}
+
+/** Between the hours of a run: a user copies one of the schedule's available backups, tags and all. */
+function userCopies(world: SimWorld): void {
+  const ids = world.fsx.ownBackupIds();
+  if (ids.length === 0) return;
+  world.fsx.copyBackup(ids[Math.floor(world.faults.next() * ids.length)], { copyTags: true, tags: [{ Key: 'copied-by', Value: 'user' }] });
+}
+
+interface ScheduleSpec {
+  readonly name: string;
+  readonly targets: FsxBackupTargetInput[];
+  readonly rateHours: number;
+  readonly keepLast?: number;
+  readonly maxAgeDays?: number;
+  readonly tags?: Record<string, string>;
+  /** Duplicate deliveries carry a `time` this many seconds later at most (EventBridgeDriver option). */
+  readonly timeShiftSeconds?: number;
+}
+
+type Handler = (event: FsxBackupTickInput) => Promise<unknown>;
+
+function driverFor(world: SimWorld, s: ScheduleSpec, fn: Handler = handler): EventBridgeDriver {
+  return new EventBridgeDriver(world, fn, {
+    scheduleId: `${STACK_ID}|${s.name}`,
+    stackId: STACK_ID,
+    owner: s.name,
+    rateMs: s.rateHours * HOUR,
+    duplicateTimeShiftSeconds: s.timeShiftSeconds,
+    input: (event: ScheduledEvent): FsxBackupTickInput => ({
+      Time: event.time,
+      EventId: event.id,
+      StackId: STACK_ID,
+      Schedule: s.name,
+      Targets: s.targets,
+      Tags: s.tags,
+      KeepLast: s.keepLast,
+      MaxAgeSeconds: s.maxAgeDays === undefined ? undefined : s.maxAgeDays * 86_400,
+    }),
+  });
+}
+
+/**
+ * The schedule's promises, beside the library-wide invariants: exactly one backup per target for
+ * every tick that succeeded (at most one for any tick), and pruning never deleted a backup that
+ * was not AVAILABLE or was the newest available one of its owner and target.
+ */
+function scheduleViolations(world: SimWorld, runs: Array<{ spec: ScheduleSpec; driver: EventBridgeDriver }>): Violation[] {
+  const out: Violation[] = [];
+  const copies = world.copies().filter((c) => c.kind === 'fsx-backup' && !c.foreign && c.createdDuring?.kind === 'schedule');
+  for (const { spec, driver } of runs) {
+    const succeeded = new Set(driver.deliveries.filter((d) => d.ok).map((d) => d.tick));
+    for (const tick of new Set(driver.deliveries.map((d) => d.tick))) {
+      for (const t of spec.targets) {
+        const made = copies.filter((c) => c.createdDuring?.owner === spec.name && c.createdDuring.tick === tick && c.target === t.Id);
+        if (made.length > 1 || (succeeded.has(tick) && made.length !== 1)) {
+          out.push({ invariant: 'no-duplicates', detail: `${spec.name} tick ${tick} made ${made.length} backups of ${t.Id}${succeeded.has(tick) ? ' (the tick succeeded)' : ''}` });
+        }
+      }
+    }
+  }
+  for (const d of world.fsx.backupDeletes) {
+    if (d.foreign) out.push({ invariant: 'only-ours-touched', detail: `deleted foreign backup ${d.backupId} of ${d.target}` });
+    if (d.lifecycle !== 'AVAILABLE') out.push({ invariant: 'only-ours-touched', detail: `deleted ${d.backupId} while ${d.lifecycle}` });
+    if (d.newestOfItsOwner) out.push({ invariant: 'only-ours-touched', detail: `deleted ${d.backupId}, the newest available backup of ${d.target}` });
+  }
+  return out;
+}
+
+async function runSchedules(world: SimWorld, specs: ScheduleSpec[], hours: number, fn?: Handler, between?: (world: SimWorld) => void) {
+  const runs = specs.map((spec) => ({ spec, driver: driverFor(world, spec, fn) }));
+  const start = world.clock.now();
+  // Ticks at the start and every hour after, `hours` of them for an hourly schedule.
+  for (let h = 1; h <= hours; h++) {
+    for (const { driver } of runs) await driver.runUntil(start + h * HOUR - 1);
+    between?.(world);
+  }
+  const inv = new Invariants(world);
+  const violations = [...inv.atEnd(), ...scheduleViolations(world, runs)];
+  return { runs, violations };
+}
+
+const nightly = (over: Partial<ScheduleSpec> = {}): ScheduleSpec => ({
+  name: 'AppNightly5A33CB59',
+  targets: [TARGET_POOL[0], TARGET_POOL[3]],
+  rateHours: 1,
+  keepLast: 3,
+  tags: { costCenter: 'backup-budget' },
+  ...over,
+});
+
+describe('scenarios', () => {
+  test('hourly backups of a file system and an ONTAP volume: one per tick, three kept, foreign ones untouched', async () => {
+    const world = backupWorld(1);
+    try {
+      const { runs, violations } = await runSchedules(world, [nightly()], 10);
+      expect(violations).toEqual([]);
+      expect(runs[0].driver.deliveries.every((d) => d.ok)).toBe(true);
+      for (const target of [ZFS, ONTAP_VOL]) {
+        const ours = world.copies().filter((c) => c.target === target && !c.foreign);
+        expect(ours).toHaveLength(10);
+        // Three kept (the last tick's one may still be CREATING, then four exist).
+        expect(ours.filter((c) => c.exists).length).toBeGreaterThanOrEqual(3);
+        expect(ours.filter((c) => c.exists).length).toBeLessThanOrEqual(4);
+        expect(world.copies().filter((c) => c.target === target && c.foreign && c.exists)).toHaveLength(5);
+      }
+      // CopyTagsToBackups: the file system's tags are on its backups, the user's tag wins.
+      const zfsBackup = world.copies().find((c) => c.target === ZFS && !c.foreign)!;
+      expect(zfsBackup.tags).toEqual(expect.arrayContaining([{ Key: 'team', Value: 'fs' }, { Key: 'costCenter', Value: 'backup-budget' }]));
+      expect(world.copies().find((c) => c.target === ONTAP_VOL && !c.foreign)!.tags).toContainEqual({ Key: 'volume', Value: 'data' });
+      expect(tally.BackupsPruned).toBeGreaterThan(0);
+    } finally {
+      world.dispose();
+    }
+  });
+
+  test('every tick delivered twice and every invocation retried: still one backup per target per tick', async () => {
+    const world = backupWorld(2, { 'duplicate-tick': 1, 'async-retry': 1, 'lost-response': 0.3 });
+    try {
+      const { runs, violations } = await runSchedules(world, [nightly({ keepLast: 1 })], 6);
+      expect(violations).toEqual([]);
+      expect(runs[0].driver.deliveries.filter((d) => d.duplicate).length).toBeGreaterThanOrEqual(6);
+      expect(runs[0].driver.deliveries.filter((d) => d.attempt > 0).length).toBeGreaterThanOrEqual(6);
+      expect(world.copies().filter((c) => c.target === ZFS && !c.foreign)).toHaveLength(6);
+    } finally {
+      world.dispose();
+    }
+  });
+
+  test('a missing file system fails its target only; the tick fails, Lambda retries it, the others get exactly one backup', async () => {
+    const world = backupWorld(3);
+    try {
+      const spec = nightly({ targets: [TARGET_POOL[0], { Kind: 'file-system', Id: MISSING }], keepLast: 1 });
+      const { runs, violations } = await runSchedules(world, [spec], 3);
+      expect(violations).toEqual([]);
+      const deliveries = runs[0].driver.deliveries;
+      expect(deliveries.every((d) => !d.ok)).toBe(true);
+      expect(deliveries.filter((d) => d.attempt === 2)).toHaveLength(3);
+      expect(deliveries[0].reason).toMatch(/1 of 2 backups failed: Reading fs-0000000000000000f: FileSystemNotFound/);
+      expect(world.copies().filter((c) => c.target === ZFS && !c.foreign)).toHaveLength(3);
+      // ZFS is pruned all the same: retention skips only the target whose backup failed (the
+      // missing one), so keepLast 1 leaves ZFS its newest (and one still CREATING at most).
+      expect(world.copies().filter((c) => c.target === ZFS && !c.foreign && c.exists).length).toBeLessThanOrEqual(2);
+    } finally {
+      world.dispose();
+    }
+  });
+
+  test('two schedules on the same targets prune only their own backups', async () => {
+    const world = backupWorld(4, { 'duplicate-tick': 0.5 });
+    try {
+      const a = nightly({ name: 'AppHourly11111111', keepLast: 1 });
+      const b = nightly({ name: 'AppDaily22222222', rateHours: 2, maxAgeDays: 1, keepLast: 2 });
+      const { runs, violations } = await runSchedules(world, [a, b], 8);
+      expect(violations).toEqual([]);
+      const byOwner = (owner: string) => world.copies().filter((c) => c.target === ZFS && c.tags.some((t) => t.Value === owner));
+      // Both fire on even hours, and FSx makes one backup of a file system at a time: one of the
+      // two may meet BackupInProgress for longer than its retries (then its tick fails, and says so).
+      expect(byOwner('AppHourly11111111').length).toBeGreaterThanOrEqual(6);
+      expect(byOwner('AppDaily22222222').length).toBeGreaterThanOrEqual(3);
+      expect(byOwner('AppDaily22222222').filter((c) => c.exists).length).toBeGreaterThanOrEqual(2);
+      const failures = runs.flatMap((r) => r.driver.deliveries).filter((d) => !d.ok);
+      expect(failures.every((d) => /BackupInProgress/.test(d.reason ?? ''))).toBe(true);
+    } finally {
+      world.dispose();
+    }
+  });
+
+  test('a backup still in progress at the next tick is retried with backoff, then the tick fails', async () => {
+    const world = backupWorld(5, {}, { scripted: [{ kind: 'slow-lifecycle', command: 'CreateBackupCommand' }] });
+    try {
+      const { runs, violations } = await runSchedules(world, [nightly({ targets: [TARGET_POOL[1]] })], 2);
+      expect(violations).toEqual([]);
+      const second = runs[0].driver.deliveries.filter((d) => d.tick !== runs[0].driver.deliveries[0].tick);
+      expect(second.every((d) => !d.ok && /BackupInProgress/.test(d.reason ?? ''))).toBe(true);
+    } finally {
+      world.dispose();
+    }
+  });
+
+  test('users copy the schedule\'s backups with their tags (CopyBackup): the copies are never pruned', async () => {
+    const world = backupWorld(9, { 'duplicate-tick': 0.3 });
+    try {
+      const { violations } = await runSchedules(world, [nightly({ keepLast: 1 })], 8, undefined, userCopies);
+      expect(violations).toEqual([]);
+      const copies = world.copies().filter((c) => c.foreign && c.tags.some((t) => t.Key === 'copied-by'));
+      expect(copies.length).toBeGreaterThanOrEqual(6);
+      // They carry the schedule's ownership tags, and every one of them is still there.
+      expect(copies.every((c) => c.exists && c.tags.some((t) => t.Key === OWNERSHIP_TAG_KEYS.owner && t.Value === 'AppNightly5A33CB59'))).toBe(true);
+      // The schedule did prune its own.
+      expect(world.fsx.backupDeletes.length).toBeGreaterThan(0);
+    } finally {
+      world.dispose();
+    }
+  });
+
+  test('duplicate deliveries whose time differs in its seconds still make one backup per target per tick', async () => {
+    const world = backupWorld(10, { 'duplicate-tick': 1 }, { durations: { minMs: 60_000, maxMs: 60_001, slowMs: 1 } });
+    try {
+      const { runs, violations } = await runSchedules(world, [nightly({ timeShiftSeconds: 45 })], 6);
+      expect(violations).toEqual([]);
+      const shifted = runs[0].driver.deliveries.filter((d) => d.duplicate && d.time !== d.tick);
+      expect(shifted.length).toBeGreaterThanOrEqual(6);
+      expect(world.copies().filter((c) => c.target === ZFS && !c.foreign)).toHaveLength(6);
+    } finally {
+      world.dispose();
+    }
+  });
+
+  test('backups that fail after CreateBackup returned are each counted once in BackupsFailed, at the next backup of their target', async () => {
+    const world = backupWorld(12, { 'failed-lifecycle': 0.5 });
+    try {
+      for (const k of Object.keys(tally)) delete tally[k];
+      const { runs, violations } = await runSchedules(world, [nightly({ targets: [TARGET_POOL[1]], keepLast: 2 })], 10);
+      expect(violations).toEqual([]);
+      expect(runs[0].driver.deliveries.every((d) => d.ok)).toBe(true);
+      const ours = world.copies().filter((c) => c.target === WINDOWS && !c.foreign);
+      expect(ours).toHaveLength(10);
+      // Every failed backup but the last tick's has a later backup, which counted it.
+      const failedBeforeLast = ours.slice(0, -1).filter((c) => c.state === 'FAILED').length;
+      expect(failedBeforeLast).toBeGreaterThan(0);
+      expect(tally.BackupsFailed).toBe(failedBeforeLast);
+    } finally {
+      world.dispose();
+    }
+  });
+
+  test('a Lambda killed after CreateBackup: the retry finds the same backup', async () => {
+    const world = backupWorld(6, {}, { scripted: [{ kind: 'kill-after-create', command: 'CreateBackupCommand' }] });
+    try {
+      const { runs, violations } = await runSchedules(world, [nightly({ targets: [TARGET_POOL[0]] })], 1);
+      expect(violations).toEqual([]);
+      expect(runs[0].driver.deliveries.map((d) => d.ok)).toEqual([false, true]);
+      expect(world.copies().filter((c) => c.target === ZFS && !c.foreign)).toHaveLength(1);
+    } finally {
+      world.dispose();
+    }
+  });
+});
+
+describe('the invariants catch a broken handler', () => {
+  /** Runs `fn` with every FSx call passing through `before` and every response through `after`. */
+  interface Hooks {
+    readonly before?: (command: any) => void;
+    readonly after?: (command: any, out: any) => void;
+  }
+  async function withTamperedClient<T>(hooks: Hooks, fn: () => Promise<T>): Promise<T> {
+    const client = fsx();
+    const original = client.send;
+    (client as any).send = async function (this: unknown, command: any, ...rest: unknown[]) {
+      hooks.before?.(command);
+      const out = await (original as any).call(this, command, ...rest);
+      hooks.after?.(command, out);
+      return out;
+    };
+    try {
+      return await fn();
+    } finally {
+      (client as any).send = original;
+    }
+  }
+
+  test('a handler that ignores the tick token makes duplicates, and they are reported', async () => {
+    const world = backupWorld(7, { 'duplicate-tick': 1 }, { durations: { minMs: 60_000, maxMs: 60_001, slowMs: 1 } });
+    try {
+      const { violations } = await withTamperedClient(
+        { before: (c) => c instanceof CreateBackupCommand && delete c.input.ClientRequestToken },
+        () => runSchedules(world, [nightly({ targets: [TARGET_POOL[1]] })], 4),
+      );
+      expect(violations.filter((v) => v.invariant === 'no-duplicates').length).toBeGreaterThan(0);
+    } finally {
+      world.dispose();
+    }
+  });
+
+  test('a handler that prunes without the ownership check deletes foreign backups, and that is reported', async () => {
+    const world = backupWorld(8);
+    try {
+      const spec = nightly({ keepLast: 1 });
+      // The handler is made to see every backup as carrying this schedule's tags: what it would
+      // do if it did not check them.
+      const forge = (b: any) => {
+        const target = b.Volume?.VolumeId ?? b.FileSystem?.FileSystemId;
+        const forged: Record<string, string> = {
+          [OWNERSHIP_TAG_KEYS.managedBy]: MANAGED_BY,
+          [OWNERSHIP_TAG_KEYS.stackId]: STACK_ID,
+          [OWNERSHIP_TAG_KEYS.owner]: spec.name,
+          [OWNERSHIP_TAG_KEYS.propsHash]: targetHash(target),
+        };
+        b.Tags = [...(b.Tags ?? []).filter((t: any) => !(t.Key in forged)), ...Object.entries(forged).map(([Key, Value]) => ({ Key, Value }))];
+      };
+      const { violations } = await withTamperedClient(
+        { after: (c, out) => c instanceof DescribeBackupsCommand && (out.Backups ?? []).forEach(forge) },
+        () => runSchedules(world, [spec], 4),
+      );
+      expect(violations.filter((v) => v.invariant === 'only-ours-touched').length).toBeGreaterThan(0);
+    } finally {
+      world.dispose();
+    }
+  });
+});
+
+const faultsArb = faultRatesArb({
+  'duplicate-tick': fc.constantFrom(0, 0.2, 1),
+  'async-retry': fc.constantFrom(0, 0.2, 1),
+}, 0.01);
+
+const scheduleArb = (name: string): fc.Arbitrary<ScheduleSpec> => fc.record({
+  name: fc.constant(name),
+  targets: fc.subarray([...TARGET_POOL, { Kind: 'file-system' as const, Id: MISSING }], { minLength: 1, maxLength: 4 }),
+  rateHours: fc.constantFrom(1, 1, 2, 24),
+  keepLast: fc.option(fc.integer({ min: 1, max: 3 }), { nil: undefined }),
+  maxAgeDays: fc.option(fc.integer({ min: 1, max: 2 }), { nil: undefined }),
+  tags: fc.constantFrom(undefined, { team: 'ops' }),
+  timeShiftSeconds: fc.constantFrom(0, 0, 30, 59),
+});
+
+const scenarioArb = fc.record({
+  seed: fc.integer({ min: 1, max: 2 ** 31 - 1 }),
+  faults: faultsArb,
+  schedules: fc.oneof(
+    fc.tuple(scheduleArb('AppNightly5A33CB59')),
+    fc.tuple(scheduleArb('AppNightly5A33CB59'), scheduleArb('AppHourlyC0FFEE00')),
+  ),
+  hours: fc.integer({ min: 1, max: 8 }),
+  userCopies: fc.boolean(),
+});
+
+type Scenario = typeof scenarioArb extends fc.Arbitrary<infer S> ? S : never;
+
+async function runScenario(s: Scenario, stats?: Record<string, number>) {
+  const world = backupWorld(s.seed, s.faults);
+  try {
+    const { runs, violations } = await runSchedules(world, [...s.schedules], s.hours, undefined, s.userCopies ? userCopies : undefined);
+    if (stats) {
+      stats.scenarios = (stats.scenarios ?? 0) + 1;
+      for (const { driver } of runs) {
+        stats.deliveries = (stats.deliveries ?? 0) + driver.deliveries.length;
+        stats.okDeliveries = (stats.okDeliveries ?? 0) + driver.deliveries.filter((d) => d.ok).length;
+      }
+      stats.deletes = (stats.deletes ?? 0) + world.fsx.backupDeletes.length;
+      for (const [k, v] of Object.entries(world.faults.injected)) stats[`fault:${k}`] = (stats[`fault:${k}`] ?? 0) + v;
+    }
+    return { violations, world, runs };
+  } finally {
+    world.dispose();
+  }
+}
+
+describe('property: random schedules, targets, retention and faults', () => {
+  const replay = process.env.SIM_REPLAY ? test : test.skip;
+  replay('replay SIM_REPLAY', async () => {
+    const { violations, world } = await runScenario(JSON.parse(process.env.SIM_REPLAY!));
+    // eslint-disable-next-line no-console
+    console.log(JSON.stringify({ violations, log: world.core.log.map((c) => ({ ...c, input: undefined })) }, null, 1));
+    expect(violations).toEqual([]);
+  });
+
+  test(`${RUNS} scenarios keep every invariant`, async () => {
+    const stats = await checkScenarios(scenarioArb, runScenario, 20261122);
+    expect(stats.scenarios).toBeGreaterThanOrEqual(RUNS);
+    // The runs exercised what they are meant to: ticks that succeed, and pruning.
+    expect(stats.okDeliveries).toBeGreaterThan(0);
+    expect(stats.deletes).toBeGreaterThan(0);
+  });
+});
+
+describe('cost of one tick of 50 targets', () => {
+  /** 50 OpenZFS file systems (copying tags) with 3 earlier backups each, keepLast 2; one tick measured. */
+  async function measure(throttle: number) {
+    const world = new SimWorld({ seed: 11, fsx: { pageSize: 50 }, durations: { minMs: 60_000, maxMs: 20 * 60_000, slowMs: 1 } });
+    try {
+      const targets: FsxBackupTargetInput[] = Array.from({ length: 50 }, (_, i) => ({ Kind: 'file-system', Id: `fs-${(0x100 + i).toString(16).padStart(17, '0')}` }));
+      for (const t of targets) world.fsx.addFileSystem(t.Id, 'OPENZFS', { copyTagsToBackups: true, tags: [{ Key: 'team', Value: 'data' }] });
+      const spec = nightly({ targets, keepLast: 2 });
+      const handlerMs: number[] = [];
+      const driver = driverFor(world, spec, async (e) => {
+        const begun = world.clock.now();
+        try {
+          return await handler(e);
+        } finally {
+          handlerMs.push(world.clock.now() - begun);
+        }
+      });
+      await driver.runTicks(3);
+      world.clock.advance(HOUR);
+      const before = { ...world.core.callCounts };
+      (world.faults as any).rates.throttle = throttle;
+      const wall = Date.now();
+      await driver.runTicks(1);
+      const last = driver.deliveries.at(-1)!;
+      const calls: Record<string, number> = {};
+      for (const [k, v] of Object.entries(world.core.callCounts)) if (v - (before[k] ?? 0) > 0) calls[k.replace(/^fsx:|Command$/g, '')] = v - (before[k] ?? 0);
+      const violations = [...new Invariants(world).atEnd(), ...scheduleViolations(world, [{ spec, driver }])];
+      return {
+        ok: last.ok,
+        calls,
+        total: Object.values(calls).reduce((a, b) => a + b, 0),
+        simulatedMs: handlerMs.at(-1)!,
+        wallMs: Date.now() - wall,
+        violations,
+        throttled: world.faults.injected.throttle ?? 0,
+      };
+    } finally {
+      world.dispose();
+    }
+  }
+
+  test('API calls and time, without and with throttling (30% of calls throttled)', async () => {
+    const calm = await measure(0);
+    const stormy = await measure(0.3);
+    if (process.env.SIM_STATS) {
+      // eslint-disable-next-line no-console
+      console.log(JSON.stringify({ calm, stormy }, null, 1));
+    }
+    expect(calm.violations).toEqual([]);
+    expect(stormy.violations).toEqual([]);
+    expect(calm.ok && stormy.ok).toBe(true);
+    // Without throttling: 1 describe, 50 creates, 3 listings of 20 targets (4 backups each, pages of
+    // 50: 2 + 2 + 1 calls), 50 deletes (the oldest of the 3 available ones of each target).
+    expect(calm.calls).toEqual({ DescribeFileSystems: 1, CreateBackup: 50, DescribeBackups: 5, DeleteBackup: 50 });
+    expect(stormy.total).toBeGreaterThan(calm.total);
+    expect(stormy.throttled).toBeGreaterThan(0);
+  });
+});
