@@ -324,15 +324,10 @@ export class EbsSnapshotOnDeploy extends Construct implements IEbsSnapshotOnDepl
         [`aws:RequestTag/${OWNERSHIP_TAG_KEYS.managedBy}`]: MANAGED_BY,
       },
     });
-    // Deletes only of snapshots this stack tagged as its own; the handler checks the owner tag too.
-    provider.allow(['ec2:DeleteSnapshot'], [snapshots], {
-      StringEquals: {
-        [`aws:ResourceTag/${OWNERSHIP_TAG_KEYS.managedBy}`]: MANAGED_BY,
-        [`aws:ResourceTag/${OWNERSHIP_TAG_KEYS.stackId}`]: stack.stackId,
-      },
-    });
-    // The Describe actions have no resource-level permissions.
-    provider.allow(['ec2:DescribeSnapshots', 'ec2:DescribeVolumes', 'ec2:DescribeInstances'], ['*']);
+    // Reading and deleting snapshots (only with this stack's ownership tags) are the provider's: a
+    // Delete must not depend on this instance still being in the app. The Describe actions have no
+    // resource-level permissions.
+    provider.allow(['ec2:DescribeVolumes', 'ec2:DescribeInstances'], ['*']);
   }
 }
 

@@ -56,7 +56,9 @@ export interface HandlerOptions {
    * immutable role, grant them yourself: the synthesized policy of the default role shows them.
    * For EbsSnapshotOnDeploy (from a volume or an instance) these include `dynamodb:GetItem`,
    * `dynamodb:PutItem` and `dynamodb:UpdateItem` on the stack's claim table (the `Claims` table
-   * under `CdkStorageSnapshotsProvider`).
+   * under `CdkStorageSnapshotsProvider`). With `vpc`, the role also needs to manage the functions'
+   * network interfaces (AWS's `AWSLambdaVPCAccessExecutionRole`), which the library adds only to
+   * the roles it creates.
    *
    * @default - a role created for the handlers, with least-privilege statements
    */

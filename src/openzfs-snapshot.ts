@@ -152,16 +152,8 @@ export class OpenZfsSnapshot extends Construct implements IOpenZfsSnapshot, ITag
     provider.allow(['fsx:TagResource'], [snapshots], {
       StringEquals: { [`aws:RequestTag/${OWNERSHIP_TAG_KEYS.managedBy}`]: MANAGED_BY },
     });
-    // Deletes only of snapshots this stack tagged as its own; the handler also checks the owner
-    // tag in code, because IAM cannot stop TagResource from tagging an existing snapshot.
-    provider.allow(['fsx:DeleteSnapshot'], [snapshots], {
-      StringEquals: {
-        [`aws:ResourceTag/${OWNERSHIP_TAG_KEYS.managedBy}`]: MANAGED_BY,
-        [`aws:ResourceTag/${OWNERSHIP_TAG_KEYS.stackId}`]: stack.stackId,
-      },
-    });
-    // DescribeSnapshots does not support resource-level permissions.
-    provider.allow(['fsx:DescribeSnapshots'], ['*']);
+    // Reads and deletes (only of snapshots with this stack's ownership tags) are the provider's:
+    // a Delete must not depend on this instance still being in the app.
   }
 }
 

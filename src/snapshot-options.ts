@@ -58,8 +58,9 @@ export interface SnapshotOnDeployOptions {
   readonly timeout?: Duration;
 
   /**
-   * Settings of the Lambda handlers (VPC, log retention, memory), shared by every instance of
-   * this construct type in the stack.
+   * Settings of the Lambda handlers (VPC, log retention, memory), shared by every deploy-time
+   * construct of the library in the stack (OpenZfsSnapshot, EbsSnapshotOnDeploy,
+   * EbsSnapshotFromImage): give them on the first one created, or the same on each.
    *
    * @default - see `HandlerOptions`
    */

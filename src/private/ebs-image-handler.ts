@@ -70,9 +70,7 @@ export function grantImageSnapshot(provider: SnapshotProvider, grant: ImageSnaps
     'StringEquals': ours,
     'ForAllValues:StringEquals': { 'aws:TagKeys': [UPLOAD_CURSOR_TAG_KEY] },
   });
-  provider.allow(['ec2:DeleteSnapshot'], [snapshots], { StringEquals: ours });
-  // DescribeSnapshots has no resource-level permissions.
-  provider.allow(['ec2:DescribeSnapshots'], ['*']);
+  // Reading and deleting snapshots (only with this stack's ownership tags) are the provider's.
   // The image object only (GetObject also authorizes HeadObject), and its bucket's key if it has one.
   provider.allow(['s3:GetObject'], [grant.image.bucket.arnForObjects(grant.image.objectKey)]);
   grant.image.bucket.encryptionKey?.grantDecrypt(provider.role);

@@ -7,7 +7,9 @@ import * as cr from 'aws-cdk-lib/custom-resources';
 import { IConstruct } from 'constructs';
 import { HandlerOptions } from '../handler-options';
 import { DEPLOY_TIME_HANDLERS, PROVIDER_ASSET } from './deploy-time-types';
+import { ec2SnapshotArn } from './ec2-arns';
 import { NagSuppression, suppressNag } from './nag';
+import { MANAGED_BY, OWNERSHIP_TAG_KEYS } from './ownership-tags';
 import { ClaimTableSpec, DEFAULT_MEMORY_SIZE, HandlerSpec, StackHandlers } from './stack-handlers';
 
 /**
@@ -106,6 +108,7 @@ export class SnapshotProvider extends StackHandlers {
       securityGroups: options?.securityGroups,
     });
     this.serviceToken = provider.serviceToken;
+    this.grantDeletes();
     // Every handler reads its own stack's status, to tell a rollback from an update.
     this.role.addToPrincipalPolicy(
       new iam.PolicyStatement({ actions: ['cloudformation:DescribeStacks'], resources: [Stack.of(this).stackId] }),
@@ -127,6 +130,28 @@ export class SnapshotProvider extends StackHandlers {
    */
   public dependOnClaims(resource: IConstruct): void {
     if (this.claims) resource.node.addDependency(this.claims);
+  }
+
+  /**
+   * What a Delete needs, for every deploy-time type, whether or not the app still has an instance
+   * of it or of that volume: CloudFormation updates this policy in the update phase and sends the
+   * Delete of a removed resource only later, in the clean-up phase, so a statement that followed
+   * the instances would be gone by then (the Delete would fail with AccessDenied and, in clean-up,
+   * leave the copy behind without failing the stack). Deletes stay limited to copies carrying the
+   * library's and this stack's ownership tags; reads have no resource-level permissions.
+   */
+  private grantDeletes(): void {
+    const stack = Stack.of(this);
+    const ours = {
+      StringEquals: {
+        [`aws:ResourceTag/${OWNERSHIP_TAG_KEYS.managedBy}`]: MANAGED_BY,
+        [`aws:ResourceTag/${OWNERSHIP_TAG_KEYS.stackId}`]: stack.stackId,
+      },
+    };
+    this.addWildcardReasons(DELETE_REASONS);
+    this.allow(['fsx:DeleteSnapshot'], [stack.formatArn({ service: 'fsx', resource: 'snapshot', resourceName: '*' })], ours);
+    this.allow(['ec2:DeleteSnapshot'], [ec2SnapshotArn(this, '*')], ours);
+    this.allow(['fsx:DescribeSnapshots', 'ec2:DescribeSnapshots'], ['*']);
   }
 
   /** Adds what the type of `spec` needs, once per type. */
@@ -185,6 +210,20 @@ export class SnapshotProvider extends StackHandlers {
     this.role.addToPrincipalPolicy(new iam.PolicyStatement({ actions: ['cloudformation:DescribeStackResource'], resources: [Stack.of(this).stackId] }));
   }
 }
+
+const DELETE_REASONS: NagSuppression[] = [
+  {
+    id: 'AwsSolutions-IAM5',
+    reason: 'Deleting a copy must not depend on its construct still being in the app (CloudFormation updates the policy before it sends ' +
+      'the Delete of a removed resource): snapshot/* of FSx and EC2, only with the library\'s and this stack\'s ownership tags.',
+    appliesTo: [{ regex: '/^Resource::arn:<AWS::Partition>:(fsx|ec2):[^:]*:[^:]*:snapshot\\/\\*$/' }],
+  },
+  {
+    id: 'AwsSolutions-IAM5',
+    reason: 'fsx:DescribeSnapshots and ec2:DescribeSnapshots have no resource-level permissions.',
+    appliesTo: ['Resource::*'],
+  },
+];
 
 /** What a function in a VPC needs to create and delete its network interfaces (its roles are the library's). */
 const VPC_ACCESS_POLICY = iam.ManagedPolicy.fromAwsManagedPolicyName('service-role/AWSLambdaVPCAccessExecutionRole');

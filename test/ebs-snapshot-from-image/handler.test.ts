@@ -6,9 +6,6 @@ import { CreateTagsCommand, DeleteSnapshotCommand, DescribeSnapshotsCommand, EC2
 import { GetObjectCommand, HeadObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { AwsStub, mockClient } from 'aws-sdk-client-mock';
 import 'aws-sdk-client-mock-jest';
-import { LOGICAL_ID, STACK_ID, cfnRequest } from '../fixtures/events';
-import { ownershipTagsOf } from '../fixtures/ownership';
-import { awsError } from '../support/aws-errors';
 import { UploadCursor, decodeCursor, encodeCursor } from '../../lambda/ebs-direct-snapshot/cursor';
 import { identityHash, isComplete, onEvent } from '../../lambda/ebs-direct-snapshot/index';
 import { ResumableSha256 } from '../../lambda/ebs-direct-snapshot/linear-checksum';
@@ -18,6 +15,9 @@ import { logger } from '../../lambda/shared/logger';
 import { OWNERSHIP_TAG_KEYS } from '../../lambda/shared/ownership';
 import { requestToken } from '../../lambda/shared/token';
 import { EBS_BLOCK_BYTES, type EbsSnapshotFromImageAttributes, type EbsSnapshotFromImageProperties, UPLOAD_CURSOR_TAG_KEY } from '../../src/private/ebs-direct-contract';
+import { LOGICAL_ID, STACK_ID, cfnRequest } from '../fixtures/events';
+import { ownershipTagsOf } from '../fixtures/ownership';
+import { awsError } from '../support/aws-errors';
 
 /*
  * The `ebs-direct-snapshot` handler, call by call, against aws-sdk-client-mock: every decision of

@@ -4,6 +4,9 @@ import { CreateTagsCommand, DescribeSnapshotsCommand, EC2Client } from '@aws-sdk
 import { GetObjectCommand, HeadObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { mockClient } from 'aws-sdk-client-mock';
 import * as fc from 'fast-check';
+import { decodeCursor } from '../../lambda/ebs-direct-snapshot/cursor';
+import * as handler from '../../lambda/ebs-direct-snapshot/index';
+import { type EbsSnapshotFromImageProperties, UPLOAD_CURSOR_TAG_KEY } from '../../src/private/ebs-direct-contract';
 import { awsError } from '../support/aws-errors';
 import { CfnStack, StackOperationResult } from '../support/cfn-driver';
 import { syntheticImage } from '../support/ebs-direct-server';
@@ -11,9 +14,6 @@ import { blockChecksum } from '../support/fake-ebs';
 import { Invariants, Violation } from '../support/invariants';
 import { SIM_RUNS, SIM_TIMEOUT_MS, checkScenarios, faultRatesArb } from '../support/sim-property';
 import { SimWorld, SimWorldOptions } from '../support/sim-world';
-import { decodeCursor } from '../../lambda/ebs-direct-snapshot/cursor';
-import * as handler from '../../lambda/ebs-direct-snapshot/index';
-import { type EbsSnapshotFromImageProperties, UPLOAD_CURSOR_TAG_KEY } from '../../src/private/ebs-direct-contract';
 
 /*
  * Snapshots from data through the whole deploy lifecycle: CloudFormation and the Provider framework

@@ -1,13 +1,13 @@
 import { createHash } from 'crypto';
 import { EBSClient, ListSnapshotBlocksCommand, StartSnapshotCommand } from '@aws-sdk/client-ebs';
 import { S3Client } from '@aws-sdk/client-s3';
-import { EbsDirectServer, EbsDirectServerOptions, syntheticImage } from '../support/ebs-direct-server';
 import { UploadCursor, decodeCursor, encodeCursor, initialCursor } from '../../lambda/ebs-direct-snapshot/cursor';
 import { ResumableSha256 } from '../../lambda/ebs-direct-snapshot/linear-checksum';
 import { AdaptiveLimit } from '../../lambda/ebs-direct-snapshot/pool';
 import { BlockWriteError, UploadOptions, uploadBlocks } from '../../lambda/ebs-direct-snapshot/upload';
 import { clock } from '../../lambda/shared/clock';
 import { EBS_BLOCK_BYTES } from '../../src/private/ebs-direct-contract';
+import { EbsDirectServer, EbsDirectServerOptions, syntheticImage } from '../support/ebs-direct-server';
 
 /*
  * The upload engine with the real SDK clients over HTTP, against the loopback EBS direct + S3

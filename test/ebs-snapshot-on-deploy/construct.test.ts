@@ -317,7 +317,8 @@ describe('EbsSnapshotOnDeploy IAM', () => {
         Resource: snapshots,
         Condition: { StringEquals: { 'aws:ResourceTag/cdk-storage-snapshots:managed-by': 'cdk-storage-snapshots', 'aws:ResourceTag/cdk-storage-snapshots:stack-id': { Ref: 'AWS::StackId' } } },
       },
-      { Action: ['ec2:DescribeSnapshots', 'ec2:DescribeVolumes', 'ec2:DescribeInstances'], Effect: 'Allow', Resource: '*' },
+      { Action: ['fsx:DescribeSnapshots', 'ec2:DescribeSnapshots'], Effect: 'Allow', Resource: '*' },
+      { Action: ['ec2:DescribeVolumes', 'ec2:DescribeInstances'], Effect: 'Allow', Resource: '*' },
     ]));
     // Nothing else is granted on "*", and nothing EC2 without a scope or condition beyond the source.
     const wildcards = statements.filter((s) => s.Resource === '*').flatMap((s) => [].concat(s.Action));

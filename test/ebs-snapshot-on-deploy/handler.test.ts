@@ -23,15 +23,15 @@ import {
 } from '@aws-sdk/client-ec2';
 import { mockClient } from 'aws-sdk-client-mock';
 import 'aws-sdk-client-mock-jest';
-import { LOGICAL_ID, STACK_ID, cfnRequest, rejection } from '../fixtures/events';
-import { ownershipTagsOf } from '../fixtures/ownership';
-import { awsError } from '../support/aws-errors';
 import { DUPLICATE_METRIC, READ_LAG_WINDOW_MS, SKEW_MS, identityHash, isComplete, onEvent, snapshotIdsOf } from '../../lambda/ebs-snapshot';
 import { clock } from '../../lambda/shared/clock';
 import { logger } from '../../lambda/shared/logger';
 import { OWNERSHIP_TAG_KEYS } from '../../lambda/shared/ownership';
 import { requestToken } from '../../lambda/shared/token';
 import type { EbsSnapshotOnDeployProperties } from '../../src/private/ebs-contract';
+import { LOGICAL_ID, STACK_ID, cfnRequest, rejection } from '../fixtures/events';
+import { ownershipTagsOf } from '../fixtures/ownership';
+import { awsError } from '../support/aws-errors';
 
 const ec2Mock = mockClient(EC2Client);
 const cfnMock = mockClient(CloudFormationClient);

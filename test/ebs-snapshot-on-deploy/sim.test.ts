@@ -1,5 +1,8 @@
 import * as fc from 'fast-check';
 import { READ_LAG_WINDOW_MS, identityHash, isComplete, onEvent, snapshotIdsOf } from '../../lambda/ebs-snapshot';
+import { OWNERSHIP_TAG_KEYS } from '../../lambda/shared/ownership';
+import { requestToken } from '../../lambda/shared/token';
+import type { EbsSnapshotOnDeployProperties } from '../../src/private/ebs-contract';
 import { ownershipTagsOf } from '../fixtures/ownership';
 import { CfnDriverOptions, CfnStack, ConcurrentDuplicates, ProviderHandler, RequestRecord, StackOperationResult } from '../support/cfn-driver';
 import { FakeDynamoDbOptions } from '../support/fake-dynamodb';
@@ -9,9 +12,6 @@ import { Invariants, Violation } from '../support/invariants';
 import { CopyView } from '../support/sim-core';
 import { SIM_RUNS, SIM_TIMEOUT_MS, checkScenarios, faultRatesArb } from '../support/sim-property';
 import { SimWorld } from '../support/sim-world';
-import { OWNERSHIP_TAG_KEYS } from '../../lambda/shared/ownership';
-import { requestToken } from '../../lambda/shared/token';
-import type { EbsSnapshotOnDeployProperties } from '../../src/private/ebs-contract';
 
 const VOL_A = 'vol-0000000000000000a'; // instance I1, /dev/xvda
 const VOL_B = 'vol-0000000000000000b'; // instance I1, /dev/sdf

@@ -10,13 +10,13 @@ import {
 } from '@aws-sdk/client-fsx';
 import { mockClient } from 'aws-sdk-client-mock';
 import 'aws-sdk-client-mock-jest';
-import { ownershipTagsOf } from '../fixtures/ownership';
-import { awsError } from '../support/aws-errors';
 import { backupTags, backupsToPrune, handler, metrics, previousFailed, scheduledMinute, targetHash } from '../../lambda/fsx-backup-schedule';
 import { clock } from '../../lambda/shared/clock';
 import { OWNERSHIP_TAG_KEYS } from '../../lambda/shared/ownership';
 import { tickToken } from '../../lambda/shared/token';
 import type { FsxBackupTickInput } from '../../src/private/fsx-backup-contract';
+import { ownershipTagsOf } from '../fixtures/ownership';
+import { awsError } from '../support/aws-errors';
 
 const fsxMock = mockClient(FSxClient);
 const realClock = { ...clock };

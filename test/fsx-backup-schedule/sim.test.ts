@@ -1,14 +1,14 @@
 import { CreateBackupCommand, DescribeBackupsCommand } from '@aws-sdk/client-fsx';
 import * as fc from 'fast-check';
 import { handler, metrics, targetHash } from '../../lambda/fsx-backup-schedule';
+import { fsx } from '../../lambda/shared/clients/fsx';
+import { MANAGED_BY, OWNERSHIP_TAG_KEYS } from '../../lambda/shared/ownership';
+import type { FsxBackupTargetInput, FsxBackupTickInput } from '../../src/private/fsx-backup-contract';
 import { EventBridgeDriver, ScheduledEvent } from '../support/eventbridge-driver';
 import { FaultRates } from '../support/faults';
 import { Invariants, Violation } from '../support/invariants';
 import { SIM_RUNS, SIM_TIMEOUT_MS, checkScenarios, faultRatesArb } from '../support/sim-property';
 import { SimWorld, SimWorldOptions } from '../support/sim-world';
-import { fsx } from '../../lambda/shared/clients/fsx';
-import { MANAGED_BY, OWNERSHIP_TAG_KEYS } from '../../lambda/shared/ownership';
-import type { FsxBackupTargetInput, FsxBackupTickInput } from '../../src/private/fsx-backup-contract';
 
 const RUNS = SIM_RUNS;
 jest.setTimeout(SIM_TIMEOUT_MS);

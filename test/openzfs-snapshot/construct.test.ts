@@ -179,6 +179,19 @@ describe('OpenZfsSnapshot IAM', () => {
     Template.fromStack(stack).hasResourceProperties('AWS::IAM::Policy', {
       PolicyDocument: {
         Statement: Match.arrayWith([
+          {
+            // The provider's, for every deploy-time type: a Delete must not depend on the instance being in the app.
+            Action: 'fsx:DeleteSnapshot',
+            Effect: 'Allow',
+            Resource: arn('snapshot/*'),
+            Condition: {
+              StringEquals: {
+                'aws:ResourceTag/cdk-storage-snapshots:managed-by': 'cdk-storage-snapshots',
+                'aws:ResourceTag/cdk-storage-snapshots:stack-id': { Ref: 'AWS::StackId' },
+              },
+            },
+          },
+          { Action: ['fsx:DescribeSnapshots', 'ec2:DescribeSnapshots'], Effect: 'Allow', Resource: '*' },
           { Action: 'cloudformation:DescribeStacks', Effect: 'Allow', Resource: { Ref: 'AWS::StackId' } },
           { Action: 'fsx:CreateSnapshot', Effect: 'Allow', Resource: [arn(`volume/*/${VOLUME}`), arn(`snapshot/${VOLUME}/*`)] },
           {
@@ -187,18 +200,6 @@ describe('OpenZfsSnapshot IAM', () => {
             Resource: arn(`snapshot/${VOLUME}/*`),
             Condition: { StringEquals: { 'aws:RequestTag/cdk-storage-snapshots:managed-by': 'cdk-storage-snapshots' } },
           },
-          {
-            Action: 'fsx:DeleteSnapshot',
-            Effect: 'Allow',
-            Resource: arn(`snapshot/${VOLUME}/*`),
-            Condition: {
-              StringEquals: {
-                'aws:ResourceTag/cdk-storage-snapshots:managed-by': 'cdk-storage-snapshots',
-                'aws:ResourceTag/cdk-storage-snapshots:stack-id': { Ref: 'AWS::StackId' },
-              },
-            },
-          },
-          { Action: 'fsx:DescribeSnapshots', Effect: 'Allow', Resource: '*' },
         ]),
       },
     });

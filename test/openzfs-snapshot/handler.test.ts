@@ -3,11 +3,11 @@ import { CreateSnapshotCommand, DeleteSnapshotCommand, DescribeSnapshotsCommand,
 import { mockClient } from 'aws-sdk-client-mock';
 import 'aws-sdk-client-mock-jest';
 import { identityHash, isComplete, onEvent } from '../../lambda/openzfs-snapshot';
+import { clock } from '../../lambda/shared/clock';
+import { requestToken } from '../../lambda/shared/token';
 import { LOGICAL_ID, STACK_ID, VOLUME_ID, cfnRequest, zfsProps } from '../fixtures/events';
 import { ownershipTagsOf } from '../fixtures/ownership';
 import { awsError } from '../support/aws-errors';
-import { clock } from '../../lambda/shared/clock';
-import { requestToken } from '../../lambda/shared/token';
 
 const fsxMock = mockClient(FSxClient);
 const cfnMock = mockClient(CloudFormationClient);

@@ -1,12 +1,12 @@
 import * as fc from 'fast-check';
 import { identityHash, isComplete, onEvent } from '../../lambda/openzfs-snapshot';
+import type { OpenZfsSnapshotProperties } from '../../src/private/contract';
 import { ownershipTagsOf } from '../fixtures/ownership';
 import { CfnStack } from '../support/cfn-driver';
 import { FaultRates } from '../support/faults';
 import { Invariants } from '../support/invariants';
 import { SIM_RUNS, SIM_TIMEOUT_MS, checkScenarios, faultRatesArb } from '../support/sim-property';
 import { SimWorld } from '../support/sim-world';
-import type { OpenZfsSnapshotProperties } from '../../src/private/contract';
 
 const FILE_SYSTEM = 'fs-0123456789abcdef0';
 const VOLUME = 'fsvol-0123456789abcdef0';

@@ -153,24 +153,43 @@ describe('sizing: the largest any type present needs', () => {
 });
 
 describe('permissions follow use', () => {
-  test('only OpenZfsSnapshot: FSx statements, no EC2, EBS, S3 or DynamoDB statement', () => {
-    const actions = actionsOf(stackWith(['openzfs']));
-    expect(actions.some((a) => a.startsWith('fsx:'))).toBe(true);
+  /** What the provider grants every stack, whatever types it has: the Delete path and its reads. */
+  const ALWAYS = ['fsx:DeleteSnapshot', 'ec2:DeleteSnapshot', 'fsx:DescribeSnapshots', 'ec2:DescribeSnapshots', 'cloudformation:DescribeStacks'];
+  const typeActions = (stack: Stack) => actionsOf(stack).filter((a) => !ALWAYS.includes(a) && !a.startsWith('logs:'));
+
+  test('only OpenZfsSnapshot: FSx statements, no EC2, EBS, S3 or DynamoDB statement beyond the Delete path', () => {
+    const actions = typeActions(stackWith(['openzfs']));
+    expect(actions).toEqual(expect.arrayContaining(['fsx:CreateSnapshot', 'fsx:TagResource']));
     expect(actions.filter((a) => /^(ec2|ebs|s3|dynamodb|kms):/.test(a))).toEqual([]);
     expect(actions).not.toContain('cloudformation:DescribeStackResource');
   });
 
-  test('only EbsSnapshotOnDeploy: EC2 and the claim table, no FSx, EBS direct or S3 statement', () => {
-    const actions = actionsOf(stackWith(['ebs']));
+  test('only EbsSnapshotOnDeploy: EC2 and the claim table, no FSx, EBS direct or S3 statement beyond the Delete path', () => {
+    const actions = typeActions(stackWith(['ebs']));
     expect(actions).toEqual(expect.arrayContaining(['ec2:CreateSnapshot', 'dynamodb:PutItem', 'cloudformation:DescribeStackResource']));
     expect(actions.filter((a) => /^(fsx|ebs|s3):/.test(a))).toEqual([]);
   });
 
   test('only EbsSnapshotFromImage: EBS direct, S3 and EC2 tagging, no FSx, claim table or EC2 CreateSnapshot', () => {
-    const actions = actionsOf(stackWith(['image']));
+    const actions = typeActions(stackWith(['image']));
     expect(actions).toEqual(expect.arrayContaining(['ebs:StartSnapshot', 's3:GetObject']));
     expect(actions.filter((a) => /^(fsx|dynamodb):/.test(a) || a === 'ec2:CreateSnapshot' || a === 'cloudformation:DescribeStackResource')).toEqual([]);
     expect(count(stackWith(['image']), 'AWS::DynamoDB::Table')).toBe(0);
+  });
+
+  test('the Delete path does not depend on which instances the app still has: removing the last of a type or of a volume can still delete', () => {
+    // CloudFormation updates the policy before it sends the Delete of a removed resource.
+    const deletes = (stack: Stack) => handlerStatements(stack).filter((st) => /DeleteSnapshot$/.test(st.Action));
+    const withAll = deletes(stackWith(['openzfs', 'ebs', 'image'], 3));
+    for (const kinds of [['openzfs'], ['ebs'], ['image'], ['openzfs', 'ebs', 'image']] as Kind[][]) {
+      expect(deletes(stackWith(kinds))).toEqual(withAll);
+    }
+    expect(withAll.map((st) => st.Action).sort()).toEqual(['ec2:DeleteSnapshot', 'fsx:DeleteSnapshot']);
+    for (const st of withAll) {
+      expect(JSON.stringify(st.Resource)).toMatch(/:snapshot\/\*"/);
+      expect(Object.keys(st.Condition.StringEquals).sort()).toEqual(['aws:ResourceTag/cdk-storage-snapshots:managed-by', 'aws:ResourceTag/cdk-storage-snapshots:stack-id']);
+      expect(st.Condition.StringEquals['aws:ResourceTag/cdk-storage-snapshots:stack-id']).toEqual({ Ref: 'AWS::StackId' });
+    }
   });
 
   test('handlers in a VPC: the roles the library makes may manage the functions\' network interfaces', () => {
@@ -188,11 +207,11 @@ describe('the router (assets/provider, as bundled)', () => {
   const assets = path.join(__dirname, '..', '..', 'assets', 'provider');
 
   /** In a fresh node: answers a Delete of `type` through the router and lists the bundles it loaded. */
-  function route(type: string): { result?: unknown; error?: string; loaded: string[] } {
+  function route(type: string, requestType = 'Delete', entry = 'isComplete'): { result?: unknown; error?: string; loaded: string[] } {
     const script = `
       const router = require(${JSON.stringify(path.join(assets, 'index.js'))});
       const loaded = () => Object.keys(require.cache).filter((f) => f.startsWith(${JSON.stringify(assets)})).map((f) => require('path').basename(f)).sort();
-      router.isComplete({ ResourceType: ${JSON.stringify(type)}, RequestType: 'Delete', PhysicalResourceId: 'x', ResourceProperties: {} })
+      router[${JSON.stringify(entry)}]({ ResourceType: ${JSON.stringify(type)}, RequestType: ${JSON.stringify(requestType)}, PhysicalResourceId: 'x', ResourceProperties: {} })
         .then((result) => process.stdout.write(JSON.stringify({ result, loaded: loaded() })),
               (err) => process.stdout.write(JSON.stringify({ error: err.message, loaded: loaded() })));`;
     const out = execFileSync(process.execPath, ['-e', script], {
@@ -210,10 +229,17 @@ describe('the router (assets/provider, as bundled)', () => {
     expect(routed.loaded).toEqual([`${name}.js`, 'index.js'].sort());
   });
 
-  test('an unknown resource type fails with the types it serves', () => {
-    const routed = route('Custom::Unknown');
-    expect(routed.error).toMatch(/no handler for resource type Custom::Unknown \(this provider serves Custom::OpenZfsSnapshot, /);
-    expect(routed.loaded).toEqual(['index.js']);
+  test('a Create or Update of an unknown resource type fails with the types it serves', () => {
+    for (const requestType of ['Create', 'Update']) {
+      const routed = route('Custom::Unknown', requestType, 'onEvent');
+      expect(routed.error).toMatch(/no handler for resource type Custom::Unknown \(this provider serves Custom::OpenZfsSnapshot, /);
+      expect(routed.loaded).toEqual(['index.js']);
+    }
+  });
+
+  test('a Delete of an unknown resource type is answered without acting, so that clean-up and stack deletion go on', () => {
+    expect(route('Custom::Unknown', 'Delete', 'onEvent')).toEqual({ result: { PhysicalResourceId: 'x' }, loaded: ['index.js'] });
+    expect(route('Custom::Unknown', 'Delete', 'isComplete')).toEqual({ result: { IsComplete: true }, loaded: ['index.js'] });
   });
 });
 

@@ -22,6 +22,9 @@ import {
   TagResourceCommand,
 } from '@aws-sdk/client-fsx';
 import * as fc from 'fast-check';
+import { withRetries } from '../../lambda/shared/errors';
+import { MANAGED_BY, OWNERSHIP_TAG_KEYS, isOwnedBy, ownershipTags, requestOwner } from '../../lambda/shared/ownership';
+import { requestToken, tickToken } from '../../lambda/shared/token';
 import { rejection } from '../fixtures/events';
 import { CfnStack, ProviderHandler } from '../support/cfn-driver';
 import { EventBridgeDriver, ScheduledEvent } from '../support/eventbridge-driver';
@@ -29,9 +32,6 @@ import { EBS_BLOCK_SIZE, blockChecksum, linearChecksum } from '../support/fake-e
 import { FaultRates } from '../support/faults';
 import { Invariants } from '../support/invariants';
 import { SimWorld, SimWorldOptions } from '../support/sim-world';
-import { withRetries } from '../../lambda/shared/errors';
-import { MANAGED_BY, OWNERSHIP_TAG_KEYS, isOwnedBy, ownershipTags, requestOwner } from '../../lambda/shared/ownership';
-import { requestToken, tickToken } from '../../lambda/shared/token';
 
 const FS = 'fs-0123456789abcdef0';
 const VOLUME = 'fsvol-0123456789abcdef0';
