@@ -9,7 +9,7 @@ import {
 import type { EbsSourceConfig } from './private/ebs-source-config';
 import { ec2SnapshotArn } from './private/ec2-arns';
 import { DEFAULT_TIMEOUT, encodeRemovalPolicy } from './private/encode';
-import { MANAGED_BY, OWNERSHIP_TAG_COUNT, OWNERSHIP_TAG_KEYS } from './private/ownership-tags';
+import { MANAGED_BY, OWNERSHIP_TAG_COUNT, OWNERSHIP_TAG_KEYS, stackOwnershipCondition } from './private/ownership-tags';
 import { SnapshotProvider } from './private/provider';
 import { SnapshotGuard } from './private/snapshot-before';
 import { HandlerSpec } from './private/stack-handlers';
@@ -313,10 +313,7 @@ export class EbsSnapshotOnDeploy extends Construct implements IEbsSnapshotOnDepl
     }
     // The new snapshot: only with the library's tags in the request.
     provider.allow([action], [snapshots], {
-      StringEquals: {
-        [`aws:RequestTag/${OWNERSHIP_TAG_KEYS.managedBy}`]: MANAGED_BY,
-        [`aws:RequestTag/${OWNERSHIP_TAG_KEYS.stackId}`]: stack.stackId,
-      },
+      StringEquals: stackOwnershipCondition('RequestTag', stack.stackId),
     });
     provider.allow(['ec2:CreateTags'], [snapshots], {
       StringEquals: {

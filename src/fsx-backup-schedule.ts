@@ -9,7 +9,7 @@ import { BackupTarget } from './backup-target';
 import { HandlerOptions } from './handler-options';
 import { CopyTags } from './private/copy-tags';
 import { FSX_BACKUP_METRICS as METRICS, type FsxBackupTickInput } from './private/fsx-backup-contract';
-import { MANAGED_BY, OWNERSHIP_TAG_COUNT, OWNERSHIP_TAG_KEYS } from './private/ownership-tags';
+import { OWNERSHIP_TAG_COUNT, stackOwnershipCondition } from './private/ownership-tags';
 import { validateSchedule } from './private/schedule-expression';
 import { ScheduleHandlers } from './private/schedule-handlers';
 import { METRIC_NAMESPACE as NAMESPACE } from './private/shared-values';
@@ -324,10 +324,7 @@ export class FsxBackupSchedule extends Construct implements ITaggable {
     // pruning against a backup tagged to look like ours).
     handlers.allow(['fsx:CreateBackup'], [...targetArns, backups]);
     handlers.allow(['fsx:TagResource'], [backups], {
-      StringEquals: {
-        [`aws:RequestTag/${OWNERSHIP_TAG_KEYS.managedBy}`]: MANAGED_BY,
-        [`aws:RequestTag/${OWNERSHIP_TAG_KEYS.stackId}`]: stack.stackId,
-      },
+      StringEquals: stackOwnershipCondition('RequestTag', stack.stackId),
     });
     handlers.allow(['fsx:ListTagsForResource'], targetArns);
     // Deletes only of backups tagged as this stack's: one statement for the stack's schedules,
@@ -335,10 +332,7 @@ export class FsxBackupSchedule extends Construct implements ITaggable {
     // the policy with each schedule). Which schedule and target a backup belongs to is checked in
     // code before each delete, on the tags the service just listed.
     handlers.allow(['fsx:DeleteBackup'], [backups], {
-      StringEquals: {
-        [`aws:ResourceTag/${OWNERSHIP_TAG_KEYS.managedBy}`]: MANAGED_BY,
-        [`aws:ResourceTag/${OWNERSHIP_TAG_KEYS.stackId}`]: stack.stackId,
-      },
+      StringEquals: stackOwnershipCondition('ResourceTag', stack.stackId),
     });
     // The describe calls have no resource-level permissions.
     handlers.allow(['fsx:DescribeBackups', 'fsx:DescribeFileSystems', 'fsx:DescribeVolumes'], ['*']);

@@ -3,7 +3,7 @@ import * as kms from 'aws-cdk-lib/aws-kms';
 import { UPLOAD_CURSOR_TAG_KEY } from './ebs-direct-contract';
 import type { EbsImageLocation } from './ebs-image';
 import { ec2SnapshotArn } from './ec2-arns';
-import { MANAGED_BY, OWNERSHIP_TAG_KEYS } from './ownership-tags';
+import { stackOwnershipCondition } from './ownership-tags';
 import { SnapshotProvider } from './provider';
 import { HandlerSpec } from './stack-handlers';
 
@@ -47,14 +47,8 @@ export interface ImageSnapshotGrant {
 export function grantImageSnapshot(provider: SnapshotProvider, grant: ImageSnapshotGrant): void {
   const stack = Stack.of(provider);
   const snapshots = ec2SnapshotArn(provider, '*');
-  const requestTagsOurs = {
-    [`aws:RequestTag/${OWNERSHIP_TAG_KEYS.managedBy}`]: MANAGED_BY,
-    [`aws:RequestTag/${OWNERSHIP_TAG_KEYS.stackId}`]: stack.stackId,
-  };
-  const ours = {
-    [`aws:ResourceTag/${OWNERSHIP_TAG_KEYS.managedBy}`]: MANAGED_BY,
-    [`aws:ResourceTag/${OWNERSHIP_TAG_KEYS.stackId}`]: stack.stackId,
-  };
+  const requestTagsOurs = stackOwnershipCondition('RequestTag', stack.stackId);
+  const ours = stackOwnershipCondition('ResourceTag', stack.stackId);
   // StartSnapshot authorizes the new snapshot (and the parent); the tags on creation must be ours.
   const startResources = [snapshots];
   if (grant.parentSnapshotId) startResources.push(ec2SnapshotArn(provider, grant.parentSnapshotId));

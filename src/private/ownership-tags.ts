@@ -11,3 +11,15 @@ export const OWNERSHIP_TAG_KEYS: OwnershipTagKeys = {
 export const MANAGED_BY: ManagedByValue = 'cdk-storage-snapshots';
 /** How many of the 50 tags AWS allows the library's own take. */
 export const OWNERSHIP_TAG_COUNT = Object.keys(OWNERSHIP_TAG_KEYS).length;
+
+/**
+ * The IAM condition (for `StringEquals`) that a copy carries the library's and this stack's
+ * ownership tags: on the resource (`ResourceTag`, for writes to and deletes of existing copies) or
+ * in the request (`RequestTag`, for creating one).
+ */
+export function stackOwnershipCondition(on: 'ResourceTag' | 'RequestTag', stackId: string): Record<string, string> {
+  return {
+    [`aws:${on}/${OWNERSHIP_TAG_KEYS.managedBy}`]: MANAGED_BY,
+    [`aws:${on}/${OWNERSHIP_TAG_KEYS.stackId}`]: stackId,
+  };
+}

@@ -9,7 +9,7 @@ import { HandlerOptions } from '../handler-options';
 import { DEPLOY_TIME_HANDLERS, PROVIDER_ASSET } from './deploy-time-types';
 import { ec2SnapshotArn } from './ec2-arns';
 import { NagSuppression, suppressNag } from './nag';
-import { MANAGED_BY, OWNERSHIP_TAG_KEYS } from './ownership-tags';
+import { stackOwnershipCondition } from './ownership-tags';
 import { ClaimTableSpec, DEFAULT_MEMORY_SIZE, HandlerSpec, StackHandlers } from './stack-handlers';
 
 /**
@@ -143,10 +143,7 @@ export class SnapshotProvider extends StackHandlers {
   private grantDeletes(): void {
     const stack = Stack.of(this);
     const ours = {
-      StringEquals: {
-        [`aws:ResourceTag/${OWNERSHIP_TAG_KEYS.managedBy}`]: MANAGED_BY,
-        [`aws:ResourceTag/${OWNERSHIP_TAG_KEYS.stackId}`]: stack.stackId,
-      },
+      StringEquals: stackOwnershipCondition('ResourceTag', stack.stackId),
     };
     this.addWildcardReasons(DELETE_REASONS);
     this.allow(['fsx:DeleteSnapshot'], [stack.formatArn({ service: 'fsx', resource: 'snapshot', resourceName: '*' })], ours);
