@@ -3,12 +3,15 @@
  * what users would write instead. Adding a construct is adding one `ScaleCase` to `SCALE_CASES`.
  */
 import { createHash } from 'crypto';
-import { Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
+import { Duration, RemovalPolicy, Stack, TimeZone } from 'aws-cdk-lib';
 import * as events from 'aws-cdk-lib/aws-events';
+import * as targets from 'aws-cdk-lib/aws-events-targets';
 import * as fsx from 'aws-cdk-lib/aws-fsx';
 import * as iam from 'aws-cdk-lib/aws-iam';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as scheduler from 'aws-cdk-lib/aws-scheduler';
 import * as cr from 'aws-cdk-lib/custom-resources';
-import { EbsSnapshotOnDeploy, EbsSnapshotSource, FsxBackupSchedule, OpenZfsSnapshot } from '../src';
+import { EbsSnapshotOnDeploy, EbsSnapshotSource, FsxBackupSchedule, OpenZfsSnapshot, OpenZfsSnapshotSchedule } from '../src';
 import { ScaleCase } from './scale';
 import { suppressNag } from '../src/private/nag';
 import { StackHandlers } from '../src/private/stack-handlers';
@@ -36,7 +39,11 @@ export const FAMILY = {
   openZfs: 'FSx for OpenZFS snapshot',
   ebs: 'EBS snapshot',
   fsxBackup: 'FSx backup',
+  openZfsScheduled: 'Scheduled FSx for OpenZFS snapshots',
 } as const;
+
+/** 02:30 in Berlin, on EventBridge Scheduler. */
+const BERLIN_NIGHTLY = scheduler.ScheduleExpression.cron({ hour: '2', minute: '30', timeZone: TimeZone.EUROPE_BERLIN });
 
 const openZfs: ScaleCase = {
   name: 'OpenZfsSnapshot',
@@ -131,8 +138,19 @@ const fsxBackup: ScaleCase = {
   name: 'FsxBackupSchedule',
   family: FAMILY.fsxBackup,
   kind: 'library',
+  targetAdds: 2,
   note: 'One daily schedule per file system (an EventBridge rule and an alarm each; one function, Lambda permission, dead-letter queue and its alarm per stack).',
   add: (stack, i) => new FsxBackupSchedule(stack, `Backup${i}`, { schedule: events.Schedule.rate(Duration.days(1)), fileSystemIds: [idOf('fs-', i)] }),
+};
+
+const fsxBackupOnScheduler: ScaleCase = {
+  name: 'FsxBackupSchedule (Scheduler)',
+  family: FAMILY.fsxBackup,
+  kind: 'library',
+  targetAdds: 2,
+  note: 'The same on EventBridge Scheduler, 02:30 Europe/Berlin: a Scheduler schedule and an alarm each; one function, dead-letter queue ' +
+    'and its alarm, schedule group and execution role per stack.',
+  add: (stack, i) => new FsxBackupSchedule(stack, `Backup${i}`, { scheduler: { expression: BERLIN_NIGHTLY }, fileSystemIds: [idOf('fs-', i)] }),
 };
 
 const fsxBackupAwsCustomResource: ScaleCase = {
@@ -142,6 +160,62 @@ const fsxBackupAwsCustomResource: ScaleCase = {
   note: 'AwsCustomResource calling FSx CreateBackup once, on create (not on a schedule, no pruning). ' +
     'There is no native L1: the CloudFormation resource specification in aws-cdk-lib has no `AWS::FSx::Backup`.',
   add: (stack, i) => awsCustomResource(stack, `Backup${i}`, 'FSx', 'createBackup', { FileSystemId: idOf('fs-', i) }, 'Backup.BackupId'),
+};
+
+const openZfsSchedule: ScaleCase = {
+  name: 'OpenZfsSnapshotSchedule (rule)',
+  family: FAMILY.openZfsScheduled,
+  kind: 'library',
+  targetAdds: 2,
+  note: 'Hourly snapshots of one volume each, the last 24 kept, on an EventBridge rule: a rule and an alarm each; the stack\'s one ' +
+    'function, Lambda permission, dead-letter queue and its alarm (shared with FsxBackupSchedule).',
+  add: (stack, i) => new OpenZfsSnapshotSchedule(stack, `Snapshots${i}`, {
+    schedule: events.Schedule.rate(Duration.hours(1)), volumeIds: [idOf('fsvol-', i)], retention: { keepLast: 24 },
+  }),
+};
+
+const openZfsScheduleOnScheduler: ScaleCase = {
+  name: 'OpenZfsSnapshotSchedule (Scheduler)',
+  family: FAMILY.openZfsScheduled,
+  kind: 'library',
+  targetAdds: 2,
+  note: 'The same on EventBridge Scheduler, every hour on the hour in Europe/Berlin.',
+  add: (stack, i) => new OpenZfsSnapshotSchedule(stack, `Snapshots${i}`, {
+    scheduler: { expression: scheduler.ScheduleExpression.cron({ minute: '0', timeZone: TimeZone.EUROPE_BERLIN }) },
+    volumeIds: [idOf('fsvol-', i)],
+    retention: { keepLast: 24 },
+  }),
+};
+
+/**
+ * AWS's sample template for scheduled OpenZFS snapshots (FSx for OpenZFS User Guide, "Setting up a
+ * custom snapshot schedule"), one deployment per volume: a scheduled rule, a function and its role,
+ * plus the Lambda permission the rule needs to invoke it. Its SNS topic is left out.
+ */
+const openZfsAwsSample: ScaleCase = {
+  name: 'AWS sample template',
+  family: FAMILY.openZfsScheduled,
+  kind: 'baseline',
+  note: 'AWS\'s sample (one deployment per volume): a rule, a function, its role (inline policy) and the rule\'s Lambda permission per ' +
+    'volume; no client token, errors swallowed, retention by calendar date. Its SNS topic per deployment is not counted.',
+  add: (stack, i) => {
+    const role = new iam.Role(stack, `SampleRole${i}`, {
+      assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
+      inlinePolicies: {
+        fsx: new iam.PolicyDocument({
+          statements: [new iam.PolicyStatement({ actions: ['fsx:CreateSnapshot', 'fsx:DescribeSnapshots', 'fsx:DeleteSnapshot'], resources: ['*'] })],
+        }),
+      },
+    });
+    const fn = new lambda.Function(stack, `SampleFunction${i}`, {
+      runtime: lambda.Runtime.PYTHON_3_12,
+      handler: 'index.lambda_handler',
+      code: lambda.Code.fromInline('def lambda_handler(event, context):\n    pass\n'),
+      role,
+      environment: { VOLUME_ID: idOf('fsvol-', i), SNAPSHOT_RETAIN_DAYS: '2' },
+    });
+    new events.Rule(stack, `SampleRule${i}`, { schedule: events.Schedule.rate(Duration.hours(1)), targets: [new targets.LambdaFunction(fn, { retryAttempts: 0 })] });
+  },
 };
 
 /**
@@ -156,5 +230,9 @@ export const SCALE_CASES: ScaleCase[] = [
   ebs,
   ebsAwsCustomResource,
   fsxBackup,
+  fsxBackupOnScheduler,
   fsxBackupAwsCustomResource,
+  openZfsSchedule,
+  openZfsScheduleOnScheduler,
+  openZfsAwsSample,
 ];

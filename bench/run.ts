@@ -98,7 +98,7 @@ export async function main(argv: string[]): Promise<string> {
     sections.push(scale.section);
     for (const m of scale.marginal.filter((x) => x.case.kind === 'library')) {
       const acr = scale.marginal.find((x) => x.case.family === m.case.family && x.case.name === 'AwsCustomResource');
-      conclusions.push(`${m.case.name}: instance number ${m.largest.n} adds ${m.lastAdds} resource(s) (target 1); ` +
+      conclusions.push(`${m.case.name}: instance number ${m.largest.n} adds ${m.lastAdds} resource(s) (target ${m.case.targetAdds ?? 1}); ` +
         `${num(m.bytes)} template bytes per instance${acr ? ` (${ratio(m.bytes, acr.bytes)} AwsCustomResource's)` : ''}; ` +
         `${num(m.fixedResources, 0)} resources and ${num(m.fixedBytes / 1024, 1)} KiB fixed per stack; at most ${m.maxN} per stack by CloudFormation's limits; ` +
         `synth ${num(m.synthMs, 2)} ms per instance${acr ? ` (${ratio(m.synthMs, acr.synthMs)} AwsCustomResource's: target at most 1×)` : ''}.`);

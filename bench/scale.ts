@@ -36,6 +36,8 @@ export interface ScaleCase {
   readonly kind: 'library' | 'baseline';
   /** A short note shown under the table (what the row does and does not do). */
   readonly note?: string;
+  /** For a library construct: the most resources its N-th instance may add. @default 1 */
+  readonly targetAdds?: number;
   /** Adds instance `i` (0-based; each instance copies a resource of its own) to `stack`. */
   add(stack: Stack, i: number): void;
   /** Runs `build` with a setting changed for this case only (the per-ARN IAM variant). */

@@ -1,11 +1,12 @@
-import { ArnFormat, Duration, RemovalPolicy, Size, Stack, StackProps } from 'aws-cdk-lib';
+import { ArnFormat, Duration, RemovalPolicy, Size, Stack, StackProps, TimeZone } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as events from 'aws-cdk-lib/aws-events';
 import * as fsx from 'aws-cdk-lib/aws-fsx';
 import * as s3 from 'aws-cdk-lib/aws-s3';
+import * as scheduler from 'aws-cdk-lib/aws-scheduler';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import { Construct } from 'constructs';
-import { DiskImage, EbsSnapshotFromImage, EbsSnapshotOnDeploy, EbsSnapshotSource, FsxBackupSchedule, OpenZfsSnapshot } from '../src';
+import { DiskImage, EbsSnapshotFromImage, EbsSnapshotOnDeploy, EbsSnapshotSource, FsxBackupSchedule, OpenZfsSnapshot, OpenZfsSnapshotSchedule } from '../src';
 
 /** A stack that uses every construct of the library (the tests check it with cdk-nag too). */
 export class ExampleStack extends Stack {
@@ -31,16 +32,37 @@ export class ExampleStack extends Stack {
       removalPolicy: RemovalPolicy.RETAIN,
     });
 
-    // Nightly FSx backups of a file system and an ONTAP volume, 14 kept for at most 30 days, with
-    // an alarm to an existing topic when one fails.
+    // Nightly FSx backups of a file system and an ONTAP volume at 02:30 in Berlin (summer and
+    // winter), 14 kept for at most 30 days, with an alarm to an existing topic when one fails.
+    const alarms = sns.Topic.fromTopicArn(this, 'BackupAlarms',
+      this.formatArn({ service: 'sns', resource: 'backup-alarms', arnFormat: ArnFormat.NO_RESOURCE_NAME }));
     new FsxBackupSchedule(this, 'NightlyBackups', {
-      schedule: events.Schedule.cron({ hour: '2', minute: '0' }),
+      scheduler: {
+        expression: scheduler.ScheduleExpression.cron({ hour: '2', minute: '30', timeZone: TimeZone.EUROPE_BERLIN }),
+        flexibleTimeWindow: Duration.minutes(15),
+      },
       fileSystemIds: ['fs-0123456789abcdef0'],
       volumeIds: ['fsvol-0fedcba9876543210'],
       retention: { keepLast: 14, maxAge: Duration.days(30) },
       tags: { team: 'data' },
-      alarmTopic: sns.Topic.fromTopicArn(this, 'BackupAlarms',
-        this.formatArn({ service: 'sns', resource: 'backup-alarms', arnFormat: ArnFormat.NO_RESOURCE_NAME })),
+      alarmTopic: alarms,
+    });
+
+    // Weekly backups of the same file system on an EventBridge rule (UTC), kept a year.
+    new FsxBackupSchedule(this, 'WeeklyBackups', {
+      schedule: events.Schedule.cron({ weekDay: 'SUN', hour: '3', minute: '0' }),
+      fileSystemIds: ['fs-0123456789abcdef0'],
+      retention: { maxAge: Duration.days(365) },
+      alarmTopic: alarms,
+    });
+
+    // Hourly OpenZFS snapshots of the data volume, the last 24 kept, at most 2 days old.
+    new OpenZfsSnapshotSchedule(this, 'HourlySnapshots', {
+      scheduler: { expression: scheduler.ScheduleExpression.cron({ minute: '0', timeZone: TimeZone.EUROPE_BERLIN }) },
+      volumes: [volume],
+      namePrefix: 'hourly',
+      retention: { keepLast: 24, maxAge: Duration.days(2) },
+      alarmTopic: alarms,
     });
 
     // An instance changed by this stack: a crash-consistent snapshot of its volumes before each

@@ -1,20 +1,19 @@
-import { Duration, ITaggable, Lazy, Names, Stack, TagManager, Token } from 'aws-cdk-lib';
+import { Duration, ITaggable, Names, Stack, TagManager } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
-import * as cloudwatchActions from 'aws-cdk-lib/aws-cloudwatch-actions';
 import * as events from 'aws-cdk-lib/aws-events';
-import * as sns from 'aws-cdk-lib/aws-sns';
+import * as scheduler from 'aws-cdk-lib/aws-scheduler';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 import { BackupTarget } from './backup-target';
-import { HandlerOptions } from './handler-options';
-import { CopyTags } from './private/copy-tags';
 import { FSX_BACKUP_METRICS as METRICS, type FsxBackupTickInput } from './private/fsx-backup-contract';
-import { OWNERSHIP_TAG_COUNT, stackOwnershipCondition } from './private/ownership-tags';
-import { validateSchedule } from './private/schedule-expression';
+import { FSX_DESCRIBE_REASON, FSX_VOLUME_ARN_REASON } from './private/nag';
+import { stackOwnershipCondition } from './private/ownership-tags';
 import { ScheduleHandlers } from './private/schedule-handlers';
-import { METRIC_NAMESPACE as NAMESPACE } from './private/shared-values';
+import { SCHEDULE_ASSET } from './private/schedule-operations';
+import { ScheduledCopySpec, failureAlarm, scheduleMetric, setUpScheduledCopy, stackIdOf, validateRetention } from './private/scheduled-copy';
 import { HandlerSpec } from './private/stack-handlers';
-import { FSX_TAG_CHARACTERS, invalid, validateTags } from './private/validation';
+import { invalid } from './private/validation';
+import { ScheduledCopyProps } from './scheduled-copy-props';
 
 /** How many of a schedule's backups to keep, per target. */
 export interface BackupRetention {
@@ -36,14 +35,7 @@ export interface BackupRetention {
 }
 
 /** Properties of an `FsxBackupSchedule`. */
-export interface FsxBackupScheduleProps {
-  /**
-   * When to take the backups: at most once an hour (a `rate` of at least 1 hour, or a `cron` whose
-   * minute field is one number). EventBridge rules take only `rate` and `cron` expressions (`at`
-   * is EventBridge Scheduler's).
-   */
-  readonly schedule: events.Schedule;
-
+export interface FsxBackupScheduleProps extends ScheduledCopyProps {
   /**
    * Windows, Lustre or OpenZFS file systems to back up (`fs-…`, or tokens).
    *
@@ -92,55 +84,24 @@ export interface FsxBackupScheduleProps {
    * @default - only the copied tags and the library's ownership tags
    */
   readonly tags?: { [key: string]: string };
-
-  /**
-   * A topic to notify when the failure alarm or the stack's dead-letter alarm goes off.
-   *
-   * @default - the alarm has no action
-   */
-  readonly alarmTopic?: sns.ITopic;
-
-  /**
-   * Whether the schedule runs.
-   *
-   * @default true
-   */
-  readonly enabled?: boolean;
-
-  /**
-   * A queue of yours for the invocations that still fail after Lambda's two retries. The stack's
-   * schedules share one function, and so one queue: give it to every schedule of the stack, or
-   * to the first one only.
-   *
-   * @default - an encrypted queue created for the stack's schedules, keeping messages 14 days
-   */
-  readonly deadLetterQueue?: sqs.IQueue;
-
-  /**
-   * Settings of the Lambda function, shared by every `FsxBackupSchedule` in the stack.
-   *
-   * @default - see `HandlerOptions`
-   */
-  readonly handlerOptions?: HandlerOptions;
 }
 
-/** EventBridge allows 8,192 characters of input template. */
-const MAX_INPUT_LENGTH = 8192;
-/** What a token (the stack id, a construct's id) takes at most once resolved, for the size estimate. */
-const TOKEN_LENGTH_ESTIMATE = 128;
-
 /**
- * FSx backups of file systems and ONTAP volumes on a schedule: one EventBridge rule that invokes
- * the stack's one scheduled function, which calls `CreateBackup` for each target with a client
- * token derived from the schedule, the target and the scheduled time (so that a duplicate delivery
- * or a retry of a tick never makes a second backup), prunes the schedule's own old backups, and
- * reports what failed in CloudWatch metrics and an alarm.
+ * FSx backups of file systems and ONTAP volumes on a schedule, at most once an hour: an
+ * EventBridge rule (`schedule`, in UTC) or an EventBridge Scheduler schedule (`scheduler`, in a
+ * time zone of yours) invokes the stack's one scheduled function, which calls `CreateBackup` for
+ * each target with a client token derived from the schedule, the target and the tick's scheduled
+ * time (so that a duplicate delivery or a retry of a tick never makes a second backup), prunes the
+ * schedule's own old backups, and reports what failed in CloudWatch metrics and an alarm.
  *
  * @example
  *
  * declare const topic: sns.ITopic;
  * new FsxBackupSchedule(this, 'Nightly', {
- *   schedule: events.Schedule.cron({ hour: '2', minute: '0' }),
+ *   scheduler: {
+ *     expression: scheduler.ScheduleExpression.cron({ hour: '2', minute: '30', timeZone: TimeZone.EUROPE_BERLIN }),
+ *     flexibleTimeWindow: Duration.minutes(15),
+ *   },
  *   fileSystemIds: ['fs-0123456789abcdef0'],
  *   volumeIds: ['fsvol-0123456789abcdef0'],
  *   retention: { keepLast: 14, maxAge: Duration.days(30) },
@@ -149,8 +110,10 @@ const TOKEN_LENGTH_ESTIMATE = 128;
  * });
  */
 export class FsxBackupSchedule extends Construct implements ITaggable {
-  /** The EventBridge rule of this schedule. */
-  public readonly rule: events.Rule;
+  /** The EventBridge rule of this schedule, when it runs on a rule (`schedule`). */
+  public readonly rule?: events.Rule;
+  /** The EventBridge Scheduler schedule, when it runs on Scheduler (`scheduler`). */
+  public readonly schedulerSchedule?: scheduler.Schedule;
   /** The alarm on failed backups (including those that failed after they were started) and failed pruning. */
   public readonly alarm: cloudwatch.Alarm;
   /**
@@ -185,68 +148,29 @@ export class FsxBackupSchedule extends Construct implements ITaggable {
       ...(props.targets ?? []),
     ];
     this.validateTargets(props);
-    validateSchedule(this, props.schedule);
-    validateRetention(this, props.retention);
-    validateTags(this, props.tags, OWNERSHIP_TAG_COUNT, 'tags', FSX_TAG_CHARACTERS);
-    this.tags = new CopyTags(this, 'Custom::FsxBackupSchedule', props.tags, OWNERSHIP_TAG_COUNT).tags;
+    validateRetention(this, props.retention, Duration.days(1), 'backup');
 
-    const handlers = ScheduleHandlers.of(this, HANDLERS, props.handlerOptions, props.deadLetterQueue);
-    this.deadLetterQueue = handlers.deadLetterQueue;
-    this.deadLetterAlarm = handlers.deadLetterAlarm;
-    this.grant(handlers);
-
-    const stack = Stack.of(this);
-    const input: FsxBackupTickInput = {
-      Time: events.EventField.time,
-      EventId: events.EventField.eventId,
-      StackId: stack.stackId,
+    // Time, EventId and Tags are filled in by the rule or Scheduler, and at synth.
+    const input: Omit<FsxBackupTickInput, 'Time' | 'EventId' | 'Tags'> = {
+      Operation: 'FsxBackup',
+      StackId: stackIdOf(this),
       Schedule: this.scheduleName,
       Targets: this.targets.map((t) => t._input()),
-      // Rendered at synth, once Tags.of() has added its tags.
-      Tags: Lazy.any({ produce: () => sortedTags(this.tags.renderTags()) }) as unknown as Record<string, string>,
       KeepLast: props.retention?.keepLast,
       MaxAgeSeconds: props.retention?.maxAge?.toSeconds(),
     };
-    // Checked once Tags.of() has added its tags (they are part of the input, and FSx's characters apply to them).
-    this.node.addValidation({
-      validate: () => {
-        const tags = sortedTags(this.tags.renderTags());
-        try {
-          validateTags(this, tags, OWNERSHIP_TAG_COUNT, 'tags (with those added by Tags.of)', FSX_TAG_CHARACTERS);
-          this.validateInputSize({ ...input, Tags: tags });
-          return [];
-        } catch (err) {
-          return [(err as Error).message];
-        }
-      },
-    });
+    const parts = setUpScheduledCopy(this, props, SPEC, input);
+    this.tags = parts.tags;
+    this.rule = parts.rule;
+    this.schedulerSchedule = parts.schedulerSchedule;
+    this.deadLetterQueue = parts.handlers.deadLetterQueue;
+    this.deadLetterAlarm = parts.handlers.deadLetterAlarm;
+    this.grant(parts.handlers);
 
-    this.rule = new events.Rule(this, 'Rule', {
-      ruleName: handlers.ruleName(this),
-      schedule: props.schedule,
-      enabled: props.enabled ?? true,
-      // Nothing that changes with the props: a description edit is a needless update of the rule.
-      description: `cdk-storage-snapshots: scheduled FSx backups (${this.node.path})`,
-    });
-    handlers.addSchedule(this.rule, events.RuleTargetInput.fromObject(input));
-
-    this.alarm = new cloudwatch.Alarm(this, 'FailureAlarm', {
-      alarmDescription: `FSx backups of ${this.node.path} failed, or its old backups could not be pruned: see the function's logs`,
-      metric: new cloudwatch.MathExpression({
-        expression: 'FILL(failed, 0) + FILL(pruneFailed, 0)',
-        usingMetrics: { failed: this.metricBackupsFailed(), pruneFailed: this.metricPruneFailures() },
-        label: 'Failed backups and prunes',
-        period: Duration.minutes(5),
-      }),
-      threshold: 1,
-      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-      evaluationPeriods: 1,
-      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
-    });
-    if (props.alarmTopic) {
-      this.alarm.addAlarmAction(new cloudwatchActions.SnsAction(props.alarmTopic));
-      handlers.notify(props.alarmTopic);
-    }
+    this.alarm = failureAlarm(this, props,
+      `FSx backups of ${this.node.path} failed, or its old backups could not be pruned: see the function's logs`,
+      'Failed backups and prunes',
+      { failed: this.metricBackupsFailed(), pruneFailed: this.metricPruneFailures() });
   }
 
   /** Backups requested per tick (a replay of a tick counts its backups again). */
@@ -281,14 +205,7 @@ export class FsxBackupSchedule extends Construct implements ITaggable {
 
   /** One of the schedule's metrics (sum over 5 minutes by default). */
   public metric(metricName: string, props?: cloudwatch.MetricOptions): cloudwatch.Metric {
-    return new cloudwatch.Metric({
-      namespace: NAMESPACE,
-      metricName,
-      dimensionsMap: { Schedule: this.scheduleName },
-      statistic: cloudwatch.Stats.SUM,
-      period: Duration.minutes(5),
-      ...props,
-    });
+    return scheduleMetric(this.scheduleName, metricName, props);
   }
 
   private validateTargets(props: FsxBackupScheduleProps): void {
@@ -304,15 +221,6 @@ export class FsxBackupSchedule extends Construct implements ITaggable {
       if (seen.has(t.id)) invalid(this, prop, `${t.id} is given twice: each target is backed up once per tick`);
       seen.add(t.id);
     });
-  }
-
-  private validateInputSize(input: FsxBackupTickInput): void {
-    const estimate = JSON.stringify(input, (_key, value) =>
-      (typeof value === 'string' && Token.isUnresolved(value) ? 'x'.repeat(TOKEN_LENGTH_ESTIMATE) : value)).length;
-    if (estimate > MAX_INPUT_LENGTH) {
-      invalid(this, 'targets', `the schedule's input (its targets and tags) takes about ${estimate} characters, more than the ` +
-        `${MAX_INPUT_LENGTH} EventBridge allows for a rule target's input: split the targets across two schedules`);
-    }
   }
 
   private grant(handlers: ScheduleHandlers): void {
@@ -341,43 +249,23 @@ export class FsxBackupSchedule extends Construct implements ITaggable {
 
 const HANDLERS: HandlerSpec = {
   kind: 'FsxBackupSchedule',
-  handler: 'fsx-backup-schedule',
+  handler: SCHEDULE_ASSET,
   wildcardReasons: [
-    {
-      id: 'AwsSolutions-IAM5',
-      reason: 'An ONTAP volume ARN names its file system (volume/<fs id>/<volume id>), which only the volume id does not tell: ' +
-        'volume/*/<volume id> is the one volume.',
-      appliesTo: [{ regex: '/^Resource::arn:<AWS::Partition>:fsx:[^:]*:[^:]*:volume\\/\\*\\/.+$/' }],
-    },
+    FSX_VOLUME_ARN_REASON,
     {
       id: 'AwsSolutions-IAM5',
       reason: 'The id of a backup is not known before it is made (FSx backup ARNs do not name their file system): ' +
         'creating needs backup/*, tagging the library\'s request tags, and deleting this stack\'s ownership tags.',
       appliesTo: [{ regex: '/^Resource::arn:<AWS::Partition>:fsx:[^:]*:[^:]*:backup\\/\\*$/' }],
     },
-    {
-      id: 'AwsSolutions-IAM5',
-      reason: 'fsx:DescribeBackups, fsx:DescribeFileSystems and fsx:DescribeVolumes have no resource-level permissions.',
-      appliesTo: ['Resource::*'],
-    },
+    FSX_DESCRIBE_REASON,
   ],
 };
 
-function validateRetention(scope: Construct, retention: BackupRetention | undefined): void {
-  if (!retention) return;
-  const { keepLast, maxAge } = retention;
-  if (keepLast === undefined && maxAge === undefined) {
-    invalid(scope, 'retention', 'give keepLast, maxAge or both (leave retention out to keep every backup)');
-  }
-  if (keepLast !== undefined && !Token.isUnresolved(keepLast) && (!Number.isInteger(keepLast) || keepLast < 1)) {
-    invalid(scope, 'retention.keepLast', 'must be a whole number of at least 1 (the newest backup is always kept)', keepLast);
-  }
-  if (maxAge !== undefined && !Token.isUnresolved(maxAge.toSeconds()) && maxAge.toSeconds() < Duration.days(1).toSeconds()) {
-    invalid(scope, 'retention.maxAge', `must be at least 1 day, not ${maxAge.toHumanString()}`);
-  }
-}
-
-function sortedTags(tags: Record<string, string> | undefined): Record<string, string> | undefined {
-  if (!tags || Object.keys(tags).length === 0) return undefined;
-  return Object.fromEntries(Object.entries(tags).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
-}
+const SPEC: ScheduledCopySpec = {
+  resourceType: 'Custom::FsxBackupSchedule',
+  handlers: HANDLERS,
+  cadence: { minMinutes: 60, reason: 'FSx backups take a while and each one is kept' },
+  description: 'scheduled FSx backups',
+  largeProp: 'targets',
+};

@@ -5,7 +5,8 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 /**
  * Settings of the Lambda handlers behind the library's constructs. The deploy-time constructs
  * (OpenZfsSnapshot, EbsSnapshotOnDeploy, EbsSnapshotFromImage) share one provider per stack, and
- * every FsxBackupSchedule of a stack shares one function, so these settings are shared too: give
+ * every FsxBackupSchedule and OpenZfsSnapshotSchedule of a stack shares one function, so these
+ * settings are shared too: give
  * them on the first such construct created in the stack (or on all of them, the same); different
  * settings on two of them in one stack, or settings on a later one when the first had none, are
  * refused at synth.

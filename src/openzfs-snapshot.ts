@@ -3,6 +3,7 @@ import { Construct, IConstruct } from 'constructs';
 import type { OpenZfsSnapshotProperties } from './private/contract';
 import { CopyTags } from './private/copy-tags';
 import { DEFAULT_TIMEOUT, encodeRemovalPolicy } from './private/encode';
+import { FSX_DESCRIBE_REASON, FSX_VOLUME_ARN_REASON, OPENZFS_SNAPSHOT_ARN_REASON } from './private/nag';
 import { MANAGED_BY, OWNERSHIP_TAG_COUNT, OWNERSHIP_TAG_KEYS } from './private/ownership-tags';
 import { SnapshotProvider } from './private/provider';
 import { SnapshotGuard } from './private/snapshot-before';
@@ -160,25 +161,7 @@ export class OpenZfsSnapshot extends Construct implements IOpenZfsSnapshot, ITag
 const HANDLERS: HandlerSpec = {
   kind: 'OpenZfsSnapshot',
   handler: 'openzfs-snapshot',
-  wildcardReasons: [
-    {
-      id: 'AwsSolutions-IAM5',
-      reason: 'An OpenZFS volume ARN names its file system (volume/<fs id>/<volume id>), which only the volume id does not tell: ' +
-        'volume/*/<volume id> is the one volume.',
-      appliesTo: [{ regex: '/^Resource::arn:<AWS::Partition>:fsx:[^:]*:[^:]*:volume\\/\\*\\/.+$/' }],
-    },
-    {
-      id: 'AwsSolutions-IAM5',
-      reason: 'The id of a snapshot is not known before it is made: snapshot/<volume id>/* is the snapshots of that one volume; ' +
-        'tagging needs the library\'s request tag and deleting this stack\'s ownership tags.',
-      appliesTo: [{ regex: '/^Resource::arn:<AWS::Partition>:fsx:[^:]*:[^:]*:snapshot\\/.+\\/\\*$/' }],
-    },
-    {
-      id: 'AwsSolutions-IAM5',
-      reason: 'fsx:DescribeSnapshots has no resource-level permissions (the service authorization reference lists no resource type).',
-      appliesTo: ['Resource::*'],
-    },
-  ],
+  wildcardReasons: [FSX_VOLUME_ARN_REASON, OPENZFS_SNAPSHOT_ARN_REASON, FSX_DESCRIBE_REASON],
 };
 
 function defaultPrefix(id: string): string {

@@ -1,47 +1,26 @@
 import { Backup, CreateBackupCommand, DescribeBackupsCommand } from '@aws-sdk/client-fsx';
-import { retrying } from './calls';
-import { Lookup, backupTags } from './targets';
 import type { FsxBackupTargetInput, FsxBackupTickInput } from '../../src/private/fsx-backup-contract';
+import { retrying } from '../schedule/calls';
+import { copyRequest, requestCopy } from '../schedule/copies';
+import { targetHash } from '../schedule/identity';
+import type { Lookup } from '../schedule/targets';
+import type { TargetOutcome } from '../schedule/tick';
 import { fsx } from '../shared/clients/fsx';
-import { clock } from '../shared/clock';
-import { HandlerError, describeError, errorCode, isTransient } from '../shared/errors';
-import { logger } from '../shared/logger';
-import { OWNERSHIP_TAG_KEYS, Owner, isMadeFor, ownershipTags, tagValue } from '../shared/ownership';
+import { describeError, errorCode, isTransient } from '../shared/errors';
+import { OWNERSHIP_TAG_KEYS, Owner, isMadeFor, tagValue } from '../shared/ownership';
 import { allPages } from '../shared/paging';
-import { stableHash, tickToken } from '../shared/token';
 
 /*
  * One target's backup of one tick, and the listing of a schedule's backups that finds them again.
  */
 
 /** What one target's tick came to. */
-export interface TargetResult {
-  readonly target: string;
+export interface TargetResult extends TargetOutcome {
   readonly backupId?: string;
-  /** The reason the backup could not be requested. */
-  readonly error?: string;
   /** When FSx says the backup was created (from CreateBackup): orders it among the target's backups. */
   readonly created?: number;
-  readonly pruned: string[];
-  readonly pruneError?: string;
-  readonly tagsDropped: number;
   /** The target's previous backup by this schedule, found FAILED when this one was made. */
   readonly previousFailed?: string;
-}
-
-/**
- * The scheduled time, rounded down to the minute: what the token is derived from and retention
- * ages are measured from. Deliveries of one tick whose `time` differs in its seconds share it,
- * and ticks (at least an hour apart) never do.
- */
-export function scheduledMinute(time: string): string {
-  const minute = Math.floor(Date.parse(time) / 60_000) * 60_000;
-  return new Date(minute).toISOString().replace(/:00\.000Z$/, 'Z');
-}
-
-/** The tag that says which target a backup is of (the props-hash tag of the contract). */
-export function targetHash(target: string): string {
-  return stableHash({ target });
 }
 
 export async function backUp(
@@ -52,54 +31,34 @@ export async function backUp(
   deadline: number,
 ): Promise<TargetResult> {
   const id = target.Id;
-  const base = { target: id, pruned: [] as string[], tagsDropped: 0 };
-  if (clock.now() >= deadline) return { ...base, error: `${id}: not attempted, the invocation ran out of time` };
-  if ('error' in lookup) {
-    logger.error('cannot back up', { target: id, reason: lookup.error });
-    return { ...base, error: lookup.error };
-  }
-  const token = tickToken({ scheduleId: `${event.StackId}|${event.Schedule}`, target: id, scheduledTime: scheduledMinute(event.Time) });
-  const { tags, dropped } = backupTags(lookup.info.tags, event.Tags ?? {}, ownershipTags(owner, targetHash(id), token));
-  if (dropped.length > 0) {
-    logger.warn('tags of the target were not copied: FSx refuses their characters, or they did not fit in the backup\'s 50 tags', { target: id, dropped });
-  }
+  const request = copyRequest(event, owner, id, lookup, deadline);
+  if ('error' in request) return { target: id, pruned: [], tagsDropped: 0, error: request.error };
   const input = {
     ...(target.Kind === 'volume' ? { VolumeId: id } : { FileSystemId: id }),
-    Tags: tags,
-    ClientRequestToken: token,
+    Tags: request.tags,
+    ClientRequestToken: request.token,
   };
-  try {
-    const out = await retrying('CreateBackup', () => fsx().send(new CreateBackupCommand(input)), deadline, isRetryableCreate);
-    const backupId = out.Backup?.BackupId;
-    if (!backupId) throw new HandlerError(`FSx CreateBackup of ${id} returned no backup id`);
-    // A later delivery of the tick gets the tick's backup back, in whatever state it is now.
-    if (out.Backup?.Lifecycle === 'FAILED') return { ...base, backupId, error: failedBackup(id, out.Backup), tagsDropped: dropped.length };
-    logger.info('backup requested', { target: id, backupId, lifecycle: out.Backup?.Lifecycle, token });
-    return { ...base, backupId, created: out.Backup?.CreationTime?.getTime(), tagsDropped: dropped.length };
-  } catch (err) {
-    if (errorCode(err) === 'IncompatibleParameterError') {
-      // The token was used with other parameters: an earlier delivery of this tick sent other
-      // tags (the target's tags changed in between). Its backup is this tick's backup.
-      const earlier = await findByToken(target, owner, token, deadline).catch(() => undefined);
-      if (earlier?.Lifecycle === 'FAILED') {
-        return { ...base, backupId: earlier.BackupId, error: failedBackup(id, earlier), tagsDropped: dropped.length };
-      }
-      if (earlier) {
-        logger.info('backup already requested by an earlier delivery of this tick', { target: id, backupId: earlier.BackupId });
-        return { ...base, backupId: earlier.BackupId, created: earlier.CreationTime?.getTime(), tagsDropped: dropped.length };
-      }
-    }
-    const reason = explainCreateError(id, err);
-    logger.error('backup failed', { target: id, reason, error: err as Error });
-    return { ...base, error: reason, tagsDropped: dropped.length };
-  }
+  const { copy, error } = await requestCopy<Backup>(id, {
+    noun: 'backup',
+    call: 'CreateBackup',
+    create: async () => (await retrying('CreateBackup', () => fsx().send(new CreateBackupCommand(input)), deadline, isRetryableCreate)).Backup,
+    findByToken: () => findByToken(target, owner, request.token, deadline),
+    idOf: (b) => b.BackupId,
+    failure: (b) => (b.Lifecycle === 'FAILED' ? failedBackup(id, b) : undefined),
+    explain: (err) => explainCreateError(id, err),
+  });
+  return {
+    target: id,
+    pruned: [],
+    tagsDropped: request.tagsDropped,
+    backupId: copy?.BackupId,
+    ...(error ? { error } : { created: copy?.CreationTime?.getTime() }),
+  };
 }
 
 /** The reason of this tick's backup that FSx reports FAILED. */
 function failedBackup(id: string, b: Backup): string {
-  const reason = `Backing up ${id}: this tick's backup ${b.BackupId} FAILED${b.FailureDetails?.Message ? `: ${b.FailureDetails.Message}` : ''}`;
-  logger.error('backup failed', { target: id, backupId: b.BackupId, reason });
-  return reason;
+  return `Backing up ${id}: this tick's backup ${b.BackupId} FAILED${b.FailureDetails?.Message ? `: ${b.FailureDetails.Message}` : ''}`;
 }
 
 function isRetryableCreate(err: unknown): boolean {

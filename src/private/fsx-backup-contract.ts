@@ -18,15 +18,21 @@ export interface FsxBackupTargetInput {
 /** The input of one tick, as the rule's input transformer renders it. */
 export interface FsxBackupTickInput {
   /**
-   * EventBridge's `time` of the scheduled event: the scheduled time of the tick, not when it
-   * arrived. The handler rounds it down to the minute before deriving the token (ticks are at
-   * least an hour apart), so that deliveries of one tick whose `time` differs in its seconds
-   * still share a token.
+   * Which scheduled operation: the stack's one scheduled function serves both schedule
+   * constructs. Ticks of rules deployed before it existed have none, and are backups.
+   */
+  readonly Operation?: 'FsxBackup';
+  /**
+   * The scheduled time of the tick, not when it arrived: the rule's `time`, or Scheduler's
+   * `<aws.scheduler.scheduled-time>` (which Scheduler's retries and a flexible window keep).
+   * The handler rounds it down to the minute before deriving the token (ticks are at least an
+   * hour apart), so that deliveries of one tick whose `time` differs in its seconds still share
+   * a token.
    */
   readonly Time: string;
   /**
-   * EventBridge's event id, for logs only: Lambda's retries keep it, and a duplicate delivery of
-   * a tick may or may not share it, so nothing is derived from it.
+   * EventBridge's event id or Scheduler's execution id, for logs only: Lambda's retries keep it,
+   * and a duplicate delivery of a tick may or may not share it, so nothing is derived from it.
    */
   readonly EventId?: string;
   /** The stack that owns the schedule (its ARN): the `stack-id` ownership tag. */

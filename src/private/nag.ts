@@ -24,3 +24,26 @@ export function suppressNag(scope: IConstruct, rules: NagSuppression[], filter: 
     c.addMetadata('cdk_nag', { rules_to_suppress: all });
   }
 }
+
+/** Why a volume's ARN is granted with `*` for its file system (an FSx volume's ARN names it, its id does not). */
+export const FSX_VOLUME_ARN_REASON: NagSuppression = {
+  id: 'AwsSolutions-IAM5',
+  reason: 'An FSx volume ARN names its file system (volume/<fs id>/<volume id>), which only the volume id does not tell: ' +
+    'volume/*/<volume id> is the one volume.',
+  appliesTo: [{ regex: '/^Resource::arn:<AWS::Partition>:fsx:[^:]*:[^:]*:volume\\/\\*\\/.+$/' }],
+};
+
+/** Why the snapshots of a volume are granted with `*` (an OpenZFS snapshot's id is not known before it is made). */
+export const OPENZFS_SNAPSHOT_ARN_REASON: NagSuppression = {
+  id: 'AwsSolutions-IAM5',
+  reason: 'The id of a snapshot is not known before it is made: snapshot/<volume id>/* is the snapshots of that one volume; ' +
+    'tagging needs the library\'s request tags and deleting this stack\'s ownership tags.',
+  appliesTo: [{ regex: '/^Resource::arn:<AWS::Partition>:fsx:[^:]*:[^:]*:snapshot\\/.+\\/\\*$/' }],
+};
+
+/** Why `*` for FSx's describe calls. */
+export const FSX_DESCRIBE_REASON: NagSuppression = {
+  id: 'AwsSolutions-IAM5',
+  reason: 'fsx:DescribeSnapshots, fsx:DescribeBackups, fsx:DescribeFileSystems and fsx:DescribeVolumes have no resource-level permissions.',
+  appliesTo: ['Resource::*'],
+};

@@ -1,31 +1,128 @@
-import { Token } from 'aws-cdk-lib';
+import { Duration, TimeZone, Token } from 'aws-cdk-lib';
 import * as events from 'aws-cdk-lib/aws-events';
 import { IConstruct } from 'constructs';
 import { invalid } from './validation';
+import { SchedulerSchedule } from '../scheduled-copy-props';
+
+/** How often a scheduled copy may run, and why, for the error. */
+export interface Cadence {
+  /** The shortest time between two ticks, in minutes (at most 60). */
+  readonly minMinutes: number;
+  /** Why, in words, for the error. */
+  readonly reason: string;
+}
 
 /**
- * At most once an hour: a `rate` of at least 60 minutes, or a `cron` whose minute field is a
- * single number (any hour field then fires at most once an hour). EventBridge rules take nothing
- * else: `at(...)` is EventBridge Scheduler's, and a rule refuses it at deploy.
+ * Checks a rule's expression: a `rate` or a `cron` that fires at most once per `cadence`.
+ * EventBridge rules take nothing else: `at(...)` is EventBridge Scheduler's, and a rule refuses it
+ * at deploy.
  */
-export function validateSchedule(scope: IConstruct, schedule: events.Schedule): void {
+export function validateRuleSchedule(scope: IConstruct, schedule: events.Schedule, cadence: Cadence): void {
   const expression = schedule.expressionString;
   if (Token.isUnresolved(expression)) return;
-  const rule = 'must fire at most once an hour (FSx backups take a while and each one is kept): use a rate of at least 1 hour, ' +
-    'or a cron expression whose minute field is one number, such as cron(0 2 * * ? *)';
-  const rate = /^rate\((\d+) (minute|minutes|hour|hours|day|days)\)$/.exec(expression);
+  if (/^at\(.*\)$/.test(expression)) {
+    invalid(scope, 'schedule', 'EventBridge rules take only rate(...) and cron(...) expressions; for at(...) give `scheduler` (EventBridge Scheduler)', expression);
+  }
+  validateCadence(scope, 'schedule', expression, cadence);
+}
+
+/** Checks a Scheduler schedule: its expression, time zone, window, dates and retry policy. */
+export function validateSchedulerSchedule(scope: IConstruct, schedule: SchedulerSchedule, cadence: Cadence): void {
+  const expression = schedule.expression.expressionString;
+  if (!Token.isUnresolved(expression) && !/^at\(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\)$/.test(expression)) {
+    validateCadence(scope, 'scheduler.expression', expression, cadence);
+  }
+  const zone = schedule.expression.timeZone?.timezoneName;
+  const zoneProblem = zone === undefined || Token.isUnresolved(zone) ? undefined : timeZoneProblem(zone);
+  if (zoneProblem) invalid(scope, 'scheduler.expression', zoneProblem, zone);
+  const window = schedule.flexibleTimeWindow;
+  if (window !== undefined && !Token.isUnresolved(window.toSeconds())) {
+    const seconds = window.toSeconds();
+    if (seconds % 60 !== 0 || seconds < 60 || seconds > Duration.hours(24).toSeconds()) {
+      invalid(scope, 'scheduler.flexibleTimeWindow', `must be whole minutes from 1 minute to 24 hours, not ${window.toHumanString()}`);
+    }
+  }
+  const age = schedule.maxEventAge;
+  if (age !== undefined && !Token.isUnresolved(age.toSeconds()) && (age.toSeconds() < 60 || age.toSeconds() > Duration.hours(24).toSeconds())) {
+    invalid(scope, 'scheduler.maxEventAge', `must be from 1 minute to 24 hours (Scheduler's limits), not ${age.toHumanString()}`);
+  }
+  const retries = schedule.retryAttempts;
+  if (retries !== undefined && !Token.isUnresolved(retries) && (!Number.isInteger(retries) || retries < 0 || retries > 185)) {
+    invalid(scope, 'scheduler.retryAttempts', 'must be a whole number from 0 to 185 (Scheduler\'s limits)', retries);
+  }
+  if (schedule.start && schedule.end && schedule.start.getTime() >= schedule.end.getTime()) {
+    invalid(scope, 'scheduler.end', `must be after start (${schedule.start.toISOString()})`, schedule.end.toISOString());
+  }
+}
+
+/**
+ * What is wrong with `zone` as an IANA time zone, if anything: unknown to this Node's time zone
+ * data (ICU, the IANA database Scheduler uses too), or a known name in the wrong case (ICU
+ * accepts `europe/berlin`; IANA names, and Scheduler, are case-sensitive).
+ */
+function timeZoneProblem(zone: string): string | undefined {
+  let canonical: string;
+  try {
+    canonical = new Intl.DateTimeFormat('en-US', { timeZone: zone }).resolvedOptions().timeZone;
+  } catch {
+    return 'has an unknown time zone: give an IANA time zone such as Europe/Berlin (TimeZone.EUROPE_BERLIN)';
+  }
+  const known = knownTimeZones();
+  if (known.has(zone) || canonical === zone) return undefined;
+  const sameButCase = [...known, canonical].find((name) => name.toLowerCase() === zone.toLowerCase());
+  return sameButCase ? `has a time zone in the wrong case: IANA names are case-sensitive, give ${sameButCase}` : undefined;
+}
+
+let zones: Set<string> | undefined;
+/** The time zones CDK names (`TimeZone.*`) and those ICU lists. */
+function knownTimeZones(): Set<string> {
+  const named = Object.getOwnPropertyNames(TimeZone).map((k) => (TimeZone as any)[k]).filter((v): v is TimeZone => v instanceof TimeZone);
+  zones ??= new Set([...named.map((v) => v.timezoneName), ...((Intl as any).supportedValuesOf?.('timeZone') ?? [])]);
+  return zones;
+}
+
+const UNIT_MINUTES: Record<string, number> = { minute: 1, minutes: 1, hour: 60, hours: 60, day: 1440, days: 1440 };
+
+/**
+ * A `rate` of at least `cadence.minMinutes`, or a `cron` whose minute field fires at least that
+ * many minutes apart, also across the hour (a single number fires once an hour, whatever the
+ * hour field says; `0/15` every 15 minutes).
+ */
+function validateCadence(scope: IConstruct, prop: string, expression: string, cadence: Cadence): void {
+  const rule = `must fire at most once ${cadence.minMinutes === 60 ? 'an hour' : `every ${cadence.minMinutes} minutes`} (${cadence.reason}): ` +
+    `use a rate of at least ${cadence.minMinutes === 60 ? '1 hour' : `${cadence.minMinutes} minutes`}, or a cron expression whose minute ` +
+    (cadence.minMinutes === 60 ? 'field is one number, such as cron(0 2 * * ? *)' : `values are at least ${cadence.minMinutes} apart, such as cron(0/${cadence.minMinutes} * * * ? *)`);
+  const rate = /^rate\((\d+) (minutes?|hours?|days?)\)$/.exec(expression);
   if (rate) {
-    if (rate[2].startsWith('minute') && Number(rate[1]) < 60) invalid(scope, 'schedule', rule, expression);
+    if (Number(rate[1]) * UNIT_MINUTES[rate[2]] < cadence.minMinutes) invalid(scope, prop, rule, expression);
     return;
   }
   const cron = /^cron\((.*)\)$/.exec(expression);
-  if (cron) {
-    const minute = cron[1].trim().split(/\s+/)[0];
-    if (!/^\d{1,2}$/.test(minute) || Number(minute) > 59) invalid(scope, 'schedule', rule, expression);
-    return;
+  if (!cron) invalid(scope, prop, 'is not a rate(...) or cron(...) expression', expression);
+  const fields = cron[1].trim().split(/\s+/);
+  if (fields.length !== 6) invalid(scope, prop, 'a cron expression has 6 fields (minutes hours day-of-month month day-of-week year)', expression);
+  const minutes = minuteValues(fields[0]);
+  if (!minutes) invalid(scope, prop, 'has a minute field that is not numbers, ranges, steps or *', expression);
+  if (shortestGap(minutes) < cadence.minMinutes) invalid(scope, prop, rule, expression);
+}
+
+/** The minutes (0–59) a cron minute field names, or undefined if it is not one this check reads. */
+function minuteValues(field: string): number[] | undefined {
+  const out = new Set<number>();
+  for (const part of field.split(',')) {
+    const m = /^(\*|\d{1,2}(?:-\d{1,2})?)(?:\/(\d{1,2}))?$/.exec(part);
+    if (!m) return undefined;
+    const [from, to] = m[1] === '*' ? [0, 59] : m[1].includes('-') ? m[1].split('-').map(Number) : [Number(m[1]), m[2] ? 59 : Number(m[1])];
+    const step = m[2] ? Number(m[2]) : 1;
+    if (from > 59 || to > 59 || from > to || step < 1) return undefined;
+    for (let v = from; v <= to; v += step) out.add(v);
   }
-  if (/^at\(.*\)$/.test(expression)) {
-    invalid(scope, 'schedule', 'EventBridge rules take only rate(...) and cron(...) expressions; at(...) is EventBridge Scheduler\'s', expression);
-  }
-  invalid(scope, 'schedule', 'is not a rate(...) or cron(...) expression EventBridge rules understand', expression);
+  return [...out].sort((a, b) => a - b);
+}
+
+/** The shortest time between two of `minutes` (minutes of the hour), including from the last to the next hour's first. */
+function shortestGap(minutes: number[]): number {
+  let gap = 60 - minutes[minutes.length - 1] + minutes[0];
+  for (let i = 1; i < minutes.length; i++) gap = Math.min(gap, minutes[i] - minutes[i - 1]);
+  return gap;
 }

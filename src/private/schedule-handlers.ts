@@ -1,17 +1,20 @@
 import { createHash } from 'crypto';
-import { Duration, Names, Stack, Token } from 'aws-cdk-lib';
+import { Duration, Names, RemovalPolicy, Stack, Token } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as cloudwatchActions from 'aws-cdk-lib/aws-cloudwatch-actions';
 import * as events from 'aws-cdk-lib/aws-events';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as destinations from 'aws-cdk-lib/aws-lambda-destinations';
+import * as scheduler from 'aws-cdk-lib/aws-scheduler';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { IConstruct } from 'constructs';
 import { HandlerOptions } from '../handler-options';
+import { SchedulerSchedule } from '../scheduled-copy-props';
 import { SCHEDULE_TIMEOUT_ENV } from './fsx-backup-contract';
 import { NagSuppression, suppressNag } from './nag';
+import { SCHEDULE_ASSET } from './schedule-operations';
 import { DEFAULT_MEMORY_SIZE, HandlerSpec, StackHandlers } from './stack-handlers';
 
 /** The scheduled handler's timeout: one tick of many targets retries throttling within it. */
@@ -19,39 +22,53 @@ export const SCHEDULE_HANDLER_TIMEOUT = Duration.minutes(15);
 
 /**
  * How long a tick may still be delivered or retried: EventBridge's delivery retries and Lambda's
- * asynchronous retries both stop at this age. It equals the shortest interval allowed (hourly),
- * so a late retry of one tick can run beside the next tick. That is safe: the two use different
- * client tokens (the token names the tick), FSx makes one backup of a file system or volume at a
- * time (the later call meets `BackupInProgress` and retries with backoff), and two prunings of
- * the same target never delete more than the later one alone would: each keeps the newest
- * backups of its own listing, and the later listing holds every backup the earlier one kept.
+ * asynchronous retries both stop at this age (Scheduler's by default, `maxEventAge`). A late retry
+ * of one tick can therefore run beside a later tick (the next hourly backup, or up to four
+ * 15-minute snapshots). That is safe: they use different client tokens (the token names the tick),
+ * FSx makes one backup of a file system or volume at a time (the later call meets
+ * `BackupInProgress` and retries with backoff), and two prunings of the same target never delete
+ * more than the later one alone would: each keeps the newest copies of its own listing, and the
+ * later listing holds every copy the earlier one kept.
  */
 export const SCHEDULE_MAX_EVENT_AGE = Duration.hours(1);
 
 /** Lambda's own retries of a failed asynchronous invocation (its maximum); the rules retry delivery as often. */
 export const SCHEDULE_RETRY_ATTEMPTS = 2;
 
+/** Scheduler's retries of a tick it could not deliver, by default (its maximum: it stops at `maxEventAge` anyway). */
+export const SCHEDULER_RETRY_ATTEMPTS = 185;
+
 /** EventBridge rule names: 1 to 64 characters of `[.\-_A-Za-z0-9]`. */
 const MAX_RULE_NAME = 64;
 
+/** The construct id of the stack's one set of scheduled handlers. */
+export const SCHEDULE_HANDLERS_ID = 'CdkStorageSnapshotsScheduleHandlers';
+
 /**
- * The one Lambda function per stack that every schedule of a construct type invokes (the rule's
- * input names the targets), with its one asynchronous-invocation configuration: two retries,
- * then the on-failure destination, a dead-letter queue created here or given by the user. The
- * rules' own delivery failures go to the same queue, and one alarm watches it.
+ * The one Lambda function per stack that every schedule invokes (`FsxBackupSchedule` and
+ * `OpenZfsSnapshotSchedule`: the input's `Operation` says which), with its one
+ * asynchronous-invocation configuration: two retries, then the on-failure destination, a
+ * dead-letter queue created here or given by the user. Undeliverable ticks go to the same queue,
+ * and one alarm watches it.
  *
- * Each schedule adds its rule and nothing else here: the rules are named with a prefix of this
- * stack's (`ruleName()`), and ONE Lambda permission and ONE queue-policy statement let exactly
- * the rules with that prefix, in this account and region, invoke the function and send to the
- * queue. Per-rule grants (what `targets.LambdaFunction` adds) would cost a resource and a
- * policy statement per schedule: 200 schedules passed CloudFormation's 500 resources.
+ * Each schedule adds its rule or Scheduler schedule and nothing else here.
+ * - Rules are named with a prefix of this stack's (`ruleName()`), and ONE Lambda permission and
+ *   ONE queue-policy statement let exactly the rules with that prefix, in this account and region,
+ *   invoke the function and send to the queue. Per-rule grants (what `targets.LambdaFunction`
+ *   adds) would cost a resource and a policy statement per schedule: 200 schedules passed
+ *   CloudFormation's 500 resources.
+ * - Scheduler schedules go in ONE schedule group of the stack's, and run with ONE execution role
+ *   that only Scheduler, for schedules of that group in this account, can assume; it may invoke
+ *   the function and send to the queue, nothing else.
+ * The rule grants, and the group and role, exist once the first schedule that needs them does.
  */
 export class ScheduleHandlers extends StackHandlers {
-  /** The handlers of `spec.kind` in the stack of `scope`, created on first use. */
+  /** The stack's scheduled handlers, created on first use; registers `spec`'s reasons for its wildcards. */
   public static of(scope: IConstruct, spec: HandlerSpec, options: HandlerOptions | undefined, deadLetterQueue?: sqs.IQueue): ScheduleHandlers {
-    const handlers = StackHandlers.singleton(scope, `CdkStorageSnapshots${spec.kind}Handlers`, options,
-      (stack, id) => new ScheduleHandlers(stack, id, spec, options, scope, deadLetterQueue));
+    const handlers = StackHandlers.singleton(scope, SCHEDULE_HANDLERS_ID, options,
+      (stack, id) => new ScheduleHandlers(stack, id, options, scope, deadLetterQueue));
     handlers.checkSameQueue(scope, deadLetterQueue);
+    handlers.addWildcardReasons(spec.wildcardReasons);
     return handlers;
   }
 
@@ -70,17 +87,21 @@ export class ScheduleHandlers extends StackHandlers {
   private readonly queueGiven: boolean;
   private readonly queueFrom: string;
   private readonly notified = new Set<sns.ITopic>();
+  private ruleGrants?: IConstruct;
+  private schedulerParts?: { readonly group: scheduler.ScheduleGroup; readonly role: iam.Role };
 
   private constructor(
     scope: Stack,
     id: string,
-    spec: HandlerSpec,
     options: HandlerOptions | undefined,
     requester: IConstruct,
     queue: sqs.IQueue | undefined,
   ) {
-    super(scope, id, { description: spec.kind, asset: spec.handler, sharedBy: `every ${spec.kind}` }, options, requester);
-    this.addWildcardReasons(spec.wildcardReasons);
+    super(scope, id, {
+      description: 'scheduled copy',
+      asset: SCHEDULE_ASSET,
+      sharedBy: 'every FsxBackupSchedule and OpenZfsSnapshotSchedule',
+    }, options, requester);
     this.queueGiven = queue !== undefined;
     this.queueFrom = requester.node.path;
     this.deadLetterQueue = queue ?? new sqs.Queue(this, 'DeadLetters', {
@@ -88,7 +109,7 @@ export class ScheduleHandlers extends StackHandlers {
       enforceSSL: true,
       retentionPeriod: Duration.days(14),
     });
-    this.function = this.handlerFunction('Function', 'handler', SCHEDULE_HANDLER_TIMEOUT, spec.defaultMemorySize ?? DEFAULT_MEMORY_SIZE, {
+    this.function = this.handlerFunction('Function', 'handler', SCHEDULE_HANDLER_TIMEOUT, DEFAULT_MEMORY_SIZE, {
       // The handler stops starting new work this long before the function's timeout.
       [SCHEDULE_TIMEOUT_ENV]: String(SCHEDULE_HANDLER_TIMEOUT.toMilliseconds()),
     });
@@ -102,29 +123,10 @@ export class ScheduleHandlers extends StackHandlers {
     // The stack name is unique in its account and region; a stack whose name is a token (a
     // nested stack) uses its construct path instead.
     const identity = Token.isUnresolved(scope.stackName) ? scope.node.path : scope.stackName;
-    this.rulePrefix = `css-${createHash('sha256').update(JSON.stringify([spec.kind, identity])).digest('hex').slice(0, 10)}-`;
-    const rules = scope.formatArn({ service: 'events', resource: 'rule', resourceName: `${this.rulePrefix}*` });
-    const eventsPrincipal = new iam.ServicePrincipal('events.amazonaws.com');
-    // Least privilege without a grant per rule: EventBridge in this account, for the rules whose
-    // names carry this stack's prefix (only someone allowed to create rules here could add one).
-    this.function.addPermission('InvokeFromScheduleRules', {
-      principal: eventsPrincipal,
-      action: 'lambda:InvokeFunction',
-      sourceAccount: scope.account,
-      sourceArn: rules,
-    });
-    // The rules' undeliverable ticks (a queue of the user's in another account is left alone, as
-    // CDK does: its owner adds the statement).
-    this.deadLetterQueue.addToResourcePolicy(new iam.PolicyStatement({
-      sid: 'AllowScheduleRules',
-      principals: [eventsPrincipal],
-      actions: ['sqs:SendMessage'],
-      resources: [this.deadLetterQueue.queueArn],
-      conditions: { ArnLike: { 'aws:SourceArn': rules }, StringEquals: { 'aws:SourceAccount': scope.account } },
-    }));
+    this.rulePrefix = `css-${createHash('sha256').update(JSON.stringify(['schedules', identity])).digest('hex').slice(0, 10)}-`;
 
     this.deadLetterAlarm = new cloudwatch.Alarm(this, 'DeadLettersAlarm', {
-      alarmDescription: `A scheduled ${spec.kind} tick failed after Lambda's retries, or could not be delivered: ` +
+      alarmDescription: 'A scheduled copy\'s tick failed after Lambda\'s retries, or could not be delivered: ' +
         'see the message in the dead-letter queue and the function\'s logs, then delete the message',
       metric: this.deadLetterQueue.metricApproximateNumberOfMessagesVisible({ period: Duration.minutes(5), statistic: cloudwatch.Stats.MAXIMUM }),
       threshold: 1,
@@ -137,18 +139,59 @@ export class ScheduleHandlers extends StackHandlers {
   }
 
   /**
-   * The name of the rule of `schedule`: this stack's prefix, then a readable name unique in the
-   * stack (from the construct path, with a hash), 64 characters at most.
+   * An EventBridge rule under `owner` that invokes the function with `input`, where `Time` and
+   * `EventId` are filled in with the event's time and id.
    */
-  public ruleName(schedule: IConstruct): string {
-    return this.rulePrefix + Names.uniqueResourceName(schedule, { maxLength: MAX_RULE_NAME - this.rulePrefix.length, separator: '' });
+  public addRule(owner: IConstruct, schedule: events.Schedule, enabled: boolean, description: string, input: Record<string, unknown>): events.Rule {
+    const grants = this.grantRules();
+    const rule = new events.Rule(owner, 'Rule', { ruleName: this.ruleName(owner), schedule, enabled, description });
+    const rendered = events.RuleTargetInput.fromObject({ ...input, Time: events.EventField.time, EventId: events.EventField.eventId });
+    rule.addTarget(new SharedFunctionTarget(this, rendered));
+    // The first tick must not arrive before the function may be invoked.
+    rule.node.addDependency(grants);
+    return rule;
   }
 
-  /** Makes `rule` (named by `ruleName()`) invoke the shared function with `input`. */
-  public addSchedule(rule: events.Rule, input: events.RuleTargetInput): void {
-    rule.addTarget(new SharedFunctionTarget(this, input));
-    // The first tick must not arrive before the function may be invoked.
-    rule.node.addDependency(this.function.permissionsNode.findChild('InvokeFromScheduleRules'));
+  /**
+   * A Scheduler schedule under `owner` that invokes the function with `input`, where `Time` and
+   * `EventId` are filled in with Scheduler's scheduled time and execution id.
+   */
+  public addSchedulerSchedule(
+    owner: IConstruct, schedule: SchedulerSchedule, enabled: boolean, description: string, input: Record<string, unknown>,
+  ): scheduler.Schedule {
+    const { group, role } = this.scheduler();
+    // Rendered at synth (the input holds lazy values such as the tags): Scheduler's own
+    // `fromObject` resolves when the schedule is constructed.
+    const text = Stack.of(owner).toJsonString({
+      ...input,
+      Time: scheduler.ContextAttribute.scheduledTime,
+      EventId: scheduler.ContextAttribute.executionId,
+    });
+    const target: scheduler.IScheduleTarget = {
+      bind: () => ({
+        arn: this.function.functionArn,
+        role,
+        input: scheduler.ScheduleTargetInput.fromText(text),
+        deadLetterConfig: { arn: this.deadLetterQueue.queueArn },
+        retryPolicy: {
+          maximumEventAgeInSeconds: (schedule.maxEventAge ?? SCHEDULE_MAX_EVENT_AGE).toSeconds(),
+          maximumRetryAttempts: schedule.retryAttempts ?? SCHEDULER_RETRY_ATTEMPTS,
+        },
+      }),
+    };
+    const created = new scheduler.Schedule(owner, 'Schedule', {
+      schedule: schedule.expression,
+      target,
+      scheduleGroup: group,
+      enabled,
+      description,
+      timeWindow: schedule.flexibleTimeWindow ? scheduler.TimeWindow.flexible(schedule.flexibleTimeWindow) : scheduler.TimeWindow.off(),
+      start: schedule.start,
+      end: schedule.end,
+    });
+    // The first tick must not arrive before the role may invoke the function.
+    created.node.addDependency(role);
+    return created;
   }
 
   /** Sends the dead-letter alarm to `topic` too (once per topic). */
@@ -156,6 +199,66 @@ export class ScheduleHandlers extends StackHandlers {
     if (this.notified.has(topic)) return;
     this.notified.add(topic);
     this.deadLetterAlarm.addAlarmAction(new cloudwatchActions.SnsAction(topic));
+  }
+
+  /**
+   * The name of the rule of `schedule`: this stack's prefix, then a readable name unique in the
+   * stack (from the construct path, with a hash), 64 characters at most.
+   */
+  private ruleName(schedule: IConstruct): string {
+    return this.rulePrefix + Names.uniqueResourceName(schedule, { maxLength: MAX_RULE_NAME - this.rulePrefix.length, separator: '' });
+  }
+
+  /** The stack-wide grants of the rules with this stack's prefix (made with the first rule): the Lambda permission. */
+  private grantRules(): IConstruct {
+    if (this.ruleGrants) return this.ruleGrants;
+    const stack = Stack.of(this);
+    const rules = stack.formatArn({ service: 'events', resource: 'rule', resourceName: `${this.rulePrefix}*` });
+    const eventsPrincipal = new iam.ServicePrincipal('events.amazonaws.com');
+    // Least privilege without a grant per rule: EventBridge in this account, for the rules whose
+    // names carry this stack's prefix (only someone allowed to create rules here could add one).
+    this.function.addPermission('InvokeFromScheduleRules', {
+      principal: eventsPrincipal,
+      action: 'lambda:InvokeFunction',
+      sourceAccount: stack.account,
+      sourceArn: rules,
+    });
+    // The rules' undeliverable ticks (a queue of the user's in another account is left alone, as
+    // CDK does: its owner adds the statement).
+    this.deadLetterQueue.addToResourcePolicy(new iam.PolicyStatement({
+      sid: 'AllowScheduleRules',
+      principals: [eventsPrincipal],
+      actions: ['sqs:SendMessage'],
+      resources: [this.deadLetterQueue.queueArn],
+      conditions: { ArnLike: { 'aws:SourceArn': rules }, StringEquals: { 'aws:SourceAccount': stack.account } },
+    }));
+    this.ruleGrants = this.function.permissionsNode.findChild('InvokeFromScheduleRules');
+    return this.ruleGrants;
+  }
+
+  /**
+   * The stack's schedule group and Scheduler's execution role (made with the first Scheduler
+   * schedule). The role trusts Scheduler only for schedules of this group in this account (the
+   * confused-deputy conditions AWS documents), and may invoke the function and send undeliverable
+   * ticks to the queue (and use the queue's key, if it has one), nothing else.
+   */
+  private scheduler(): { readonly group: scheduler.ScheduleGroup; readonly role: iam.Role } {
+    if (this.schedulerParts) return this.schedulerParts;
+    const stack = Stack.of(this);
+    // Deleted with the stack (it holds only the library's schedules, which CloudFormation deletes first).
+    const group = new scheduler.ScheduleGroup(this, 'ScheduleGroup', { removalPolicy: RemovalPolicy.DESTROY });
+    const role = new iam.Role(this, 'SchedulerRole', {
+      assumedBy: new iam.ServicePrincipal('scheduler.amazonaws.com', {
+        conditions: { StringEquals: { 'aws:SourceAccount': stack.account, 'aws:SourceArn': group.scheduleGroupArn } },
+      }),
+      description: 'cdk-storage-snapshots: EventBridge Scheduler invokes the scheduled copy function',
+    });
+    role.addToPrincipalPolicy(new iam.PolicyStatement({ actions: ['lambda:InvokeFunction'], resources: [this.function.functionArn] }));
+    role.addToPrincipalPolicy(new iam.PolicyStatement({ actions: ['sqs:SendMessage'], resources: [this.deadLetterQueue.queueArn] }));
+    // A queue of the user's encrypted with a KMS key: sending needs the key too.
+    this.deadLetterQueue.encryptionMasterKey?.grant(role, 'kms:GenerateDataKey', 'kms:Decrypt');
+    this.schedulerParts = { group, role };
+    return this.schedulerParts;
   }
 
   private checkSameQueue(scope: IConstruct, queue: sqs.IQueue | undefined): void {
@@ -196,5 +299,5 @@ const RUNTIME_SUPPRESSION: NagSuppression = {
 
 const QUEUE_SUPPRESSION: NagSuppression = {
   id: 'AwsSolutions-SQS3',
-  reason: 'This queue is itself the dead-letter destination (of the scheduled function\'s failed invocations and of the rules\' undeliverable ticks).',
+  reason: 'This queue is itself the dead-letter destination (of the scheduled function\'s failed invocations and of the schedules\' undeliverable ticks).',
 };

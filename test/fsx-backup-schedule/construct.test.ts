@@ -51,12 +51,13 @@ describe('FsxBackupSchedule resources', () => {
       ScheduleExpression: 'cron(0 2 * * ? *)',
       State: 'ENABLED',
       Targets: [Match.objectLike({
-        Arn: { 'Fn::GetAtt': [Match.stringLikeRegexp('FsxBackupScheduleHandlersFunction'), 'Arn'] },
+        Arn: { 'Fn::GetAtt': [Match.stringLikeRegexp('CdkStorageSnapshotsScheduleHandlersFunction'), 'Arn'] },
         RetryPolicy: { MaximumEventAgeInSeconds: 3600, MaximumRetryAttempts: 2 },
         DeadLetterConfig: { Arn: { 'Fn::GetAtt': [Match.stringLikeRegexp('DeadLetters'), 'Arn'] } },
       })],
     });
     expect(renderedInput(stack, ruleId(stack))).toEqual({
+      Operation: 'FsxBackup',
       Time: '2026-11-22T02:00:00Z',
       EventId: 'event-1',
       StackId: 'arn:aws:cloudformation:us-east-1:111111111111:stack/Stack/1',
@@ -82,7 +83,7 @@ describe('FsxBackupSchedule resources', () => {
     const stack = newStack();
     const a = schedule(stack, {}, 'A');
     const long = schedule(stack, { fileSystemIds: ['fs-0123456789abcdef1', 'fs-0123456789abcdef2'] }, 'AVeryLongScheduleNameThatGoesOnAndOnAndOnPastAnyLimitThatEventBridgeHas');
-    const names = [a, long].map((s) => stack.resolve((s.rule.node.defaultChild as events.CfnRule).name) as string);
+    const names = [a, long].map((s) => stack.resolve((s.rule!.node.defaultChild as events.CfnRule).name) as string);
     const prefix = names[0].slice(0, 15);
     expect(prefix).toMatch(/^css-[0-9a-f]{10}-$/);
     for (const name of names) {
@@ -92,7 +93,7 @@ describe('FsxBackupSchedule resources', () => {
     expect(names[0]).not.toBe(names[1]);
     // Another stack of the same app: another prefix.
     const other = new Stack(stack.node.scope as App, 'Other', { env: { account: '111111111111', region: 'us-east-1' } });
-    expect(other.resolve((schedule(other, {}, 'A').rule.node.defaultChild as events.CfnRule).name)).not.toMatch(new RegExp(`^${prefix}`));
+    expect(other.resolve((schedule(other, {}, 'A').rule!.node.defaultChild as events.CfnRule).name)).not.toMatch(new RegExp(`^${prefix}`));
     const descriptions = Object.values(Template.fromStack(stack).findResources('AWS::Events::Rule')).map((r: any) => r.Properties.Description);
     expect(descriptions).toEqual(['cdk-storage-snapshots: scheduled FSx backups (Stack/A)', expect.stringMatching(/^cdk-storage-snapshots: scheduled FSx backups \(Stack\/AVery/)]);
   });
@@ -102,7 +103,7 @@ describe('FsxBackupSchedule resources', () => {
     const a = schedule(stack, {}, 'A');
     schedule(stack, { fileSystemIds: ['fs-0123456789abcdef1'] }, 'B');
     const template = Template.fromStack(stack);
-    const prefix = (stack.resolve((a.rule.node.defaultChild as events.CfnRule).name) as string).slice(0, 15);
+    const prefix = (stack.resolve((a.rule!.node.defaultChild as events.CfnRule).name) as string).slice(0, 15);
     const rules = { 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, `:events:us-east-1:111111111111:rule/${prefix}*`]] };
     template.resourceCountIs('AWS::Lambda::Permission', 1);
     template.hasResourceProperties('AWS::Lambda::Permission', {
@@ -110,7 +111,7 @@ describe('FsxBackupSchedule resources', () => {
       Principal: 'events.amazonaws.com',
       SourceAccount: '111111111111',
       SourceArn: rules,
-      FunctionName: { 'Fn::GetAtt': [Match.stringLikeRegexp('FsxBackupScheduleHandlersFunction'), 'Arn'] },
+      FunctionName: { 'Fn::GetAtt': [Match.stringLikeRegexp('CdkStorageSnapshotsScheduleHandlersFunction'), 'Arn'] },
     });
     const queuePolicies = Object.values(template.findResources('AWS::SQS::QueuePolicy')) as any[];
     const fromRules = queuePolicies.flatMap((p) => p.Properties.PolicyDocument.Statement).filter((st: any) => st.Principal?.Service === 'events.amazonaws.com');
@@ -429,7 +430,7 @@ describe('FsxBackupSchedule validation', () => {
 
   test('at(...) is refused: EventBridge rules take only rate and cron', () => {
     expect(() => schedule(newStack(), { schedule: events.Schedule.expression('at(2026-12-01T02:00:00)') }))
-      .toThrow(/invalid schedule: EventBridge rules take only rate\(\.\.\.\) and cron\(\.\.\.\) expressions; at\(\.\.\.\) is EventBridge Scheduler's \(received "at\(2026-12-01T02:00:00\)"\)/);
+      .toThrow(/invalid schedule: EventBridge rules take only rate\(\.\.\.\) and cron\(\.\.\.\) expressions; for at\(\.\.\.\) give `scheduler` \(EventBridge Scheduler\) \(received "at\(2026-12-01T02:00:00\)"\)/);
   });
 
   test('an expression EventBridge would not understand is refused', () => {

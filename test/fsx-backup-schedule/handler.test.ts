@@ -11,15 +11,14 @@ import {
 import { mockClient } from 'aws-sdk-client-mock';
 import 'aws-sdk-client-mock-jest';
 import { backupTags, backupsToPrune, handler, metrics, previousFailed, scheduledMinute, targetHash } from '../../lambda/fsx-backup-schedule';
-import { clock } from '../../lambda/shared/clock';
 import { OWNERSHIP_TAG_KEYS } from '../../lambda/shared/ownership';
 import { tickToken } from '../../lambda/shared/token';
 import type { FsxBackupTickInput } from '../../src/private/fsx-backup-contract';
 import { ownershipTagsOf } from '../fixtures/ownership';
+import { useCapturedMetrics, useTickClock } from '../fixtures/scheduled-tick';
 import { awsError } from '../support/aws-errors';
 
 const fsxMock = mockClient(FSxClient);
-const realClock = { ...clock };
 
 const STACK_ID = 'arn:aws:cloudformation:us-east-1:111111111111:stack/app/0e1a2b3c-0000-0000-0000-000000000000';
 const SCHEDULE = 'AppNightly5A33CB59';
@@ -88,38 +87,16 @@ function created(id = 'backup-00000000000000001', lifecycle = 'CREATING'): any {
   };
 }
 
-let now = 0;
-let addMetric: jest.SpyInstance;
-let publish: jest.SpyInstance;
+const time = useTickClock(() => TICK_MS + 30_000);
+const { published, emf, addMetric } = useCapturedMetrics(metrics);
 
 beforeEach(() => {
   fsxMock.reset();
-  now = TICK_MS + 30_000;
-  clock.now = () => now;
-  clock.sleep = async (ms) => {
-    now += ms;
-  };
   fsxMock.on(DescribeFileSystemsCommand).callsFake((input) => ({ FileSystems: input.FileSystemIds.map((id: string) => fileSystem(id)) }));
   fsxMock.on(DescribeVolumesCommand).callsFake((input) => ({
     Volumes: input.VolumeIds.map((id: string) => ({ VolumeId: id, VolumeType: 'ONTAP', Tags: [], OntapConfiguration: { CopyTagsToBackups: false } })),
   }));
-  addMetric = jest.spyOn(metrics, 'addMetric');
-  publish = jest.spyOn(metrics, 'publishStoredMetrics').mockImplementation(function (this: typeof metrics) {
-    this.clearMetrics();
-    this.clearDimensions();
-    return this;
-  });
 });
-afterEach(() => {
-  addMetric.mockRestore();
-  publish.mockRestore();
-});
-afterAll(() => Object.assign(clock, realClock));
-
-/** The metric values the invocation published. */
-function published(): Record<string, number> {
-  return Object.fromEntries(addMetric.mock.calls.map(([name, , value]) => [name, value]));
-}
 
 describe('creating backups', () => {
   test('CreateBackup per target with FileSystemId or VolumeId, the tick token and user + ownership tags, sorted', async () => {
@@ -263,7 +240,7 @@ describe('creating backups', () => {
     const res = await handler(tick());
     expect(fsxMock).toHaveReceivedCommandTimes(CreateBackupCommand, 3);
     expect(res.started).toBe(1);
-    expect(now).toBeGreaterThan(TICK_MS + 30_000);
+    expect(time.now()).toBeGreaterThan(TICK_MS + 30_000);
   });
 
   test('targets are independent: one missing file system fails alone, the invocation ends in error naming it', async () => {
@@ -324,7 +301,7 @@ describe('creating backups', () => {
     process.env.TIMEOUT_MS = '100000'; // 10 s of work after the 90 s margin
     try {
       fsxMock.on(CreateBackupCommand).callsFake(async () => {
-        now += 6_000;
+        time.set(time.now() + 6_000);
         return created();
       });
       const targets = Array.from({ length: 12 }, (_, i) => ({ Kind: 'file-system' as const, Id: `fs-0123456789abcde${i.toString(16).padStart(2, '0')}` }));
@@ -337,8 +314,8 @@ describe('creating backups', () => {
   test('an input that is not the schedule\'s is refused with the reason, and counted as a failure of its schedule', async () => {
     await expect(handler({ ...tick(), Time: 'yesterday', Targets: [] })).rejects.toThrow(/invalid schedule input .*Time "yesterday" is not a time; Targets is empty/);
     expect(published()).toMatchObject({ BackupsStarted: 0, BackupsFailed: 1 });
-    expect(addMetric).toHaveBeenCalled();
-    addMetric.mockClear();
+    expect(addMetric()).toHaveBeenCalled();
+    addMetric().mockClear();
     await expect(handler(undefined as any)).rejects.toThrow(/not an object/);
     expect(published()).toMatchObject({ BackupsFailed: 1 });
     expect(fsxMock).toHaveReceivedCommandTimes(CreateBackupCommand, 0);
@@ -504,17 +481,10 @@ describe('retention', () => {
 
 describe('metrics', () => {
   test('EMF on stdout with only the Schedule dimension, in the CdkStorageSnapshots namespace', async () => {
-    publish.mockRestore();
-    const write = jest.spyOn(process.stdout, 'write').mockImplementation(() => true);
-    try {
-      fsxMock.on(CreateBackupCommand).resolves(created());
-      await handler(tick());
-      const emf = write.mock.calls.map(([line]) => String(line)).filter((l) => l.includes('_aws')).map((l) => JSON.parse(l));
-      expect(emf).toHaveLength(1);
-      expect(emf[0]._aws.CloudWatchMetrics).toEqual([expect.objectContaining({ Namespace: 'CdkStorageSnapshots', Dimensions: [['Schedule']] })]);
-      expect(emf[0]).toMatchObject({ Schedule: SCHEDULE, BackupsStarted: 1, BackupsFailed: 0 });
-    } finally {
-      write.mockRestore();
-    }
+    fsxMock.on(CreateBackupCommand).resolves(created());
+    const lines = await emf(() => handler(tick()));
+    expect(lines).toHaveLength(1);
+    expect(lines[0]._aws.CloudWatchMetrics).toEqual([expect.objectContaining({ Namespace: 'CdkStorageSnapshots', Dimensions: [['Schedule']] })]);
+    expect(lines[0]).toMatchObject({ Schedule: SCHEDULE, BackupsStarted: 1, BackupsFailed: 0 });
   });
 });

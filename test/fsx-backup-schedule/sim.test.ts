@@ -1,12 +1,17 @@
 import { CreateBackupCommand, DescribeBackupsCommand } from '@aws-sdk/client-fsx';
 import * as fc from 'fast-check';
 import { handler, metrics, targetHash } from '../../lambda/fsx-backup-schedule';
-import { fsx } from '../../lambda/shared/clients/fsx';
 import { MANAGED_BY, OWNERSHIP_TAG_KEYS } from '../../lambda/shared/ownership';
 import type { FsxBackupTargetInput, FsxBackupTickInput } from '../../src/private/fsx-backup-contract';
-import { EventBridgeDriver, ScheduledEvent } from '../support/eventbridge-driver';
+import { Delivery, EventBridgeDriver } from '../support/eventbridge-driver';
 import { FaultRates } from '../support/faults';
 import { Invariants, Violation } from '../support/invariants';
+import {
+  BERLIN_DST_DAYS, BERLIN_DST_TICKS, SCENARIO_STARTS, SCHEDULER_FAULTS, ScheduleDriver, SchedulerSpec, addRunStats, driveSchedule,
+  onePerTick, overBerlinDstDays, propertyFails, replayTest, scenarioClock, schedulerSpecArb, ticksAndTokens, tokenPerDelivery,
+  withBrokenScheduler, withTamperedClient,
+} from '../support/schedule-sim';
+import { SchedulerDelivery } from '../support/scheduler-driver';
 import { SIM_RUNS, SIM_TIMEOUT_MS, checkScenarios, faultRatesArb } from '../support/sim-property';
 import { SimWorld, SimWorldOptions } from '../support/sim-world';
 
@@ -93,7 +98,10 @@ function userCopies(world: SimWorld): void {
 interface ScheduleSpec {
   readonly name: string;
   readonly targets: FsxBackupTargetInput[];
+  /** An EventBridge rule's rate (ignored on Scheduler). */
   readonly rateHours: number;
+  /** On EventBridge Scheduler instead of a rule. */
+  readonly scheduler?: SchedulerSpec;
   readonly keepLast?: number;
   readonly maxAgeDays?: number;
   readonly tags?: Record<string, string>;
@@ -103,23 +111,29 @@ interface ScheduleSpec {
 
 type Handler = (event: FsxBackupTickInput) => Promise<unknown>;
 
-function driverFor(world: SimWorld, s: ScheduleSpec, fn: Handler = handler): EventBridgeDriver {
-  return new EventBridgeDriver(world, fn, {
-    scheduleId: `${STACK_ID}|${s.name}`,
+/** One tick's input: the rule's input transformer, or the Scheduler target's input with its context attributes. */
+function tickInput(s: ScheduleSpec, time: string, eventId: string): FsxBackupTickInput {
+  return {
+    ...(s.scheduler ? { Operation: 'FsxBackup' as const } : {}),
+    Time: time,
+    EventId: eventId,
+    StackId: STACK_ID,
+    Schedule: s.name,
+    Targets: s.targets,
+    Tags: s.tags,
+    KeepLast: s.keepLast,
+    MaxAgeSeconds: s.maxAgeDays === undefined ? undefined : s.maxAgeDays * 86_400,
+  };
+}
+
+function driverFor(world: SimWorld, s: ScheduleSpec, fn: Handler = handler): ScheduleDriver {
+  return driveSchedule(world, fn, {
+    name: s.name,
     stackId: STACK_ID,
-    owner: s.name,
+    scheduler: s.scheduler,
     rateMs: s.rateHours * HOUR,
     duplicateTimeShiftSeconds: s.timeShiftSeconds,
-    input: (event: ScheduledEvent): FsxBackupTickInput => ({
-      Time: event.time,
-      EventId: event.id,
-      StackId: STACK_ID,
-      Schedule: s.name,
-      Targets: s.targets,
-      Tags: s.tags,
-      KeepLast: s.keepLast,
-      MaxAgeSeconds: s.maxAgeDays === undefined ? undefined : s.maxAgeDays * 86_400,
-    }),
+    input: (time, eventId) => tickInput(s, time, eventId),
   });
 }
 
@@ -128,20 +142,9 @@ function driverFor(world: SimWorld, s: ScheduleSpec, fn: Handler = handler): Eve
  * every tick that succeeded (at most one for any tick), and pruning never deleted a backup that
  * was not AVAILABLE or was the newest available one of its owner and target.
  */
-function scheduleViolations(world: SimWorld, runs: Array<{ spec: ScheduleSpec; driver: EventBridgeDriver }>): Violation[] {
-  const out: Violation[] = [];
+function scheduleViolations(world: SimWorld, runs: Array<{ spec: ScheduleSpec; driver: { readonly deliveries: Delivery[] } }>): Violation[] {
   const copies = world.copies().filter((c) => c.kind === 'fsx-backup' && !c.foreign && c.createdDuring?.kind === 'schedule');
-  for (const { spec, driver } of runs) {
-    const succeeded = new Set(driver.deliveries.filter((d) => d.ok).map((d) => d.tick));
-    for (const tick of new Set(driver.deliveries.map((d) => d.tick))) {
-      for (const t of spec.targets) {
-        const made = copies.filter((c) => c.createdDuring?.owner === spec.name && c.createdDuring.tick === tick && c.target === t.Id);
-        if (made.length > 1 || (succeeded.has(tick) && made.length !== 1)) {
-          out.push({ invariant: 'no-duplicates', detail: `${spec.name} tick ${tick} made ${made.length} backups of ${t.Id}${succeeded.has(tick) ? ' (the tick succeeded)' : ''}` });
-        }
-      }
-    }
-  }
+  const out = onePerTick(copies, runs.map(({ spec, driver }) => ({ owner: spec.name, targets: spec.targets.map((t) => t.Id), deliveries: driver.deliveries })), 'backups');
   for (const d of world.fsx.backupDeletes) {
     if (d.foreign) out.push({ invariant: 'only-ours-touched', detail: `deleted foreign backup ${d.backupId} of ${d.target}` });
     if (d.lifecycle !== 'AVAILABLE') out.push({ invariant: 'only-ours-touched', detail: `deleted ${d.backupId} while ${d.lifecycle}` });
@@ -321,28 +324,89 @@ describe('scenarios', () => {
   });
 });
 
-describe('the invariants catch a broken handler', () => {
-  /** Runs `fn` with every FSx call passing through `before` and every response through `after`. */
-  interface Hooks {
-    readonly before?: (command: any) => void;
-    readonly after?: (command: any, out: any) => void;
-  }
-  async function withTamperedClient<T>(hooks: Hooks, fn: () => Promise<T>): Promise<T> {
-    const client = fsx();
-    const original = client.send;
-    (client as any).send = async function (this: unknown, command: any, ...rest: unknown[]) {
-      hooks.before?.(command);
-      const out = await (original as any).call(this, command, ...rest);
-      hooks.after?.(command, out);
-      return out;
-    };
-    try {
-      return await fn();
-    } finally {
-      (client as any).send = original;
-    }
-  }
+/** The schedule's own backups of one target, foreign ones left out. */
+const ourBackups = (world: SimWorld, target: string, owner = 'AppNightly5A33CB59') =>
+  world.copies().filter((c) => c.kind === 'fsx-backup' && c.target === target && !c.foreign && c.createdDuring?.owner === owner);
 
+const onScheduler = (scheduler: SchedulerSpec, over: Partial<ScheduleSpec> = {}): ScheduleSpec => nightly({ ...over, scheduler });
+
+describe('scenarios on EventBridge Scheduler', () => {
+  test('hourly in Europe/Berlin with a 30-minute window; deliveries fail at Scheduler, come twice and are retried by Lambda: one backup per target per tick', async () => {
+    const world = backupWorld(21, { 'scheduler-retry': 0.5, 'duplicate-tick': 1, 'async-retry': 1, 'lost-response': 0.2 });
+    try {
+      const spec = onScheduler({ expression: 'cron(0 * * * ? *)', timeZone: 'Europe/Berlin', flexibleWindowMinutes: 30 }, { keepLast: 2 });
+      const { runs, violations } = await runSchedules(world, [spec], 8);
+      expect(violations).toEqual([]);
+      const deliveries = runs[0].driver.deliveries as SchedulerDelivery[];
+      expect(deliveries.filter((d) => !d.invoked).length).toBeGreaterThan(0);
+      expect(deliveries.filter((d) => d.duplicate).length).toBeGreaterThan(0);
+      expect(deliveries.filter((d) => d.attempt > 0).length).toBeGreaterThan(0);
+      expect(deliveries.filter((d) => d.at - Date.parse(d.tick) > 60_000).length).toBeGreaterThan(0);
+      expect(deliveries.every((d) => d.time === d.tick)).toBe(true);
+      const succeeded = new Set(deliveries.filter((d) => d.ok).map((d) => d.tick));
+      expect(succeeded.size).toBeGreaterThanOrEqual(7);
+      for (const target of [ZFS, ONTAP_VOL]) {
+        expect(ourBackups(world, target).map((c) => c.createdDuring!.tick).sort()).toEqual([...succeeded].sort());
+      }
+    } finally {
+      world.dispose();
+    }
+  });
+
+  test('02:30 in Europe/Berlin over both DST days (2026-03-29, 2026-10-25): the spring-forward tick skipped, the fall-back tick once, a token per tick', async () => {
+    const world = backupWorld(22, { 'duplicate-tick': 1, 'scheduler-retry': 0.3, 'async-retry': 0.3 }, scenarioClock(BERLIN_DST_DAYS[0].from));
+    try {
+      const spec = onScheduler({ expression: 'cron(30 2 * * ? *)', timeZone: 'Europe/Berlin', flexibleWindowMinutes: 60 }, { targets: [TARGET_POOL[0]] });
+      const { violations, deliveries } = await overBerlinDstDays(world, (hours) => runSchedules(world, [spec], hours));
+      expect(violations).toEqual([]);
+      const { ticks, tokens } = ticksAndTokens(ourBackups(world, ZFS));
+      expect(ticks).toEqual(BERLIN_DST_TICKS);
+      // Each tick was delivered more than once, and its deliveries' backups are one: its token's.
+      expect(deliveries.filter((d) => d.duplicate).length).toBeGreaterThanOrEqual(6);
+      expect(new Set(tokens).size).toBe(6);
+      expect(tokens.every((t) => /^css-[0-9a-f]{40}$/.test(t))).toBe(true);
+    } finally {
+      world.dispose();
+    }
+  });
+
+  test('Scheduler gives up on a tick (no retries left, the dead-letter queue gets it): no backup for it, one for every other tick', async () => {
+    const world = backupWorld(23, { 'scheduler-retry': 0.4 });
+    try {
+      const { runs, violations } = await runSchedules(world, [onScheduler({ expression: 'rate(1 hour)', retryAttempts: 0 })], 10);
+      expect(violations).toEqual([]);
+      const lost = new Set((runs[0].driver.deliveries as SchedulerDelivery[]).filter((d) => d.deadLettered).map((d) => d.tick));
+      expect(lost.size).toBeGreaterThan(0);
+      const made = ourBackups(world, ZFS).map((c) => c.createdDuring!.tick!);
+      expect(made.filter((t) => lost.has(t))).toEqual([]);
+      expect(made.length + lost.size).toBe(10);
+    } finally {
+      world.dispose();
+    }
+  });
+
+  test('a rule and a Scheduler schedule on the same targets, one function for both: each makes one backup per tick and prunes only its own', async () => {
+    const world = backupWorld(25, { 'duplicate-tick': 0.5, 'scheduler-retry': 0.3 });
+    try {
+      const rule = nightly({ name: 'AppRule11111111', keepLast: 1 });
+      const scheduled = onScheduler({ expression: 'cron(30 */2 * * ? *)', timeZone: 'Asia/Kolkata', flexibleWindowMinutes: 15 }, { name: 'AppSched22222222', keepLast: 2 });
+      const { runs, violations } = await runSchedules(world, [rule, scheduled], 8);
+      expect(violations).toEqual([]);
+      // Kolkata is UTC+5:30: 30 */2 local is on the hour, every odd hour UTC.
+      expect(new Set(runs[1].driver.deliveries.map((d) => d.tick.slice(11)))).toEqual(new Set(['11:00:00Z', '13:00:00Z', '15:00:00Z', '17:00:00Z']));
+      // FSx makes one backup of a file system at a time: a tick may meet the other schedule's
+      // backup in progress for longer than its retries (then it fails, and says so).
+      expect(ourBackups(world, ZFS, 'AppSched22222222').length).toBeGreaterThanOrEqual(3);
+      expect(ourBackups(world, ZFS, 'AppRule11111111').length).toBeGreaterThanOrEqual(6);
+      const failures = runs.flatMap((r) => r.driver.deliveries).filter((d) => !d.ok && !/^Scheduler could not invoke/.test(d.reason ?? ''));
+      expect(failures.every((d) => /BackupInProgress/.test(d.reason ?? ''))).toBe(true);
+    } finally {
+      world.dispose();
+    }
+  });
+});
+
+describe('the invariants catch a broken handler', () => {
   test('a handler that ignores the tick token makes duplicates, and they are reported', async () => {
     const world = backupWorld(7, { 'duplicate-tick': 1 }, { durations: { minMs: 60_000, maxMs: 60_001, slowMs: 1 } });
     try {
@@ -381,6 +445,31 @@ describe('the invariants catch a broken handler', () => {
       world.dispose();
     }
   });
+
+  test('a Scheduler that passes the delivery time as the scheduled time: window delays and retries look like new ticks, and the duplicates are reported', async () => {
+    const spec = onScheduler({ expression: 'rate(1 hour)', flexibleWindowMinutes: 30, brokenScheduledTime: true }, { targets: [TARGET_POOL[1]] });
+    const outcome = async (s: ScheduleSpec) => {
+      const world = backupWorld(24, { 'scheduler-retry': 0.3, 'duplicate-tick': 1 }, { durations: { minMs: 60_000, maxMs: 60_001, slowMs: 1 } });
+      try {
+        return (await runSchedules(world, [s], 6)).violations;
+      } finally {
+        world.dispose();
+      }
+    };
+    expect((await outcome(spec)).filter((v) => v.invariant === 'no-duplicates').length).toBeGreaterThan(0);
+    // The same run with Scheduler as it is keeps every invariant.
+    expect(await outcome({ ...spec, scheduler: { ...spec.scheduler!, brokenScheduledTime: false } })).toEqual([]);
+  });
+
+  test('a handler that sends a token of its own per delivery fails the Scheduler property', async () => {
+    const message = await propertyFails(schedulerScenarioArb, (sc) => runScenario(sc, undefined, tokenPerDelivery(handler, CreateBackupCommand)));
+    expect(message).toMatch(/\[no-duplicates\]/);
+  });
+
+  test('a Scheduler that passes the delivery time as the scheduled time fails the Scheduler property', async () => {
+    const message = await propertyFails(withBrokenScheduler(schedulerScenarioArb), (sc) => runScenario(sc));
+    expect(message).toMatch(/\[no-duplicates\]/);
+  });
 });
 
 const faultsArb = faultRatesArb({
@@ -409,21 +498,46 @@ const scenarioArb = fc.record({
   userCopies: fc.boolean(),
 });
 
-type Scenario = typeof scenarioArb extends fc.Arbitrary<infer S> ? S : never;
+interface Scenario {
+  readonly seed: number;
+  readonly faults: FaultRates;
+  readonly schedules: readonly ScheduleSpec[];
+  readonly hours: number;
+  readonly userCopies: boolean;
+  /** When the schedules are created (ISO 8601); the simulated clock's start if absent. */
+  readonly startAt?: string;
+  /** Seconds after `startAt`: a rate counts from its creation, seconds and all. */
+  readonly offsetSeconds?: number;
+}
 
-async function runScenario(s: Scenario, stats?: Record<string, number>) {
-  const world = backupWorld(s.seed, s.faults);
+/** Scheduler's side of a schedule: expressions at most hourly (FsxBackupSchedule's rule). */
+const fsxSchedulerArb = schedulerSpecArb(
+  ['rate(1 hour)', 'rate(2 hours)', 'cron(0 * * * ? *)', 'cron(30 */2 * * ? *)', 'cron(0 2 * * ? *)', 'cron(30 1-3 * * ? *)', 'cron(0 8-18 ? * MON-FRI *)'],
+  [0, 0, 15, 60],
+);
+
+const onSchedulerArb = (name: string) => fc.tuple(scheduleArb(name), fsxSchedulerArb).map(([spec, scheduler]) => ({ ...spec, scheduler }));
+
+const schedulerScenarioArb: fc.Arbitrary<Scenario> = fc.record({
+  seed: fc.integer({ min: 1, max: 2 ** 31 - 1 }),
+  faults: SCHEDULER_FAULTS,
+  schedules: fc.oneof(
+    fc.tuple(onSchedulerArb('AppNightly5A33CB59')),
+    fc.tuple(onSchedulerArb('AppNightly5A33CB59'), onSchedulerArb('AppHourlyC0FFEE00')),
+    // The stack's one function serves a rule and a Scheduler schedule alike.
+    fc.tuple(onSchedulerArb('AppNightly5A33CB59'), scheduleArb('AppHourlyC0FFEE00')),
+  ),
+  hours: fc.integer({ min: 2, max: 10 }),
+  userCopies: fc.boolean(),
+  startAt: fc.constantFrom(...SCENARIO_STARTS),
+  offsetSeconds: fc.integer({ min: 0, max: 3599 }),
+});
+
+async function runScenario(s: Scenario, stats?: Record<string, number>, fn?: Handler) {
+  const world = backupWorld(s.seed, s.faults, scenarioClock(s.startAt, s.offsetSeconds));
   try {
-    const { runs, violations } = await runSchedules(world, [...s.schedules], s.hours, undefined, s.userCopies ? userCopies : undefined);
-    if (stats) {
-      stats.scenarios = (stats.scenarios ?? 0) + 1;
-      for (const { driver } of runs) {
-        stats.deliveries = (stats.deliveries ?? 0) + driver.deliveries.length;
-        stats.okDeliveries = (stats.okDeliveries ?? 0) + driver.deliveries.filter((d) => d.ok).length;
-      }
-      stats.deletes = (stats.deletes ?? 0) + world.fsx.backupDeletes.length;
-      for (const [k, v] of Object.entries(world.faults.injected)) stats[`fault:${k}`] = (stats[`fault:${k}`] ?? 0) + v;
-    }
+    const { runs, violations } = await runSchedules(world, [...s.schedules], s.hours, fn, s.userCopies ? userCopies : undefined);
+    if (stats) addRunStats(stats, world, runs, world.fsx.backupDeletes.length);
     return { violations, world, runs };
   } finally {
     world.dispose();
@@ -431,13 +545,7 @@ async function runScenario(s: Scenario, stats?: Record<string, number>) {
 }
 
 describe('property: random schedules, targets, retention and faults', () => {
-  const replay = process.env.SIM_REPLAY ? test : test.skip;
-  replay('replay SIM_REPLAY', async () => {
-    const { violations, world } = await runScenario(JSON.parse(process.env.SIM_REPLAY!));
-    // eslint-disable-next-line no-console
-    console.log(JSON.stringify({ violations, log: world.core.log.map((c) => ({ ...c, input: undefined })) }, null, 1));
-    expect(violations).toEqual([]);
-  });
+  replayTest(runScenario);
 
   test(`${RUNS} scenarios keep every invariant`, async () => {
     const stats = await checkScenarios(scenarioArb, runScenario, 20261122);
@@ -445,6 +553,15 @@ describe('property: random schedules, targets, retention and faults', () => {
     // The runs exercised what they are meant to: ticks that succeed, and pruning.
     expect(stats.okDeliveries).toBeGreaterThan(0);
     expect(stats.deletes).toBeGreaterThan(0);
+  });
+
+  test(`${RUNS} scenarios on EventBridge Scheduler (time zones, DST days, flexible windows, Scheduler's retries) keep every invariant`, async () => {
+    const stats = await checkScenarios(schedulerScenarioArb, runScenario, 20260329);
+    expect(stats.scenarios).toBeGreaterThanOrEqual(RUNS);
+    expect(stats.okDeliveries).toBeGreaterThan(0);
+    expect(stats.deletes).toBeGreaterThan(0);
+    expect(stats.schedulerRetries).toBeGreaterThan(0);
+    if (RUNS >= 100) expect(stats.deadLettered).toBeGreaterThan(0);
   });
 });
 
@@ -464,7 +581,7 @@ describe('cost of one tick of 50 targets', () => {
         } finally {
           handlerMs.push(world.clock.now() - begun);
         }
-      });
+      }) as EventBridgeDriver;
       await driver.runTicks(3);
       world.clock.advance(HOUR);
       const before = { ...world.core.callCounts };

@@ -2,16 +2,20 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { CfnGuardValidator } from '@cdklabs/cdk-validator-cfnguard';
-import { App, CfnResource, Stack } from 'aws-cdk-lib';
+import { App, CfnResource, Stack, TimeZone } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as events from 'aws-cdk-lib/aws-events';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as s3 from 'aws-cdk-lib/aws-s3';
+import * as scheduler from 'aws-cdk-lib/aws-scheduler';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { ExampleStack } from '../../examples/stack';
-import { DiskImage, EbsSnapshotFromImage, EbsSnapshotOnDeploy, EbsSnapshotSource, FsxBackupSchedule, HandlerOptions, OpenZfsSnapshot } from '../../src';
+import {
+  DiskImage, EbsSnapshotFromImage, EbsSnapshotOnDeploy, EbsSnapshotSource, FsxBackupSchedule, HandlerOptions,
+  OpenZfsSnapshot, OpenZfsSnapshotSchedule,
+} from '../../src';
 
 /*
  * cfn-guard's bundled AWS Control Tower proactive controls, run the way users run them: as a CDK
@@ -25,8 +29,8 @@ const USERS_CHOICE: Record<string, string> = {
   cloudwatch_log_group_encrypted_check: 'CT.CLOUDWATCH.PR.3',
   // handlerOptions.vpc (+ vpcSubnets, securityGroups): the handlers run in your VPC.
   lambda_inside_vpc_check: 'CT.LAMBDA.PR.3',
-  // FsxBackupSchedule's dead-letter queue is the end of the line: a queue of yours
-  // (FsxBackupSchedule deadLetterQueue), with its own redrive if your rules want one.
+  // The schedules' dead-letter queue is the end of the line: a queue of yours (deadLetterQueue of
+  // FsxBackupSchedule and OpenZfsSnapshotSchedule), with its own redrive if your rules want one.
   sqs_dlq_check: 'CT.SQS.PR.1',
   // aws-cdk-lib's Provider framework has no tracing option for its waiter state machine; an Aspect
   // of yours can turn it on (TracingConfiguration.Enabled, plus the X-Ray permissions).
@@ -36,7 +40,7 @@ const USERS_CHOICE: Record<string, string> = {
 const env = { account: '111111111111', region: 'us-east-1' };
 
 /** The library's constructs: what they create is the library's responsibility. */
-const LIBRARY_TYPES = [OpenZfsSnapshot, FsxBackupSchedule, EbsSnapshotOnDeploy, EbsSnapshotFromImage];
+const LIBRARY_TYPES = [OpenZfsSnapshot, FsxBackupSchedule, OpenZfsSnapshotSchedule, EbsSnapshotOnDeploy, EbsSnapshotFromImage];
 
 /** Logical ids of the resources the library created in `stack` (its handlers and its constructs' resources). */
 function libraryLogicalIds(stack: Stack): Set<string> {
@@ -121,13 +125,22 @@ test('with the handlers in a VPC and an encrypted log group of the user\'s, only
       image: DiskImage.fromS3Object(s3.Bucket.fromBucketName(stack, 'Images', 'images'), 'disk.raw'),
       handlerOptions,
     });
+    // CT.CLOUDWATCH.PR.1: an alarm needs an action.
+    const alarmTopic = sns.Topic.fromTopicArn(stack, 'Alarms', 'arn:aws:sns:us-east-1:111111111111:alarms');
+    const deadLetterQueue = new sqs.Queue(stack, 'BackupFailures', { encryption: sqs.QueueEncryption.KMS_MANAGED, enforceSSL: true });
+    const berlin = (hour: string) => ({ expression: scheduler.ScheduleExpression.cron({ hour, minute: '0', timeZone: TimeZone.EUROPE_BERLIN }) });
     new FsxBackupSchedule(stack, 'Backups', {
       schedule: events.Schedule.cron({ hour: '2', minute: '0' }),
       fileSystemIds: ['fs-0123456789abcdef0'],
-      deadLetterQueue: new sqs.Queue(stack, 'BackupFailures', { encryption: sqs.QueueEncryption.KMS_MANAGED, enforceSSL: true }),
-      // CT.CLOUDWATCH.PR.1: an alarm needs an action.
-      alarmTopic: sns.Topic.fromTopicArn(stack, 'Alarms', 'arn:aws:sns:us-east-1:111111111111:alarms'),
+      deadLetterQueue,
+      alarmTopic,
       handlerOptions,
+    });
+    // Both constructs on Scheduler too (its group and execution role), sharing the queue and the handlers.
+    new FsxBackupSchedule(stack, 'NightlyBackups', { scheduler: berlin('3'), fileSystemIds: ['fs-0123456789abcdef0'], alarmTopic, handlerOptions });
+    new OpenZfsSnapshotSchedule(stack, 'Snapshots', { scheduler: berlin('*'), volumeIds: ['fsvol-0123456789abcdef0'], alarmTopic, handlerOptions });
+    new OpenZfsSnapshotSchedule(stack, 'DailySnapshots', {
+      schedule: events.Schedule.cron({ hour: '4', minute: '0' }), volumeIds: ['fsvol-0123456789abcdef0'], deadLetterQueue, alarmTopic, handlerOptions,
     });
   });
   // Resources of the test's own VPC, key and queue are not the library's: keep to what it made.

@@ -1,3 +1,5 @@
+import { LAMBDA_RETRY_DELAYS_MS, invokeScheduled, lambdaRetries } from './lambda-async';
+import { isoSeconds } from './scheduler-time';
 import { ACCOUNT, REGION } from './sim-core';
 import { SimWorld } from './sim-world';
 
@@ -83,7 +85,7 @@ export class EventBridgeDriver {
       detail: {},
       timeoutMs: 15 * 60_000,
       maxRetries: 2,
-      retryDelaysMs: [60_000, 120_000],
+      retryDelaysMs: LAMBDA_RETRY_DELAYS_MS,
       duplicateTimeShiftSeconds: 0,
       input: (event) => event,
       ...options,
@@ -115,11 +117,10 @@ export class EventBridgeDriver {
   }
 
   private async deliver(tickMs: number, duplicate: boolean): Promise<void> {
-    const iso = (ms: number) => new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z');
-    const tick = iso(tickMs);
+    const tick = isoSeconds(tickMs);
     const maxShift = Math.min(59, this.opts.duplicateTimeShiftSeconds);
     const shift = duplicate && maxShift > 0 ? 1 + Math.floor(this.world.faults.next() * maxShift) : 0;
-    const time = iso(tickMs + shift * 1000);
+    const time = isoSeconds(tickMs + shift * 1000);
     const event: ScheduledEvent = {
       'version': '0',
       'id': `sim-event-${++this.events}`,
@@ -131,36 +132,12 @@ export class EventBridgeDriver {
       'resources': [this.opts.scheduleArn],
       'detail': this.opts.detail,
     };
+    const caller = { owner: this.opts.owner ?? this.opts.scheduleId, stackId: this.opts.stackId, requestKey: `${this.opts.scheduleId}@${tick}`, tick };
     for (let attempt = 0; attempt <= this.opts.maxRetries; attempt++) {
       if (attempt > 0) this.world.clock.advance(this.opts.retryDelaysMs[attempt - 1] ?? 120_000);
-      const result = await this.invoke(event, tick);
+      const result = await invokeScheduled(this.world, this.handler, this.opts.input(event), this.opts.timeoutMs, caller);
       this.deliveries.push({ tick, time, eventId: event.id, at: this.world.clock.now(), attempt, duplicate, ...result });
-      // Lambda retries failed async invocations; `async-retry` injects a retry after a success too
-      // (the runtime crashed after the handler returned).
-      const retry = !result.ok || (attempt < this.opts.maxRetries && this.world.faults.chance('async-retry'));
-      if (!retry) break;
+      if (!lambdaRetries(this.world, result, attempt, this.opts.maxRetries)) break;
     }
-  }
-
-  private async invoke(event: ScheduledEvent, tick: string): Promise<{ ok: boolean; reason?: string }> {
-    const { world } = this;
-    world.core.context = {
-      kind: 'schedule',
-      owner: this.opts.owner ?? this.opts.scheduleId,
-      stackId: this.opts.stackId,
-      requestKey: `${this.opts.scheduleId}@${tick}`,
-      tick,
-    };
-    world.clock.startInvocation(this.opts.timeoutMs);
-    let out: { ok: boolean; reason?: string };
-    try {
-      await this.handler(JSON.parse(JSON.stringify(this.opts.input(event))));
-      out = { ok: true };
-    } catch (err) {
-      out = { ok: false, reason: (err as Error)?.message ?? String(err) };
-    }
-    const killed = world.clock.endInvocation();
-    world.core.context = undefined;
-    return killed ? { ok: false, reason: `killed: ${killed}` } : out;
   }
 }

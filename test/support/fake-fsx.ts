@@ -23,10 +23,27 @@ export interface FakeFsxOptions {
   readonly maxSnapshotsPerVolume?: number;
   /** Live user-initiated backups before ServiceLimitExceeded. */
   readonly maxBackups?: number;
-  /** How long a client token is remembered (ms); AWS does not document it. */
+  /**
+   * How long FSx remembers a client token after the request that used it (ms): a request with a
+   * forgotten token is a new request. AWS does not document how long FSx keeps them.
+   * @default forever
+   */
   readonly tokenMemoryMs?: number;
   /** Page size of the describe calls (small, so that paging is exercised). */
   readonly pageSize?: number;
+  /**
+   * FSx refuses a second snapshot of a name the volume already has (a ZFS snapshot's name is
+   * unique in its dataset): BadRequest. Off only for tests that show what the client token does
+   * without the names' help.
+   * @default true
+   */
+  readonly uniqueSnapshotNames?: boolean;
+  /**
+   * BROKEN on purpose: DeleteSnapshot deletes a snapshot a volume was cloned from, which FSx
+   * refuses. Only for the test that shows the refusal is load-bearing
+   * (test/support/fake-fsx-snapshots.test.ts).
+   */
+  readonly allowDeleteOfClonedSnapshot?: boolean;
 }
 
 interface FileSystem {
@@ -44,7 +61,11 @@ interface Volume {
   readonly type: 'OPENZFS' | 'ONTAP';
   /** ONTAP volumes only. */
   readonly copyTagsToBackups: boolean;
+  /** OpenZFS volumes only: CreateSnapshot without Tags copies the volume's. */
+  readonly copyTagsToSnapshots: boolean;
   readonly tags: SimTag[];
+  /** A clone (CreateVolume with OriginSnapshot, CopyStrategy CLONE): the snapshot it depends on. */
+  readonly originSnapshotId?: string;
 }
 
 interface Timeline {
@@ -120,6 +141,22 @@ export interface BackupDelete {
   readonly newestOfTarget: boolean;
 }
 
+/** One DeleteSnapshot that acted, with what the volume looked like at that moment. */
+export interface SnapshotDelete {
+  readonly at: number;
+  readonly snapshotId: string;
+  readonly volumeId: string;
+  readonly lifecycle: string;
+  readonly tags: SimTag[];
+  readonly foreign: boolean;
+  /** It was the newest AVAILABLE snapshot of its volume among those carrying the same ownership tags as it. */
+  readonly newestOfItsOwner: boolean;
+  /** It was the newest AVAILABLE snapshot of its volume, whoever made it. */
+  readonly newestOfTarget: boolean;
+  /** Volumes cloned from it that were still there (FSx refuses such a delete; only the broken variant lets it act). */
+  readonly liveClones: string[];
+}
+
 /** FSx as the handlers see it: file systems, volumes, backups and OpenZFS snapshots. */
 export class FakeFsx {
   private readonly fileSystems = new Map<string, FileSystem>();
@@ -130,6 +167,8 @@ export class FakeFsx {
   private readonly options: Required<FakeFsxOptions>;
   /** Every DeleteBackup that acted, in order. */
   public readonly backupDeletes: BackupDelete[] = [];
+  /** Every DeleteSnapshot that acted, in order. */
+  public readonly snapshotDeletes: SnapshotDelete[] = [];
 
   constructor(
     private readonly core: SimCore,
@@ -141,6 +180,8 @@ export class FakeFsx {
       maxBackups: 10_000,
       tokenMemoryMs: Number.POSITIVE_INFINITY,
       pageSize: 3,
+      allowDeleteOfClonedSnapshot: false,
+      uniqueSnapshotNames: true,
       ...options,
     };
   }
@@ -161,8 +202,53 @@ export class FakeFsx {
     });
   }
 
-  public addVolume(id: string, fileSystemId: string, type: Volume['type'] = 'OPENZFS', opts: { copyTagsToBackups?: boolean; tags?: SimTag[] } = {}) {
-    this.volumes.set(id, { id, fileSystemId, type, copyTagsToBackups: opts.copyTagsToBackups ?? false, tags: opts.tags ?? [] });
+  public addVolume(
+    id: string,
+    fileSystemId: string,
+    type: Volume['type'] = 'OPENZFS',
+    opts: { copyTagsToBackups?: boolean; copyTagsToSnapshots?: boolean; tags?: SimTag[] } = {},
+  ) {
+    this.volumes.set(id, {
+      id,
+      fileSystemId,
+      type,
+      copyTagsToBackups: opts.copyTagsToBackups ?? false,
+      copyTagsToSnapshots: opts.copyTagsToSnapshots ?? false,
+      tags: opts.tags ?? [],
+    });
+  }
+
+  /**
+   * A user's new OpenZFS volume cloned from an AVAILABLE snapshot (CreateVolume with
+   * `OriginSnapshot`, `CopyStrategy: CLONE`): while it exists, FSx refuses to delete the snapshot.
+   * Undefined when the snapshot is not AVAILABLE (FSx refuses the clone).
+   */
+  public cloneVolumeFrom(snapshotId: string): string | undefined {
+    this.refresh();
+    const s = this.snapshots.get(snapshotId);
+    const origin = s && this.volumes.get(s.volumeId);
+    if (!s || s.gone || s.lifecycle !== 'AVAILABLE' || !origin) return undefined;
+    const id = this.core.newId('fsvol-');
+    this.volumes.set(id, {
+      id,
+      fileSystemId: origin.fileSystemId,
+      type: 'OPENZFS',
+      copyTagsToBackups: false,
+      copyTagsToSnapshots: false,
+      tags: [],
+      originSnapshotId: snapshotId,
+    });
+    return id;
+  }
+
+  /** The user deletes a clone: its origin snapshot can be deleted again. */
+  public removeClone(volumeId: string) {
+    if (this.volumes.get(volumeId)?.originSnapshotId) this.volumes.delete(volumeId);
+  }
+
+  /** The volumes cloned from a snapshot that still exist. */
+  public clonesOf(snapshotId: string): string[] {
+    return [...this.volumes.values()].filter((v) => v.originSnapshotId === snapshotId).map((v) => v.id);
   }
 
   public removeFileSystem(id: string) {
@@ -363,7 +449,13 @@ export class FakeFsx {
       return { Snapshot: this.toSnapshot(s) };
     }
     if (!input.Name || !/^[a-zA-Z0-9_:.-]{1,203}$/.test(input.Name)) throw awsError('BadRequest', `Invalid snapshot name ${input.Name}`, 400);
-    if (!this.volumes.has(input.VolumeId)) throw awsError('VolumeNotFound', `Volume ${input.VolumeId} does not exist`, 400);
+    const volume = this.volumes.get(input.VolumeId);
+    if (!volume) throw awsError('VolumeNotFound', `Volume ${input.VolumeId} does not exist`, 400);
+    if (volume.type !== 'OPENZFS') throw awsError('BadRequest', `Snapshots are supported for OpenZFS volumes only; ${volume.id} is ${volume.type}`, 400);
+    // A ZFS snapshot's name is unique within its dataset (volume).
+    if (this.options.uniqueSnapshotNames && [...this.snapshots.values()].some((s) => s.volumeId === volume.id && !s.gone && s.name === input.Name)) {
+      throw awsError('BadRequest', `A snapshot with the name ${input.Name} already exists on volume ${volume.id}`, 400);
+    }
     validateTags(input.Tags);
     const live = [...this.snapshots.values()].filter((s) => s.volumeId === input.VolumeId && !s.gone).length;
     if (live >= this.options.maxSnapshotsPerVolume) {
@@ -377,7 +469,8 @@ export class FakeFsx {
       volumeId: input.VolumeId,
       created: now,
       lifecycle: 'CREATING',
-      tags: [...(input.Tags ?? [])],
+      // Tags in the request turn off CopyTagsToSnapshots for this snapshot.
+      tags: input.Tags?.length ? [...input.Tags] : volume.copyTagsToSnapshots ? [...volume.tags] : [],
       next: { at: now + plan.durationMs, to: plan.fails ? 'DELETING' : 'AVAILABLE' },
       gone: false,
       foreign: false,
@@ -413,7 +506,14 @@ export class FakeFsx {
     const s = this.snapshots.get(input.SnapshotId);
     if (!s || s.gone) throw awsError('SnapshotNotFound', `Snapshot ${input.SnapshotId} not found`, 400);
     if (record) Object.assign(record, { resourceId: s.id, tagsBefore: [...s.tags], foreign: s.foreign });
+    const clones = this.clonesOf(s.id);
+    if (clones.length > 0 && !this.options.allowDeleteOfClonedSnapshot) {
+      // DeleteSnapshot's errors are BadRequest, SnapshotNotFound and InternalServerError; the
+      // wording is ours (ZFS says "snapshot has dependent clones").
+      throw awsError('BadRequest', `Unable to delete snapshot ${s.id}: it has dependent clone volumes (${clones.join(', ')}). Delete the clones first.`, 400);
+    }
     if (s.lifecycle !== 'DELETING') {
+      this.snapshotDeletes.push(this.describeSnapshotDelete(s, clones));
       s.lifecycle = 'DELETING';
       s.next = undefined;
       s.deletedByCall = true;
@@ -546,6 +646,14 @@ export class FakeFsx {
         ResourceARN: `arn:aws:fsx:${REGION}:${ACCOUNT}:volume/${v.fileSystemId}/${v.id}`,
         Tags: v.tags.map((t) => ({ Key: t.Key!, Value: t.Value! })),
         OntapConfiguration: v.type === 'ONTAP' ? { CopyTagsToBackups: v.copyTagsToBackups } : undefined,
+        OpenZFSConfiguration: v.type === 'OPENZFS'
+          ? {
+            CopyTagsToSnapshots: v.copyTagsToSnapshots,
+            OriginSnapshot: v.originSnapshotId
+              ? { SnapshotARN: this.snapshotArn(this.snapshots.get(v.originSnapshotId)!), CopyStrategy: 'CLONE' as const }
+              : undefined,
+          }
+          : undefined,
       })),
       NextToken: nextToken,
     };
@@ -566,13 +674,7 @@ export class FakeFsx {
 
   private describeDelete(b: BackupRecord): BackupDelete {
     const target = (r: BackupRecord) => r.volumeId ?? r.fileSystemId;
-    const ownerKey = (r: BackupRecord) => ['managed-by', 'stack-id', 'owner']
-      .map((k) => r.tags.find((t) => t.Key === `cdk-storage-snapshots:${k}`)?.Value ?? '').join('|');
     const available = [...this.backups.values()].filter((r) => !r.gone && r.lifecycle === 'AVAILABLE' && target(r) === target(b));
-    // Copies and backups FSx or AWS Backup made can carry the same tags: "its owner's newest" is
-    // among the user-initiated originals.
-    const originals = available.filter((r) => r.type === 'USER_INITIATED' && !r.sourceBackupId);
-    const newest = (list: BackupRecord[]) => list.reduce<BackupRecord | undefined>((n, r) => (!n || r.created > n.created ? r : n), undefined);
     return {
       at: this.core.clock.now(),
       backupId: b.id,
@@ -580,8 +682,23 @@ export class FakeFsx {
       lifecycle: b.lifecycle,
       tags: [...b.tags],
       foreign: b.foreign,
-      newestOfItsOwner: newest(originals.filter((r) => ownerKey(r) === ownerKey(b)))?.id === b.id,
-      newestOfTarget: newest(available)?.id === b.id,
+      // Copies and backups FSx or AWS Backup made can carry the same tags: "its owner's newest" is
+      // among the user-initiated originals.
+      ...newness(b, available, available.filter((r) => r.type === 'USER_INITIATED' && !r.sourceBackupId)),
+    };
+  }
+
+  private describeSnapshotDelete(s: SnapshotRecord, liveClones: string[]): SnapshotDelete {
+    const available = [...this.snapshots.values()].filter((r) => !r.gone && r.lifecycle === 'AVAILABLE' && r.volumeId === s.volumeId);
+    return {
+      at: this.core.clock.now(),
+      snapshotId: s.id,
+      volumeId: s.volumeId,
+      lifecycle: s.lifecycle,
+      tags: [...s.tags],
+      foreign: s.foreign,
+      ...newness(s, available, available),
+      liveClones,
     };
   }
 
@@ -629,12 +746,16 @@ export class FakeFsx {
     return use.id;
   }
 
+  private snapshotArn(s: SnapshotRecord): string {
+    return `arn:aws:fsx:${REGION}:${ACCOUNT}:snapshot/${s.volumeId}/${s.id}`;
+  }
+
   private toSnapshot(s: SnapshotRecord): Snapshot {
     return {
       SnapshotId: s.id,
       Name: s.name,
       VolumeId: s.volumeId,
-      ResourceARN: `arn:aws:fsx:${REGION}:${ACCOUNT}:snapshot/${s.volumeId}/${s.id}`,
+      ResourceARN: this.snapshotArn(s),
       CreationTime: new Date(s.created),
       Lifecycle: s.lifecycle as Snapshot['Lifecycle'],
       LifecycleTransitionReason: s.reason ? { Message: s.reason } : undefined,
@@ -658,6 +779,22 @@ export class FakeFsx {
       Volume: b.volumeId ? { VolumeId: b.volumeId } : undefined,
     };
   }
+}
+
+/** Whether a copy being deleted is the newest AVAILABLE one of its target, among its owner's (`owned`) and among all. */
+function newness(
+  copy: { readonly id: string; readonly tags: SimTag[] },
+  available: ReadonlyArray<{ readonly id: string; readonly created: number; readonly tags: SimTag[] }>,
+  owned: ReadonlyArray<{ readonly id: string; readonly created: number; readonly tags: SimTag[] }>,
+): { newestOfItsOwner: boolean; newestOfTarget: boolean } {
+  const ownerKey = (tags: SimTag[]) => ['managed-by', 'stack-id', 'owner']
+    .map((k) => tags.find((t) => t.Key === `cdk-storage-snapshots:${k}`)?.Value ?? '').join('|');
+  const newest = <T extends { readonly created: number }>(list: readonly T[]) =>
+    list.reduce<T | undefined>((n, r) => (!n || r.created > n.created ? r : n), undefined);
+  return {
+    newestOfItsOwner: newest(owned.filter((r) => ownerKey(r.tags) === ownerKey(copy.tags)))?.id === copy.id,
+    newestOfTarget: newest(available)?.id === copy.id,
+  };
 }
 
 /** FSx's TagKey/TagValue pattern (its API model). */

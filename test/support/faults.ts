@@ -31,6 +31,12 @@ export const FAULT_KINDS = [
   /** Lambda's async retry of a scheduled handler that failed (up to 2 retries). */
   'async-retry',
   /**
+   * EventBridge Scheduler fails to deliver a tick (Lambda's Invoke throttled or a 5xx, before the
+   * handler runs) and retries it later with backoff: a new execution id, the next attempt number,
+   * the same scheduled time; past its retry policy the tick goes to the dead-letter queue.
+   */
+  'scheduler-retry',
+  /**
    * The invocation freezes for 130–250 s right before a DynamoDB call (a CPU-starved container, a
    * long pause): past a claim's fence, before it is extended for a create or before the answer is
    * recorded. (Never between that extension and the create call: nothing can fence that gap, EC2

@@ -63,12 +63,16 @@ interface BrokenOptions {
 
 /** The OpenZFS flow, cut down, with one mistake switched on. */
 function brokenHandler(opts: BrokenOptions): ProviderHandler {
+  let attempts = 0;
   const create = async (e: any) => {
     const token = requestToken(e);
     const out = await withRetries(
       () => fsx.send(new CreateSnapshotCommand({
         VolumeId: e.ResourceProperties.VolumeId,
-        Name: `snap-${token.slice(4, 12)}`,
+        // FSx refuses a second snapshot of one name on a volume, so one name per request would
+        // stop a retry without the token from making a duplicate: the token-ignoring handler names
+        // every attempt anew (as one naming snapshots by the time of the call would).
+        Name: `snap-${token.slice(4, 12)}${opts.token ? '' : `-${++attempts}`}`,
         Tags: ownershipTags(requestOwner(e), 'hash', token),
         ClientRequestToken: opts.token ? token : undefined,
       })),

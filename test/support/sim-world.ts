@@ -38,6 +38,11 @@ function sharedMocks(): Mocks {
 export interface SimWorldOptions {
   /** Seeds the fault plan and the handlers' retry jitter. */
   readonly seed?: number;
+  /**
+   * When the simulated clock starts (epoch ms): a run that must see a given day (a DST change,
+   * say) starts before it, since the clock never goes back. @default SimClock's start, 2026-11-22T10:00:00Z
+   */
+  readonly startMs?: number;
   readonly faults?: FaultRates;
   readonly scripted?: ScriptedFault[];
   /** Lifecycle durations of new copies (ms). */
@@ -66,7 +71,7 @@ export class SimWorld {
 
   constructor(options: SimWorldOptions = {}) {
     const seed = options.seed ?? 1;
-    this.clock = new SimClock();
+    this.clock = new SimClock(options.startMs);
     this.faults = new FaultPlan(seed, options.faults, options.scripted, options.durations);
     this.core = new SimCore(this.clock, this.faults);
     this.fsx = new FakeFsx(this.core, options.fsx);

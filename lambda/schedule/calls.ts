@@ -2,6 +2,11 @@ import { budgetUntil } from '../shared/budget';
 import { errorCode, isTransient, withRetries } from '../shared/errors';
 import { logger } from '../shared/logger';
 
+/*
+ * FSx calls of a scheduled tick, for every scheduled operation: retried longer than a custom
+ * resource's, and spread over the targets a few at a time.
+ */
+
 /** How long one FSx call keeps retrying throttling, 5xx and BackupInProgress (a tick has 15 minutes, not a custom resource's 5). */
 const FSX_CALL_BUDGET_MS = 5 * 60_000;
 /** How many targets are worked on at once (FSx request rates are not published: stay modest). */
@@ -19,7 +24,6 @@ export function retrying<T>(what: string, fn: () => Promise<T>, deadline: number
 export function isNotFound(err: unknown): boolean {
   return ['FileSystemNotFound', 'VolumeNotFound'].includes(errorCode(err));
 }
-
 
 export function chunks<T>(items: T[], size: number): T[][] {
   const out: T[][] = [];
