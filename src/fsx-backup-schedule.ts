@@ -75,8 +75,9 @@ export interface FsxBackupScheduleProps extends ScheduledCopyProps {
   readonly retention?: BackupRetention;
 
   /**
-   * Tags for every backup, besides the library's own ownership tags (which take 5 of the 50 tags
-   * AWS allows). Tags added with `Tags.of()` to the construct or a scope above it are added too.
+   * Tags for every backup, besides the library's own (its 5 ownership tags and the tick's: 6 of
+   * the 50 tags AWS allows). Tags added with `Tags.of()` to the construct or a scope above it are
+   * added too.
    * Keys and values may contain only letters, numbers, spaces and `_ . : / = + - @` (FSx's rule).
    * When a file system or volume has `CopyTagsToBackups` on, its tags are copied as well (these
    * tags win), as FSx would have done without tags in the request.

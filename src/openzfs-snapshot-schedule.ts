@@ -78,8 +78,8 @@ export interface OpenZfsSnapshotScheduleProps extends ScheduledCopyProps {
   readonly retention?: SnapshotRetention;
 
   /**
-   * Tags for every snapshot, besides the library's own ownership tags (which take 5 of the 50
-   * tags AWS allows). Tags added with `Tags.of()` are added too. Keys and values may contain only
+   * Tags for every snapshot, besides the library's own (its 5 ownership tags and the tick's: 6 of
+   * the 50 tags AWS allows). Tags added with `Tags.of()` are added too. Keys and values may contain only
    * letters, numbers, spaces and `_ . : / = + - @`. When a volume has `CopyTagsToSnapshots` on,
    * its tags are copied as well (these tags win), as FSx would have done without tags in the
    * request.
@@ -203,8 +203,9 @@ export class OpenZfsSnapshotSchedule extends Construct implements ITaggable {
   }
 
   /**
-   * Volumes a tick made no snapshot of because a later tick's snapshot already existed (the tick
-   * came after the next one: delayed past it, or retried after retention deleted its snapshot).
+   * Volumes a tick made no snapshot of because retention had already passed the tick (a retry that
+   * came after `keepLast` later snapshots, or more than `maxAge` after the latest): a snapshot
+   * then could be a second one of the tick.
    */
   public metricStaleTicksSkipped(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
     return this.metric(METRICS.stale, props);

@@ -1,14 +1,17 @@
 import { DeleteSnapshotCommand, Snapshot } from '@aws-sdk/client-fsx';
-import { VolumeResult, listSnapshots, ourSnapshotsOf, vanished } from './snapshots';
+import { VolumeResult, ourSnapshotsOf } from './snapshots';
 import type { OpenZfsSnapshotTickInput } from '../../src/private/openzfs-snapshot-schedule-contract';
-import { CopyStore, Retention, afterCopies, beyondRetention, pruneCopies } from '../schedule/retention';
+import { CONCURRENCY, mapLimit } from '../schedule/calls';
+import { scheduledMinute } from '../schedule/identity';
+import { CopyStore, Retention, beyondRetention, pruneCopies, retentionOf } from '../schedule/retention';
 import { fsx } from '../shared/clients/fsx';
+import { clock } from '../shared/clock';
 import { errorCode } from '../shared/errors';
-import { logger } from '../shared/logger';
 import type { Owner } from '../shared/ownership';
 
 /*
- * What follows the snapshots of a tick: the check that each is still there, and retention.
+ * Retention after the snapshots of a tick, from the listing made before them (and the snapshots
+ * the tick made): no second listing.
  */
 
 const SNAPSHOTS: CopyStore<Snapshot> = {
@@ -26,24 +29,25 @@ export function snapshotsToPrune(snapshots: readonly Snapshot[], owner: Owner, v
 }
 
 /**
- * After the snapshots are requested, one listing of the volumes whose snapshot was: a snapshot
- * already DELETING or gone failed (FSx has no FAILED state for snapshots), and its volume keeps
- * every snapshot it has; the others' retention prunes.
+ * Retention of the volumes whose snapshot this tick has (made, or found made by an earlier
+ * delivery), each from `snapshots` (its listing before the tick's snapshot, and that snapshot).
+ * A volume whose snapshot failed, or whose tick was skipped as stale, keeps every snapshot it has:
+ * the later ticks that made it stale prune it.
  */
-export function afterSnapshots(event: OpenZfsSnapshotTickInput, owner: Owner, results: VolumeResult[], deadline: number): Promise<VolumeResult[]> {
-  return afterCopies(event, results, results.filter((r) => !r.error).map((r) => r.target), {
-    copies: 'snapshots',
-    deadline,
-    list: (batch) => listSnapshots(batch, deadline),
-    each: async (r, snapshots, { retention, tickMs }) => {
-      const listed = snapshots.find((s) => s.SnapshotId === r.snapshotId);
-      if (!listed || listed.Lifecycle === 'DELETING') {
-        const error = vanished(r.target, listed, r.snapshotId);
-        logger.error('snapshot failed', { target: r.target, id: r.snapshotId, reason: error });
-        return { ...r, error };
-      }
-      if (!retention) return r;
-      return { ...r, ...(await pruneCopies(r.target, snapshotsToPrune(snapshots, owner, r.target, retention, tickMs), owner, deadline, SNAPSHOTS)) };
-    },
+export async function pruneSnapshots(
+  event: OpenZfsSnapshotTickInput,
+  owner: Owner,
+  results: VolumeResult[],
+  snapshots: ReadonlyMap<string, Snapshot[]>,
+  deadline: number,
+): Promise<VolumeResult[]> {
+  const retention = retentionOf(event);
+  if (!retention) return results;
+  const tickMs = Date.parse(scheduledMinute(event.Time));
+  return mapLimit(results, CONCURRENCY, async (r) => {
+    if (r.error || r.skipped) return r;
+    if (clock.now() >= deadline) return { ...r, pruneError: `${r.target}: pruning not attempted, the invocation ran out of time` };
+    const doomed = snapshotsToPrune(snapshots.get(r.target) ?? [], owner, r.target, retention, tickMs);
+    return { ...r, ...(await pruneCopies(r.target, doomed, owner, deadline, SNAPSHOTS)) };
   });
 }

@@ -1,17 +1,24 @@
 import { CreateSnapshotCommand, DescribeSnapshotsCommand, Snapshot } from '@aws-sdk/client-fsx';
+import { staleReason } from './stale';
 import { type OpenZfsSnapshotTickInput, snapshotName } from '../../src/private/openzfs-snapshot-schedule-contract';
 import { retrying } from '../schedule/calls';
 import { copyRequest, requestCopy } from '../schedule/copies';
 import { scheduledMinute, targetHash } from '../schedule/identity';
+import { retentionOf } from '../schedule/retention';
 import { type Lookup, resourceTags } from '../schedule/targets';
 import type { TargetOutcome } from '../schedule/tick';
 import { fsx } from '../shared/clients/fsx';
-import { describeError, errorCode } from '../shared/errors';
+import { clock } from '../shared/clock';
+import { HandlerError, describeError, errorCode } from '../shared/errors';
+import { logger } from '../shared/logger';
 import { OWNERSHIP_TAG_KEYS, type Owner, isMadeFor, tagValue } from '../shared/ownership';
 import { allPages } from '../shared/paging';
 
 /*
  * One volume's snapshot of one tick, and the listing of a volume's snapshots that finds them again.
+ * The volumes are listed before their snapshots are made: a tick's snapshot already there (found
+ * by its token tag) is used, not requested again; one that retention would already have deleted
+ * is not made (stale.ts); and the same listing is what retention prunes from after.
  */
 
 /** What one volume's tick came to. */
@@ -20,6 +27,29 @@ export interface VolumeResult extends TargetOutcome {
   readonly name?: string;
   /** Snapshots retention would delete but FSx refused to (a volume was cloned from them). */
   readonly kept: string[];
+  /** Why no snapshot was made: retention would already have deleted it (not a failure). */
+  readonly skipped?: string;
+}
+
+/** A batch's snapshots (all pages), or what listing them failed with. */
+export type Listing = { readonly snapshots: Snapshot[] } | { readonly failed: unknown };
+
+/** One volume's tick, and the volume's snapshots as retention then sees them: the listing, and this tick's. */
+export interface VolumeTick {
+  readonly result: VolumeResult;
+  readonly snapshots: Snapshot[];
+}
+
+/** The snapshots of the volumes (at most 20), or what listing them failed with. */
+export async function listBatch(volumeIds: string[], deadline: number): Promise<Listing> {
+  if (volumeIds.length === 0) return { snapshots: [] };
+  if (clock.now() >= deadline) return { failed: new HandlerError('not listed, the invocation ran out of time') };
+  try {
+    return { snapshots: await listSnapshots(volumeIds, deadline) };
+  } catch (failed) {
+    logger.error('cannot list the snapshots of the volumes', { targets: volumeIds, reason: describeError('Listing the snapshots', failed) });
+    return { failed };
+  }
 }
 
 export async function snapshotVolume(
@@ -27,35 +57,57 @@ export async function snapshotVolume(
   owner: Owner,
   volumeId: string,
   lookup: Lookup,
+  listing: Listing,
   deadline: number,
-): Promise<VolumeResult> {
+): Promise<VolumeTick> {
   const base = { target: volumeId, pruned: [], kept: [] };
   const request = copyRequest(event, owner, volumeId, lookup, deadline);
-  if ('error' in request) return { ...base, tagsDropped: 0, error: request.error };
-  const name = snapshotName(event.NamePrefix, scheduledMinute(event.Time), request.token);
+  if ('error' in request) return { result: { ...base, tagsDropped: 0, error: request.error }, snapshots: [] };
+  const minute = scheduledMinute(event.Time);
+  const name = snapshotName(event.NamePrefix, minute, request.token);
+  const retention = retentionOf(event);
+  if ('failed' in listing) {
+    const error = describeError(`Listing the snapshots of ${volumeId}`, listing.failed);
+    // Without retention nothing is ever deleted: the tick's name still guards against a second
+    // snapshot, and FSx's answer to the token and the name finds the tick's own.
+    if (retention) return { result: { ...base, tagsDropped: 0, error }, snapshots: [] };
+    logger.warn('snapshots not listed: requesting the snapshot without looking for it first', { target: volumeId, reason: error });
+  }
+  const listed = 'snapshots' in listing ? listing.snapshots.filter((s) => s.VolumeId === volumeId) : [];
+  const ours = ourSnapshotsOf(listed, owner, volumeId);
+  const own = ours.find((s) => tagValue(s.Tags, OWNERSHIP_TAG_KEYS.token) === request.token);
+  // The tick's snapshot DELETING is retention's doing when the tick is stale, FSx failing it otherwise.
+  const stale = retention && (!own || own.Lifecycle === 'DELETING') ? staleReason(ours, Date.parse(minute), retention) : undefined;
+  if (stale) {
+    logger.warn('no snapshot for this tick: retention would already have deleted it', { target: volumeId, tick: minute, reason: stale });
+    return { result: { ...base, tagsDropped: 0, skipped: stale }, snapshots: listed };
+  }
   const input = { VolumeId: volumeId, Name: name, ClientRequestToken: request.token, Tags: request.tags };
   const { copy, error } = await requestCopy<Snapshot>(volumeId, {
     noun: 'snapshot',
     call: 'CreateSnapshot',
+    found: own,
     create: async () => (await retrying('CreateSnapshot', () => fsx().send(new CreateSnapshotCommand(input)), deadline)).Snapshot,
     findByToken: () => findByToken(volumeId, owner, request.token, deadline),
     // BadRequest too: the name is the tick's, so a snapshot of that name on the volume may be the
-    // one an earlier delivery made (FSx remembers a token for an undocumented time).
+    // one another delivery made since this one listed the volume (or when the listing failed), and
+    // FSx remembers a token for an undocumented time.
     lookAfter: ['IncompatibleParameterError', 'BadRequest'],
     idOf: (s) => s.SnapshotId,
     failure: (s) => (s.Lifecycle === 'DELETING' ? vanished(volumeId, s) : undefined),
     explain: (err) => explainCreateError(volumeId, err),
   });
-  return { ...base, tagsDropped: request.tagsDropped, snapshotId: copy?.SnapshotId, name, ...(error ? { error } : {}) };
+  const result = { ...base, tagsDropped: request.tagsDropped, snapshotId: copy?.SnapshotId, name: copy?.Name ?? name, ...(error ? { error } : {}) };
+  return { result, snapshots: copy && !listed.some((s) => s.SnapshotId === copy.SnapshotId) ? [...listed, copy] : listed };
 }
 
 /**
- * The reason of this tick's snapshot found DELETING, or gone: FSx snapshots have no FAILED state,
- * FSx deletes one it could not make.
+ * The reason of this tick's snapshot found DELETING: FSx snapshots have no FAILED state, FSx
+ * deletes one it could not make.
  */
-export function vanished(volumeId: string, s: Snapshot | undefined, id = s?.SnapshotId): string {
-  const why = s?.LifecycleTransitionReason?.Message;
-  return `Taking a snapshot of ${volumeId}: this tick's snapshot ${id} ${s ? 'is DELETING' : 'is gone'}${why ? `: ${why}` : ''}`;
+function vanished(volumeId: string, s: Snapshot): string {
+  const why = s.LifecycleTransitionReason?.Message;
+  return `Taking a snapshot of ${volumeId}: this tick's snapshot ${s.SnapshotId} is DELETING${why ? `: ${why}` : ''}`;
 }
 
 function explainCreateError(volumeId: string, err: unknown): string {

@@ -70,6 +70,8 @@ export interface CopyCreation<C> {
   readonly call: string;
   /** The create call (retried as the copy's kind needs); resolves to the copy FSx returns. */
   readonly create: () => Promise<C | undefined>;
+  /** The tick's copy already found (by its token tag, in a listing made before): judged, and `create` not called. */
+  readonly found?: C;
   /** The copy an earlier delivery of the tick made, found by its token tag. */
   readonly findByToken: () => Promise<C | undefined>;
   /**
@@ -88,9 +90,10 @@ export interface CopyCreation<C> {
 export type Requested<C> = { readonly copy: C; readonly error?: string } | { readonly copy?: undefined; readonly error: string };
 
 /**
- * Requests the copy with the tick's token. A later delivery of the tick gets the tick's copy back,
- * in whatever state it is now; the token used with other parameters (an earlier delivery sent
- * other tags: the target's changed in between) means the copy that delivery made is this tick's.
+ * Requests the copy with the tick's token (unless it was already `found`). A later delivery of
+ * the tick gets the tick's copy back, in whatever state it is now; the token used with other
+ * parameters (an earlier delivery sent other tags: the target's changed in between) means the
+ * copy that delivery made is this tick's.
  */
 export async function requestCopy<C>(target: string, how: CopyCreation<C>): Promise<Requested<C>> {
   const judged = (copy: C, message: string): Requested<C> => {
@@ -102,6 +105,7 @@ export async function requestCopy<C>(target: string, how: CopyCreation<C>): Prom
     logger.info(message, { target, id: how.idOf(copy) });
     return { copy };
   };
+  if (how.found) return judged(how.found, `${how.noun} already requested by an earlier delivery of this tick`);
   try {
     const copy = await how.create();
     if (!copy || !how.idOf(copy)) throw new HandlerError(`FSx ${how.call} of ${target} returned no ${how.noun} id`);

@@ -13,11 +13,18 @@ import { type Owner, type Tag, isOwnedBy } from '../shared/ownership';
  */
 
 /** FSx filters take at most 20 values. */
-const FILTER_VALUES = 20;
+export const FILTER_VALUES = 20;
 
 export interface Retention {
   readonly keepLast?: number;
   readonly maxAgeSeconds?: number;
+}
+
+/** The tick's retention; undefined when the schedule keeps every copy. */
+export function retentionOf(event: TickInput): Retention | undefined {
+  return event.KeepLast === undefined && event.MaxAgeSeconds === undefined
+    ? undefined
+    : { keepLast: event.KeepLast, maxAgeSeconds: event.MaxAgeSeconds };
 }
 
 /** What each target's listing is checked and pruned with. */
@@ -64,9 +71,7 @@ export async function afterCopies<R extends TargetOutcome, C>(
     each(result: R, listed: C[], context: AfterContext): Promise<R>;
   },
 ): Promise<R[]> {
-  const retention = event.KeepLast === undefined && event.MaxAgeSeconds === undefined
-    ? undefined
-    : { keepLast: event.KeepLast, maxAgeSeconds: event.MaxAgeSeconds };
+  const retention = retentionOf(event);
   const context: AfterContext = { retention, tickMs: Date.parse(scheduledMinute(event.Time)) };
   const pruning = !!retention;
   const byId = new Map(results.map((r) => [r.target, r]));

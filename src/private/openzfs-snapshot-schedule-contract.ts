@@ -48,9 +48,10 @@ export interface OpenZfsSnapshotMetricNames {
   /** Tags of the volume that did not fit in a snapshot's 50 tags. */
   readonly tagsDropped: 'CopiedTagsDropped';
   /**
-   * Volumes a tick made no snapshot of because a later tick's snapshot of this schedule already
-   * existed: a delivery or retry that came after the next tick (its snapshot would hold later data
-   * than its name says, and if retention deleted its first snapshot, it would be a second one).
+   * Volumes a tick made no snapshot of because retention had already passed the tick: its own
+   * snapshot is not there, and `KeepLast` later snapshots of the schedule exist or the tick is more
+   * than `MaxAgeSeconds` older than the latest one (a retry after later ticks, when FSx may no
+   * longer know the token and a new snapshot would be a second one of the tick).
    */
   readonly stale: 'StaleTicksSkipped';
 }

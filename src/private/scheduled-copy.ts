@@ -6,7 +6,7 @@ import * as scheduler from 'aws-cdk-lib/aws-scheduler';
 import { Construct } from 'constructs';
 import { ScheduledCopyProps } from '../scheduled-copy-props';
 import { CopyTags } from './copy-tags';
-import { OWNERSHIP_TAG_COUNT } from './ownership-tags';
+import { SCHEDULED_COPY_TAG_COUNT } from './ownership-tags';
 import { Cadence, validateRuleSchedule, validateSchedulerSchedule } from './schedule-expression';
 import { ScheduleHandlers } from './schedule-handlers';
 import { METRIC_NAMESPACE } from './shared-values';
@@ -57,8 +57,8 @@ export function setUpScheduledCopy(
   input: object,
 ): ScheduledCopyParts {
   validateEngine(scope, props, spec.cadence);
-  validateTags(scope, props.tags, OWNERSHIP_TAG_COUNT, 'tags', FSX_TAG_CHARACTERS);
-  const tags = new CopyTags(scope, spec.resourceType, props.tags, OWNERSHIP_TAG_COUNT).tags;
+  validateTags(scope, props.tags, SCHEDULED_COPY_TAG_COUNT, 'tags', FSX_TAG_CHARACTERS);
+  const tags = new CopyTags(scope, spec.resourceType, props.tags, SCHEDULED_COPY_TAG_COUNT).tags;
   const handlers = ScheduleHandlers.of(scope, spec.handlers, props.handlerOptions, props.deadLetterQueue);
   const full = {
     ...input,
@@ -70,7 +70,7 @@ export function setUpScheduledCopy(
     validate: () => {
       const rendered = sortedTags(tags.renderTags());
       try {
-        validateTags(scope, rendered, OWNERSHIP_TAG_COUNT, 'tags (with those added by Tags.of)', FSX_TAG_CHARACTERS);
+        validateTags(scope, rendered, SCHEDULED_COPY_TAG_COUNT, 'tags (with those added by Tags.of)', FSX_TAG_CHARACTERS);
         validateInputSize(scope, { ...input, Tags: rendered, Time: 'x'.repeat(24), EventId: 'x'.repeat(36) }, spec.largeProp);
         return [];
       } catch (err) {

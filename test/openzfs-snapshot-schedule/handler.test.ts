@@ -12,7 +12,7 @@ import {
 } from '@aws-sdk/client-fsx';
 import { mockClient } from 'aws-sdk-client-mock';
 import 'aws-sdk-client-mock-jest';
-import { handler, metrics, snapshotsToPrune } from '../../lambda/openzfs-snapshot-schedule';
+import { handler, metrics, snapshotsToPrune, staleReason } from '../../lambda/openzfs-snapshot-schedule';
 import { handler as router } from '../../lambda/schedule';
 import { scheduledMinute, targetHash } from '../../lambda/schedule/identity';
 import { logger } from '../../lambda/shared/logger';
@@ -121,20 +121,23 @@ describe('creating snapshots', () => {
       Tags: [...ours(VOL), { Key: 'costCenter', Value: '42' }, { Key: 'team', Value: 'data' }].sort((a, b) => (a.Key < b.Key ? -1 : 1)),
     });
     expect(createInputs().find((i) => i.VolumeId === VOL2)).toMatchObject({ ClientRequestToken: token(VOL2), Name: snapshotName(PREFIX, '2026-11-22T02:00Z', token(VOL2)) });
-    expect(res).toMatchObject({ schedule: SCHEDULE, time: TIME, created: 2, failed: 0, pruned: 0, kept: 0 });
+    expect(res).toMatchObject({ schedule: SCHEDULE, time: TIME, created: 2, failed: 0, skipped: 0, pruned: 0, kept: 0 });
     expect(res.results.map((r) => r.snapshotId)).toEqual(['fsvolsnap-new-0', 'fsvolsnap-new-1']);
-    expect(published()).toEqual({
-      SnapshotsCreated: 2, SnapshotsFailed: 0, SnapshotsPruned: 0, PruneFailures: 0, SnapshotsKeptInUse: 0, CopiedTagsDropped: 0,
-    });
-    // Without retention the volumes are still listed once (to see that this tick's snapshots are there), nothing deleted.
+    const none = { StaleTicksSkipped: 0, SnapshotsPruned: 0, PruneFailures: 0, SnapshotsKeptInUse: 0, CopiedTagsDropped: 0 };
+    expect(published()).toEqual({ SnapshotsCreated: 2, SnapshotsFailed: 0, ...none });
+    // The volumes are listed once, before their snapshots are made (to find a snapshot of this tick already made), nothing deleted.
     expect(fsxMock).toHaveReceivedCommandTimes(DescribeSnapshotsCommand, 1);
+    expect(fsxMock.call(1).args[0]).toBeInstanceOf(DescribeSnapshotsCommand);
     expect(fsxMock).toHaveReceivedCommandWith(DescribeSnapshotsCommand, { Filters: [{ Name: 'volume-id', Values: [VOL, VOL2] }] });
     expect(fsxMock).toHaveReceivedCommandTimes(DeleteSnapshotCommand, 0);
   });
 
   test('token and name come from the scheduled minute: deliveries of a tick share them, the next tick has others', async () => {
+    // Each delivery finds no snapshot listed (FSx's listing not showing the first yet), so each asks.
     await handler(tick({ Time: '2026-11-22T02:00:00Z' }));
+    listed = [];
     await handler(tick({ Time: '2026-11-22T02:00:41Z', EventId: 'event-2' }));
+    listed = [];
     await handler(tick({ Time: '2026-11-22T02:15:00Z', EventId: 'event-3' }));
     const [a, b, c] = createInputs();
     expect(b).toEqual(a);
@@ -227,7 +230,8 @@ describe('creating snapshots', () => {
         'ServiceLimitExceeded: Snapshot limit exceeded for the volume');
     // The failed volume keeps every snapshot it has; the other is pruned.
     expect(deleted()).toEqual(['b2']);
-    expect(fsxMock).toHaveReceivedCommandWith(DescribeSnapshotsCommand, { Filters: [{ Name: 'volume-id', Values: [VOL2] }] });
+    expect(fsxMock).toHaveReceivedCommandTimes(DescribeSnapshotsCommand, 1);
+    expect(fsxMock).toHaveReceivedCommandWith(DescribeSnapshotsCommand, { Filters: [{ Name: 'volume-id', Values: [VOL, VOL2] }] });
     expect(published()).toMatchObject({ SnapshotsCreated: 1, SnapshotsFailed: 1, SnapshotsPruned: 1 });
   });
 
@@ -235,7 +239,6 @@ describe('creating snapshots', () => {
     const create = fsxMock.on(CreateSnapshotCommand);
     create.rejectsOnce(awsError('ThrottlingException')).rejectsOnce(awsError('InternalServerError', 'oops', 500))
       .resolves({ Snapshot: snapshot('fsvolsnap-new-0', VOL, 0, ours(VOL), 'CREATING') });
-    listed = [snapshot('fsvolsnap-new-0', VOL, 0, ours(VOL), 'CREATING')];
     await expect(handler(tick())).resolves.toMatchObject({ created: 1 });
     expect(fsxMock).toHaveReceivedCommandTimes(CreateSnapshotCommand, 3);
     expect(time.now()).toBeGreaterThan(TICK_MS + 30_000);
@@ -262,11 +265,13 @@ describe('creating snapshots', () => {
     await expect(handler(tick())).rejects.toThrow(/no snapshot of this schedule carries it\): IncompatibleParameterError: token reused/);
   });
 
-  test('BadRequest (this tick\'s name already taken, the token forgotten): the snapshot with the token is this tick\'s; otherwise explained', async () => {
+  test('BadRequest (this tick\'s name taken since the listing, the token forgotten): the snapshot with the token is this tick\'s; otherwise explained', async () => {
     fsxMock.on(CreateSnapshotCommand).rejects(awsError('BadRequest', 'A snapshot with that name already exists'));
-    listed = [snapshot('fsvolsnap-earlier', VOL, 0, ours(VOL))];
+    // A delivery running at the same time made it after this one listed the volume.
+    fsxMock.on(DescribeSnapshotsCommand).resolvesOnce({ Snapshots: [] }).resolves({ Snapshots: [snapshot('fsvolsnap-earlier', VOL, 0, ours(VOL))] });
     await expect(handler(tick())).resolves.toMatchObject({ created: 1, results: [{ snapshotId: 'fsvolsnap-earlier' }] });
-    listed = [];
+    expect(fsxMock).toHaveReceivedCommandTimes(CreateSnapshotCommand, 1);
+    fsxMock.on(DescribeSnapshotsCommand).resolves({ Snapshots: [] });
     await expect(handler(tick())).rejects.toThrow(/FSx refused the request .*BadRequest: A snapshot with that name already exists/);
   });
 
@@ -274,20 +279,24 @@ describe('creating snapshots', () => {
     fsxMock.on(CreateSnapshotCommand).resolves({
       Snapshot: { ...snapshot('fsvolsnap-f', VOL, 0, ours(VOL), 'DELETING'), LifecycleTransitionReason: { Message: 'The volume ran out of space' } },
     });
+    listed = [snapshot('a1', VOL, 1), snapshot('a2', VOL, 2)];
     await expect(handler(tick({ KeepLast: 1 }))).rejects.toThrow(`Taking a snapshot of ${VOL}: this tick's snapshot fsvolsnap-f is DELETING: The volume ran out of space`);
-    expect(published()).toMatchObject({ SnapshotsCreated: 0, SnapshotsFailed: 1 });
-    expect(fsxMock).toHaveReceivedCommandTimes(DescribeSnapshotsCommand, 0);
+    expect(published()).toMatchObject({ SnapshotsCreated: 0, SnapshotsFailed: 1, SnapshotsPruned: 0 });
+    // Listed once, before: the volume keeps every snapshot it has.
+    expect(fsxMock).toHaveReceivedCommandTimes(DescribeSnapshotsCommand, 1);
+    expect(fsxMock).toHaveReceivedCommandTimes(DeleteSnapshotCommand, 0);
   });
 
-  test.each([
-    ['DELETING', /this tick's snapshot fsvolsnap-new-0 is DELETING/],
-    ['gone', /this tick's snapshot fsvolsnap-new-0 is gone/],
-  ])('this tick\'s snapshot %s in the listing right after it was made is failed, and its volume is not pruned', async (state, reason) => {
-    fsxMock.on(CreateSnapshotCommand).resolves({ Snapshot: snapshot('fsvolsnap-new-0', VOL, 0, ours(VOL), 'CREATING') });
-    listed = [snapshot('a1', VOL, 1), snapshot('a2', VOL, 2), ...(state === 'gone' ? [] : [snapshot('fsvolsnap-new-0', VOL, 0, ours(VOL), 'DELETING')])];
-    await expect(handler(tick({ KeepLast: 1 }))).rejects.toThrow(reason);
+  test('this tick\'s snapshot found DELETING in the listing (FSx failed it): failed with FSx\'s reason, not requested again, its volume not pruned', async () => {
+    listed = [
+      snapshot('a1', VOL, 1),
+      snapshot('a2', VOL, 2),
+      { ...snapshot('fsvolsnap-f', VOL, 0, ours(VOL), 'DELETING'), LifecycleTransitionReason: { Message: 'The volume ran out of space' } },
+    ];
+    await expect(handler(tick({ KeepLast: 1 }))).rejects.toThrow(`Taking a snapshot of ${VOL}: this tick's snapshot fsvolsnap-f is DELETING: The volume ran out of space`);
+    expect(fsxMock).toHaveReceivedCommandTimes(CreateSnapshotCommand, 0);
     expect(fsxMock).toHaveReceivedCommandTimes(DeleteSnapshotCommand, 0);
-    expect(published()).toMatchObject({ SnapshotsCreated: 0, SnapshotsFailed: 1, SnapshotsPruned: 0 });
+    expect(published()).toMatchObject({ SnapshotsCreated: 0, SnapshotsFailed: 1, SnapshotsPruned: 0, StaleTicksSkipped: 0 });
   });
 
   test('CreateSnapshot without a snapshot id fails the volume', async () => {
@@ -434,12 +443,28 @@ describe('retention', () => {
     }
   });
 
-  test('a listing that fails fails the pruning of its volumes (not their snapshots); without retention it only logs', async () => {
-    fsxMock.on(DescribeSnapshotsCommand).rejects(awsError('AccessDeniedException', 'not authorized'));
-    await expect(handler(tick({ MaxAgeSeconds: 86_400 }))).rejects.toThrow(/pruning failed for 1 volume.*Listing the snapshots of fsvol-0123456789abcdef0 to prune them/);
-    expect(published()).toMatchObject({ SnapshotsCreated: 1, PruneFailures: 1 });
+  test('with retention, a listing that fails fails its batch\'s snapshots with FSx\'s reason (no stale check possible), and only those; without retention the snapshots are requested anyway', async () => {
+    // 21 volumes: two batches (FSx filters take 20 values); the first batch's listing is denied.
+    const volumes = Array.from({ length: 21 }, (_, i) => `fsvol-0123456789abcde${i.toString(16).padStart(2, '0')}`);
+    fsxMock.on(DescribeSnapshotsCommand).callsFake((input) => {
+      const values: string[] = input.Filters[0].Values;
+      if (values.includes(volumes[0])) throw awsError('AccessDeniedException', 'not authorized');
+      return { Snapshots: listed.filter((s) => values.includes(s.VolumeId!)) };
+    });
+    const err = await handler(tick({ VolumeIds: volumes, MaxAgeSeconds: 86_400 })).catch((e) => e);
+    expect(err.message).toMatch(new RegExp(`^20 of 21 snapshots failed: Listing the snapshots of ${volumes[0]}: AccessDeniedException: not authorized; `));
+    expect(fsxMock.commandCalls(DescribeSnapshotsCommand).map((c) => c.args[0].input.Filters![0].Values!.length)).toEqual([20, 1]);
+    expect(createInputs().map((i) => i.VolumeId)).toEqual([volumes[20]]);
+    expect(published()).toMatchObject({ SnapshotsCreated: 1, SnapshotsFailed: 20, PruneFailures: 0 });
+
     addMetric().mockClear();
-    await expect(handler(tick())).resolves.toMatchObject({ created: 1, failed: 0 });
+    fsxMock.resetHistory();
+    const warn = jest.spyOn(logger, 'warn');
+    await expect(handler(tick({ VolumeIds: volumes }))).resolves.toMatchObject({ created: 21, failed: 0 });
+    expect(warn).toHaveBeenCalledWith('snapshots not listed: requesting the snapshot without looking for it first', expect.objectContaining({
+      target: volumes[0], reason: `Listing the snapshots of ${volumes[0]}: AccessDeniedException: not authorized`,
+    }));
+    warn.mockRestore();
   });
 
   test('every page of DescribeSnapshots is read; snapshots listed without tags get theirs listed', async () => {
@@ -451,6 +476,129 @@ describe('retention', () => {
       .resolves({ Tags: ours(VOL, new Date(TICK_MS - 3 * HOUR).toISOString()) });
     await handler(tick({ KeepLast: 2 }));
     expect(deleted()).toEqual(['s2', 's3']);
+    // This tick's snapshot was listed (found by its token tag): not requested again.
+    expect(fsxMock).toHaveReceivedCommandTimes(CreateSnapshotCommand, 0);
+    expect(fsxMock).toHaveReceivedCommandTimes(DescribeSnapshotsCommand, 2);
+  });
+});
+
+describe('a tick whose snapshot retention would already have deleted (a stale tick)', () => {
+  const MINUTE = 60_000;
+  /** This schedule's (or `owner`'s) snapshot of `vol` for the tick `minutes` after TIME, named and tagged as the handler does, made 30 s after its tick. */
+  type Opts = { lifecycle?: string; owner?: string; stackId?: string; tags?: Tags; name?: string };
+  function ofTick(id: string, vol: string, minutes: number, opts: Opts = {}): Snapshot {
+    const at = new Date(TICK_MS + minutes * MINUTE).toISOString();
+    const owner = opts.owner ?? SCHEDULE;
+    return {
+      ...snapshot(id, vol, -(minutes * MINUTE + 30_000) / HOUR, opts.tags ?? ours(vol, at, owner, opts.stackId), opts.lifecycle ?? 'AVAILABLE'),
+      Name: opts.name ?? snapshotName(PREFIX, scheduledMinute(at), token(vol, at, owner)),
+    };
+  }
+  const warnings = () => jest.spyOn(logger, 'warn');
+
+  test('this tick\'s snapshot found by its token tag (a retry, or FSx forgot the token): used, CreateSnapshot not called, retention goes on', async () => {
+    listed = [ofTick('own', VOL, 0, { lifecycle: 'CREATING' }), ofTick('older1', VOL, -15), ofTick('older2', VOL, -30)];
+    const res = await handler(tick({ KeepLast: 1 }));
+    expect(fsxMock).toHaveReceivedCommandTimes(CreateSnapshotCommand, 0);
+    expect(res).toMatchObject({ created: 1, skipped: 0, pruned: 1, results: [{ snapshotId: 'own', name: listed[0].Name }] });
+    expect(deleted()).toEqual(['older2']);
+    // Without retention too, and even with later ticks' snapshots there.
+    fsxMock.resetHistory();
+    listed = [ofTick('own', VOL, 0), ofTick('later', VOL, 15)];
+    await expect(handler(tick())).resolves.toMatchObject({ created: 1, results: [{ snapshotId: 'own' }] });
+    expect(fsxMock).toHaveReceivedCommandTimes(CreateSnapshotCommand, 0);
+  });
+
+  test('keepLast: as many snapshots of later ticks (PENDING, CREATING or AVAILABLE) as keepLast: no snapshot, no pruning, logged, counted, not a failure', async () => {
+    const older = [ofTick('older1', VOL, -15), ofTick('older2', VOL, -30), ofTick('older3', VOL, -45)];
+    listed = [ofTick('later1', VOL, 15, { lifecycle: 'PENDING' }), ofTick('later2', VOL, 30, { lifecycle: 'CREATING' }), ...older];
+    const warn = warnings();
+    const res = await handler(tick({ KeepLast: 2 }));
+    expect(fsxMock).toHaveReceivedCommandTimes(CreateSnapshotCommand, 0);
+    expect(fsxMock).toHaveReceivedCommandTimes(DeleteSnapshotCommand, 0);
+    expect(res).toMatchObject({ created: 0, failed: 0, skipped: 1, pruned: 0 });
+    expect(res.results[0]).toMatchObject({ target: VOL, skipped: '2 snapshot(s) of later ticks exist, and keepLast is 2' });
+    expect(res.results[0].snapshotId).toBeUndefined();
+    expect(published()).toMatchObject({ SnapshotsCreated: 0, SnapshotsFailed: 0, StaleTicksSkipped: 1, SnapshotsPruned: 0, PruneFailures: 0 });
+    expect(warn).toHaveBeenCalledWith('no snapshot for this tick: retention would already have deleted it', {
+      target: VOL, tick: '2026-11-22T02:00Z', reason: '2 snapshot(s) of later ticks exist, and keepLast is 2',
+    });
+    warn.mockRestore();
+  });
+
+  test('keepLast: fewer snapshots of later ticks than keepLast (a flexible window longer than the interval): the late tick gets its snapshot, and retention prunes', async () => {
+    // The 02:15 and 02:30 ticks came before this 02:00 one.
+    listed = [ofTick('later1', VOL, 15), ofTick('later2', VOL, 30), ofTick('older1', VOL, -15), ofTick('older2', VOL, -30)];
+    const res = await handler(tick({ KeepLast: 3 }));
+    expect(fsxMock).toHaveReceivedCommandTimes(CreateSnapshotCommand, 1);
+    expect(res).toMatchObject({ created: 1, skipped: 0 });
+    expect(deleted()).toEqual(['older2']);
+    expect(published()).toMatchObject({ StaleTicksSkipped: 0 });
+  });
+
+  test('maxAge: skipped when the tick is more than maxAge older than the latest snapshot\'s tick; at maxAge exactly it is made', async () => {
+    listed = [ofTick('later', VOL, 61), ofTick('older', VOL, -15)];
+    await expect(handler(tick({ MaxAgeSeconds: 3600 }))).resolves.toMatchObject({
+      created: 0, skipped: 1, results: [{ skipped: 'it is 3660 s older than the latest snapshot\'s tick (2026-11-22T03:01:00.000Z), and maxAge is 3600 s' }],
+    });
+    expect(fsxMock).toHaveReceivedCommandTimes(CreateSnapshotCommand, 0);
+    listed = [ofTick('later', VOL, 60), ofTick('older', VOL, -15)];
+    await expect(handler(tick({ MaxAgeSeconds: 3600 }))).resolves.toMatchObject({ created: 1, skipped: 0 });
+    // With both limits, either one makes the tick stale.
+    listed = [ofTick('later', VOL, 61)];
+    await expect(handler(tick({ KeepLast: 5, MaxAgeSeconds: 3600 }))).resolves.toMatchObject({ skipped: 1 });
+  });
+
+  test('without retention a late tick always gets its snapshot (nothing is deleted: its name guards it)', async () => {
+    listed = Array.from({ length: 10 }, (_, i) => ofTick(`later${i}`, VOL, 15 * (i + 1)));
+    await expect(handler(tick())).resolves.toMatchObject({ created: 1, skipped: 0 });
+    expect(fsxMock).toHaveReceivedCommandTimes(CreateSnapshotCommand, 1);
+  });
+
+  test('only this schedule\'s own snapshots of the volume count: not another schedule\'s, stack\'s or volume\'s, not unowned or DELETING ones, not names without a tick', async () => {
+    const other = 'arn:aws:cloudformation:us-east-1:111111111111:stack/other/1';
+    const foreign = [
+      ofTick('other-schedule', VOL, 15, { owner: 'OtherSchedule' }),
+      ofTick('other-stack', VOL, 15, { stackId: other }),
+      // Tagged as ours of another volume, on this one.
+      ofTick('other-volume', VOL, 15, { tags: ours(VOL2, new Date(TICK_MS + 15 * MINUTE).toISOString()) }),
+      ofTick('unowned', VOL, 15, { tags: [{ Key: 'made-by', Value: 'user' }] }),
+      ofTick('deleting', VOL, 15, { lifecycle: 'DELETING' }),
+      // Ours, renamed (UpdateSnapshot can): no tick in the name.
+      ofTick('renamed', VOL, 15, { name: 'before-upgrade' }),
+      // Another volume's own later snapshot.
+      ofTick('vol2-later', VOL2, 15),
+    ];
+    listed = [...foreign];
+    await expect(handler(tick({ KeepLast: 1, MaxAgeSeconds: 60 }))).resolves.toMatchObject({ created: 1, skipped: 0 });
+    expect(staleReason(foreign.filter((s) => s.VolumeId === VOL && !/other|unowned/.test(s.SnapshotId!)), TICK_MS, { keepLast: 1, maxAgeSeconds: 60 })).toBeUndefined();
+    // One of its own later ones, and it is stale.
+    listed = [...foreign, ofTick('later', VOL, 15)];
+    fsxMock.resetHistory();
+    await expect(handler(tick({ KeepLast: 1 }))).resolves.toMatchObject({ created: 0, skipped: 1 });
+    expect(fsxMock).toHaveReceivedCommandTimes(CreateSnapshotCommand, 0);
+  });
+
+  test('volumes are independent: one skipped, the other made and pruned, in one tick', async () => {
+    listed = [ofTick('a-later', VOL, 15), ofTick('b-older1', VOL2, -15), ofTick('b-older2', VOL2, -30)];
+    const res = await handler(tick({ VolumeIds: [VOL, VOL2], KeepLast: 1 }));
+    expect(res).toMatchObject({ created: 1, skipped: 1, pruned: 1 });
+    expect(createInputs().map((i) => i.VolumeId)).toEqual([VOL2]);
+    expect(deleted()).toEqual(['b-older2']);
+    expect(published()).toMatchObject({ SnapshotsCreated: 1, StaleTicksSkipped: 1, SnapshotsPruned: 1 });
+    // One listing for both, before the snapshots; none after.
+    expect(fsxMock).toHaveReceivedCommandTimes(DescribeSnapshotsCommand, 1);
+  });
+
+  test('this tick\'s snapshot DELETING on a stale tick is retention\'s doing: skipped, not failed', async () => {
+    listed = [ofTick('own', VOL, 0, { lifecycle: 'DELETING' }), ofTick('later', VOL, 15)];
+    await expect(handler(tick({ KeepLast: 1 }))).resolves.toMatchObject({ created: 0, failed: 0, skipped: 1 });
+    expect(fsxMock).toHaveReceivedCommandTimes(CreateSnapshotCommand, 0);
+  });
+
+  test('through the router too', async () => {
+    listed = [ofTick('later', VOL, 15)];
+    await expect(router(tick({ KeepLast: 1 }))).resolves.toMatchObject({ created: 0, skipped: 1 });
   });
 });
 

@@ -204,31 +204,110 @@ export interface ScheduleRun {
   readonly owner: string;
   readonly targets: readonly string[];
   readonly deliveries: readonly Delivery[];
+  /**
+   * Why a tick that succeeded may have no copy of a target (undefined: it must have one), judged
+   * from the world, not from what the handler said. @default it must always have one
+   */
+  readonly mayHaveNone?: (tick: string, target: string) => string | undefined;
 }
 
 /**
- * Exactly one copy per target for every tick that succeeded, and at most one for any tick. Ticks
- * are the nominal ones the drivers delivered (the call context), whatever the handler was told.
- * `copies`: the schedules' copies of one kind.
+ * Never two copies of one target for one tick, and exactly one for every tick that succeeded
+ * (unless the run's `mayHaveNone` says why not). Ticks are the nominal ones the drivers delivered
+ * (the call context), whatever the handler was told. `copies`: the schedules' copies of one kind.
  */
 export function onePerTick(copies: CopyView[], runs: readonly ScheduleRun[], noun: string): Violation[] {
   const out: Violation[] = [];
+  const made = new Map<string, CopyView[]>();
+  for (const c of copies) {
+    const key = `${c.createdDuring?.owner}|${c.createdDuring?.tick}|${c.target}`;
+    made.set(key, [...(made.get(key) ?? []), c]);
+  }
   for (const run of runs) {
     const succeeded = new Set(run.deliveries.filter((d) => d.ok).map((d) => d.tick));
     for (const tick of new Set(run.deliveries.map((d) => d.tick))) {
       for (const target of new Set(run.targets)) {
-        const made = copies.filter((c) => c.createdDuring?.owner === run.owner && c.createdDuring.tick === tick && c.target === target);
-        if (made.length > 1 || (succeeded.has(tick) && made.length !== 1)) {
-          const ids = made.map((c) => c.id).join(', ');
+        const ofTick = made.get(`${run.owner}|${tick}|${target}`) ?? [];
+        const excused = ofTick.length === 0 && succeeded.has(tick) ? run.mayHaveNone?.(tick, target) : undefined;
+        if (ofTick.length > 1 || (succeeded.has(tick) && ofTick.length !== 1 && !excused)) {
+          const ids = ofTick.map((c) => c.id).join(', ');
           out.push({
             invariant: 'no-duplicates',
-            detail: `${run.owner} tick ${tick} made ${made.length} ${noun} of ${target}${ids ? ` (${ids})` : ''}${succeeded.has(tick) ? ' (the tick succeeded)' : ''}`,
+            detail: `${run.owner} tick ${tick} made ${ofTick.length} ${noun} of ${target}${ids ? ` (${ids})` : ''}${succeeded.has(tick) ? ' (the tick succeeded)' : ''}`,
           });
         }
       }
     }
   }
   return out;
+}
+
+/** What a schedule's live copies (not DELETING, not gone) of each target were when an invocation started: the ticks their names carry (epoch ms). */
+export type TargetTicks = ReadonlyMap<string, readonly number[]>;
+
+/**
+ * The world as each invocation of the schedules' handler found it: at its start, the ticks of its
+ * schedule's live copies of each target (`tickOf`: from the copy's name, say; undefined leaves a
+ * copy out), in the order of the invocations of each tick. Read from the fakes, not from the
+ * handler, for invariants that judge what the handler decided.
+ */
+export class InvocationViews {
+  private readonly views = new Map<string, TargetTicks[]>();
+
+  constructor(
+    private readonly world: SimWorld,
+    private readonly kind: CopyView['kind'],
+    private readonly tickOf: (copy: CopyView) => number | undefined,
+  ) {}
+
+  /** The handler, recording the world at the start of each invocation. */
+  public wrap<E>(handler: (event: E) => Promise<unknown>): (event: E) => Promise<unknown> {
+    return (event) => {
+      const ctx = this.world.core.context;
+      if (ctx?.kind === 'schedule' && ctx.owner && ctx.tick) this.record(ctx.owner, ctx.tick);
+      return handler(event);
+    };
+  }
+
+  /** The world at the start of the `i`-th invocation (from 0) of the owner's tick. */
+  public at(owner: string, tick: string, i: number): TargetTicks | undefined {
+    return this.views.get(`${owner}|${tick}`)?.[i];
+  }
+
+  private record(owner: string, tick: string): void {
+    const view = new Map<string, number[]>();
+    for (const c of this.world.copies()) {
+      if (c.kind !== this.kind || c.foreign || !c.exists || c.createdDuring?.owner !== owner) continue;
+      const t = this.tickOf(c);
+      if (t !== undefined) view.set(c.target, [...(view.get(c.target) ?? []), t]);
+    }
+    const key = `${owner}|${tick}`;
+    this.views.set(key, [...(this.views.get(key) ?? []), view]);
+  }
+}
+
+/**
+ * Whether retention's window has passed the tick at `tickMs` given the ticks of the schedule's
+ * live copies of a target: `keepLast` of them later, or the latest more than `maxAgeSeconds`
+ * after it (the copy retention would already have deleted). Why, or undefined.
+ */
+export function retentionPassed(
+  tickMs: number,
+  liveTicks: readonly number[],
+  retention: { readonly keepLast?: number; readonly maxAgeSeconds?: number },
+): string | undefined {
+  const later = liveTicks.filter((t) => t > tickMs);
+  if (retention.keepLast !== undefined && later.length >= retention.keepLast) return `${later.length} copies of later ticks, keepLast ${retention.keepLast}`;
+  const latest = later.reduce((max, t) => Math.max(max, t), -Infinity);
+  if (retention.maxAgeSeconds !== undefined && latest - tickMs > retention.maxAgeSeconds * 1000) {
+    return `${(latest - tickMs) / 1000} s before the latest copy's tick, maxAge ${retention.maxAgeSeconds} s`;
+  }
+  return undefined;
+}
+
+/** The index among a tick's invocations (deliveries that reached the handler) of the first that succeeded; -1 if none did. */
+export function firstSucceededInvocation(deliveries: readonly Delivery[], tick: string): number {
+  return deliveries.filter((d) => d.tick === tick && (d as Partial<SchedulerDelivery>).invoked !== false).findIndex((d) => d.ok);
 }
 
 /** Every FSx call through `before`, every response through `after`. */
@@ -256,22 +335,26 @@ export async function withTamperedClient<T>(hooks: Hooks, fn: () => Promise<T>):
 
 /**
  * BROKEN on purpose: the handler with a client token of its own for every delivery of a tick in
- * its `command` requests, as if it ignored the tick's; and a name of its own too where the request
- * names its copy (CreateSnapshot), since FSx refuses a second snapshot of one name on a volume and
- * the handler would find the first by its tags (a handler that ignored the tick would not name
- * its snapshots by it either).
+ * its `command` requests, as if it ignored the tick's; and, as such a handler would, a token tag
+ * and a name of its own too where the request names its copy (CreateSnapshot): FSx refuses a
+ * second snapshot of one name on a volume, and the handler finds the tick's snapshot by its token
+ * tag before asking.
  */
 export function tokenPerDelivery<E>(
   fn: (event: E) => Promise<unknown>,
-  command: abstract new (...args: any[]) => { input: { ClientRequestToken?: string; Name?: string } },
+  command: abstract new (...args: any[]) => { input: { ClientRequestToken?: string; Name?: string; Tags?: Array<{ Key?: string; Value?: string }> } },
 ): (event: E) => Promise<unknown> {
   let deliveries = 0;
   return (event) => {
     const delivery = ++deliveries;
     const rewrite = (c: unknown) => {
       if (!(c instanceof command)) return;
-      c.input.ClientRequestToken = `${c.input.ClientRequestToken}-${delivery}`;
-      if (c.input.Name !== undefined) c.input.Name = `${c.input.Name}-${delivery}`;
+      const token = `${c.input.ClientRequestToken}-${delivery}`;
+      c.input.ClientRequestToken = token;
+      if (c.input.Name !== undefined) {
+        c.input.Name = `${c.input.Name}-${delivery}`;
+        c.input.Tags = c.input.Tags?.map((t) => (t.Key === OWNERSHIP_TAG_KEYS.token ? { ...t, Value: token } : t));
+      }
     };
     return withTamperedClient({ before: rewrite }, () => fn(event));
   };
