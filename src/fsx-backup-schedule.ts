@@ -1,8 +1,5 @@
-import { Duration, ITaggable, Names, Stack, TagManager } from 'aws-cdk-lib';
+import { Duration, Stack } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
-import * as events from 'aws-cdk-lib/aws-events';
-import * as scheduler from 'aws-cdk-lib/aws-scheduler';
-import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 import { BackupTarget } from './backup-target';
 import { FSX_BACKUP_METRICS as METRICS, type FsxBackupTickInput } from './private/fsx-backup-contract';
@@ -10,10 +7,10 @@ import { FSX_DESCRIBE_REASON, FSX_VOLUME_ARN_REASON } from './private/nag';
 import { stackOwnershipCondition } from './private/ownership-tags';
 import { ScheduleHandlers } from './private/schedule-handlers';
 import { SCHEDULE_ASSET } from './private/schedule-operations';
-import { ScheduledCopySpec, failureAlarm, scheduleMetric, setUpScheduledCopy, stackIdOf, validateRetention } from './private/scheduled-copy';
+import { ScheduledCopySpec, stackIdOf, validateRetention } from './private/scheduled-copy';
 import { HandlerSpec } from './private/stack-handlers';
 import { invalid } from './private/validation';
-import { ScheduledCopyProps } from './scheduled-copy-props';
+import { ScheduledCopy, ScheduledCopyProps } from './scheduled-copy';
 
 /** How many of a schedule's backups to keep, per target. */
 export interface BackupRetention {
@@ -110,39 +107,12 @@ export interface FsxBackupScheduleProps extends ScheduledCopyProps {
  *   alarmTopic: topic,
  * });
  */
-export class FsxBackupSchedule extends Construct implements ITaggable {
-  /** The EventBridge rule of this schedule, when it runs on a rule (`schedule`). */
-  public readonly rule?: events.Rule;
-  /** The EventBridge Scheduler schedule, when it runs on Scheduler (`scheduler`). */
-  public readonly schedulerSchedule?: scheduler.Schedule;
-  /** The alarm on failed backups (including those that failed after they were started) and failed pruning. */
-  public readonly alarm: cloudwatch.Alarm;
-  /**
-   * The stack's alarm on its schedules' dead-letter queue (shared by the stack's schedules): a
-   * tick that still failed after Lambda's retries, or that the function could not finish (a
-   * crash or a timeout emits no metric). A failure a retry fixed does not reach it.
-   */
-  public readonly deadLetterAlarm: cloudwatch.IAlarm;
-  /** Where the invocations that still fail after Lambda's retries go (shared by the stack's schedules). */
-  public readonly deadLetterQueue: sqs.IQueue;
-  /**
-   * The schedule's identity in its stack, derived from its construct path: the value of the
-   * ownership tag `cdk-storage-snapshots:owner` on its backups and of the metrics' `Schedule`
-   * dimension. Renaming or moving the construct changes it: the backups made before then are
-   * no longer this schedule's, and its retention leaves them alone.
-   */
-  public readonly scheduleName: string;
+export class FsxBackupSchedule extends ScheduledCopy {
   /** What the schedule backs up: a snapshot taken at construction (changing this array changes nothing). */
   public readonly targets: BackupTarget[];
-  /**
-   * The tags of the backups: the `tags` prop and what `Tags.of()` adds to this construct or a
-   * scope above it. They apply to the backups of the ticks after the next deploy.
-   */
-  public readonly tags: TagManager;
 
   constructor(scope: Construct, id: string, props: FsxBackupScheduleProps) {
     super(scope, id);
-    this.scheduleName = Names.uniqueId(this);
     this.targets = [
       ...(props.fileSystemIds ?? []).map((i) => BackupTarget.fileSystemId(i)),
       ...(props.volumeIds ?? []).map((i) => BackupTarget.volumeId(i)),
@@ -160,18 +130,12 @@ export class FsxBackupSchedule extends Construct implements ITaggable {
       KeepLast: props.retention?.keepLast,
       MaxAgeSeconds: props.retention?.maxAge?.toSeconds(),
     };
-    const parts = setUpScheduledCopy(this, props, SPEC, input);
-    this.tags = parts.tags;
-    this.rule = parts.rule;
-    this.schedulerSchedule = parts.schedulerSchedule;
-    this.deadLetterQueue = parts.handlers.deadLetterQueue;
-    this.deadLetterAlarm = parts.handlers.deadLetterAlarm;
-    this.grant(parts.handlers);
-
-    this.alarm = failureAlarm(this, props,
-      `FSx backups of ${this.node.path} failed, or its old backups could not be pruned: see the function's logs`,
-      'Failed backups and prunes',
-      { failed: this.metricBackupsFailed(), pruneFailed: this.metricPruneFailures() });
+    const handlers = this._setUp(props, SPEC, input, {
+      description: `FSx backups of ${this.node.path} failed, or its old backups could not be pruned: see the function's logs`,
+      label: 'Failed backups and prunes',
+      metrics: { failed: this.metricBackupsFailed(), pruneFailed: this.metricPruneFailures() },
+    });
+    this.grant(handlers);
   }
 
   /** Backups requested per tick (a replay of a tick counts its backups again). */
@@ -192,21 +156,6 @@ export class FsxBackupSchedule extends Construct implements ITaggable {
   /** Backups the retention deleted. */
   public metricBackupsPruned(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
     return this.metric(METRICS.pruned, props);
-  }
-
-  /** Targets whose pruning could not finish (a read or a delete failed). */
-  public metricPruneFailures(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
-    return this.metric(METRICS.pruneFailed, props);
-  }
-
-  /** Tags of a file system or volume that did not fit in a backup's 50 tags (and were not copied). */
-  public metricCopiedTagsDropped(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
-    return this.metric(METRICS.tagsDropped, props);
-  }
-
-  /** One of the schedule's metrics (sum over 5 minutes by default). */
-  public metric(metricName: string, props?: cloudwatch.MetricOptions): cloudwatch.Metric {
-    return scheduleMetric(this.scheduleName, metricName, props);
   }
 
   private validateTargets(props: FsxBackupScheduleProps): void {

@@ -7,5 +7,5 @@ export * from './ebs-snapshot-source';
 export * from './ebs-snapshot-on-deploy';
 export * from './disk-image';
 export * from './ebs-snapshot-from-image';
-export * from './scheduled-copy-props';
+export * from './scheduled-copy';
 export * from './openzfs-snapshot-schedule';

@@ -1,9 +1,6 @@
-import { Duration, ITaggable, Names, Stack, TagManager, Token } from 'aws-cdk-lib';
+import { Duration, Stack, Token } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
-import * as events from 'aws-cdk-lib/aws-events';
 import * as fsx from 'aws-cdk-lib/aws-fsx';
-import * as scheduler from 'aws-cdk-lib/aws-scheduler';
-import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 import { FSX_DESCRIBE_REASON, FSX_VOLUME_ARN_REASON, OPENZFS_SNAPSHOT_ARN_REASON } from './private/nag';
 import {
@@ -14,10 +11,10 @@ import {
 import { stackOwnershipCondition } from './private/ownership-tags';
 import { ScheduleHandlers } from './private/schedule-handlers';
 import { SCHEDULE_ASSET } from './private/schedule-operations';
-import { ScheduledCopySpec, failureAlarm, scheduleMetric, setUpScheduledCopy, stackIdOf, validateRetention } from './private/scheduled-copy';
+import { ScheduledCopySpec, stackIdOf, validateRetention } from './private/scheduled-copy';
 import { HandlerSpec } from './private/stack-handlers';
 import { invalid, validatePattern } from './private/validation';
-import { ScheduledCopyProps } from './scheduled-copy-props';
+import { ScheduledCopy, ScheduledCopyProps } from './scheduled-copy';
 
 /** How many of a schedule's snapshots to keep, per volume. */
 export interface SnapshotRetention {
@@ -112,37 +109,14 @@ const VOLUME_ID = /^fsvol-[0-9a-f]{17}$/;
  *   retention: { keepLast: 24, maxAge: Duration.days(2) },
  * });
  */
-export class OpenZfsSnapshotSchedule extends Construct implements ITaggable {
-  /** The EventBridge rule of this schedule, when it runs on a rule (`schedule`). */
-  public readonly rule?: events.Rule;
-  /** The EventBridge Scheduler schedule, when it runs on Scheduler (`scheduler`). */
-  public readonly schedulerSchedule?: scheduler.Schedule;
-  /** The alarm on snapshots that could not be made and on failed pruning. */
-  public readonly alarm: cloudwatch.Alarm;
-  /**
-   * The stack's alarm on its schedules' dead-letter queue (shared by the stack's schedules): a
-   * tick that still failed after Lambda's retries, or that could not be delivered.
-   */
-  public readonly deadLetterAlarm: cloudwatch.IAlarm;
-  /** Where the ticks that still fail after Lambda's retries go (shared by the stack's schedules). */
-  public readonly deadLetterQueue: sqs.IQueue;
-  /**
-   * The schedule's identity in its stack, derived from its construct path: the value of the
-   * ownership tag `cdk-storage-snapshots:owner` on its snapshots and of the metrics' `Schedule`
-   * dimension. Renaming or moving the construct changes it, and its retention then leaves the
-   * earlier snapshots alone.
-   */
-  public readonly scheduleName: string;
+export class OpenZfsSnapshotSchedule extends ScheduledCopy {
   /** The volumes snapshotted (ids or tokens). */
   public readonly volumeIds: string[];
   /** The start of every snapshot's name. */
   public readonly namePrefix: string;
-  /** The tags of the snapshots: the `tags` prop and what `Tags.of()` adds. */
-  public readonly tags: TagManager;
 
   constructor(scope: Construct, id: string, props: OpenZfsSnapshotScheduleProps) {
     super(scope, id);
-    this.scheduleName = Names.uniqueId(this);
     this.validateVolumes(props);
     this.volumeIds = [...(props.volumeIds ?? []), ...(props.volumes ?? []).map((v) => v.attrVolumeId)];
     this.namePrefix = props.namePrefix ?? id.replace(/[^a-zA-Z0-9_:.-]/g, '-').slice(0, MAX_NAME_PREFIX);
@@ -163,18 +137,12 @@ export class OpenZfsSnapshotSchedule extends Construct implements ITaggable {
       KeepLast: props.retention?.keepLast,
       MaxAgeSeconds: props.retention?.maxAge?.toSeconds(),
     };
-    const parts = setUpScheduledCopy(this, props, SPEC, input);
-    this.tags = parts.tags;
-    this.rule = parts.rule;
-    this.schedulerSchedule = parts.schedulerSchedule;
-    this.deadLetterQueue = parts.handlers.deadLetterQueue;
-    this.deadLetterAlarm = parts.handlers.deadLetterAlarm;
-    this.grant(parts.handlers, props);
-
-    this.alarm = failureAlarm(this, props,
-      `OpenZFS snapshots of ${this.node.path} could not be made, or its old snapshots could not be pruned: see the function's logs`,
-      'Failed snapshots and prunes',
-      { failed: this.metricSnapshotsFailed(), pruneFailed: this.metricPruneFailures() });
+    const handlers = this._setUp(props, SPEC, input, {
+      description: `OpenZFS snapshots of ${this.node.path} could not be made, or its old snapshots could not be pruned: see the function's logs`,
+      label: 'Failed snapshots and prunes',
+      metrics: { failed: this.metricSnapshotsFailed(), pruneFailed: this.metricPruneFailures() },
+    });
+    this.grant(handlers, props);
   }
 
   /** Snapshots requested per tick (a replay of a tick counts its snapshots again). */
@@ -192,33 +160,9 @@ export class OpenZfsSnapshotSchedule extends Construct implements ITaggable {
     return this.metric(METRICS.pruned, props);
   }
 
-  /** Volumes whose pruning could not finish (a read or a delete failed). */
-  public metricPruneFailures(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
-    return this.metric(METRICS.pruneFailed, props);
-  }
-
   /** Snapshots the retention would have deleted, kept because FSx refused (a volume was cloned from them). */
   public metricSnapshotsKeptInUse(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
     return this.metric(METRICS.kept, props);
-  }
-
-  /**
-   * Volumes a tick made no snapshot of because retention had already passed the tick (a retry that
-   * came after `keepLast` later snapshots, or more than `maxAge` after the latest): a snapshot
-   * then could be a second one of the tick.
-   */
-  public metricStaleTicksSkipped(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
-    return this.metric(METRICS.stale, props);
-  }
-
-  /** Tags of a volume that did not fit in a snapshot's 50 tags (and were not copied). */
-  public metricCopiedTagsDropped(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
-    return this.metric(METRICS.tagsDropped, props);
-  }
-
-  /** One of the schedule's metrics (sum over 5 minutes by default). */
-  public metric(metricName: string, props?: cloudwatch.MetricOptions): cloudwatch.Metric {
-    return scheduleMetric(this.scheduleName, metricName, props);
   }
 
   private validateVolumes(props: OpenZfsSnapshotScheduleProps): void {

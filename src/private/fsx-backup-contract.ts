@@ -1,11 +1,14 @@
 /*
- * The contract between `FsxBackupSchedule` (src/) and its scheduled handler
- * (lambda/fsx-backup-schedule): the input each schedule's EventBridge rule sends, and the names of
- * the CloudWatch metrics the handler emits and the construct alarms on. It imports nothing, so
- * that both the construct and the handler (whose bundle copies it) import its values.
+ * The contract between `FsxBackupSchedule` (src/) and its part of the stack's scheduled handler
+ * (lambda/fsx-backup-schedule): the input each schedule's rule or Scheduler schedule sends, and
+ * the names of the CloudWatch metrics the handler emits and the construct alarms on. It imports
+ * only the shared metric names (scheduled-copy-contract.ts, dependency-free too), so that both the
+ * construct and the handler (whose bundle copies it) import its values.
  *
  * Unlike a custom resource's properties, an EventBridge input is JSON: numbers stay numbers.
  */
+
+import { SCHEDULED_COPY_METRICS, type ScheduledCopyMetricNames } from './scheduled-copy-contract';
 
 /** What a schedule backs up. */
 export interface FsxBackupTargetInput {
@@ -51,8 +54,8 @@ export interface FsxBackupTickInput {
 /** The CloudWatch namespace of the library's metrics. */
 export type MetricNamespace = 'CdkStorageSnapshots';
 
-/** The metrics a schedule emits, with one dimension `Schedule` (`FsxBackupTickInput.Schedule`). */
-export interface FsxBackupMetricNames {
+/** The metrics a backup schedule emits, with one dimension `Schedule` (`FsxBackupTickInput.Schedule`). */
+export interface FsxBackupMetricNames extends ScheduledCopyMetricNames {
   /** Backups requested (or found already requested by this tick) per tick. */
   readonly started: 'BackupsStarted';
   /**
@@ -62,19 +65,14 @@ export interface FsxBackupMetricNames {
   readonly failed: 'BackupsFailed';
   /** Backups the retention deleted. */
   readonly pruned: 'BackupsPruned';
-  /** Backups whose retention could not finish in this tick (a read or a delete failed). */
-  readonly pruneFailed: 'PruneFailures';
-  /** Tags of the file system or volume that did not fit in a backup's 50 tags. */
-  readonly tagsDropped: 'CopiedTagsDropped';
 }
 
 /** The metrics' names, for the handler that emits them and the construct that alarms on them. */
 export const FSX_BACKUP_METRICS: FsxBackupMetricNames = {
+  ...SCHEDULED_COPY_METRICS,
   started: 'BackupsStarted',
   failed: 'BackupsFailed',
   pruned: 'BackupsPruned',
-  pruneFailed: 'PruneFailures',
-  tagsDropped: 'CopiedTagsDropped',
 };
 
 /** The metric dimension that names the schedule. */

@@ -2,8 +2,11 @@
  * The contract between `OpenZfsSnapshotSchedule` (src/) and its part of the stack's scheduled
  * handler (lambda/openzfs-snapshot-schedule): the input each schedule sends per tick, the snapshot
  * names it makes, and the names of the CloudWatch metrics it emits and the construct alarms on. It
- * imports nothing, so that both sides import its values.
+ * imports only the shared metric names (scheduled-copy-contract.ts, dependency-free too), so that
+ * both sides import its values.
  */
+
+import { SCHEDULED_COPY_METRICS, type ScheduledCopyMetricNames } from './scheduled-copy-contract';
 
 /** The input of one tick, as the rule's or the Scheduler schedule's input renders it. */
 export interface OpenZfsSnapshotTickInput {
@@ -34,36 +37,23 @@ export interface OpenZfsSnapshotTickInput {
 }
 
 /** The metrics an OpenZFS snapshot schedule emits, with the one dimension `Schedule`. */
-export interface OpenZfsSnapshotMetricNames {
+export interface OpenZfsSnapshotMetricNames extends ScheduledCopyMetricNames {
   /** Snapshots requested (or found already requested by this tick) per tick. */
   readonly created: 'SnapshotsCreated';
   /** Volumes whose snapshot could not be made in this tick (FSx's reason is in the log). */
   readonly failed: 'SnapshotsFailed';
   /** Snapshots the retention deleted. */
   readonly pruned: 'SnapshotsPruned';
-  /** Volumes whose retention could not finish in this tick (a read or a delete failed). */
-  readonly pruneFailed: 'PruneFailures';
   /** Snapshots the retention would delete but FSx refused to (a volume was cloned from it): kept, and tried again next tick. */
   readonly kept: 'SnapshotsKeptInUse';
-  /** Tags of the volume that did not fit in a snapshot's 50 tags. */
-  readonly tagsDropped: 'CopiedTagsDropped';
-  /**
-   * Volumes a tick made no snapshot of because retention had already passed the tick: its own
-   * snapshot is not there, and `KeepLast` later snapshots of the schedule exist or the tick is more
-   * than `MaxAgeSeconds` older than the latest one (a retry after later ticks, when FSx may no
-   * longer know the token and a new snapshot would be a second one of the tick).
-   */
-  readonly stale: 'StaleTicksSkipped';
 }
 
 export const OPENZFS_SNAPSHOT_METRICS: OpenZfsSnapshotMetricNames = {
+  ...SCHEDULED_COPY_METRICS,
   created: 'SnapshotsCreated',
   failed: 'SnapshotsFailed',
   pruned: 'SnapshotsPruned',
-  pruneFailed: 'PruneFailures',
   kept: 'SnapshotsKeptInUse',
-  tagsDropped: 'CopiedTagsDropped',
-  stale: 'StaleTicksSkipped',
 };
 
 /** FSx snapshot names: 1 to 203 of these characters. */

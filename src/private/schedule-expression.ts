@@ -2,7 +2,7 @@ import { Duration, TimeZone, Token } from 'aws-cdk-lib';
 import * as events from 'aws-cdk-lib/aws-events';
 import { IConstruct } from 'constructs';
 import { invalid } from './validation';
-import { SchedulerSchedule } from '../scheduled-copy-props';
+import type { SchedulerSchedule } from '../scheduled-copy';
 
 /** How often a scheduled copy may run, and why, for the error. */
 export interface Cadence {

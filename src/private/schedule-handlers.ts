@@ -11,7 +11,7 @@ import * as sns from 'aws-cdk-lib/aws-sns';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { IConstruct } from 'constructs';
 import { HandlerOptions } from '../handler-options';
-import { SchedulerSchedule } from '../scheduled-copy-props';
+import type { SchedulerSchedule } from '../scheduled-copy';
 import { SCHEDULE_TIMEOUT_ENV } from './fsx-backup-contract';
 import { NagSuppression, suppressNag } from './nag';
 import { SCHEDULE_ASSET } from './schedule-operations';

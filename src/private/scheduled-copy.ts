@@ -4,7 +4,7 @@ import * as cloudwatchActions from 'aws-cdk-lib/aws-cloudwatch-actions';
 import * as events from 'aws-cdk-lib/aws-events';
 import * as scheduler from 'aws-cdk-lib/aws-scheduler';
 import { Construct } from 'constructs';
-import { ScheduledCopyProps } from '../scheduled-copy-props';
+import type { ScheduledCopyProps } from '../scheduled-copy';
 import { CopyTags } from './copy-tags';
 import { SCHEDULED_COPY_TAG_COUNT } from './ownership-tags';
 import { Cadence, validateRuleSchedule, validateSchedulerSchedule } from './schedule-expression';
@@ -31,6 +31,14 @@ export interface ScheduledCopyParts {
   readonly tags: TagManager;
   readonly rule?: events.Rule;
   readonly schedulerSchedule?: scheduler.Schedule;
+  readonly alarm: cloudwatch.Alarm;
+}
+
+/** The failure alarm of one schedule: on the sum of `metrics`. */
+export interface FailureAlarmSpec {
+  readonly description: string;
+  readonly label: string;
+  readonly metrics: Record<string, cloudwatch.IMetric>;
 }
 
 /** How one construct type sets itself up. */
@@ -55,6 +63,7 @@ export function setUpScheduledCopy(
   props: ScheduledCopyProps & { readonly tags?: Record<string, string> },
   spec: ScheduledCopySpec,
   input: object,
+  alarm: FailureAlarmSpec,
 ): ScheduledCopyParts {
   validateEngine(scope, props, spec.cadence);
   validateTags(scope, props.tags, SCHEDULED_COPY_TAG_COUNT, 'tags', FSX_TAG_CHARACTERS);
@@ -81,10 +90,10 @@ export function setUpScheduledCopy(
   const enabled = props.enabled ?? true;
   const description = `cdk-storage-snapshots: ${spec.description} (${scope.node.path})`;
   if (props.alarmTopic) handlers.notify(props.alarmTopic);
-  if (props.scheduler) {
-    return { handlers, tags, schedulerSchedule: handlers.addSchedulerSchedule(scope, props.scheduler, enabled, description, full) };
-  }
-  return { handlers, tags, rule: handlers.addRule(scope, props.schedule!, enabled, description, full) };
+  const engine = props.scheduler
+    ? { schedulerSchedule: handlers.addSchedulerSchedule(scope, props.scheduler, enabled, description, full) }
+    : { rule: handlers.addRule(scope, props.schedule!, enabled, description, full) };
+  return { handlers, tags, ...engine, alarm: failureAlarm(scope, props, alarm) };
 }
 
 /** Exactly one of `schedule` and `scheduler`, each valid. */
@@ -101,15 +110,13 @@ function validateEngine(scope: Construct, props: ScheduledCopyProps, cadence: Ca
  * An alarm on the sum of `metrics` (each filled with 0 where missing) over 5 minutes, sent to
  * `props.alarmTopic` too.
  */
-export function failureAlarm(
-  scope: Construct, props: ScheduledCopyProps, description: string, label: string, metrics: Record<string, cloudwatch.IMetric>,
-): cloudwatch.Alarm {
+function failureAlarm(scope: Construct, props: ScheduledCopyProps, spec: FailureAlarmSpec): cloudwatch.Alarm {
   const alarm = new cloudwatch.Alarm(scope, 'FailureAlarm', {
-    alarmDescription: description,
+    alarmDescription: spec.description,
     metric: new cloudwatch.MathExpression({
-      expression: Object.keys(metrics).map((k) => `FILL(${k}, 0)`).join(' + '),
-      usingMetrics: metrics,
-      label,
+      expression: Object.keys(spec.metrics).map((k) => `FILL(${k}, 0)`).join(' + '),
+      usingMetrics: spec.metrics,
+      label: spec.label,
       period: Duration.minutes(5),
     }),
     threshold: 1,
