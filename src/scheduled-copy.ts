@@ -16,18 +16,21 @@ import { SCHEDULED_COPY_METRICS } from './private/scheduled-copy-contract';
  *
  * Daylight saving time: a `cron` time that falls in the spring-forward gap (02:30 in
  * Europe/Berlin on the last Sunday of March) does not happen that day, and one in the fall-back
- * hour happens once; `rate` counts real hours.
+ * hour happens only once; `rate` counts real hours.
  */
 export interface SchedulerSchedule {
   /**
    * When: `ScheduleExpression.cron({ hour: '2', minute: '30', timeZone: TimeZone.EUROPE_BERLIN })`,
-   * `ScheduleExpression.rate(Duration.hours(6))` or `ScheduleExpression.at(date, timeZone)`.
+   * `ScheduleExpression.rate(Duration.hours(6))` or `ScheduleExpression.at(date, timeZone)`. For
+   * `at`, CDK writes the date's UTC fields as the local time in `timeZone`: 02:30 in Berlin is
+   * `at(new Date('2027-03-28T02:30:00Z'), TimeZone.EUROPE_BERLIN)`.
    */
   readonly expression: scheduler.ScheduleExpression;
 
   /**
-   * Run at some time within this window after each scheduled time (1 minute to 24 hours), to
-   * spread the load. The copy is named and identified by the scheduled time all the same.
+   * Run at some time within this window after each scheduled time (1 minute to 24 hours, and
+   * shorter than the schedule's interval, so that ticks arrive in order), to spread the load. The
+   * copy is named and identified by the scheduled time all the same.
    *
    * @default - at the scheduled time
    */
@@ -35,8 +38,9 @@ export interface SchedulerSchedule {
 
   /**
    * The schedule runs from this date on. Scheduler refuses a start date in the past when the
-   * schedule is created or updated: once it has passed, remove it (any later change to the
-   * schedule, such as a tag, would otherwise fail the deploy).
+   * schedule is created or updated: once it has passed, remove it, or the next update of the
+   * schedule (a change of its targets, retention or tags, which are in its input, or a library
+   * upgrade that changes the input) fails the deploy.
    *
    * @default - from when it is deployed
    */
@@ -97,9 +101,12 @@ export interface ScheduledCopyProps {
   readonly enabled?: boolean;
 
   /**
-   * A queue of yours for the ticks that still fail after Lambda's two retries, or that could not
-   * be delivered. The stack's schedules share one function, and so one queue: give it to every
-   * schedule of the stack, or to the first one only.
+   * A standard queue of yours for the ticks that still fail after Lambda's two retries, or that
+   * could not be delivered. The stack's schedules share one function, and so one queue: give it to
+   * every schedule of the stack, or to the first one only. The library adds a statement to the
+   * queue's policy that lets this stack's rules send to it; it cannot change the policy of a queue
+   * you imported (`Queue.fromQueueArn`): add that statement yourself, or undeliverable rule ticks
+   * are lost (Scheduler sends through its execution role and needs none).
    *
    * @default - an encrypted queue created for the stack's schedules, keeping messages 14 days
    */
@@ -117,7 +124,8 @@ export interface ScheduledCopyProps {
 /**
  * What `FsxBackupSchedule` and `OpenZfsSnapshotSchedule` share: the rule or Scheduler schedule,
  * the failure alarm, the stack's dead-letter queue and alarm, the schedule's identity, the copies'
- * tags, and the metrics both emit.
+ * tags, and the metrics both emit. Not meant to be extended outside this library (its set-up is
+ * internal): use the two constructs.
  */
 export abstract class ScheduledCopy extends Construct implements ITaggable {
   /**

@@ -1,38 +1,58 @@
 import { Backup, CreateBackupCommand, DescribeBackupsCommand } from '@aws-sdk/client-fsx';
 import type { FsxBackupTargetInput, FsxBackupTickInput } from '../../src/private/fsx-backup-contract';
 import { retrying } from '../schedule/calls';
-import { copyRequest, requestCopy } from '../schedule/copies';
+import { requestCopy } from '../schedule/copies';
 import { targetHash } from '../schedule/identity';
+import { type CopyListing, type Listing, type TargetTick, beforeCopy, withCopy } from '../schedule/listed';
 import type { Lookup } from '../schedule/targets';
 import type { TargetOutcome } from '../schedule/tick';
 import { fsx } from '../shared/clients/fsx';
+import { clock } from '../shared/clock';
 import { describeError, errorCode, isTransient } from '../shared/errors';
+import { logger } from '../shared/logger';
 import { OWNERSHIP_TAG_KEYS, Owner, isMadeFor, tagValue } from '../shared/ownership';
 import { allPages } from '../shared/paging';
 
 /*
  * One target's backup of one tick, and the listing of a schedule's backups that finds them again.
+ * The targets are listed before their backups are made (lambda/schedule/listed.ts): a tick's
+ * backup already there (found by its token tag) is used, not requested again; one that retention
+ * would already have deleted is not made (judged by the tick tags of the schedule's backups of the
+ * target: backups have no name to carry the tick); and the same listing is what the check of the
+ * previous backup and retention read after.
  */
 
 /** What one target's tick came to. */
 export interface TargetResult extends TargetOutcome {
   readonly backupId?: string;
-  /** When FSx says the backup was created (from CreateBackup): orders it among the target's backups. */
+  /** When FSx says the backup was created (from CreateBackup, or the listing): orders it among the target's backups. */
   readonly created?: number;
   /** The target's previous backup by this schedule, found FAILED when this one was made. */
   readonly previousFailed?: string;
 }
+
+/** How the backups of a batch of targets (file systems, or volumes) are listed before theirs are made, and judged. */
+export const BACKUP_LISTING: CopyListing<FsxBackupTargetInput, Backup> = {
+  noun: 'backup',
+  id: (target) => target.Id,
+  group: (target) => target.Kind,
+  list: (batch, deadline) => listBackups(batch[0].Kind, batch.map((t) => t.Id), deadline),
+  ours: (listed, owner, target) => ourBackupsOf(listed, owner, target),
+  deleted: (b) => b.Lifecycle === 'DELETED',
+};
 
 export async function backUp(
   event: FsxBackupTickInput,
   owner: Owner,
   target: FsxBackupTargetInput,
   lookup: Lookup,
+  listing: Listing<Backup>,
   deadline: number,
-): Promise<TargetResult> {
+): Promise<TargetTick<TargetResult, Backup>> {
   const id = target.Id;
-  const request = copyRequest(event, owner, id, lookup, deadline);
-  if ('error' in request) return { target: id, pruned: [], tagsDropped: 0, error: request.error };
+  const before = beforeCopy(event, owner, id, lookup, listing, BACKUP_LISTING, deadline);
+  if ('stop' in before) return { result: { target: id, pruned: [], tagsDropped: 0, ...before.stop }, ours: before.ours };
+  const { request, own, ours } = before;
   const input = {
     ...(target.Kind === 'volume' ? { VolumeId: id } : { FileSystemId: id }),
     Tags: request.tags,
@@ -41,19 +61,21 @@ export async function backUp(
   const { copy, error } = await requestCopy<Backup>(id, {
     noun: 'backup',
     call: 'CreateBackup',
+    found: own,
     create: async () => (await retrying('CreateBackup', () => fsx().send(new CreateBackupCommand(input)), deadline, isRetryableCreate)).Backup,
     findByToken: () => findByToken(target, owner, request.token, deadline),
     idOf: (b) => b.BackupId,
     failure: (b) => (b.Lifecycle === 'FAILED' ? failedBackup(id, b) : undefined),
     explain: (err) => explainCreateError(id, err),
   });
-  return {
+  const result = {
     target: id,
     pruned: [],
     tagsDropped: request.tagsDropped,
     backupId: copy?.BackupId,
     ...(error ? { error } : { created: copy?.CreationTime?.getTime() }),
   };
+  return { result, ours: withCopy(ours, copy, (b) => b.BackupId) };
 }
 
 /** The reason of this tick's backup that FSx reports FAILED. */
@@ -99,11 +121,22 @@ export function ourBackupsOf(backups: readonly Backup[], owner: Owner, target: s
     .sort((a, b) => (b.CreationTime?.getTime() ?? 0) - (a.CreationTime?.getTime() ?? 0));
 }
 
+/** The lifecycles a backup ends in. */
+const FINAL = new Set<string>(['AVAILABLE', 'FAILED', 'DELETED']);
+
 /**
- * The target's previous backup by this schedule, when FSx reports it FAILED: the newest of ours
- * made before this tick's. FSx makes one backup of a file system or volume at a time, so it had
- * finished when this tick's was made; and each backup is the previous one of exactly one later
- * backup, so it is counted once (once per delivery of that later tick).
+ * The target's previous backup by this schedule: the newest of ours made before this tick's. FSx
+ * makes one backup of a file system or volume at a time, so it had finished when this tick's was
+ * made.
+ */
+function previousBackup(backups: readonly Backup[], owner: Owner, target: string, thisBackupId: string, thisCreatedMs: number): Backup | undefined {
+  return ourBackupsOf(backups, owner, target).find((b) => b.BackupId !== thisBackupId && (b.CreationTime?.getTime() ?? 0) <= thisCreatedMs);
+}
+
+/**
+ * The target's previous backup by this schedule, when FSx reports it FAILED. Each backup is the
+ * previous one of exactly one later backup, so it is counted once (once per delivery of that
+ * later tick).
  */
 export function previousFailed(
   backups: readonly Backup[],
@@ -112,9 +145,39 @@ export function previousFailed(
   thisBackupId: string,
   thisCreatedMs: number,
 ): Backup | undefined {
-  const previous = ourBackupsOf(backups, owner, target)
-    .find((b) => b.BackupId !== thisBackupId && (b.CreationTime?.getTime() ?? 0) <= thisCreatedMs);
+  const previous = previousBackup(backups, owner, target, thisBackupId, thisCreatedMs);
   return previous?.Lifecycle === 'FAILED' ? previous : undefined;
+}
+
+/**
+ * `previousFailed`, from the listing made before this tick's backup was requested. The previous
+ * backup may still have been in progress when it was listed (this tick's CreateBackup then
+ * retried BackupInProgress until it had finished): then it alone is described again, for the
+ * state it ended in, so that its failure is still counted once.
+ */
+export async function previousFailedSince(
+  backups: readonly Backup[],
+  owner: Owner,
+  target: string,
+  thisBackupId: string,
+  thisCreatedMs: number,
+  deadline: number,
+): Promise<Backup | undefined> {
+  const previous = previousBackup(backups, owner, target, thisBackupId, thisCreatedMs);
+  if (!previous || FINAL.has(previous.Lifecycle ?? '')) return previous?.Lifecycle === 'FAILED' ? previous : undefined;
+  const now = await describeBackup(previous.BackupId!, deadline);
+  return now?.Lifecycle === 'FAILED' ? now : undefined;
+}
+
+/** One backup as FSx describes it now; undefined when it is gone, or cannot be described (logged). */
+async function describeBackup(id: string, deadline: number): Promise<Backup | undefined> {
+  if (clock.now() >= deadline) return undefined;
+  try {
+    return (await retrying('DescribeBackups', () => fsx().send(new DescribeBackupsCommand({ BackupIds: [id] })), deadline)).Backups?.[0];
+  } catch (err) {
+    if (errorCode(err) !== 'BackupNotFound') logger.warn('cannot tell whether the previous backup failed', { id, reason: describeError(`Describing backup ${id}`, err) });
+    return undefined;
+  }
 }
 
 /**

@@ -1,13 +1,14 @@
-import { TargetResult, backUp } from './backups';
-import { afterBackups } from './retention';
+import type { Backup } from '@aws-sdk/client-fsx';
+import { BACKUP_LISTING, TargetResult, backUp } from './backups';
+import { afterBackup } from './retention';
 import { describeTargets } from './targets';
 import {
   FSX_BACKUP_METRICS as METRICS,
   type FsxBackupTargetInput,
   type FsxBackupTickInput,
 } from '../../src/private/fsx-backup-contract';
-import { CONCURRENCY, mapLimit } from '../schedule/calls';
-import { Summary, TickOperation, retentionProblems, runTick, uniqueBy } from '../schedule/tick';
+import { type ListedOperation, listedOperation } from '../schedule/listed';
+import { Summary, count, retentionProblems, runTick, tickCounts, tickMetrics, uniqueBy } from '../schedule/tick';
 
 export type { TargetResult } from './backups';
 export { ourBackupsOf, previousFailed } from './backups';
@@ -15,12 +16,15 @@ export { backupsToPrune } from './retention';
 export { CONCURRENCY } from '../schedule/calls';
 export { tagsOfCopy as backupTags } from '../schedule/copies';
 export { scheduledMinute, targetHash } from '../schedule/identity';
+export { liveTicks, staleReason, tickTagMs } from '../schedule/stale';
 export { metrics } from '../schedule/metrics';
 
 /** The counts of a tick of backups. */
 export interface BackupCounts {
   readonly started: number;
   readonly failed: number;
+  /** Targets whose backup of this tick was not made: retention would already have deleted it (a stale tick). */
+  readonly skipped: number;
   /** Earlier ticks' backups found FAILED (counted in the BackupsFailed metric, not failing this tick). */
   readonly failedEarlier: number;
   readonly pruned: number;
@@ -29,7 +33,9 @@ export interface BackupCounts {
 /** What the handler returns when every target succeeded. */
 export type TickSummary = Summary<TargetResult, BackupCounts>;
 
-const BACKUPS: TickOperation<FsxBackupTickInput, FsxBackupTargetInput, TargetResult, BackupCounts> = {
+const BACKUP_METRIC_NAMES = { made: METRICS.started, failed: METRICS.failed, pruned: METRICS.pruned };
+
+const BACKUPS: ListedOperation<FsxBackupTickInput, FsxBackupTargetInput, TargetResult, Backup, BackupCounts> = {
   copies: 'backups',
   target: 'target',
   check: (event) => [
@@ -39,26 +45,21 @@ const BACKUPS: TickOperation<FsxBackupTickInput, FsxBackupTargetInput, TargetRes
   ],
   // A target given twice (a token and a literal of the same id, say) is backed up once.
   targets: (event) => uniqueBy(event.Targets, (t) => t.Id),
-  create: async (event, owner, targets, deadline) => {
-    const lookups = await describeTargets(targets, deadline);
-    return mapLimit(targets, CONCURRENCY, (t) => backUp(event, owner, t, lookups.get(t.Id)!, deadline));
+  // The targets are listed 20 a call, file systems and volumes apart (every page), and each
+  // batch's backups made from its listing; with retention, a listing that fails fails only its
+  // batch's targets.
+  listing: BACKUP_LISTING,
+  lookUp: describeTargets,
+  copy: backUp,
+  afterCopy: afterBackup,
+  // A backup that failed after its CreateBackup returned is counted failed at its target's next backup.
+  metrics: (results, notReached) => tickMetrics(results, BACKUP_METRIC_NAMES, count(results, (r) => r.previousFailed) + notReached),
+  counts: (results) => {
+    const { made, ...counts } = tickCounts(results);
+    return { started: made, ...counts, failedEarlier: count(results, (r) => r.previousFailed) };
   },
-  after: afterBackups,
-  metrics: (results, notReached) => ({
-    [METRICS.started]: results.filter((r) => !r.error).length,
-    [METRICS.failed]: results.filter((r) => r.error).length + results.filter((r) => r.previousFailed).length + notReached,
-    [METRICS.pruned]: results.reduce((n, r) => n + r.pruned.length, 0),
-    [METRICS.pruneFailed]: results.filter((r) => r.pruneError).length,
-    [METRICS.tagsDropped]: results.reduce((n, r) => n + r.tagsDropped, 0),
-  }),
-  counts: (results) => ({
-    started: results.filter((r) => !r.error).length,
-    failed: results.filter((r) => r.error).length,
-    failedEarlier: results.filter((r) => r.previousFailed).length,
-    pruned: results.reduce((n, r) => n + r.pruned.length, 0),
-  }),
 };
 
 export function handler(event: FsxBackupTickInput): Promise<TickSummary> {
-  return runTick(event, BACKUPS);
+  return runTick(event, listedOperation(BACKUPS));
 }

@@ -1,6 +1,6 @@
 import type { Snapshot } from '@aws-sdk/client-fsx';
 import { pruneSnapshots } from './retention';
-import { VolumeResult, listBatch, snapshotVolume } from './snapshots';
+import { SNAPSHOT_LISTING, VolumeResult, snapshotVolume } from './snapshots';
 import { describeOpenZfsVolumes } from './volumes';
 import {
   MAX_NAME_PREFIX,
@@ -8,14 +8,13 @@ import {
   type OpenZfsSnapshotTickInput,
   SNAPSHOT_NAME_PATTERN,
 } from '../../src/private/openzfs-snapshot-schedule-contract';
-import { CONCURRENCY, chunks, mapLimit } from '../schedule/calls';
-import { FILTER_VALUES } from '../schedule/retention';
-import { Summary, TickOperation, retentionProblems, runTick, uniqueBy } from '../schedule/tick';
+import { type ListedOperation, listedOperation } from '../schedule/listed';
+import { Summary, retentionProblems, runTick, sum, tickCounts, tickMetrics, uniqueBy } from '../schedule/tick';
 
 export type { VolumeResult } from './snapshots';
-export { ourSnapshotsOf } from './snapshots';
+export { nameTickMs, ourSnapshotsOf } from './snapshots';
 export { snapshotsToPrune } from './retention';
-export { staleReason } from './stale';
+export { liveTicks, staleReason, tickTagMs } from '../schedule/stale';
 export { metrics } from '../schedule/metrics';
 
 /** An OpenZFS volume id. */
@@ -35,67 +34,36 @@ export interface SnapshotCounts {
 /** What the handler returns when every volume succeeded. */
 export type SnapshotTickSummary = Summary<VolumeResult, SnapshotCounts>;
 
-const sum = (results: VolumeResult[], n: (r: VolumeResult) => number) => results.reduce((total, r) => total + n(r), 0);
-const count = (results: VolumeResult[], p: (r: VolumeResult) => unknown) => results.filter(p).length;
-
-/**
- * One invocation's operation: the snapshots each volume's batch listed before its snapshot was
- * made (with the snapshot the tick made) are kept between `create` and `after`, for retention.
- */
-function snapshotOperation(): TickOperation<OpenZfsSnapshotTickInput, string, VolumeResult, SnapshotCounts> {
-  const snapshots = new Map<string, Snapshot[]>();
-  return {
-    copies: 'snapshots',
-    target: 'volume',
-    check: (event) => [
-      ...(event.Operation !== 'OpenZfsSnapshot' ? [`Operation ${JSON.stringify(event.Operation)} is not OpenZfsSnapshot`] : []),
-      ...volumeProblems(event.VolumeIds),
-      ...prefixProblems(event.NamePrefix),
-      ...(event.Tags !== undefined && (typeof event.Tags !== 'object' || event.Tags === null || Array.isArray(event.Tags)) ? ['Tags is not an object'] : []),
-      ...retentionProblems(event),
-    ],
-    // A volume given twice (a token and a literal of the same id, say) gets one snapshot.
-    targets: (event) => uniqueBy(event.VolumeIds, (id) => id),
-    // The volumes that can be snapshotted are listed 20 a call (every page), and each batch's
-    // snapshots are made from its listing; a listing that fails fails only its batch's volumes.
-    create: async (event, owner, volumes, deadline) => {
-      const lookups = await describeOpenZfsVolumes(volumes, deadline);
-      const readable = new Set(volumes.filter((id) => 'info' in lookups.get(id)!));
-      const out = new Map<string, VolumeResult>();
-      const snapshotBatch = async (batch: string[], listed: boolean) => {
-        const listing = listed ? await listBatch(batch, deadline) : { snapshots: [] };
-        for (const tick of await mapLimit(batch, CONCURRENCY, (id) => snapshotVolume(event, owner, id, lookups.get(id)!, listing, deadline))) {
-          out.set(tick.result.target, tick.result);
-          snapshots.set(tick.result.target, tick.snapshots);
-        }
-      };
-      // Those that cannot (not found, not OpenZFS) fail with their reason, unlisted.
-      await snapshotBatch(volumes.filter((id) => !readable.has(id)), false);
-      for (const batch of chunks([...readable], FILTER_VALUES)) await snapshotBatch(batch, true);
-      return volumes.map((id) => out.get(id)!);
-    },
-    after: (event, owner, _volumes, results, deadline) => pruneSnapshots(event, owner, results, snapshots, deadline),
-    metrics: (results, notReached) => ({
-      [METRICS.created]: count(results, (r) => !r.error && !r.skipped),
-      [METRICS.failed]: count(results, (r) => r.error) + notReached,
-      [METRICS.stale]: count(results, (r) => r.skipped),
-      [METRICS.pruned]: sum(results, (r) => r.pruned.length),
-      [METRICS.pruneFailed]: count(results, (r) => r.pruneError),
-      [METRICS.kept]: sum(results, (r) => r.kept.length),
-      [METRICS.tagsDropped]: sum(results, (r) => r.tagsDropped),
-    }),
-    counts: (results) => ({
-      created: count(results, (r) => !r.error && !r.skipped),
-      failed: count(results, (r) => r.error),
-      skipped: count(results, (r) => r.skipped),
-      pruned: sum(results, (r) => r.pruned.length),
-      kept: sum(results, (r) => r.kept.length),
-    }),
-  };
-}
+const SNAPSHOTS: ListedOperation<OpenZfsSnapshotTickInput, string, VolumeResult, Snapshot, SnapshotCounts> = {
+  copies: 'snapshots',
+  target: 'volume',
+  check: (event) => [
+    ...(event.Operation !== 'OpenZfsSnapshot' ? [`Operation ${JSON.stringify(event.Operation)} is not OpenZfsSnapshot`] : []),
+    ...volumeProblems(event.VolumeIds),
+    ...prefixProblems(event.NamePrefix),
+    ...(event.Tags !== undefined && (typeof event.Tags !== 'object' || event.Tags === null || Array.isArray(event.Tags)) ? ['Tags is not an object'] : []),
+    ...retentionProblems(event),
+  ],
+  // A volume given twice (a token and a literal of the same id, say) gets one snapshot.
+  targets: (event) => uniqueBy(event.VolumeIds, (id) => id),
+  // The volumes are listed 20 a call (every page) and each batch's snapshots made from its
+  // listing; with retention, a listing that fails fails only its batch's volumes.
+  listing: SNAPSHOT_LISTING,
+  lookUp: describeOpenZfsVolumes,
+  copy: snapshotVolume,
+  afterCopy: pruneSnapshots,
+  metrics: (results, notReached) => ({
+    ...tickMetrics(results, { made: METRICS.created, failed: METRICS.failed, pruned: METRICS.pruned }, notReached),
+    [METRICS.kept]: sum(results, (r) => r.kept.length),
+  }),
+  counts: (results) => {
+    const { made, ...counts } = tickCounts(results);
+    return { created: made, ...counts, kept: sum(results, (r) => r.kept.length) };
+  },
+};
 
 export function handler(event: OpenZfsSnapshotTickInput): Promise<SnapshotTickSummary> {
-  return runTick(event, snapshotOperation());
+  return runTick(event, listedOperation(SNAPSHOTS));
 }
 
 function volumeProblems(ids: unknown): string[] {

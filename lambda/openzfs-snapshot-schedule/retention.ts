@@ -1,11 +1,9 @@
 import { DeleteSnapshotCommand, Snapshot } from '@aws-sdk/client-fsx';
 import { VolumeResult, ourSnapshotsOf } from './snapshots';
 import type { OpenZfsSnapshotTickInput } from '../../src/private/openzfs-snapshot-schedule-contract';
-import { CONCURRENCY, mapLimit } from '../schedule/calls';
-import { scheduledMinute } from '../schedule/identity';
-import { CopyStore, Retention, beyondRetention, pruneCopies, retentionOf } from '../schedule/retention';
+import type { AfterContext } from '../schedule/listed';
+import { CopyStore, Retention, beyondRetention, pruneCopies } from '../schedule/retention';
 import { fsx } from '../shared/clients/fsx';
-import { clock } from '../shared/clock';
 import { errorCode } from '../shared/errors';
 import type { Owner } from '../shared/ownership';
 
@@ -29,25 +27,16 @@ export function snapshotsToPrune(snapshots: readonly Snapshot[], owner: Owner, v
 }
 
 /**
- * Retention of the volumes whose snapshot this tick has (made, or found made by an earlier
- * delivery), each from `snapshots` (its listing before the tick's snapshot, and that snapshot).
- * A volume whose snapshot failed, or whose tick was skipped as stale, keeps every snapshot it has:
- * the later ticks that made it stale prune it.
+ * Retention of a volume whose snapshot this tick has (made, or found made by an earlier delivery),
+ * from its snapshots as the tick's listing had them, with the tick's snapshot.
  */
 export async function pruneSnapshots(
-  event: OpenZfsSnapshotTickInput,
+  _event: OpenZfsSnapshotTickInput,
   owner: Owner,
-  results: VolumeResult[],
-  snapshots: ReadonlyMap<string, Snapshot[]>,
+  r: VolumeResult,
+  { ours, retention, tickMs }: AfterContext<Snapshot>,
   deadline: number,
-): Promise<VolumeResult[]> {
-  const retention = retentionOf(event);
-  if (!retention) return results;
-  const tickMs = Date.parse(scheduledMinute(event.Time));
-  return mapLimit(results, CONCURRENCY, async (r) => {
-    if (r.error || r.skipped) return r;
-    if (clock.now() >= deadline) return { ...r, pruneError: `${r.target}: pruning not attempted, the invocation ran out of time` };
-    const doomed = snapshotsToPrune(snapshots.get(r.target) ?? [], owner, r.target, retention, tickMs);
-    return { ...r, ...(await pruneCopies(r.target, doomed, owner, deadline, SNAPSHOTS)) };
-  });
+): Promise<VolumeResult> {
+  if (!retention) return r;
+  return { ...r, ...(await pruneCopies(r.target, snapshotsToPrune(ours, owner, r.target, retention, tickMs), owner, deadline, SNAPSHOTS)) };
 }

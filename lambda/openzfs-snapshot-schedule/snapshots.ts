@@ -1,24 +1,21 @@
 import { CreateSnapshotCommand, DescribeSnapshotsCommand, Snapshot } from '@aws-sdk/client-fsx';
-import { staleReason } from './stale';
-import { type OpenZfsSnapshotTickInput, snapshotName } from '../../src/private/openzfs-snapshot-schedule-contract';
+import { type OpenZfsSnapshotTickInput, snapshotName, tickOfSnapshotName } from '../../src/private/openzfs-snapshot-schedule-contract';
 import { retrying } from '../schedule/calls';
-import { copyRequest, requestCopy } from '../schedule/copies';
+import { requestCopy } from '../schedule/copies';
 import { scheduledMinute, targetHash } from '../schedule/identity';
-import { retentionOf } from '../schedule/retention';
+import { type CopyListing, type Listing, type TargetTick, beforeCopy, withCopy } from '../schedule/listed';
 import { type Lookup, resourceTags } from '../schedule/targets';
 import type { TargetOutcome } from '../schedule/tick';
 import { fsx } from '../shared/clients/fsx';
-import { clock } from '../shared/clock';
-import { HandlerError, describeError, errorCode } from '../shared/errors';
-import { logger } from '../shared/logger';
+import { describeError, errorCode } from '../shared/errors';
 import { OWNERSHIP_TAG_KEYS, type Owner, isMadeFor, tagValue } from '../shared/ownership';
 import { allPages } from '../shared/paging';
 
 /*
  * One volume's snapshot of one tick, and the listing of a volume's snapshots that finds them again.
- * The volumes are listed before their snapshots are made: a tick's snapshot already there (found
- * by its token tag) is used, not requested again; one that retention would already have deleted
- * is not made (stale.ts); and the same listing is what retention prunes from after.
+ * The volumes are listed before their snapshots are made (lambda/schedule/listed.ts): a tick's
+ * snapshot already there (found by its token tag) is used, not requested again; one that retention
+ * would already have deleted is not made; and the same listing is what retention prunes from after.
  */
 
 /** What one volume's tick came to. */
@@ -27,29 +24,23 @@ export interface VolumeResult extends TargetOutcome {
   readonly name?: string;
   /** Snapshots retention would delete but FSx refused to (a volume was cloned from them). */
   readonly kept: string[];
-  /** Why no snapshot was made: retention would already have deleted it (not a failure). */
-  readonly skipped?: string;
 }
 
-/** A batch's snapshots (all pages), or what listing them failed with. */
-export type Listing = { readonly snapshots: Snapshot[] } | { readonly failed: unknown };
+/** How the snapshots of a batch of volumes are listed before theirs are made, and judged. */
+export const SNAPSHOT_LISTING: CopyListing<string, Snapshot> = {
+  noun: 'snapshot',
+  id: (volumeId) => volumeId,
+  list: (volumeIds, deadline) => listSnapshots(volumeIds, deadline),
+  ours: (listed, owner, volumeId) => ourSnapshotsOf(listed, owner, volumeId),
+  // Snapshots made before there was a tick tag: the tick in their name.
+  untaggedTick: (s) => nameTickMs(s.Name),
+  deleted: (s) => s.Lifecycle === 'DELETING',
+};
 
-/** One volume's tick, and the volume's snapshots as retention then sees them: the listing, and this tick's. */
-export interface VolumeTick {
-  readonly result: VolumeResult;
-  readonly snapshots: Snapshot[];
-}
-
-/** The snapshots of the volumes (at most 20), or what listing them failed with. */
-export async function listBatch(volumeIds: string[], deadline: number): Promise<Listing> {
-  if (volumeIds.length === 0) return { snapshots: [] };
-  if (clock.now() >= deadline) return { failed: new HandlerError('not listed, the invocation ran out of time') };
-  try {
-    return { snapshots: await listSnapshots(volumeIds, deadline) };
-  } catch (failed) {
-    logger.error('cannot list the snapshots of the volumes', { targets: volumeIds, reason: describeError('Listing the snapshots', failed) });
-    return { failed };
-  }
+/** The tick (epoch ms) a snapshot's name carries (`snapshotName()`'s `20260329T0130Z`); undefined for another name. */
+export function nameTickMs(name: string | undefined): number | undefined {
+  const m = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})Z$/.exec((name && tickOfSnapshotName(name)) ?? '');
+  return m ? Date.UTC(+m[1], +m[2] - 1, +m[3], +m[4], +m[5]) : undefined;
 }
 
 export async function snapshotVolume(
@@ -57,31 +48,14 @@ export async function snapshotVolume(
   owner: Owner,
   volumeId: string,
   lookup: Lookup,
-  listing: Listing,
+  listing: Listing<Snapshot>,
   deadline: number,
-): Promise<VolumeTick> {
+): Promise<TargetTick<VolumeResult, Snapshot>> {
   const base = { target: volumeId, pruned: [], kept: [] };
-  const request = copyRequest(event, owner, volumeId, lookup, deadline);
-  if ('error' in request) return { result: { ...base, tagsDropped: 0, error: request.error }, snapshots: [] };
-  const minute = scheduledMinute(event.Time);
-  const name = snapshotName(event.NamePrefix, minute, request.token);
-  const retention = retentionOf(event);
-  if ('failed' in listing) {
-    const error = describeError(`Listing the snapshots of ${volumeId}`, listing.failed);
-    // Without retention nothing is ever deleted: the tick's name still guards against a second
-    // snapshot, and FSx's answer to the token and the name finds the tick's own.
-    if (retention) return { result: { ...base, tagsDropped: 0, error }, snapshots: [] };
-    logger.warn('snapshots not listed: requesting the snapshot without looking for it first', { target: volumeId, reason: error });
-  }
-  const listed = 'snapshots' in listing ? listing.snapshots.filter((s) => s.VolumeId === volumeId) : [];
-  const ours = ourSnapshotsOf(listed, owner, volumeId);
-  const own = ours.find((s) => tagValue(s.Tags, OWNERSHIP_TAG_KEYS.token) === request.token);
-  // The tick's snapshot DELETING is retention's doing when the tick is stale, FSx failing it otherwise.
-  const stale = retention && (!own || own.Lifecycle === 'DELETING') ? staleReason(ours, Date.parse(minute), retention) : undefined;
-  if (stale) {
-    logger.warn('no snapshot for this tick: retention would already have deleted it', { target: volumeId, tick: minute, reason: stale });
-    return { result: { ...base, tagsDropped: 0, skipped: stale }, snapshots: listed };
-  }
+  const before = beforeCopy(event, owner, volumeId, lookup, listing, SNAPSHOT_LISTING, deadline);
+  if ('stop' in before) return { result: { ...base, tagsDropped: 0, ...before.stop }, ours: before.ours };
+  const { request, own, ours } = before;
+  const name = snapshotName(event.NamePrefix, scheduledMinute(event.Time), request.token);
   const input = { VolumeId: volumeId, Name: name, ClientRequestToken: request.token, Tags: request.tags };
   const { copy, error } = await requestCopy<Snapshot>(volumeId, {
     noun: 'snapshot',
@@ -98,7 +72,7 @@ export async function snapshotVolume(
     explain: (err) => explainCreateError(volumeId, err),
   });
   const result = { ...base, tagsDropped: request.tagsDropped, snapshotId: copy?.SnapshotId, name: copy?.Name ?? name, ...(error ? { error } : {}) };
-  return { result, snapshots: copy && !listed.some((s) => s.SnapshotId === copy.SnapshotId) ? [...listed, copy] : listed };
+  return { result, ours: withCopy(ours, copy, (s) => s.SnapshotId) };
 }
 
 /**

@@ -1,4 +1,5 @@
 import { targetHash, targetToken } from './identity';
+import { tickTag } from './stale';
 import type { Lookup } from './targets';
 import type { TickInput } from './tick';
 import { FSX_TAG_PATTERN } from '../../src/private/shared-values';
@@ -35,7 +36,10 @@ export function tagsOfCopy(copied: Tag[], user: Record<string, string>, ours: Ke
   return { tags, dropped: [...copyable.filter((t) => !valid(t)), ...candidates.slice(room)].map((t) => t.Key) };
 }
 
-/** What one target's request of one tick sends: the tick's token, and the tags (with how many of the target's were left out). */
+/**
+ * What one target's request of one tick sends: the tick's token, and the tags (with how many of
+ * the target's were left out), the tick's tag among them. Every delivery of the tick sends the same.
+ */
 export interface CopyRequest {
   readonly token: string;
   readonly tags: KeyValue[];
@@ -56,7 +60,9 @@ export function copyRequest(
     return lookup;
   }
   const token = targetToken(event, target);
-  const { tags, dropped } = tagsOfCopy(lookup.info.tags, event.Tags ?? {}, ownershipTags(owner, targetHash(target), token));
+  // Ours: the ownership tags, and the tick's (what tells a late retry whether retention passed it).
+  const ours = [...ownershipTags(owner, targetHash(target), token), tickTag(event.Time)];
+  const { tags, dropped } = tagsOfCopy(lookup.info.tags, event.Tags ?? {}, ours);
   if (dropped.length > 0) {
     logger.warn('tags of the target were not copied: FSx refuses their characters, or they did not fit in the copy\'s 50 tags', { target, dropped });
   }

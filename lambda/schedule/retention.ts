@@ -1,15 +1,14 @@
-import { CONCURRENCY, chunks, mapLimit, retrying } from './calls';
-import { scheduledMinute } from './identity';
-import type { TargetOutcome, TickInput } from './tick';
+import { retrying } from './calls';
+import type { TickInput } from './tick';
 import { clock } from '../shared/clock';
 import { describeError, errorCode } from '../shared/errors';
 import { logger } from '../shared/logger';
 import { type Owner, type Tag, isOwnedBy } from '../shared/ownership';
 
 /*
- * What follows a tick's copies, for every scheduled operation: the targets whose copy was
- * requested are listed (a few per call), each is checked, and retention prunes only the
- * schedule's own AVAILABLE copies, never a target's newest.
+ * Retention of a tick's copies, for every scheduled operation: it prunes only the schedule's own
+ * AVAILABLE copies of a target, never the target's newest, from the listing the tick made before
+ * its copies (listed.ts).
  */
 
 /** FSx filters take at most 20 values. */
@@ -25,14 +24,6 @@ export function retentionOf(event: TickInput): Retention | undefined {
   return event.KeepLast === undefined && event.MaxAgeSeconds === undefined
     ? undefined
     : { keepLast: event.KeepLast, maxAgeSeconds: event.MaxAgeSeconds };
-}
-
-/** What each target's listing is checked and pruned with. */
-export interface AfterContext {
-  /** Absent when the schedule keeps every copy. */
-  readonly retention?: Retention;
-  /** The tick's scheduled minute (epoch ms): ages are measured from it. */
-  readonly tickMs: number;
 }
 
 /**
@@ -51,55 +42,6 @@ export function beyondRetention<C extends { readonly CreationTime?: Date }>(
     const created = c.CreationTime?.getTime();
     return retention.maxAgeSeconds !== undefined && created !== undefined && tickMs - created > retention.maxAgeSeconds * 1000;
   });
-}
-
-/**
- * The targets `ids` (those whose copy was requested in this tick), listed `FILTER_VALUES` a call,
- * each passed to `each` with the listing of its batch and the tick's retention. A listing that
- * fails, or time that runs out, fails the pruning of its targets when the tick prunes; otherwise
- * it is only logged (the checks `each` makes are made again at the next tick).
- */
-export async function afterCopies<R extends TargetOutcome, C>(
-  event: TickInput,
-  results: readonly R[],
-  ids: string[],
-  how: {
-    /** What is listed, in reasons: `backups`. */
-    readonly copies: string;
-    readonly deadline: number;
-    list(batch: string[]): Promise<C[]>;
-    each(result: R, listed: C[], context: AfterContext): Promise<R>;
-  },
-): Promise<R[]> {
-  const retention = retentionOf(event);
-  const context: AfterContext = { retention, tickMs: Date.parse(scheduledMinute(event.Time)) };
-  const pruning = !!retention;
-  const byId = new Map(results.map((r) => [r.target, r]));
-  const fail = (batch: string[], reason: (id: string) => string) => {
-    for (const id of batch) byId.set(id, { ...byId.get(id)!, pruneError: reason(id) });
-  };
-  for (const batch of chunks(ids, FILTER_VALUES)) {
-    if (clock.now() >= how.deadline) {
-      if (pruning) fail(batch, (id) => `${id}: pruning not attempted, the invocation ran out of time`);
-      continue;
-    }
-    let listed: C[];
-    try {
-      listed = await how.list(batch);
-    } catch (err) {
-      const reason = describeError(`Listing the ${how.copies} of ${batch.join(', ')}${pruning ? ' to prune them' : ''}`, err);
-      if (pruning) {
-        logger.error('cannot prune', { targets: batch, reason });
-        fail(batch, () => reason);
-      } else {
-        logger.warn(`cannot check the ${how.copies}`, { targets: batch, reason });
-      }
-      continue;
-    }
-    const done = await mapLimit(batch, CONCURRENCY, (id) => how.each(byId.get(id)!, listed, context));
-    for (const r of done) byId.set(r.target, r);
-  }
-  return results.map((r) => byId.get(r.target) ?? r);
 }
 
 /** How one kind of copy is deleted. */
@@ -122,6 +64,7 @@ export interface PruneOutcome {
 /**
  * Deletes `doomed`, one at a time. A copy already gone is what was wanted; one FSx refuses to
  * delete for now is kept; any other error fails the target's pruning after the others are tried.
+ * An invocation already out of time fails the target's pruning, not attempted.
  */
 export async function pruneCopies<C extends { readonly Tags?: Tag[] }>(
   target: string,
@@ -130,6 +73,7 @@ export async function pruneCopies<C extends { readonly Tags?: Tag[] }>(
   deadline: number,
   store: CopyStore<C>,
 ): Promise<PruneOutcome> {
+  if (clock.now() >= deadline) return { pruned: [], kept: [], pruneError: `${target}: pruning not attempted, the invocation ran out of time` };
   const noun = store.noun.toLowerCase();
   const pruned: string[] = [];
   const kept: string[] = [];

@@ -1,6 +1,7 @@
 import { ScheduleIdentity, scheduleOwner } from './identity';
 import { emitMetrics } from './metrics';
 import { SCHEDULE_TIMEOUT_ENV } from '../../src/private/fsx-backup-contract';
+import { SCHEDULED_COPY_METRICS } from '../../src/private/scheduled-copy-contract';
 import { clock } from '../shared/clock';
 import { HandlerError } from '../shared/errors';
 import { logger } from '../shared/logger';
@@ -33,6 +34,8 @@ export interface TargetOutcome {
   readonly target: string;
   /** The reason its copy could not be made in this tick. */
   readonly error?: string;
+  /** Why no copy was made in this tick: retention would already have deleted it (a stale tick; not a failure). */
+  readonly skipped?: string;
   /** The copies retention deleted. */
   readonly pruned: string[];
   readonly pruneError?: string;
@@ -130,4 +133,51 @@ export function retentionProblems(event: TickInput): string[] {
 export function uniqueBy<T>(items: readonly T[], key: (item: T) => string): T[] {
   const seen = new Set<string>();
   return items.filter((item) => !seen.has(key(item)) && !!seen.add(key(item)));
+}
+
+/** How many of the results `p` holds for. */
+export function count<R>(results: readonly R[], p: (r: R) => unknown): number {
+  return results.filter(p).length;
+}
+
+/** The sum of `n` over the results. */
+export function sum<R>(results: readonly R[], n: (r: R) => number): number {
+  return results.reduce((total, r) => total + n(r), 0);
+}
+
+/** An operation's names of the metrics every operation emits: copies made (or found made), copies failed, copies pruned. */
+export interface TickMetricNames {
+  readonly made: string;
+  readonly failed: string;
+  readonly pruned: string;
+}
+
+/**
+ * The metrics every scheduled operation emits: its copies made, failed (with `failedBesides`:
+ * targets an invocation did not get to, earlier copies found failed) and pruned, under its names;
+ * and under the names both share, stale ticks skipped, prunes that failed, tags dropped.
+ */
+export function tickMetrics(results: readonly TargetOutcome[], names: TickMetricNames, failedBesides: number): Record<string, number> {
+  const { made, failed, pruned } = tickCounts(results);
+  return {
+    [names.made]: made,
+    [names.failed]: failed + failedBesides,
+    [names.pruned]: pruned,
+    [SCHEDULED_COPY_METRICS.stale]: count(results, (r) => r.skipped),
+    [SCHEDULED_COPY_METRICS.pruneFailed]: count(results, (r) => r.pruneError),
+    [SCHEDULED_COPY_METRICS.tagsDropped]: sum(results, (r) => r.tagsDropped),
+  };
+}
+
+/**
+ * The counts every scheduled operation's summary has: the targets whose copy this tick has (made,
+ * or made by an earlier delivery), whose copy failed, or that were skipped as stale; the copies pruned.
+ */
+export function tickCounts(results: readonly TargetOutcome[]): { made: number; failed: number; skipped: number; pruned: number } {
+  return {
+    made: count(results, (r) => !r.error && !r.skipped),
+    failed: count(results, (r) => r.error),
+    skipped: count(results, (r) => r.skipped),
+    pruned: sum(results, (r) => r.pruned.length),
+  };
 }

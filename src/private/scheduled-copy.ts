@@ -19,7 +19,7 @@ import { FSX_TAG_CHARACTERS, invalid, validateTags } from './validation';
  * alarm and the metrics.
  */
 
-/** EventBridge allows 8,192 characters of input for a rule target, and Scheduler as many for a target. */
+/** EventBridge allows 8,192 characters of input for a rule target; Scheduler allows more, and is held to the same. */
 const MAX_INPUT_LENGTH = 8192;
 /** What a token (the stack id, a construct's id) takes at most once resolved, for the size estimate. */
 const TOKEN_LENGTH_ESTIMATE = 128;
@@ -66,6 +66,10 @@ export function setUpScheduledCopy(
   alarm: FailureAlarmSpec,
 ): ScheduledCopyParts {
   validateEngine(scope, props, spec.cadence);
+  if (props.deadLetterQueue?.fifo) {
+    invalid(scope, 'deadLetterQueue', 'must be a standard queue: Lambda\'s on-failure destinations and Scheduler\'s dead-letter queues do not take FIFO queues',
+      props.deadLetterQueue.node.path);
+  }
   validateTags(scope, props.tags, SCHEDULED_COPY_TAG_COUNT, 'tags', FSX_TAG_CHARACTERS);
   const tags = new CopyTags(scope, spec.resourceType, props.tags, SCHEDULED_COPY_TAG_COUNT).tags;
   const handlers = ScheduleHandlers.of(scope, spec.handlers, props.handlerOptions, props.deadLetterQueue);

@@ -10,10 +10,13 @@ import {
 } from '@aws-sdk/client-fsx';
 import { mockClient } from 'aws-sdk-client-mock';
 import 'aws-sdk-client-mock-jest';
-import { backupTags, backupsToPrune, handler, metrics, previousFailed, scheduledMinute, targetHash } from '../../lambda/fsx-backup-schedule';
+import { backupTags, backupsToPrune, handler, liveTicks, metrics, previousFailed, scheduledMinute, staleReason, targetHash, tickTagMs } from '../../lambda/fsx-backup-schedule';
+import { handler as router } from '../../lambda/schedule';
+import { logger } from '../../lambda/shared/logger';
 import { OWNERSHIP_TAG_KEYS } from '../../lambda/shared/ownership';
 import { tickToken } from '../../lambda/shared/token';
 import type { FsxBackupTickInput } from '../../src/private/fsx-backup-contract';
+import { SCHEDULED_TICK_TAG_KEY } from '../../src/private/ownership-tags';
 import { ownershipTagsOf } from '../fixtures/ownership';
 import { useCapturedMetrics, useTickClock } from '../fixtures/scheduled-tick';
 import { awsError } from '../support/aws-errors';
@@ -50,6 +53,10 @@ function ours(target: string, time = TIME, owner = SCHEDULE, stackId = STACK_ID)
   return ownershipTagsOf({ stackId, owner, propsHash: targetHash(target), token: token(target, time) }).sort((a, b) => (a.Key < b.Key ? -1 : 1));
 }
 
+/** The tick tag every scheduled backup carries: the tick's scheduled minute. */
+const tickTagOf = (time = TIME) => ({ Key: SCHEDULED_TICK_TAG_KEY, Value: scheduledMinute(time) });
+const byKey = (a: { Key: string }, b: { Key: string }) => (a.Key < b.Key ? -1 : 1);
+
 function fileSystem(id: string, copyTags = false, tags: Array<{ Key: string; Value: string }> | undefined = [], type = 'OPENZFS') {
   const config = { CopyTagsToBackups: copyTags };
   return {
@@ -63,13 +70,15 @@ function fileSystem(id: string, copyTags = false, tags: Array<{ Key: string; Val
   };
 }
 
-function backup(id: string, target: string, ageDays: number, tags = ours(target), lifecycle = 'AVAILABLE'): Backup {
+/** A backup made `ageDays` before the tick; by default this schedule's, of the tick it was made at (its token and tick tag). */
+function backup(id: string, target: string, ageDays: number, tags?: Array<{ Key: string; Value: string }>, lifecycle = 'AVAILABLE'): Backup {
+  const at = new Date(TICK_MS - ageDays * DAY).toISOString();
   return {
     BackupId: id,
     Lifecycle: lifecycle as any,
     Type: 'USER_INITIATED',
     CreationTime: new Date(TICK_MS - ageDays * DAY),
-    Tags: tags,
+    Tags: tags ?? [...ours(target, at), tickTagOf(at)].sort(byKey),
     FileSystem: { FileSystemId: target.startsWith('fsvol-') ? 'fs-00000000000000009' : target },
     Volume: target.startsWith('fsvol-') ? { VolumeId: target } : undefined,
   } as Backup;
@@ -87,6 +96,9 @@ function created(id = 'backup-00000000000000001', lifecycle = 'CREATING'): any {
   };
 }
 
+/** The metrics of a tick that pruned nothing and dropped no tag. */
+const NOTHING_PRUNED = { BackupsPruned: 0, PruneFailures: 0, CopiedTagsDropped: 0 };
+
 const time = useTickClock(() => TICK_MS + 30_000);
 const { published, emf, addMetric } = useCapturedMetrics(metrics);
 
@@ -99,7 +111,7 @@ beforeEach(() => {
 });
 
 describe('creating backups', () => {
-  test('CreateBackup per target with FileSystemId or VolumeId, the tick token and user + ownership tags, sorted', async () => {
+  test('CreateBackup per target with FileSystemId or VolumeId, the tick token and user + ownership tags and the tick tag, sorted', async () => {
     fsxMock.on(CreateBackupCommand).resolves(created());
     const res = await handler(tick({
       Targets: [{ Kind: 'file-system', Id: FS }, { Kind: 'volume', Id: VOL }],
@@ -110,16 +122,20 @@ describe('creating backups', () => {
     expect(fsxMock).toHaveReceivedCommandWith(CreateBackupCommand, {
       FileSystemId: FS,
       ClientRequestToken: token(FS),
-      Tags: [{ Key: 'cdk-storage-snapshots:managed-by', Value: 'cdk-storage-snapshots' }, ...ours(FS).slice(1), { Key: 'costCenter', Value: '42' }, { Key: 'team', Value: 'data' }]
-        .sort((a, b) => (a.Key < b.Key ? -1 : 1)),
+      Tags: [{ Key: 'cdk-storage-snapshots:managed-by', Value: 'cdk-storage-snapshots' }, ...ours(FS).slice(1), tickTagOf(), { Key: 'costCenter', Value: '42' }, { Key: 'team', Value: 'data' }]
+        .sort(byKey),
     });
+    expect(fsxMock.commandCalls(CreateBackupCommand)[0].args[0].input.Tags).toContainEqual({ Key: 'cdk-storage-snapshots:tick', Value: '2026-11-22T02:00Z' });
     const volumeCall = fsxMock.commandCalls(CreateBackupCommand).map((c) => c.args[0].input).find((i) => i.VolumeId)!;
     expect(volumeCall).toMatchObject({ VolumeId: VOL, ClientRequestToken: token(VOL) });
     expect(volumeCall.FileSystemId).toBeUndefined();
-    expect(res).toMatchObject({ started: 2, failed: 0, pruned: 0 });
-    expect(published()).toEqual({ BackupsStarted: 2, BackupsFailed: 0, BackupsPruned: 0, PruneFailures: 0, CopiedTagsDropped: 0 });
-    // No retention: the backups are still listed once per kind (to see an earlier backup that failed), nothing deleted.
+    expect(res).toMatchObject({ started: 2, failed: 0, skipped: 0, pruned: 0 });
+    expect(published()).toEqual({ BackupsStarted: 2, BackupsFailed: 0, StaleTicksSkipped: 0, ...NOTHING_PRUNED });
+    // No retention: the backups are still listed once per kind, before the backups are requested
+    // (to find this tick's backup already made, and an earlier backup that failed), nothing deleted.
     expect(fsxMock).toHaveReceivedCommandTimes(DescribeBackupsCommand, 2);
+    expect(fsxMock.calls().map((c) => c.args[0].constructor.name).filter((n) => /Backup/.test(n)))
+      .toEqual(['DescribeBackupsCommand', 'CreateBackupCommand', 'DescribeBackupsCommand', 'CreateBackupCommand']);
     expect(fsxMock).toHaveReceivedCommandTimes(DeleteBackupCommand, 0);
   });
 
@@ -129,8 +145,13 @@ describe('creating backups', () => {
     await handler(tick({ Time: '2026-11-22T02:00:37Z', EventId: 'event-2' }));
     await handler(tick({ Time: '2026-11-22T02:00:59.999Z', EventId: 'event-3' }));
     await handler(tick({ Time: '2026-11-22T03:00:00Z' }));
-    const tokens = fsxMock.commandCalls(CreateBackupCommand).map((c) => c.args[0].input.ClientRequestToken);
+    const inputs = fsxMock.commandCalls(CreateBackupCommand).map((c) => c.args[0].input);
+    const tokens = inputs.map((i) => i.ClientRequestToken);
     expect(new Set(tokens.slice(0, 3)).size).toBe(1);
+    // The whole request, tick tag and all, is the same for every delivery of the tick.
+    expect(inputs[1]).toEqual(inputs[0]);
+    expect(inputs[2]).toEqual(inputs[0]);
+    expect(inputs[3].Tags).toContainEqual(tickTagOf('2026-11-22T03:00:00Z'));
     expect(tokens[3]).not.toBe(tokens[0]);
     expect(scheduledMinute('2026-11-22T02:00:37Z')).toBe('2026-11-22T02:00Z');
   });
@@ -220,7 +241,9 @@ describe('creating backups', () => {
     const tags = fsxMock.commandCalls(CreateBackupCommand)[0].args[0].input.Tags!;
     expect(tags).toHaveLength(50);
     expect(tags).toContainEqual({ Key: 'team', Value: 'data' });
-    expect(published()).toMatchObject({ BackupsStarted: 1, CopiedTagsDropped: 4 });
+    expect(tags).toContainEqual(tickTagOf());
+    // 5 ownership tags, the tick tag and the user's leave room for 43 of the 48.
+    expect(published()).toMatchObject({ BackupsStarted: 1, CopiedTagsDropped: 5 });
   });
 
   test('backupTags: deterministic whatever the order of the copied tags', () => {
@@ -357,7 +380,8 @@ describe('backups that failed after they were started', () => {
     listing([backup('backup-prev', FS, 1 / 24, ours(FS, '2026-11-22T01:00:00Z'), 'FAILED')]);
     await expect(handler(tick())).rejects.toThrow(/backup quota/);
     expect(published()).toMatchObject({ BackupsFailed: 1 });
-    expect(fsxMock).toHaveReceivedCommandTimes(DescribeBackupsCommand, 0);
+    // The one listing, made before the backup was requested; none after.
+    expect(fsxMock).toHaveReceivedCommandTimes(DescribeBackupsCommand, 1);
   });
 
   test('without retention a listing that fails is logged and does not fail the tick', async () => {
@@ -447,8 +471,10 @@ describe('retention', () => {
     fsxMock.on(DeleteBackupCommand).resolves({});
     await expect(handler(tick({ KeepLast: 1, Targets: [{ Kind: 'file-system', Id: FS }, { Kind: 'file-system', Id: FS2 }] }))).rejects.toThrow(/1 of 2 backups failed/);
     expect(fsxMock.commandCalls(DeleteBackupCommand).map((c) => c.args[0].input.BackupId).sort()).toEqual(['b2', 'b3']);
+    // Both listed in one call, before their backups.
+    expect(fsxMock).toHaveReceivedCommandTimes(DescribeBackupsCommand, 1);
     expect(fsxMock).toHaveReceivedCommandWith(DescribeBackupsCommand, {
-      Filters: [{ Name: 'file-system-id', Values: [FS2] }, { Name: 'backup-type', Values: ['USER_INITIATED'] }],
+      Filters: [{ Name: 'file-system-id', Values: [FS, FS2] }, { Name: 'backup-type', Values: ['USER_INITIATED'] }],
     });
   });
 
@@ -461,11 +487,19 @@ describe('retention', () => {
     expect(published()).toMatchObject({ BackupsStarted: 1, BackupsFailed: 0, BackupsPruned: 0, PruneFailures: 1 });
   });
 
-  test('a listing that fails fails the pruning of its targets, not their backups', async () => {
+  test('with retention, a listing that fails fails its batch\'s targets with FSx\'s reason (no stale check possible), and only those; without retention they are backed up anyway', async () => {
     fsxMock.on(CreateBackupCommand).resolves(created());
-    fsxMock.on(DescribeBackupsCommand).rejects(awsError('AccessDeniedException', 'not authorized'));
-    await expect(handler(tick({ MaxAgeSeconds: 86_400 }))).rejects.toThrow(/pruning failed for 1 target.*Listing the backups of fs-0123456789abcdef0/);
-    expect(published()).toMatchObject({ BackupsStarted: 1, PruneFailures: 1 });
+    fsxMock.on(DescribeBackupsCommand).callsFake((input) => {
+      if (input.Filters[0].Name === 'volume-id') throw awsError('AccessDeniedException', 'not authorized');
+      return { Backups: [] };
+    });
+    const targets = [{ Kind: 'volume' as const, Id: VOL }, { Kind: 'file-system' as const, Id: FS }, { Kind: 'file-system' as const, Id: FS2 }];
+    await expect(handler(tick({ Targets: targets, KeepLast: 2 }))).rejects.toThrow(`1 of 3 backups failed: Listing the backups of ${VOL}: AccessDeniedException: not authorized`);
+    expect(fsxMock.commandCalls(CreateBackupCommand).map((c) => c.args[0].input.FileSystemId)).toEqual([FS, FS2]);
+    expect(published()).toMatchObject({ BackupsStarted: 2, BackupsFailed: 1, PruneFailures: 0 });
+    fsxMock.resetHistory();
+    await expect(handler(tick({ Targets: targets }))).resolves.toMatchObject({ started: 3, failed: 0 });
+    expect(fsxMock).toHaveReceivedCommandWith(CreateBackupCommand, { VolumeId: VOL });
   });
 
   test('pages of DescribeBackups are all read', async () => {
@@ -476,6 +510,217 @@ describe('retention', () => {
     fsxMock.on(DeleteBackupCommand).resolves({});
     await handler(tick({ KeepLast: 1 }));
     expect(fsxMock).toHaveReceivedCommandWith(DeleteBackupCommand, { BackupId: 'a2' });
+  });
+});
+
+describe('a tick whose backup retention would already have deleted (a stale tick)', () => {
+  const MINUTE = 60_000;
+  type Tags = Array<{ Key: string; Value: string }>;
+  type Opts = { lifecycle?: string; owner?: string; stackId?: string; tags?: Tags; untagged?: boolean; createdMinutes?: number };
+  /**
+   * This schedule's (or `owner`'s) backup of `target` for the hourly tick `minutes` after TIME,
+   * tagged as the handler does (the tick tag too, unless `untagged`), made 30 s after its tick
+   * (or `createdMinutes` after TIME).
+   */
+  function ofTick(id: string, target: string, minutes: number, opts: Opts = {}): Backup {
+    const at = new Date(TICK_MS + minutes * MINUTE).toISOString();
+    const tags = opts.tags ?? [...ours(target, at, opts.owner, opts.stackId), ...(opts.untagged ? [] : [tickTagOf(at)])].sort(byKey);
+    const createdMs = TICK_MS + (opts.createdMinutes ?? minutes) * MINUTE + 30_000;
+    return { ...backup(id, target, (TICK_MS - createdMs) / DAY, tags, opts.lifecycle ?? 'AVAILABLE'), CreationTime: new Date(createdMs) };
+  }
+  /** What DescribeBackups lists (by its filter, or by id); CreateBackup adds to it. */
+  let listed: Backup[] = [];
+  const idOf = (b: Backup) => b.Volume?.VolumeId ?? b.FileSystem?.FileSystemId;
+  beforeEach(() => {
+    listed = [];
+    fsxMock.on(DescribeBackupsCommand).callsFake((input) => {
+      if (input.BackupIds) {
+        const found = listed.filter((b) => input.BackupIds.includes(b.BackupId));
+        if (found.length !== input.BackupIds.length) throw awsError('BackupNotFound', 'not found');
+        return { Backups: found };
+      }
+      const [byTarget, byType] = input.Filters;
+      if (byType?.Name !== 'backup-type' || !['file-system-id', 'volume-id'].includes(byTarget.Name)) throw awsError('BadRequest', 'unexpected filters');
+      return { Backups: listed.filter((b) => byTarget.Values.includes(idOf(b)) && (byTarget.Name === 'volume-id') === !!b.Volume && byType.Values.includes(b.Type)) };
+    });
+    fsxMock.on(CreateBackupCommand).callsFake((input) => {
+      const target = input.VolumeId ?? input.FileSystemId;
+      const b = { ...backup(`backup-new-${target.slice(-1)}`, target, -30_000 / DAY, input.Tags, 'CREATING') };
+      listed.push(b);
+      return { Backup: b };
+    });
+    fsxMock.on(DeleteBackupCommand).callsFake((input) => ({ BackupId: input.BackupId, Lifecycle: 'DELETED' }));
+  });
+  const creates = () => fsxMock.commandCalls(CreateBackupCommand).map((c) => c.args[0].input);
+  const deletedIds = () => fsxMock.commandCalls(DeleteBackupCommand).map((c) => c.args[0].input.BackupId).sort();
+
+  test.each<[string, Partial<FsxBackupTickInput>, string[]]>([
+    ['keepLast 1: retention goes on from the same listing', { KeepLast: 1 }, ['older1', 'older2']],
+    ['no retention', {}, []],
+  ])('this tick\'s backup found by its token tag (a retry, or FSx forgot the token), later ticks\' there too, %s: used, CreateBackup not called', async (_, retention, pruned) => {
+    listed = [ofTick('own', FS, 0, { lifecycle: 'CREATING' }), ofTick('later', FS, 60), ofTick('older1', FS, -60), ofTick('older2', FS, -120)];
+    const res = await handler(tick(retention));
+    expect(fsxMock).toHaveReceivedCommandTimes(CreateBackupCommand, 0);
+    expect(res).toMatchObject({ started: 1, skipped: 0, pruned: pruned.length, results: [{ backupId: 'own', created: TICK_MS + 30_000 }] });
+    expect(deletedIds()).toEqual(pruned);
+    expect(fsxMock).toHaveReceivedCommandTimes(DescribeBackupsCommand, 1);
+  });
+
+  test('this tick\'s backup found FAILED: reported as failed with FSx\'s reason, not requested again', async () => {
+    listed = [{ ...ofTick('own', FS, 0, { lifecycle: 'FAILED' }), FailureDetails: { Message: 'The file system was busy' } }, ofTick('older', FS, -60)];
+    await expect(handler(tick({ KeepLast: 1 }))).rejects.toThrow(/^1 of 1 backups failed: Backing up fs-0123456789abcdef0: this tick's backup own FAILED: The file system was busy$/);
+    expect(fsxMock).toHaveReceivedCommandTimes(CreateBackupCommand, 0);
+    expect(fsxMock).toHaveReceivedCommandTimes(DeleteBackupCommand, 0);
+    expect(published()).toMatchObject({ BackupsStarted: 0, BackupsFailed: 1, StaleTicksSkipped: 0 });
+  });
+
+  test('keepLast: as many backups of later ticks (PENDING, CREATING, TRANSFERRING or AVAILABLE) as keepLast: no backup, no pruning, logged, counted, not a failure', async () => {
+    const older = [ofTick('older1', FS, -60), ofTick('older2', FS, -120), ofTick('older3', FS, -180)];
+    listed = [ofTick('later1', FS, 60, { lifecycle: 'TRANSFERRING' }), ofTick('later2', FS, 120, { lifecycle: 'CREATING' }), ...older];
+    const warn = jest.spyOn(logger, 'warn');
+    const res = await handler(tick({ KeepLast: 2 }));
+    expect(fsxMock).toHaveReceivedCommandTimes(CreateBackupCommand, 0);
+    expect(fsxMock).toHaveReceivedCommandTimes(DeleteBackupCommand, 0);
+    expect(res).toMatchObject({ started: 0, failed: 0, skipped: 1, failedEarlier: 0, pruned: 0 });
+    expect(res.results[0]).toMatchObject({ target: FS, skipped: '2 backup(s) of later ticks exist, and keepLast is 2' });
+    expect(res.results[0].backupId).toBeUndefined();
+    expect(published()).toEqual({ BackupsStarted: 0, BackupsFailed: 0, StaleTicksSkipped: 1, ...NOTHING_PRUNED });
+    expect(warn).toHaveBeenCalledWith('no backup for this tick: retention would already have deleted it', {
+      target: FS, tick: '2026-11-22T02:00Z', reason: '2 backup(s) of later ticks exist, and keepLast is 2',
+    });
+    warn.mockRestore();
+    listed = [ofTick('later', FS, 60, { lifecycle: 'PENDING' })];
+    await expect(handler(tick({ KeepLast: 1 }))).resolves.toMatchObject({ started: 0, skipped: 1 });
+  });
+
+  const MAX_AGE_SKIP = 'it is 3660 s older than the latest backup\'s tick (2026-11-22T03:01:00.000Z), and maxAge is 3600 s';
+  test.each<[string, Partial<FsxBackupTickInput>, number[], string | undefined]>([
+    ['keepLast 3, two later ticks (a flexible window longer than the interval): made', { KeepLast: 3 }, [60, 120], undefined],
+    ['keepLast 2, two later ticks: skipped', { KeepLast: 2 }, [60, 120], '2 backup(s) of later ticks exist, and keepLast is 2'],
+    ['maxAge 1 h, the latest tick 61 minutes later: skipped', { MaxAgeSeconds: 3600 }, [61], MAX_AGE_SKIP],
+    ['maxAge 1 h, the latest tick exactly 1 h later: made', { MaxAgeSeconds: 3600 }, [60], undefined],
+    ['keepLast 5 and maxAge 1 h: either limit makes the tick stale', { KeepLast: 5, MaxAgeSeconds: 3600 }, [61], MAX_AGE_SKIP],
+    ['no retention, ten later ticks: made (nothing is ever deleted)', {}, Array.from({ length: 10 }, (_, i) => 60 * (i + 1)), undefined],
+  ])('a late tick, %s', async (_, retention, laterMinutes, skipped) => {
+    listed = [...laterMinutes.map((m) => ofTick(`later${m}`, FS, m)), ofTick('older1', FS, -60), ofTick('older2', FS, -120)];
+    const res = await handler(tick(retention));
+    expect(res.results[0].skipped).toBe(skipped);
+    expect(res).toMatchObject({ started: skipped ? 0 : 1, skipped: skipped ? 1 : 0 });
+    expect(creates()).toHaveLength(skipped ? 0 : 1);
+    expect(published()).toMatchObject({ BackupsStarted: skipped ? 0 : 1, StaleTicksSkipped: skipped ? 1 : 0 });
+    // A tick made prunes (keepLast 3: the oldest of four AVAILABLE); a skipped one prunes nothing.
+    if (skipped) expect(deletedIds()).toEqual([]);
+    if (retention.KeepLast === 3) expect(deletedIds()).toEqual(['older2']);
+  });
+
+  test('only this schedule\'s own backups of the target count, by their tick tag: not copies, FSx\'s or AWS Backup\'s, another schedule\'s, stack\'s or target\'s, unowned, untagged, DELETED or FAILED ones', async () => {
+    const other = 'arn:aws:cloudformation:us-east-1:111111111111:stack/other/1';
+    const later = (id: string, opts: Opts = {}) => ofTick(id, FS, 60, opts);
+    const foreign = [
+      { ...later('copy'), SourceBackupId: 'backup-x', SourceBackupRegion: 'us-east-1' },
+      { ...later('copy-from-region'), SourceBackupRegion: 'eu-west-1' },
+      { ...later('automatic'), Type: 'AUTOMATIC' },
+      { ...later('aws-backup'), Type: 'AWS_BACKUP' },
+      later('other-schedule', { owner: 'OtherSchedule' }),
+      later('other-stack', { stackId: other }),
+      // Tagged as ours of another target, of this one.
+      later('other-target', { tags: [...ours(FS2, new Date(TICK_MS + 60 * MINUTE).toISOString()), tickTagOf(new Date(TICK_MS + 60 * MINUTE).toISOString())] }),
+      later('unowned', { tags: [{ Key: 'made-by', Value: 'user' }, tickTagOf(new Date(TICK_MS + 60 * MINUTE).toISOString())] }),
+      // Ours, made before there was a tick tag; and one whose tick tag is not a minute.
+      later('untagged', { untagged: true }),
+      later('bad-tag', { tags: [...ours(FS, new Date(TICK_MS + 60 * MINUTE).toISOString()), { Key: SCHEDULED_TICK_TAG_KEY, Value: 'tomorrow' }] }),
+      later('deleted', { lifecycle: 'DELETED' }),
+      later('failed', { lifecycle: 'FAILED' }),
+      // FS2's own later backup.
+      ofTick('fs2-later', FS2, 60),
+    ] as Backup[];
+    listed = [...foreign];
+    await expect(handler(tick({ KeepLast: 1, MaxAgeSeconds: 60 }))).resolves.toMatchObject({ started: 1, skipped: 0 });
+    expect(creates()).toHaveLength(1);
+    // Ours of FS, but without a tick (tag) or not live: no tick to count.
+    expect(liveTicks(foreign.filter((b) => ['untagged', 'bad-tag', 'deleted', 'failed'].includes(b.BackupId!)))).toEqual([]);
+    expect(staleReason(liveTicks([later('x')]), TICK_MS, { keepLast: 1 }, 'backup')).toBe('1 backup(s) of later ticks exist, and keepLast is 1');
+    // One of its own later ones, and it is stale.
+    listed = [...foreign, later('later')];
+    fsxMock.resetHistory();
+    await expect(handler(tick({ KeepLast: 1 }))).resolves.toMatchObject({ started: 0, skipped: 1 });
+    expect(fsxMock).toHaveReceivedCommandTimes(CreateBackupCommand, 0);
+  });
+
+  test('judged by the tick tag, not by when a backup was made: an earlier tick\'s backup made after a later one (a late delivery) is not of a later tick', async () => {
+    listed = [ofTick('late-earlier', FS, -60, { createdMinutes: 90 })];
+    await expect(handler(tick({ KeepLast: 1 }))).resolves.toMatchObject({ started: 1, skipped: 0 });
+    expect(tickTagMs(listed[0].Tags)).toBe(TICK_MS - 60 * MINUTE);
+    expect(tickTagMs([{ Key: SCHEDULED_TICK_TAG_KEY, Value: '2026-11-22T02:00:30Z' }])).toBeUndefined();
+  });
+
+  test('this tick\'s backup DELETED on a stale tick is retention\'s doing: skipped, not failed, not made again', async () => {
+    listed = [ofTick('own', FS, 0, { lifecycle: 'DELETED' }), ofTick('later', FS, 60)];
+    await expect(handler(tick({ KeepLast: 1 }))).resolves.toMatchObject({ started: 0, failed: 0, skipped: 1 });
+    expect(fsxMock).toHaveReceivedCommandTimes(CreateBackupCommand, 0);
+  });
+
+  test('targets are independent: one skipped, the others made and pruned, in one tick; one listing per kind, before the backups', async () => {
+    listed = [ofTick('a-later', FS, 60), ofTick('b-older1', FS2, -60), ofTick('b-older2', FS2, -120), ofTick('v-older1', VOL, -60), ofTick('v-older2', VOL, -120)];
+    const targets = [{ Kind: 'file-system' as const, Id: FS }, { Kind: 'volume' as const, Id: VOL }, { Kind: 'file-system' as const, Id: FS2 }];
+    const res = await handler(tick({ Targets: targets, KeepLast: 1 }));
+    expect(res).toMatchObject({ started: 2, skipped: 1, pruned: 2 });
+    expect(res.results.map((r) => r.target)).toEqual([FS, VOL, FS2]);
+    expect(creates().map((i) => i.VolumeId ?? i.FileSystemId).sort()).toEqual([FS2, VOL]);
+    expect(deletedIds()).toEqual(['b-older2', 'v-older2']);
+    expect(published()).toMatchObject({ BackupsStarted: 2, StaleTicksSkipped: 1, BackupsPruned: 2 });
+    expect(fsxMock.commandCalls(DescribeBackupsCommand).map((c) => c.args[0].input.Filters![0])).toEqual([
+      { Name: 'file-system-id', Values: [FS, FS2] },
+      { Name: 'volume-id', Values: [VOL] },
+    ]);
+    // Each batch's listing before its backups.
+    const inputs = fsxMock.calls().map((c) => c.args[0].input as any).filter((i) => i.Filters || i.ClientRequestToken);
+    expect(inputs.map((i) => i.Filters?.[0].Name ?? i.VolumeId ?? i.FileSystemId))
+      .toEqual(['file-system-id', FS2, 'volume-id', VOL]);
+  });
+
+  test('through the stack\'s function (the router) too: the summary and the metric', async () => {
+    listed = [ofTick('later', FS, 60)];
+    await expect(router({ ...tick({ KeepLast: 1 }), Operation: 'FsxBackup' })).resolves.toMatchObject({ started: 0, skipped: 1 });
+    expect(published()).toMatchObject({ StaleTicksSkipped: 1 });
+  });
+
+  describe('the previous backup found FAILED, from the same listing', () => {
+    test('FAILED when listed: counted once, no second listing', async () => {
+      listed = [{ ...ofTick('prev', FS, -60, { lifecycle: 'FAILED' }), FailureDetails: { Message: 'disk error' } }];
+      const res = await handler(tick({ KeepLast: 2 }));
+      expect(res).toMatchObject({ started: 1, failedEarlier: 1, results: [{ previousFailed: 'prev' }] });
+      expect(published()).toMatchObject({ BackupsStarted: 1, BackupsFailed: 1 });
+      expect(fsxMock).toHaveReceivedCommandTimes(DescribeBackupsCommand, 1);
+    });
+
+    test('still in progress when listed (CreateBackup waited for it): described again, alone, and counted when it ended FAILED', async () => {
+      listed = [ofTick('prev', FS, -60, { lifecycle: 'CREATING' })];
+      fsxMock.on(CreateBackupCommand).callsFake((input) => {
+        if (listed[0].Lifecycle === 'CREATING') {
+          listed[0] = { ...listed[0], Lifecycle: 'FAILED', FailureDetails: { Message: 'disk error' } };
+          throw awsError('BackupInProgress', 'Another backup is in progress');
+        }
+        const b = backup('backup-new', FS, -30_000 / DAY, input.Tags, 'CREATING');
+        listed.push(b);
+        return { Backup: b };
+      });
+      const res = await handler(tick({ KeepLast: 2 }));
+      expect(res).toMatchObject({ started: 1, failedEarlier: 1, results: [{ backupId: 'backup-new', previousFailed: 'prev' }] });
+      expect(fsxMock).toHaveReceivedCommandTimes(CreateBackupCommand, 2);
+      expect(fsxMock).toHaveReceivedCommandTimes(DescribeBackupsCommand, 2);
+      expect(fsxMock).toHaveReceivedCommandWith(DescribeBackupsCommand, { BackupIds: ['prev'] });
+    });
+
+    test('still in progress when listed, AVAILABLE or gone since: not counted', async () => {
+      listed = [ofTick('prev', FS, -60, { lifecycle: 'CREATING' })];
+      fsxMock.on(DescribeBackupsCommand, { BackupIds: ['prev'] }).resolves({ Backups: [{ ...listed[0], Lifecycle: 'AVAILABLE' }] });
+      await expect(handler(tick())).resolves.toMatchObject({ started: 1, failedEarlier: 0 });
+      fsxMock.on(DescribeBackupsCommand, { BackupIds: ['prev'] }).rejects(awsError('BackupNotFound', 'gone'));
+      listed = [ofTick('prev', FS, -60, { lifecycle: 'CREATING' })];
+      await expect(handler(tick())).resolves.toMatchObject({ started: 1, failedEarlier: 0 });
+      expect(published()).toMatchObject({ BackupsFailed: 0 });
+    });
   });
 });
 

@@ -3,15 +3,15 @@ import * as fc from 'fast-check';
 import { handler, metrics, targetHash } from '../../lambda/fsx-backup-schedule';
 import { MANAGED_BY, OWNERSHIP_TAG_KEYS } from '../../lambda/shared/ownership';
 import type { FsxBackupTargetInput, FsxBackupTickInput } from '../../src/private/fsx-backup-contract';
-import { Delivery, EventBridgeDriver } from '../support/eventbridge-driver';
+import { EventBridgeDriver } from '../support/eventbridge-driver';
 import { FaultRates } from '../support/faults';
 import { Invariants, Violation } from '../support/invariants';
 import {
-  BERLIN_DST_DAYS, BERLIN_DST_TICKS, SCENARIO_STARTS, SCHEDULER_FAULTS, ScheduleDriver, SchedulerSpec, addRunStats, driveSchedule,
-  onePerTick, overBerlinDstDays, propertyFails, replayTest, scenarioClock, schedulerSpecArb, ticksAndTokens, tokenPerDelivery,
-  withBrokenScheduler, withTamperedClient,
+  BERLIN_DST_DAYS, BERLIN_DST_TICKS, InvocationViews, RetainedRun, SCENARIO_STARTS, SCHEDULER_FAULTS, ScheduleDriver, SchedulerSpec, SpecRetention,
+  addRunStats, driveSchedule, lateRetryOfFirstTick, lateRetryTests, lateTicks, onePerRetainedTick, overBerlinDstDays, propertyFails, replayTest,
+  scenarioClock, schedulerSpecArb, skipsEveryLateTick, tickMinuteMs, ticksAndTokens, tokenPerDelivery, withBrokenScheduler, withTamperedClient,
 } from '../support/schedule-sim';
-import { SchedulerDelivery } from '../support/scheduler-driver';
+import { SchedulerDelivery, SchedulerDriver } from '../support/scheduler-driver';
 import { SIM_RUNS, SIM_TIMEOUT_MS, checkScenarios, faultRatesArb } from '../support/sim-property';
 import { SimWorld, SimWorldOptions } from '../support/sim-world';
 
@@ -52,6 +52,7 @@ beforeAll(() => {
   });
 });
 afterAll(() => jest.restoreAllMocks());
+const resetTally = () => Object.keys(tally).forEach((k) => delete tally[k]);
 
 /** An account with every kind of target, and backups the schedule must never touch. */
 function backupWorld(seed: number, faults: FaultRates = {}, extra: Partial<SimWorldOptions> = {}): SimWorld {
@@ -137,14 +138,41 @@ function driverFor(world: SimWorld, s: ScheduleSpec, fn: Handler = handler): Sch
   });
 }
 
+/** One schedule as `runSchedules` ran it, and the world each of its invocations found. */
+interface BackupRun {
+  readonly spec: ScheduleSpec;
+  readonly driver: ScheduleDriver;
+  readonly views: InvocationViews;
+}
+
 /**
- * The schedule's promises, beside the library-wide invariants: exactly one backup per target for
- * every tick that succeeded (at most one for any tick), and pruning never deleted a backup that
- * was not AVAILABLE or was the newest available one of its owner and target.
+ * What the world held of the schedules' backups at the start of each invocation: the live ones
+ * (CREATING, TRANSFERRING, PENDING, AVAILABLE) by the nominal tick they were made in, read from the
+ * fake's record of the call that made each, not from their tick tags (the handler's).
  */
-function scheduleViolations(world: SimWorld, runs: Array<{ spec: ScheduleSpec; driver: { readonly deliveries: Delivery[] } }>): Violation[] {
+const backupViews = (world: SimWorld) => new InvocationViews(world, 'fsx-backup', (c) => (c.createdDuring?.tick ? tickMinuteMs(c.createdDuring.tick) : undefined));
+
+/** A spec's retention, as its input sends it; undefined when it keeps every backup. */
+function retentionOfSpec(s: ScheduleSpec): SpecRetention | undefined {
+  if (s.keepLast === undefined && s.maxAgeDays === undefined) return undefined;
+  return { keepLast: s.keepLast, maxAgeSeconds: s.maxAgeDays && s.maxAgeDays * 86_400 };
+}
+
+/** A run as the per-tick invariant and the late-tick counts read it. */
+const retained = ({ spec, driver, views }: BackupRun): RetainedRun => ({
+  owner: spec.name, targets: spec.targets.map((t) => t.Id), deliveries: driver.deliveries, retention: retentionOfSpec(spec), views,
+});
+
+/**
+ * The schedule's promises, beside the library-wide invariants: never two backups of a target for
+ * one tick, and one for every tick that succeeded unless retention's window had already passed it
+ * when its first delivery that succeeded started (judged from the world: `retentionPassedAtFirstSuccess`);
+ * each tagged with its tick (`onePerRetainedTick`); pruning never deleted a backup that was not AVAILABLE or was the
+ * newest available one of its owner and target.
+ */
+function scheduleViolations(world: SimWorld, runs: readonly BackupRun[]): Violation[] {
   const copies = world.copies().filter((c) => c.kind === 'fsx-backup' && !c.foreign && c.createdDuring?.kind === 'schedule');
-  const out = onePerTick(copies, runs.map(({ spec, driver }) => ({ owner: spec.name, targets: spec.targets.map((t) => t.Id), deliveries: driver.deliveries })), 'backups');
+  const out = onePerRetainedTick(copies, runs.map(retained), 'backups');
   for (const d of world.fsx.backupDeletes) {
     if (d.foreign) out.push({ invariant: 'only-ours-touched', detail: `deleted foreign backup ${d.backupId} of ${d.target}` });
     if (d.lifecycle !== 'AVAILABLE') out.push({ invariant: 'only-ours-touched', detail: `deleted ${d.backupId} while ${d.lifecycle}` });
@@ -153,8 +181,10 @@ function scheduleViolations(world: SimWorld, runs: Array<{ spec: ScheduleSpec; d
   return out;
 }
 
-async function runSchedules(world: SimWorld, specs: ScheduleSpec[], hours: number, fn?: Handler, between?: (world: SimWorld) => void) {
-  const runs = specs.map((spec) => ({ spec, driver: driverFor(world, spec, fn) }));
+async function runSchedules(world: SimWorld, specs: ScheduleSpec[], hours: number, fn: Handler = handler, between?: (world: SimWorld) => void) {
+  const views = backupViews(world);
+  // What each invocation found matters only to a schedule with retention (a tick of one without is never stale).
+  const runs: BackupRun[] = specs.map((spec) => ({ spec, views, driver: driverFor(world, spec, retentionOfSpec(spec) ? views.wrap(fn) : fn) }));
   const start = world.clock.now();
   // Ticks at the start and every hour after, `hours` of them for an hourly schedule.
   for (let h = 1; h <= hours; h++) {
@@ -296,7 +326,7 @@ describe('scenarios', () => {
   test('backups that fail after CreateBackup returned are each counted once in BackupsFailed, at the next backup of their target', async () => {
     const world = backupWorld(12, { 'failed-lifecycle': 0.5 });
     try {
-      for (const k of Object.keys(tally)) delete tally[k];
+      resetTally();
       const { runs, violations } = await runSchedules(world, [nightly({ targets: [TARGET_POOL[1]], keepLast: 2 })], 10);
       expect(violations).toEqual([]);
       expect(runs[0].driver.deliveries.every((d) => d.ok)).toBe(true);
@@ -323,6 +353,9 @@ describe('scenarios', () => {
     }
   });
 });
+
+/** How the invariant reports a tick that succeeded without a backup though retention's window had not passed it. */
+const MISSING_BACKUP = /\[no-duplicates\] \S+ tick \S+ made 0 backups of \S+ \(the tick succeeded\)/;
 
 /** The schedule's own backups of one target, foreign ones left out. */
 const ourBackups = (world: SimWorld, target: string, owner = 'AppNightly5A33CB59') =>
@@ -406,14 +439,79 @@ describe('scenarios on EventBridge Scheduler', () => {
   });
 });
 
+describe('FSx forgetting a client token (it does not document for how long it remembers one)', () => {
+  /** How the invariants report a second backup of a tick. */
+  const SECOND_BACKUP = /\[no-duplicates\] (?:\S+ tick \S+ made [2-9]\d* backups|[2-9]\d* copies for )/;
+
+  /**
+   * Hourly on Scheduler for three hours, FSx forgetting tokens after an hour; then a late Lambda
+   * retry of the first tick, with its input (Lambda keeps retrying an event for up to 6 hours, and
+   * Scheduler a tick for up to 24). FSx no longer knows the tick's token: nothing but the handler's
+   * own look at the schedule's backups can stop a second backup of the tick.
+   */
+  async function lateRetry(keepLast: number, fn: Handler = handler) {
+    const world = backupWorld(31, {}, { fsx: { tokenMemoryMs: HOUR } });
+    try {
+      const spec = onScheduler({ expression: 'rate(1 hour)' }, { targets: [TARGET_POOL[0]], keepLast });
+      const { runs } = await runSchedules(world, [spec], 3);
+      const retried = { owner: spec.name, stackId: STACK_ID, kind: 'fsx-backup' as const, target: ZFS, tokenMemoryMs: HOUR };
+      const r = await lateRetryOfFirstTick(world, fn, runs[0].driver as SchedulerDriver, {
+        ...retried, input: (time, eventId) => tickInput(spec, time, eventId), staleCount: () => tally.StaleTicksSkipped ?? 0,
+      });
+      return { ...r, violations: [...new Invariants(world).atEnd(), ...scheduleViolations(world, runs)] };
+    } finally {
+      world.dispose();
+    }
+  }
+
+  lateRetryTests('backup', lateRetry);
+
+  test('the same retry by a handler that does not look before asking (as before): FSx makes a second backup of the tick, and that is reported', async () => {
+    const listsNothing = { after: (c: any, out: any) => c instanceof DescribeBackupsCommand && c.input.Filters && (out.Backups = []) };
+    const blind = (e: FsxBackupTickInput) => withTamperedClient(listsNothing, () => handler(e));
+    const r = await lateRetry(1, blind);
+    expect(r.retryCreates).toEqual(['ok']);
+    expect(r.ofFirstTick).toHaveLength(2);
+    expect(r.violations.map((v) => `[${v.invariant}] ${v.detail}`).join('\n')).toMatch(SECOND_BACKUP);
+  });
+});
+
+describe('late ticks inside and outside retention\'s window', () => {
+  /** Hourly on Scheduler, deliveries failing at Scheduler often (retried with backoff for up to a day): ticks arrive after later ones. */
+  const lateTicksSpec = (keepLast: number) => onScheduler({ expression: 'rate(1 hour)', flexibleWindowMinutes: 60 }, { targets: [TARGET_POOL[1]], keepLast });
+  const lateWorld = () => backupWorld(41, { 'scheduler-retry': 0.75 }, { durations: { minMs: 60_000, maxMs: 10 * 60_000, slowMs: 1 } });
+
+  test('a tick delivered after later ticks but inside the window gets its backup; one outside it is skipped; never two', async () => {
+    const world = lateWorld();
+    try {
+      resetTally();
+      const { runs, violations } = await runSchedules(world, [lateTicksSpec(2)], 24);
+      expect(violations).toEqual([]);
+      const late = lateTicks(world, 'fsx-backup', runs.map(retained));
+      expect(late.lateInWindow).toBeGreaterThan(0);
+      expect(late.stale).toBeGreaterThan(0);
+      expect(tally.StaleTicksSkipped).toBe(late.stale);
+    } finally {
+      world.dispose();
+    }
+  });
+
+  test('a handler that skips every late tick (whenever a later tick\'s backup exists) leaves ticks inside the window without one, and that is reported', async () => {
+    const world = lateWorld();
+    try {
+      const { violations } = await runSchedules(world, [lateTicksSpec(2)], 24, skipsEveryLateTick(handler));
+      expect(violations.map((v) => `[${v.invariant}] ${v.detail}`).join('\n')).toMatch(MISSING_BACKUP);
+    } finally {
+      world.dispose();
+    }
+  });
+});
+
 describe('the invariants catch a broken handler', () => {
-  test('a handler that ignores the tick token makes duplicates, and they are reported', async () => {
+  test('a handler that ignores the tick token (a token, and a token tag, of its own per delivery) makes duplicates, and they are reported', async () => {
     const world = backupWorld(7, { 'duplicate-tick': 1 }, { durations: { minMs: 60_000, maxMs: 60_001, slowMs: 1 } });
     try {
-      const { violations } = await withTamperedClient(
-        { before: (c) => c instanceof CreateBackupCommand && delete c.input.ClientRequestToken },
-        () => runSchedules(world, [nightly({ targets: [TARGET_POOL[1]] })], 4),
-      );
+      const { violations } = await runSchedules(world, [nightly({ targets: [TARGET_POOL[1]] })], 4, tokenPerDelivery(handler, CreateBackupCommand));
       expect(violations.filter((v) => v.invariant === 'no-duplicates').length).toBeGreaterThan(0);
     } finally {
       world.dispose();
@@ -464,6 +562,10 @@ describe('the invariants catch a broken handler', () => {
   test('a handler that sends a token of its own per delivery fails the Scheduler property', async () => {
     const message = await propertyFails(schedulerScenarioArb, (sc) => runScenario(sc, undefined, tokenPerDelivery(handler, CreateBackupCommand)));
     expect(message).toMatch(/\[no-duplicates\]/);
+  });
+
+  test('a handler that skips every late tick, whatever its retention, fails the Scheduler property: ticks inside the window left without a backup', async () => {
+    expect(await propertyFails(schedulerScenarioArb, (sc) => runScenario(sc, undefined, skipsEveryLateTick(handler)))).toMatch(MISSING_BACKUP);
   });
 
   test('a Scheduler that passes the delivery time as the scheduled time fails the Scheduler property', async () => {
@@ -537,7 +639,10 @@ async function runScenario(s: Scenario, stats?: Record<string, number>, fn?: Han
   const world = backupWorld(s.seed, s.faults, scenarioClock(s.startAt, s.offsetSeconds));
   try {
     const { runs, violations } = await runSchedules(world, [...s.schedules], s.hours, fn, s.userCopies ? userCopies : undefined);
-    if (stats) addRunStats(stats, world, runs, world.fsx.backupDeletes.length);
+    if (stats) {
+      addRunStats(stats, world, runs, world.fsx.backupDeletes.length);
+      for (const [k, n] of Object.entries(lateTicks(world, 'fsx-backup', runs.map(retained)))) stats[k] = (stats[k] ?? 0) + n;
+    }
     return { violations, world, runs };
   } finally {
     world.dispose();
@@ -562,6 +667,12 @@ describe('property: random schedules, targets, retention and faults', () => {
     expect(stats.deletes).toBeGreaterThan(0);
     expect(stats.schedulerRetries).toBeGreaterThan(0);
     if (RUNS >= 100) expect(stats.deadLettered).toBeGreaterThan(0);
+    if (RUNS >= 1000) {
+      // Ticks that came after later ticks' backups (Scheduler's retries, flexible windows), inside
+      // retention's window (made) and outside it (skipped): about 2 and 0.5 in 100 scenarios.
+      expect(stats.lateInWindow).toBeGreaterThan(0);
+      expect(stats.stale).toBeGreaterThan(0);
+    }
   });
 });
 
@@ -574,14 +685,15 @@ describe('cost of one tick of 50 targets', () => {
       for (const t of targets) world.fsx.addFileSystem(t.Id, 'OPENZFS', { copyTagsToBackups: true, tags: [{ Key: 'team', Value: 'data' }] });
       const spec = nightly({ targets, keepLast: 2 });
       const handlerMs: number[] = [];
-      const driver = driverFor(world, spec, async (e) => {
+      const views = backupViews(world);
+      const driver = driverFor(world, spec, views.wrap(async (e: FsxBackupTickInput) => {
         const begun = world.clock.now();
         try {
           return await handler(e);
         } finally {
           handlerMs.push(world.clock.now() - begun);
         }
-      }) as EventBridgeDriver;
+      })) as EventBridgeDriver;
       await driver.runTicks(3);
       world.clock.advance(HOUR);
       const before = { ...world.core.callCounts };
@@ -591,7 +703,7 @@ describe('cost of one tick of 50 targets', () => {
       const last = driver.deliveries.at(-1)!;
       const calls: Record<string, number> = {};
       for (const [k, v] of Object.entries(world.core.callCounts)) if (v - (before[k] ?? 0) > 0) calls[k.replace(/^fsx:|Command$/g, '')] = v - (before[k] ?? 0);
-      const violations = [...new Invariants(world).atEnd(), ...scheduleViolations(world, [{ spec, driver }])];
+      const violations = [...new Invariants(world).atEnd(), ...scheduleViolations(world, [{ spec, driver, views }])];
       return {
         ok: last.ok,
         calls,

@@ -195,7 +195,8 @@ describe('OpenZfsSnapshotSchedule on EventBridge Scheduler', () => {
     const template = Template.fromStack(stack);
     template.hasResourceProperties('AWS::Scheduler::Schedule', { ScheduleExpression: 'rate(15 minutes)' });
     template.hasResourceProperties('AWS::Scheduler::Schedule', {
-      ScheduleExpression: Match.stringLikeRegexp('^at\\(2027-03-28T\\d\\d:30:00\\)$'),
+      // CDK writes the Date's UTC fields as the local time in the zone (what the prop's doc says).
+      ScheduleExpression: 'at(2027-03-28T01:30:00)',
       ScheduleExpressionTimezone: 'Europe/Berlin',
     });
   });
@@ -411,8 +412,46 @@ describe('OpenZfsSnapshotSchedule validation', () => {
       .toThrow(new RegExp(`invalid scheduler.flexibleTimeWindow: must be whole minutes from 1 minute to 24 hours, not ${window.toHumanString()}`));
   });
 
-  test.each([Duration.minutes(1), Duration.hours(24)])('flexibleTimeWindow %s is accepted', (window) => {
+  test.each([Duration.minutes(1), Duration.minutes(59)])('flexibleTimeWindow %s is accepted on an hourly schedule', (window) => {
     expect(() => snapshots(newStack(), onScheduler({ flexibleTimeWindow: window }))).not.toThrow();
+  });
+
+  test('a flexible window of 24 hours is accepted on a schedule with one tick (at) and on a weekly one', () => {
+    const day = Duration.hours(24);
+    expect(() => snapshots(newStack(), onScheduler({
+      expression: scheduler.ScheduleExpression.at(new Date('2027-03-28T02:30:00Z'), TimeZone.EUROPE_BERLIN), flexibleTimeWindow: day,
+    }))).not.toThrow();
+    expect(() => snapshots(newStack(), onScheduler({
+      expression: scheduler.ScheduleExpression.expression('cron(0 2 ? * SUN *)', TimeZone.EUROPE_BERLIN), flexibleTimeWindow: Duration.hours(23),
+    }))).not.toThrow();
+  });
+
+  test.each([
+    ['rate(15 minutes)', Duration.minutes(15)],
+    ['cron(0/20 * * * ? *)', Duration.minutes(20)],
+    ['cron(0 * * * ? *)', Duration.hours(1)],
+    ['cron(0 */6 * * ? *)', Duration.hours(6)],
+    ['cron(0 2 * * ? *)', Duration.hours(24)],
+  ])('a flexible window as long as the interval of %s is refused (ticks would arrive out of order)', (expression, window) => {
+    const expr = scheduler.ScheduleExpression.expression(expression, TimeZone.EUROPE_BERLIN);
+    expect(() => snapshots(newStack(), onScheduler({ expression: expr, flexibleTimeWindow: window })))
+      .toThrow(/invalid scheduler.flexibleTimeWindow: must be shorter than the schedule's shortest interval \(\d+ minutes\), so that ticks arrive in order/);
+  });
+
+  test.each(['rate(1 hours)', 'rate(2 hour)', 'rate(0 minutes)', 'cron(0/60 * * * ? *)', 'cron(1/90 * * * ? *)', 'at(2026-13-45T25:61:00)'])(
+    '%s is refused (AWS would refuse it at deploy)', (expression) => {
+      expect(() => snapshots(newStack(), onScheduler({ expression: scheduler.ScheduleExpression.expression(expression, TimeZone.EUROPE_BERLIN) })))
+        .toThrow(/invalid scheduler.expression/);
+    });
+
+  test('an invalid start date is refused with the prop', () => {
+    expect(() => snapshots(newStack(), onScheduler({ start: new Date('not a date') }))).toThrow(/invalid scheduler.start: is not a valid date/);
+  });
+
+  test('a FIFO dead-letter queue is refused', () => {
+    const stack = newStack();
+    const fifo = new sqs.Queue(stack, 'Fifo', { fifo: true });
+    expect(() => snapshots(stack, { deadLetterQueue: fifo })).toThrow(/invalid deadLetterQueue: must be a standard queue/);
   });
 
   test.each([Duration.seconds(59), Duration.hours(25)])('maxEventAge %s is refused', (age) => {

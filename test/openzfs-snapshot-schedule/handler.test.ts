@@ -12,13 +12,14 @@ import {
 } from '@aws-sdk/client-fsx';
 import { mockClient } from 'aws-sdk-client-mock';
 import 'aws-sdk-client-mock-jest';
-import { handler, metrics, snapshotsToPrune, staleReason } from '../../lambda/openzfs-snapshot-schedule';
+import { handler, liveTicks, metrics, nameTickMs, snapshotsToPrune, staleReason, tickTagMs } from '../../lambda/openzfs-snapshot-schedule';
 import { handler as router } from '../../lambda/schedule';
 import { scheduledMinute, targetHash } from '../../lambda/schedule/identity';
 import { logger } from '../../lambda/shared/logger';
 import { OWNERSHIP_TAG_KEYS } from '../../lambda/shared/ownership';
 import { tickToken } from '../../lambda/shared/token';
 import { type OpenZfsSnapshotTickInput, MAX_NAME_PREFIX, snapshotName } from '../../src/private/openzfs-snapshot-schedule-contract';
+import { SCHEDULED_TICK_TAG_KEY } from '../../src/private/ownership-tags';
 import { STACK_ID } from '../fixtures/events';
 import { ownershipTagsOf } from '../fixtures/ownership';
 import { useCapturedMetrics, useTickClock } from '../fixtures/scheduled-tick';
@@ -55,6 +56,10 @@ function ours(vol: string, time = TIME, owner = SCHEDULE, stackId = STACK_ID): T
   const tags = ownershipTagsOf({ stackId, owner, propsHash: targetHash(vol), token: token(vol, time, owner) });
   return tags.sort((a, b) => (a.Key < b.Key ? -1 : 1));
 }
+
+/** The tick tag every scheduled snapshot carries: the tick's scheduled minute. */
+const tickTagOf = (time = TIME) => ({ Key: SCHEDULED_TICK_TAG_KEY, Value: scheduledMinute(time) });
+const byKey = (a: { Key: string }, b: { Key: string }) => (a.Key < b.Key ? -1 : 1);
 
 const arnOf = (vol: string) => `arn:aws:fsx:us-east-1:111111111111:volume/fs-0123456789abcdef0/${vol}`;
 
@@ -110,7 +115,7 @@ const createInputs = () => fsxMock.commandCalls(CreateSnapshotCommand).map((c) =
 const deleted = () => fsxMock.commandCalls(DeleteSnapshotCommand).map((c) => c.args[0].input.SnapshotId).sort();
 
 describe('creating snapshots', () => {
-  test('CreateSnapshot per volume: the tick token, the name from the prefix, minute and token, user + ownership tags sorted', async () => {
+  test('CreateSnapshot per volume: the tick token, the name from the prefix, minute and token, user + ownership tags and the tick tag, sorted', async () => {
     const res = await handler(tick({ VolumeIds: [VOL, VOL2], Tags: { team: 'data', costCenter: '42' } }));
 
     expect(fsxMock).toHaveReceivedCommandTimes(CreateSnapshotCommand, 2);
@@ -118,8 +123,9 @@ describe('creating snapshots', () => {
       VolumeId: VOL,
       Name: `hourly-20261122T0200Z-${token(VOL).slice(4, 12)}`,
       ClientRequestToken: token(VOL),
-      Tags: [...ours(VOL), { Key: 'costCenter', Value: '42' }, { Key: 'team', Value: 'data' }].sort((a, b) => (a.Key < b.Key ? -1 : 1)),
+      Tags: [...ours(VOL), tickTagOf(), { Key: 'costCenter', Value: '42' }, { Key: 'team', Value: 'data' }].sort(byKey),
     });
+    expect(createInputs()[0].Tags).toContainEqual({ Key: 'cdk-storage-snapshots:tick', Value: '2026-11-22T02:00Z' });
     expect(createInputs().find((i) => i.VolumeId === VOL2)).toMatchObject({ ClientRequestToken: token(VOL2), Name: snapshotName(PREFIX, '2026-11-22T02:00Z', token(VOL2)) });
     expect(res).toMatchObject({ schedule: SCHEDULE, time: TIME, created: 2, failed: 0, skipped: 0, pruned: 0, kept: 0 });
     expect(res.results.map((r) => r.snapshotId)).toEqual(['fsvolsnap-new-0', 'fsvolsnap-new-1']);
@@ -143,6 +149,8 @@ describe('creating snapshots', () => {
     expect(b).toEqual(a);
     expect(c.ClientRequestToken).not.toBe(a.ClientRequestToken);
     expect(c.Name).toBe(`hourly-20261122T0215Z-${token(VOL, '2026-11-22T02:15:00Z').slice(4, 12)}`);
+    expect(a.Tags).toContainEqual(tickTagOf('2026-11-22T02:00:00Z'));
+    expect(c.Tags).toContainEqual(tickTagOf('2026-11-22T02:15:00Z'));
     expect(a.ClientRequestToken).toMatch(/^[A-Za-z0-9_.-]{1,63}$/);
     // Another schedule with the same prefix makes another name on the same volume.
     expect(snapshotName(PREFIX, '2026-11-22T02:00Z', token(VOL, TIME, 'Other'))).not.toBe(a.Name);
@@ -188,9 +196,9 @@ describe('creating snapshots', () => {
     const tags = createInputs()[0].Tags!;
     expect(tags).toHaveLength(50);
     expect(tags.map((t) => t.Key)).not.toContain('cost#center');
-    // 5 ownership tags + 1 user tag leave room for 44 of the 46 valid ones; 2 + the invalid one dropped.
-    expect(res.results[0].tagsDropped).toBe(3);
-    expect(published()).toMatchObject({ SnapshotsCreated: 1, CopiedTagsDropped: 3 });
+    // 5 ownership tags, the tick tag and 1 user tag leave room for 43 of the 46 valid ones; 3 + the invalid one dropped.
+    expect(res.results[0].tagsDropped).toBe(4);
+    expect(published()).toMatchObject({ SnapshotsCreated: 1, CopiedTagsDropped: 4 });
   });
 
   test('a volume that is not OpenZFS is refused with the reason; the others are snapshotted', async () => {
@@ -484,13 +492,18 @@ describe('retention', () => {
 
 describe('a tick whose snapshot retention would already have deleted (a stale tick)', () => {
   const MINUTE = 60_000;
-  /** This schedule's (or `owner`'s) snapshot of `vol` for the tick `minutes` after TIME, named and tagged as the handler does, made 30 s after its tick. */
-  type Opts = { lifecycle?: string; owner?: string; stackId?: string; tags?: Tags; name?: string };
+  /**
+   * This schedule's (or `owner`'s) snapshot of `vol` for the tick `minutes` after TIME, named and
+   * tagged as the handler does (the tick tag too, unless `untagged`: made before there was one),
+   * made 30 s after its tick.
+   */
+  type Opts = { lifecycle?: string; owner?: string; stackId?: string; tags?: Tags; name?: string; untagged?: boolean };
   function ofTick(id: string, vol: string, minutes: number, opts: Opts = {}): Snapshot {
     const at = new Date(TICK_MS + minutes * MINUTE).toISOString();
     const owner = opts.owner ?? SCHEDULE;
+    const tags = opts.tags ?? [...ours(vol, at, owner, opts.stackId), ...(opts.untagged ? [] : [tickTagOf(at)])].sort(byKey);
     return {
-      ...snapshot(id, vol, -(minutes * MINUTE + 30_000) / HOUR, opts.tags ?? ours(vol, at, owner, opts.stackId), opts.lifecycle ?? 'AVAILABLE'),
+      ...snapshot(id, vol, -(minutes * MINUTE + 30_000) / HOUR, tags, opts.lifecycle ?? 'AVAILABLE'),
       Name: opts.name ?? snapshotName(PREFIX, scheduledMinute(at), token(vol, at, owner)),
     };
   }
@@ -555,7 +568,7 @@ describe('a tick whose snapshot retention would already have deleted (a stale ti
     expect(fsxMock).toHaveReceivedCommandTimes(CreateSnapshotCommand, 1);
   });
 
-  test('only this schedule\'s own snapshots of the volume count: not another schedule\'s, stack\'s or volume\'s, not unowned or DELETING ones, not names without a tick', async () => {
+  test('only this schedule\'s own snapshots of the volume count: not another schedule\'s, stack\'s or volume\'s, not unowned or DELETING ones, not those without a tick tag or a tick in the name', async () => {
     const other = 'arn:aws:cloudformation:us-east-1:111111111111:stack/other/1';
     const foreign = [
       ofTick('other-schedule', VOL, 15, { owner: 'OtherSchedule' }),
@@ -564,19 +577,37 @@ describe('a tick whose snapshot retention would already have deleted (a stale ti
       ofTick('other-volume', VOL, 15, { tags: ours(VOL2, new Date(TICK_MS + 15 * MINUTE).toISOString()) }),
       ofTick('unowned', VOL, 15, { tags: [{ Key: 'made-by', Value: 'user' }] }),
       ofTick('deleting', VOL, 15, { lifecycle: 'DELETING' }),
-      // Ours, renamed (UpdateSnapshot can): no tick in the name.
-      ofTick('renamed', VOL, 15, { name: 'before-upgrade' }),
+      // Ours, made before there was a tick tag, and renamed since (UpdateSnapshot can): no tick in the name.
+      ofTick('renamed', VOL, 15, { name: 'before-upgrade', untagged: true }),
+      // Ours, with a tick tag that is not a minute.
+      ofTick('bad-tag', VOL, 15, { name: 'before-upgrade', tags: [...ours(VOL, new Date(TICK_MS + 15 * MINUTE).toISOString()), { Key: SCHEDULED_TICK_TAG_KEY, Value: 'later' }].sort(byKey) }),
       // Another volume's own later snapshot.
       ofTick('vol2-later', VOL2, 15),
     ];
     listed = [...foreign];
     await expect(handler(tick({ KeepLast: 1, MaxAgeSeconds: 60 }))).resolves.toMatchObject({ created: 1, skipped: 0 });
-    expect(staleReason(foreign.filter((s) => s.VolumeId === VOL && !/other|unowned/.test(s.SnapshotId!)), TICK_MS, { keepLast: 1, maxAgeSeconds: 60 })).toBeUndefined();
+    const own = foreign.filter((s) => s.VolumeId === VOL && !/other|unowned/.test(s.SnapshotId!));
+    expect(staleReason(liveTicks(own, (s) => nameTickMs(s.Name)), TICK_MS, { keepLast: 1, maxAgeSeconds: 60 }, 'snapshot')).toBeUndefined();
     // One of its own later ones, and it is stale.
     listed = [...foreign, ofTick('later', VOL, 15)];
     fsxMock.resetHistory();
     await expect(handler(tick({ KeepLast: 1 }))).resolves.toMatchObject({ created: 0, skipped: 1 });
     expect(fsxMock).toHaveReceivedCommandTimes(CreateSnapshotCommand, 0);
+  });
+
+  test('the tick of each snapshot: its tick tag; for one made before there was a tick tag, the tick in its name', async () => {
+    // Renamed (UpdateSnapshot can), its tick tag still says 02:15.
+    listed = [ofTick('renamed', VOL, 15, { name: 'before-upgrade' })];
+    await expect(handler(tick({ KeepLast: 1 }))).resolves.toMatchObject({ created: 0, skipped: 1 });
+    // Made before there was a tick tag: its name says 02:15.
+    listed = [ofTick('untagged', VOL, 15, { untagged: true })];
+    await expect(handler(tick({ KeepLast: 1 }))).resolves.toMatchObject({ created: 0, skipped: 1 });
+    // The tag wins over the name: a tag of an earlier tick, a name of a later one.
+    listed = [ofTick('earlier', VOL, -15, { name: ofTick('x', VOL, 15).Name })];
+    await expect(handler(tick({ KeepLast: 1 }))).resolves.toMatchObject({ created: 1, skipped: 0 });
+    expect(fsxMock).toHaveReceivedCommandTimes(CreateSnapshotCommand, 1);
+    expect(tickTagMs(listed[0].Tags)).toBe(TICK_MS - 15 * MINUTE);
+    expect(nameTickMs(listed[0].Name)).toBe(TICK_MS + 15 * MINUTE);
   });
 
   test('volumes are independent: one skipped, the other made and pruned, in one tick', async () => {

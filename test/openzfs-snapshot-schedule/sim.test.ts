@@ -1,7 +1,6 @@
 import { CreateSnapshotCommand, DescribeSnapshotsCommand } from '@aws-sdk/client-fsx';
 import * as fc from 'fast-check';
 import { metrics } from '../../lambda/openzfs-snapshot-schedule';
-import * as stale from '../../lambda/openzfs-snapshot-schedule/stale';
 import { handler as scheduledFunction } from '../../lambda/schedule';
 import { scheduledMinute, targetHash } from '../../lambda/schedule/identity';
 import { MANAGED_BY, OWNERSHIP_TAG_KEYS, isMadeFor } from '../../lambda/shared/ownership';
@@ -11,11 +10,10 @@ import { Delivery } from '../support/eventbridge-driver';
 import { FakeFsxOptions } from '../support/fake-fsx';
 import { FaultRates } from '../support/faults';
 import { Invariants, Violation } from '../support/invariants';
-import { invokeScheduled } from '../support/lambda-async';
 import {
-  BERLIN_DST_DAYS, BERLIN_DST_TICKS, InvocationViews, SCENARIO_STARTS, SCHEDULER_FAULTS, SchedulerSpec, addRunStats, driveSchedule,
-  firstSucceededInvocation, onePerTick, overBerlinDstDays, propertyFails, replayTest, retentionPassed, scenarioClock, schedulerSpecArb,
-  ticksAndTokens, tokenPerDelivery, withBrokenScheduler, withTamperedClient,
+  BERLIN_DST_DAYS, BERLIN_DST_TICKS, InvocationViews, RetainedRun, SCENARIO_STARTS, SCHEDULER_FAULTS, SchedulerSpec, SpecRetention, addRunStats,
+  driveSchedule, lateRetryOfFirstTick, lateRetryTests, lateTicks, onePerRetainedTick, overBerlinDstDays, propertyFails, replayTest,
+  scenarioClock, schedulerSpecArb, skipsEveryLateTick, ticksAndTokens, tokenPerDelivery, withBrokenScheduler, withTamperedClient,
 } from '../support/schedule-sim';
 import { SchedulerDelivery, SchedulerDriver } from '../support/scheduler-driver';
 import { SimTag, tagMap } from '../support/sim-core';
@@ -156,26 +154,9 @@ function nameTick(name: string | undefined): number | undefined {
 const snapshotViews = (world: SimWorld) => new InvocationViews(world, 'fsx-snapshot', (c) => nameTick(nameOf(world, c.id)));
 
 /** A spec's retention, as its input sends it; undefined when it keeps every snapshot. */
-function retentionOfSpec(s: SnapshotSpec): { keepLast?: number; maxAgeSeconds?: number } | undefined {
+function retentionOfSpec(s: SnapshotSpec): SpecRetention | undefined {
   if (s.keepLast === undefined && s.maxAgeHours === undefined) return undefined;
   return { keepLast: s.keepLast, maxAgeSeconds: s.maxAgeHours && s.maxAgeHours * 3600 };
-}
-
-const MINUTE_MS = 60_000;
-
-/**
- * Why a tick that succeeded may have no snapshot of `volume`: when its first delivery that
- * succeeded started, retention's window had already passed it (judged from the snapshots that
- * then existed and the ticks their names carry, and the spec's keepLast and maxAge; not from what
- * the handler said). The first delivery that *succeeded*: one that failed before the volume's
- * snapshot was made (a kill, an error) is retried by Lambda, which may find the window passed by
- * then, and skip rightly.
- */
-function retentionPassedAtFirstSuccess(run: SnapshotRun, tick: string, volume: string): string | undefined {
-  const retention = retentionOfSpec(run.spec);
-  const view = run.views.at(run.spec.name, tick, firstSucceededInvocation(run.driver.deliveries, tick));
-  if (!retention || !view) return undefined;
-  return retentionPassed(Math.floor(Date.parse(tick) / MINUTE_MS) * MINUTE_MS, view.get(volume) ?? [], retention);
 }
 
 /** One schedule as `runSchedules` ran it. */
@@ -185,21 +166,24 @@ interface SnapshotRun {
   readonly views: InvocationViews;
 }
 
+/** A run as the per-tick invariant and the late-tick counts read it. */
+const retained = ({ spec, driver, views }: SnapshotRun): RetainedRun => ({
+  owner: spec.name, targets: spec.volumes, deliveries: driver.deliveries, retention: retentionOfSpec(spec), views,
+});
+
+/** The late ticks of the runs (see `lateTicks`). */
+const lateSnapshotTicks = (world: SimWorld, runs: readonly SnapshotRun[]) => lateTicks(world, 'fsx-snapshot', runs.map(retained));
+
 /**
  * The schedules' promises, beside the library-wide invariants: never two snapshots of a volume for
  * one tick, and one for every tick that succeeded unless retention's window had already passed it
  * when its first delivery that succeeded started (`retentionPassedAtFirstSuccess`); each named for
- * its nominal tick; retention deletes only AVAILABLE snapshots this schedule made of this volume,
- * never a volume's newest of them, never one a clone depends on.
+ * its nominal tick, and tagged with it; retention deletes only AVAILABLE snapshots this schedule
+ * made of this volume, never a volume's newest of them, never one a clone depends on.
  */
 function scheduleViolations(world: SimWorld, runs: readonly SnapshotRun[]): Violation[] {
   const ours = world.copies().filter((c) => c.kind === 'fsx-snapshot' && !c.foreign && c.createdDuring?.kind === 'schedule');
-  const out = onePerTick(ours, runs.map((run) => ({
-    owner: run.spec.name,
-    targets: run.spec.volumes,
-    deliveries: run.driver.deliveries,
-    mayHaveNone: (tick: string, volume: string) => retentionPassedAtFirstSuccess(run, tick, volume),
-  })), 'snapshots');
+  const out = onePerRetainedTick(ours, runs.map(retained), 'snapshots');
   const prefixOf = new Map(runs.map(({ spec }) => [spec.name, spec.prefix]));
   for (const call of world.core.log) {
     const ctx = call.context;
@@ -281,56 +265,8 @@ const withoutOwnershipCheck = (fn: Handler): Handler => (event) => {
 /** BROKEN on purpose: the function with a client token and a snapshot name of its own per delivery. */
 const ignoresTickToken = () => tokenPerDelivery(scheduledFunction, CreateSnapshotCommand);
 
-/**
- * BROKEN on purpose: the handler skipping every late tick, whatever its retention's limits:
- * whenever a snapshot of a later tick of its schedule exists.
- */
-const skipsEveryLateTick = (fn: Handler): Handler => async (event) => {
-  const spy = jest.spyOn(stale, 'staleReason').mockImplementation((ours, tickMs) =>
-    (ours.some((s) => s.Lifecycle !== 'DELETING' && (stale.nameTickMs(s.Name) ?? 0) > tickMs) ? 'a snapshot of a later tick exists' : undefined));
-  try {
-    return await fn(event);
-  } finally {
-    spy.mockRestore();
-  }
-};
-
 /** How the invariant reports a tick that succeeded without a snapshot though retention's window had not passed it. */
 const MISSING_SNAPSHOT = /\[no-duplicates\] \S+ tick \S+ made 0 snapshots of fsvol-\S+ \(the tick succeeded\)/;
-
-/**
- * The ticks that succeeded, per volume, by what the world held when their first delivery that
- * succeeded started: `late` (a snapshot of a later tick existed), of those `lateInWindow` (retention's
- * window had not passed them: their snapshot must be made) and `stale` (it had); and `staleOnlyAfterFailure`:
- * the window had not passed at the tick's first invocation but had by its first that succeeded
- * (what an invariant judged at the first invocation would wrongly hold against a handler that
- * skips such a retry), `…AndNone` of those without a snapshot.
- */
-function lateTicks(world: SimWorld, runs: readonly SnapshotRun[]): Record<string, number> {
-  const out: Record<string, number> = { late: 0, lateInWindow: 0, stale: 0, staleOnlyAfterFailure: 0, staleOnlyAfterFailureAndNone: 0 };
-  const ours = world.copies().filter((c) => c.kind === 'fsx-snapshot' && !c.foreign);
-  for (const run of runs) {
-    const retention = retentionOfSpec(run.spec) ?? {};
-    for (const tick of new Set(run.driver.deliveries.filter((d) => d.ok).map((d) => d.tick))) {
-      const tickMs = Math.floor(Date.parse(tick) / MINUTE_MS) * MINUTE_MS;
-      const first = run.views.at(run.spec.name, tick, 0);
-      const firstOk = run.views.at(run.spec.name, tick, firstSucceededInvocation(run.driver.deliveries, tick));
-      for (const volume of new Set(run.spec.volumes)) {
-        const live = firstOk?.get(volume) ?? [];
-        if (!live.some((t) => t > tickMs)) continue;
-        out.late++;
-        const passed = !!retentionPassed(tickMs, live, retention);
-        out[passed ? 'stale' : 'lateInWindow']++;
-        if (passed && !retentionPassed(tickMs, first?.get(volume) ?? [], retention)) {
-          out.staleOnlyAfterFailure++;
-          const made = ours.some((c) => c.createdDuring?.owner === run.spec.name && c.createdDuring.tick === tick && c.target === volume);
-          if (!made) out.staleOnlyAfterFailureAndNone++;
-        }
-      }
-    }
-  }
-  return out;
-}
 
 /** How the invariants report a tick that made more than one snapshot of a volume (not a name other than the tick's). */
 const DUPLICATE_SNAPSHOTS = /\[no-duplicates\] (?:[2-9]\d* copies for \S+#fsvol-|\S+ tick \S+ made [2-9]\d* snapshots)/;
@@ -506,70 +442,22 @@ describe('FSx forgetting a client token (it does not document for how long it re
    * snapshot's name (from the token) can stop a second snapshot of the tick, and only while the
    * first is still there.
    */
-  async function lateRetryOfFirstTick(keepLast: number) {
+  async function lateRetry(keepLast: number) {
     const world = snapshotWorld(12, {}, { fsx: { tokenMemoryMs: HOUR } });
     try {
       const spec = quarterHourly({ volumes: [VOL_B], keepLast, scheduler: { expression: 'rate(15 minutes)' } });
       const { runs } = await runSchedules(world, [spec], 2);
-      const driver = runs[0].driver as SchedulerDriver;
-      const first = driver.deliveries[0];
-      const ofFirstTick = () => ourSnapshots(world, VOL_B).filter((c) => c.createdDuring!.tick === first.tick);
-      const [original] = ofFirstTick();
-      const callsBefore = world.core.log.length;
-      const skippedBefore = tally().StaleTicksSkipped ?? 0;
-      const late = await invokeScheduled(world, scheduledFunction, tickInput(spec, first.time, first.eventId), 15 * MINUTE, {
-        owner: spec.name,
-        stackId: STACK_ID,
-        requestKey: `${driver.scheduleArn}@${first.tick}`,
-        tick: first.tick,
-      });
-      return {
-        late,
-        /** The first tick's snapshot was still there when the retry came. */
-        originalExisted: original.exists,
-        /** The retry came after FSx forgot the token. */
-        tokenForgotten: world.clock.now() - Date.parse(first.tick) > HOUR,
-        /** The retry's CreateSnapshot calls, and what FSx answered them. */
-        retryCreates: world.core.log.slice(callsBefore).filter((c) => c.command === 'CreateSnapshotCommand').map((c) => c.outcome),
-        /** Whether the retry counted itself as a stale tick. */
-        retrySkipped: (tally().StaleTicksSkipped ?? 0) - skippedBefore,
-        ofFirstTick: ofFirstTick(),
-        violations: [...new Invariants(world).atEnd(), ...scheduleViolations(world, runs)],
-      };
+      const input = (time: string, eventId: string) => tickInput(spec, time, eventId);
+      const staleCount = () => tally().StaleTicksSkipped ?? 0;
+      const of = { owner: spec.name, stackId: STACK_ID, input, kind: 'fsx-snapshot' as const, target: VOL_B, tokenMemoryMs: HOUR, staleCount };
+      const r = await lateRetryOfFirstTick(world, scheduledFunction, runs[0].driver as SchedulerDriver, of);
+      return { ...r, violations: [...new Invariants(world).atEnd(), ...scheduleViolations(world, runs)] };
     } finally {
       world.dispose();
     }
   }
 
-  test('the first tick\'s snapshot still there (keepLast 20): the handler finds it by its token tag in the listing and does not ask FSx again, still one snapshot', async () => {
-    const r = await lateRetryOfFirstTick(20);
-    expect(r.tokenForgotten && r.originalExisted).toBe(true);
-    expect(r.retryCreates).toEqual([]);
-    expect(r.retrySkipped).toBe(0);
-    expect(r.late).toEqual({ ok: true });
-    expect(r.ofFirstTick).toHaveLength(1);
-    expect(r.violations).toEqual([]);
-  });
-
-  test('the setup of the next test: the first tick\'s snapshot pruned (keepLast 1) and gone, its token forgotten, when the retry comes', async () => {
-    const r = await lateRetryOfFirstTick(1);
-    expect(r.tokenForgotten).toBe(true);
-    expect(r.originalExisted).toBe(false);
-    expect(r.late.ok).toBe(true);
-  });
-
-  // With the token forgotten and the tick's snapshot pruned, FSx would take the retry's
-  // CreateSnapshot as a new request (the name is free again): a second snapshot of the tick, named
-  // for 10:00 and holding 12:00's data. The handler makes none: keepLast (1) snapshots of later
-  // ticks exist, so retention would already have deleted the tick's.
-  test('the first tick\'s snapshot pruned (keepLast 1): the late retry makes no second snapshot of the tick; it is skipped as stale, and succeeds', async () => {
-    const r = await lateRetryOfFirstTick(1);
-    expect(r.ofFirstTick).toHaveLength(1);
-    expect(r.retryCreates).toEqual([]);
-    expect(r.retrySkipped).toBe(1);
-    expect(r.late).toEqual({ ok: true });
-    expect(r.violations).toEqual([]);
-  });
+  lateRetryTests('snapshot', lateRetry);
 });
 
 describe('late ticks inside and outside retention\'s window', () => {
@@ -581,7 +469,7 @@ describe('late ticks inside and outside retention\'s window', () => {
     try {
       const { runs, violations } = await runSchedules(world, [lateTicksSpec(2)], 4);
       expect(violations).toEqual([]);
-      const late = lateTicks(world, runs);
+      const late = lateSnapshotTicks(world, runs);
       expect(late.lateInWindow).toBeGreaterThan(0);
       expect(late.stale).toBeGreaterThan(0);
       expect(tally().StaleTicksSkipped).toBe(late.stale);
@@ -696,7 +584,7 @@ async function runScenario(s: Scenario, stats?: Record<string, number>, fn?: Han
       add('withRule', s.schedules.some((x) => !x.scheduler) ? 1 : 0);
       add('withScheduler', s.schedules.some((x) => x.scheduler) ? 1 : 0);
       add('refusedDeletes', world.core.log.filter((c) => c.command === 'DeleteSnapshotCommand' && c.outcome === 'BadRequest').length);
-      for (const [k, n] of Object.entries(lateTicks(world, runs))) add(k, n);
+      for (const [k, n] of Object.entries(lateSnapshotTicks(world, runs))) add(k, n);
     }
     return { violations, world, runs };
   } finally {

@@ -1,4 +1,4 @@
-import { CreateSnapshotCommand, DeleteSnapshotCommand, DescribeSnapshotsCommand, DescribeVolumesCommand, FSxClient } from '@aws-sdk/client-fsx';
+import { CreateBackupCommand, CreateSnapshotCommand, DeleteSnapshotCommand, DescribeSnapshotsCommand, DescribeVolumesCommand, FSxClient } from '@aws-sdk/client-fsx';
 import { handler, metrics } from '../../lambda/openzfs-snapshot-schedule';
 import { OWNERSHIP_TAG_KEYS, tagValue } from '../../lambda/shared/ownership';
 import type { OpenZfsSnapshotTickInput } from '../../src/private/openzfs-snapshot-schedule-contract';
@@ -51,6 +51,22 @@ describe('FSx fake: OpenZFS snapshots', () => {
     expect(b.Snapshot?.SnapshotId).toBe(a.Snapshot?.SnapshotId);
     const err = await rejection(create({ ClientRequestToken: 'tok-1', Tags: [{ Key: 'k', Value: '2' }] }));
     expect(err.name).toBe('IncompatibleParameterError');
+  });
+
+  test('tokenMemoryMs: a token is forgotten that long after the request that used it, for CreateSnapshot and CreateBackup alike: then it is a new request', async () => {
+    newWorld({ tokenMemoryMs: 60_000 });
+    const a = await create({ Name: 'a', ClientRequestToken: 'tok-a' });
+    const backUp = () => client.send(new CreateBackupCommand({ FileSystemId: FS, ClientRequestToken: 'tok-b' }));
+    const b = await backUp();
+    wait(60_000);
+    // Remembered for exactly that long: the same snapshot and backup back.
+    expect((await create({ Name: 'a', ClientRequestToken: 'tok-a' })).Snapshot?.SnapshotId).toBe(a.Snapshot?.SnapshotId);
+    expect((await backUp()).Backup?.BackupId).toBe(b.Backup?.BackupId);
+    wait(60_001);
+    // Forgotten: a new backup; a new snapshot but for the name, which its volume still has.
+    expect((await backUp()).Backup?.BackupId).not.toBe(b.Backup?.BackupId);
+    expect((await rejection(create({ Name: 'a', ClientRequestToken: 'tok-a' }))).name).toBe('BadRequest');
+    expect((await create({ Name: 'a2', ClientRequestToken: 'tok-a' })).Snapshot?.SnapshotId).not.toBe(a.Snapshot?.SnapshotId);
   });
 
   test('a name is unique on its volume (BadRequest), not across volumes, and free again once its snapshot is gone', async () => {

@@ -2,13 +2,16 @@ import * as fc from 'fast-check';
 import { Delivery, EventBridgeDriver } from './eventbridge-driver';
 import { FaultRates } from './faults';
 import { Violation } from './invariants';
+import { InvocationResult, invokeScheduled } from './lambda-async';
 import { SchedulerDelivery, SchedulerDriver, SchedulerDriverOptions } from './scheduler-driver';
 import { SimClock } from './sim-clock';
 import { CopyView, tagMap } from './sim-core';
 import { faultRatesArb } from './sim-property';
 import { SimWorld, SimWorldOptions } from './sim-world';
+import * as stale from '../../lambda/schedule/stale';
 import { fsx } from '../../lambda/shared/clients/fsx';
 import { OWNERSHIP_TAG_KEYS } from '../../lambda/shared/ownership';
+import { SCHEDULED_TICK_TAG_KEY } from '../../src/private/ownership-tags';
 
 /*
  * What the simulations of the scheduled-copy constructs (FsxBackupSchedule,
@@ -242,14 +245,14 @@ export function onePerTick(copies: CopyView[], runs: readonly ScheduleRun[], nou
   return out;
 }
 
-/** What a schedule's live copies (not DELETING, not gone) of each target were when an invocation started: the ticks their names carry (epoch ms). */
+/** What a schedule's live copies (not DELETING, DELETED, FAILED or gone) of each target were when an invocation started: their ticks (epoch ms). */
 export type TargetTicks = ReadonlyMap<string, readonly number[]>;
 
 /**
  * The world as each invocation of the schedules' handler found it: at its start, the ticks of its
- * schedule's live copies of each target (`tickOf`: from the copy's name, say; undefined leaves a
- * copy out), in the order of the invocations of each tick. Read from the fakes, not from the
- * handler, for invariants that judge what the handler decided.
+ * schedule's live copies of each target (`tickOf`: from the copy's name, or the nominal tick it was
+ * made in; undefined leaves a copy out), in the order of the invocations of each tick. Read from
+ * the fakes, not from the handler, for invariants that judge what the handler decided.
  */
 export class InvocationViews {
   private readonly views = new Map<string, TargetTicks[]>();
@@ -310,6 +313,106 @@ export function firstSucceededInvocation(deliveries: readonly Delivery[], tick: 
   return deliveries.filter((d) => d.tick === tick && (d as Partial<SchedulerDelivery>).invoked !== false).findIndex((d) => d.ok);
 }
 
+/** The minute (epoch ms) a tick's scheduled time falls in: the tick its copies are of. */
+export function tickMinuteMs(tick: string): number {
+  return Math.floor(Date.parse(tick) / 60_000) * 60_000;
+}
+
+/** A schedule's retention as its input sends it. */
+export interface SpecRetention {
+  readonly keepLast?: number;
+  readonly maxAgeSeconds?: number;
+}
+
+/** One schedule's run with its retention and the world each of its invocations found: what judges the ticks retention passed. */
+export interface RetainedRun {
+  readonly owner: string;
+  readonly targets: readonly string[];
+  readonly deliveries: readonly Delivery[];
+  /** Undefined when the schedule keeps every copy. */
+  readonly retention?: SpecRetention;
+  readonly views: InvocationViews;
+}
+
+/**
+ * Why a tick that succeeded may have no copy of `target`: when its first delivery that succeeded
+ * started, retention's window had already passed it (judged from the copies that then existed and
+ * their ticks, and the run's keepLast and maxAge; not from what the handler said). The first
+ * delivery that *succeeded*: one that failed before the target's copy was made (a kill, an error)
+ * is retried, and the retry may find the window passed by then, and skip rightly.
+ */
+export function retentionPassedAtFirstSuccess(run: RetainedRun, tick: string, target: string): string | undefined {
+  const view = run.views.at(run.owner, tick, firstSucceededInvocation(run.deliveries, tick));
+  if (!run.retention || !view) return undefined;
+  return retentionPassed(tickMinuteMs(tick), view.get(target) ?? [], run.retention);
+}
+
+/**
+ * `onePerTick` for runs with retention: a tick that succeeded may have no copy of a target only
+ * when retention's window had passed it at its first delivery that succeeded. And each copy
+ * carries its nominal tick's minute in its tick tag (what a late retry of the tick is judged by).
+ */
+export function onePerRetainedTick(copies: CopyView[], runs: readonly RetainedRun[], noun: string): Violation[] {
+  const excused = runs.map((run) => ({ ...run, mayHaveNone: (tick: string, target: string) => retentionPassedAtFirstSuccess(run, tick, target) }));
+  const out = onePerTick(copies, excused, noun);
+  for (const c of copies) {
+    const tick = c.createdDuring?.tick;
+    const tagged = tagMap(c.tags)[SCHEDULED_TICK_TAG_KEY];
+    const minute = tick && new Date(tickMinuteMs(tick)).toISOString().replace(/:00\.000Z$/, 'Z');
+    if (tagged !== minute) out.push({ invariant: 'no-duplicates', detail: `${c.id} of ${c.target} (tick ${tick}) is tagged for tick ${tagged}` });
+  }
+  return out;
+}
+
+/**
+ * The ticks that succeeded, per target, by what the world held when their first delivery that
+ * succeeded started: `late` (a copy of a later tick existed), of those `lateInWindow` (retention's
+ * window had not passed them: their copy must be made) and `stale` (it had); and
+ * `staleOnlyAfterFailure`: the window had not passed at the tick's first invocation but had by its
+ * first that succeeded (what an invariant judged at the first invocation would wrongly hold
+ * against a handler that skips such a retry), `…AndNone` of those without a copy.
+ */
+export function lateTicks(world: SimWorld, kind: CopyView['kind'], runs: readonly RetainedRun[]): Record<string, number> {
+  const out: Record<string, number> = { late: 0, lateInWindow: 0, stale: 0, staleOnlyAfterFailure: 0, staleOnlyAfterFailureAndNone: 0 };
+  const ours = world.copies().filter((c) => c.kind === kind && !c.foreign);
+  for (const run of runs) {
+    const retention = run.retention ?? {};
+    for (const tick of new Set(run.deliveries.filter((d) => d.ok).map((d) => d.tick))) {
+      const tickMs = tickMinuteMs(tick);
+      const first = run.views.at(run.owner, tick, 0);
+      const firstOk = run.views.at(run.owner, tick, firstSucceededInvocation(run.deliveries, tick));
+      for (const target of new Set(run.targets)) {
+        const live = firstOk?.get(target) ?? [];
+        if (!live.some((t) => t > tickMs)) continue;
+        out.late++;
+        const passed = !!retentionPassed(tickMs, live, retention);
+        out[passed ? 'stale' : 'lateInWindow']++;
+        if (passed && !retentionPassed(tickMs, first?.get(target) ?? [], retention)) {
+          out.staleOnlyAfterFailure++;
+          const made = ours.some((c) => c.createdDuring?.owner === run.owner && c.createdDuring.tick === tick && c.target === target);
+          if (!made) out.staleOnlyAfterFailureAndNone++;
+        }
+      }
+    }
+  }
+  return out;
+}
+
+/**
+ * BROKEN on purpose: the handler skipping every late tick, whatever its retention's limits:
+ * whenever a live copy of a later tick of its schedule exists.
+ */
+export function skipsEveryLateTick<E>(fn: (event: E) => Promise<unknown>): (event: E) => Promise<unknown> {
+  return async (event) => {
+    const spy = jest.spyOn(stale, 'staleReason').mockImplementation((ticks, tickMs) => (ticks.some((t) => t > tickMs) ? 'a copy of a later tick exists' : undefined));
+    try {
+      return await fn(event);
+    } finally {
+      spy.mockRestore();
+    }
+  };
+}
+
 /** Every FSx call through `before`, every response through `after`. */
 export interface Hooks {
   readonly before?: (command: any) => void;
@@ -336,9 +439,9 @@ export async function withTamperedClient<T>(hooks: Hooks, fn: () => Promise<T>):
 /**
  * BROKEN on purpose: the handler with a client token of its own for every delivery of a tick in
  * its `command` requests, as if it ignored the tick's; and, as such a handler would, a token tag
- * and a name of its own too where the request names its copy (CreateSnapshot): FSx refuses a
- * second snapshot of one name on a volume, and the handler finds the tick's snapshot by its token
- * tag before asking.
+ * of its own too (the handler finds the tick's copy by its token tag before asking), and a name
+ * of its own where the request names its copy (CreateSnapshot: FSx refuses a second snapshot of
+ * one name on a volume).
  */
 export function tokenPerDelivery<E>(
   fn: (event: E) => Promise<unknown>,
@@ -351,10 +454,8 @@ export function tokenPerDelivery<E>(
       if (!(c instanceof command)) return;
       const token = `${c.input.ClientRequestToken}-${delivery}`;
       c.input.ClientRequestToken = token;
-      if (c.input.Name !== undefined) {
-        c.input.Name = `${c.input.Name}-${delivery}`;
-        c.input.Tags = c.input.Tags?.map((t) => (t.Key === OWNERSHIP_TAG_KEYS.token ? { ...t, Value: token } : t));
-      }
+      c.input.Tags = c.input.Tags?.map((t) => (t.Key === OWNERSHIP_TAG_KEYS.token ? { ...t, Value: token } : t));
+      if (c.input.Name !== undefined) c.input.Name = `${c.input.Name}-${delivery}`;
     };
     return withTamperedClient({ before: rewrite }, () => fn(event));
   };
@@ -375,4 +476,92 @@ export async function propertyFails<S>(
   }), { numRuns, seed: 16, endOnFailure: true });
   if (!out.failed) throw new Error(`${out.numRuns} scenarios with the broken variant kept every invariant`);
   return String((out.errorInstance as Error | undefined)?.message);
+}
+
+/** What a late retry of a schedule's first tick found, and did (`lateRetryOfFirstTick`). */
+export interface LateRetry {
+  readonly late: InvocationResult;
+  /** The first tick's copy was still there when the retry came. */
+  readonly originalExisted: boolean;
+  /** The retry came after FSx forgot the tick's token (`tokenMemoryMs` after the tick). */
+  readonly tokenForgotten: boolean;
+  /** The retry's create calls, and what FSx answered them. */
+  readonly retryCreates: string[];
+  /** How many targets the retry counted as stale ticks. */
+  readonly retrySkipped: number;
+  /** The copies of the first tick after the retry. */
+  readonly ofFirstTick: CopyView[];
+}
+
+/** What a late retry of a schedule's first tick is of: the schedule, and the target whose copies are looked at. */
+export interface LateRetryOf {
+  readonly owner: string;
+  readonly stackId: string;
+  readonly input: (time: string, eventId: string) => unknown;
+  readonly kind: 'fsx-backup' | 'fsx-snapshot';
+  readonly target: string;
+  /** How long the fake FSx remembers a token. */
+  readonly tokenMemoryMs: number;
+  /** The StaleTicksSkipped metric so far. */
+  readonly staleCount: () => number;
+}
+
+/**
+ * After a run on Scheduler (`driver`), a late Lambda retry of its first tick with the tick's input
+ * (Lambda keeps retrying an event for up to 6 hours, and Scheduler a tick for up to 24).
+ */
+export async function lateRetryOfFirstTick(
+  world: SimWorld,
+  fn: (event: any) => Promise<unknown>,
+  driver: SchedulerDriver,
+  of: LateRetryOf,
+): Promise<LateRetry> {
+  const first = driver.deliveries[0];
+  const copiesOfFirstTick = () => world.copies().filter((c) =>
+    c.kind === of.kind && !c.foreign && c.target === of.target && c.createdDuring?.owner === of.owner && c.createdDuring.tick === first.tick);
+  const create = of.kind === 'fsx-backup' ? 'CreateBackupCommand' : 'CreateSnapshotCommand';
+  const [original] = copiesOfFirstTick();
+  const callsBefore = world.core.log.length;
+  const skippedBefore = of.staleCount();
+  const late = await invokeScheduled(world, fn, of.input(first.time, first.eventId), 15 * 60_000, {
+    owner: of.owner,
+    stackId: of.stackId,
+    requestKey: `${driver.scheduleArn}@${first.tick}`,
+    tick: first.tick,
+  });
+  return {
+    late,
+    originalExisted: original.exists,
+    tokenForgotten: world.clock.now() - Date.parse(first.tick) > of.tokenMemoryMs,
+    retryCreates: world.core.log.slice(callsBefore).filter((c) => c.command === create).map((c) => c.outcome),
+    retrySkipped: of.staleCount() - skippedBefore,
+    ofFirstTick: copiesOfFirstTick(),
+  };
+}
+
+/** A late retry (`lateRetryOfFirstTick`) and the invariants after it. */
+export type CheckedLateRetry = LateRetry & { readonly violations: Violation[] };
+
+/**
+ * The tests of a late retry after FSx forgot the tick's token (it does not document for how long
+ * it remembers one), for a construct whose copies are `noun`s: `lateRetry(keepLast)` runs a
+ * schedule keeping so many, then retries its first tick late (`lateRetryOfFirstTick`).
+ */
+export function lateRetryTests(noun: string, lateRetry: (keepLast: number) => Promise<CheckedLateRetry>): void {
+  test(`the first tick's ${noun} still there (keepLast 20): the handler finds it by its token tag in the listing and does not ask FSx again, still one ${noun}`, async () => {
+    const r = await lateRetry(20);
+    expect(r).toMatchObject({ tokenForgotten: true, originalExisted: true, retryCreates: [], retrySkipped: 0, late: { ok: true } });
+    expect(r.ofFirstTick).toHaveLength(1);
+    expect(r.violations).toEqual([]);
+  });
+
+  // With the token forgotten and the tick's copy pruned, FSx would take the retry's create as a
+  // new request: a second copy of the tick, holding later data. The handler makes none: keepLast
+  // (1) copies of later ticks exist, so retention would already have deleted the tick's.
+  test(`the first tick's ${noun} pruned (keepLast 1) and its token forgotten: the late retry makes no second ${noun} of the tick; it is skipped as stale, and succeeds`, async () => {
+    const r = await lateRetry(1);
+    expect(r).toMatchObject({ tokenForgotten: true, originalExisted: false, retryCreates: [], retrySkipped: 1, late: { ok: true } });
+    expect(r.ofFirstTick).toHaveLength(1);
+    expect(r.violations).toEqual([]);
+  });
 }
