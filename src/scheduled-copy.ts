@@ -192,8 +192,8 @@ export abstract class ScheduledCopy extends Construct implements ITaggable {
 
   /**
    * Targets a tick made no copy of because retention had already passed the tick (a retry that
-   * came after `keepLast` later copies, or more than `maxAge` after the latest): a copy then could
-   * be a second one of the tick.
+   * came after `keepLast` copies were made, or more than `maxAge` after the latest): a copy then
+   * could be a second one of the tick.
    */
   public metricStaleTicksSkipped(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
     return this.metric(SCHEDULED_COPY_METRICS.stale, props);

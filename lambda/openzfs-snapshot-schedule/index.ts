@@ -12,9 +12,9 @@ import { type ListedOperation, listedOperation } from '../schedule/listed';
 import { Summary, retentionProblems, runTick, sum, tickCounts, tickMetrics, uniqueBy } from '../schedule/tick';
 
 export type { VolumeResult } from './snapshots';
-export { nameTickMs, ourSnapshotsOf } from './snapshots';
+export { ourSnapshotsOf } from './snapshots';
 export { snapshotsToPrune } from './retention';
-export { liveTicks, staleReason, tickTagMs } from '../schedule/stale';
+export { liveCreationTimes, staleReason, tickTagMs } from '../schedule/stale';
 export { metrics } from '../schedule/metrics';
 
 /** An OpenZFS volume id. */

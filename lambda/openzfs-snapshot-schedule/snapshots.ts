@@ -1,5 +1,5 @@
 import { CreateSnapshotCommand, DescribeSnapshotsCommand, Snapshot } from '@aws-sdk/client-fsx';
-import { type OpenZfsSnapshotTickInput, snapshotName, tickOfSnapshotName } from '../../src/private/openzfs-snapshot-schedule-contract';
+import { type OpenZfsSnapshotTickInput, snapshotName } from '../../src/private/openzfs-snapshot-schedule-contract';
 import { retrying } from '../schedule/calls';
 import { requestCopy } from '../schedule/copies';
 import { scheduledMinute, targetHash } from '../schedule/identity';
@@ -32,16 +32,8 @@ export const SNAPSHOT_LISTING: CopyListing<string, Snapshot> = {
   id: (volumeId) => volumeId,
   list: (volumeIds, deadline) => listSnapshots(volumeIds, deadline),
   ours: (listed, owner, volumeId) => ourSnapshotsOf(listed, owner, volumeId),
-  // Snapshots made before there was a tick tag: the tick in their name.
-  untaggedTick: (s) => nameTickMs(s.Name),
   deleted: (s) => s.Lifecycle === 'DELETING',
 };
-
-/** The tick (epoch ms) a snapshot's name carries (`snapshotName()`'s `20260329T0130Z`); undefined for another name. */
-export function nameTickMs(name: string | undefined): number | undefined {
-  const m = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})Z$/.exec((name && tickOfSnapshotName(name)) ?? '');
-  return m ? Date.UTC(+m[1], +m[2] - 1, +m[3], +m[4], +m[5]) : undefined;
-}
 
 export async function snapshotVolume(
   event: OpenZfsSnapshotTickInput,

@@ -2,7 +2,7 @@ import { CONCURRENCY, chunks, mapLimit } from './calls';
 import { type CopyRequest, copyRequest } from './copies';
 import { scheduledMinute } from './identity';
 import { FILTER_VALUES, type Retention, retentionOf } from './retention';
-import { liveTicks, staleReason } from './stale';
+import { liveCreationTimes, staleReason } from './stale';
 import type { Lookup } from './targets';
 import type { TargetOutcome, TickInput, TickOperation } from './tick';
 import { clock } from '../shared/clock';
@@ -22,6 +22,7 @@ import { OWNERSHIP_TAG_KEYS, type Owner, type Tag, tagValue } from '../shared/ow
 export interface ListedCopy {
   readonly Lifecycle?: string;
   readonly Tags?: Tag[];
+  readonly CreationTime?: Date;
 }
 
 /** How one kind of copy is listed and judged before it is requested. */
@@ -36,8 +37,6 @@ export interface CopyListing<T, C extends ListedCopy> {
   list(batch: T[], deadline: number): Promise<C[]>;
   /** The schedule's own copies of the target in a listing, newest first. */
   ours(listed: readonly C[], owner: Owner, target: string): C[];
-  /** The tick of one of ours without a tick tag (a snapshot made before there was one: its name's). */
-  untaggedTick?(copy: C): number | undefined;
   /** The tick's own copy being or having been deleted: retention's doing when the tick is stale. */
   deleted(copy: C): boolean;
 }
@@ -187,7 +186,7 @@ export function beforeCopy<T, C extends ListedCopy>(
 }
 
 function staleTick<T, C extends ListedCopy>(event: TickInput, ours: C[], retention: Retention, how: CopyListing<T, C>): string | undefined {
-  return staleReason(liveTicks(ours, how.untaggedTick), Date.parse(scheduledMinute(event.Time)), retention, how.noun);
+  return staleReason(liveCreationTimes(ours), Date.parse(scheduledMinute(event.Time)), retention, how.noun);
 }
 
 /** The schedule's copies of a target with the copy the tick requested (when the listing did not have it). */

@@ -64,11 +64,6 @@ export const SNAPSHOT_NAME_SUFFIX_LENGTH = '-20260329T0130Z-'.length + 8;
 /** The longest name prefix: what leaves room for the suffix. */
 export const MAX_NAME_PREFIX = MAX_SNAPSHOT_NAME - SNAPSHOT_NAME_SUFFIX_LENGTH;
 
-/** The tick (`20260329T0130Z`) of a name `snapshotName()` made, whatever its prefix; undefined for another name. */
-export function tickOfSnapshotName(name: string): string | undefined {
-  return /-(\d{8}T\d{4}Z)-[0-9a-f]{8}$/.exec(name)?.[1];
-}
-
 /**
  * The name of one volume's snapshot of one tick: the prefix, the tick's scheduled minute in UTC,
  * and 8 hex digits of the tick's client token (which names the stack, schedule, volume and tick),

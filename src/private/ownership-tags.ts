@@ -26,8 +26,8 @@ export function stackOwnershipCondition(on: 'ResourceTag' | 'RequestTag', stackI
 
 /**
  * The tag a scheduled copy (a backup or snapshot a schedule made) carries besides the ownership
- * tags: the tick's scheduled minute (`2026-03-29T01:30Z`), so that a late retry of a tick can tell
- * whether retention already passed it.
+ * tags: the tick's scheduled minute (`2026-03-29T01:30Z`), so that the copy of a given tick can be
+ * found (backups have no name that says it).
  */
 export const SCHEDULED_TICK_TAG_KEY = 'cdk-storage-snapshots:tick';
 /** How many of the 50 tags AWS allows the library's own take on a scheduled copy. */

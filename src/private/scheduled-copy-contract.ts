@@ -12,8 +12,8 @@ export interface ScheduledCopyMetricNames {
   readonly tagsDropped: 'CopiedTagsDropped';
   /**
    * Targets a tick made no copy of because retention had already passed the tick: its own copy
-   * is not there, and `KeepLast` later copies of the schedule exist or the tick is more than
-   * `MaxAgeSeconds` older than the latest one.
+   * is not there, and `KeepLast` copies of the schedule were made after its scheduled time, or it
+   * is more than `MaxAgeSeconds` older than the latest one.
    */
   readonly stale: 'StaleTicksSkipped';
 }

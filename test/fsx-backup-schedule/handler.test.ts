@@ -10,7 +10,7 @@ import {
 } from '@aws-sdk/client-fsx';
 import { mockClient } from 'aws-sdk-client-mock';
 import 'aws-sdk-client-mock-jest';
-import { backupTags, backupsToPrune, handler, liveTicks, metrics, previousFailed, scheduledMinute, staleReason, targetHash, tickTagMs } from '../../lambda/fsx-backup-schedule';
+import { backupTags, backupsToPrune, handler, liveCreationTimes, metrics, previousFailed, scheduledMinute, staleReason, targetHash, tickTagMs } from '../../lambda/fsx-backup-schedule';
 import { handler as router } from '../../lambda/schedule';
 import { logger } from '../../lambda/shared/logger';
 import { OWNERSHIP_TAG_KEYS } from '../../lambda/shared/ownership';
@@ -520,12 +520,12 @@ describe('a tick whose backup retention would already have deleted (a stale tick
   /**
    * This schedule's (or `owner`'s) backup of `target` for the hourly tick `minutes` after TIME,
    * tagged as the handler does (the tick tag too, unless `untagged`), made 30 s after its tick
-   * (or `createdMinutes` after TIME).
+   * (or exactly `createdMinutes` after TIME).
    */
   function ofTick(id: string, target: string, minutes: number, opts: Opts = {}): Backup {
     const at = new Date(TICK_MS + minutes * MINUTE).toISOString();
     const tags = opts.tags ?? [...ours(target, at, opts.owner, opts.stackId), ...(opts.untagged ? [] : [tickTagOf(at)])].sort(byKey);
-    const createdMs = TICK_MS + (opts.createdMinutes ?? minutes) * MINUTE + 30_000;
+    const createdMs = opts.createdMinutes !== undefined ? TICK_MS + opts.createdMinutes * MINUTE : TICK_MS + minutes * MINUTE + 30_000;
     return { ...backup(id, target, (TICK_MS - createdMs) / DAY, tags, opts.lifecycle ?? 'AVAILABLE'), CreationTime: new Date(createdMs) };
   }
   /** What DescribeBackups lists (by its filter, or by id); CreateBackup adds to it. */
@@ -574,7 +574,7 @@ describe('a tick whose backup retention would already have deleted (a stale tick
     expect(published()).toMatchObject({ BackupsStarted: 0, BackupsFailed: 1, StaleTicksSkipped: 0 });
   });
 
-  test('keepLast: as many backups of later ticks (PENDING, CREATING, TRANSFERRING or AVAILABLE) as keepLast: no backup, no pruning, logged, counted, not a failure', async () => {
+  test('keepLast: as many backups made after the tick (PENDING, CREATING, TRANSFERRING or AVAILABLE) as keepLast: no backup, no pruning, logged, counted, not a failure', async () => {
     const older = [ofTick('older1', FS, -60), ofTick('older2', FS, -120), ofTick('older3', FS, -180)];
     listed = [ofTick('later1', FS, 60, { lifecycle: 'TRANSFERRING' }), ofTick('later2', FS, 120, { lifecycle: 'CREATING' }), ...older];
     const warn = jest.spyOn(logger, 'warn');
@@ -582,27 +582,30 @@ describe('a tick whose backup retention would already have deleted (a stale tick
     expect(fsxMock).toHaveReceivedCommandTimes(CreateBackupCommand, 0);
     expect(fsxMock).toHaveReceivedCommandTimes(DeleteBackupCommand, 0);
     expect(res).toMatchObject({ started: 0, failed: 0, skipped: 1, failedEarlier: 0, pruned: 0 });
-    expect(res.results[0]).toMatchObject({ target: FS, skipped: '2 backup(s) of later ticks exist, and keepLast is 2' });
+    expect(res.results[0]).toMatchObject({ target: FS, skipped: '2 backup(s) were made after this tick\'s scheduled time, and keepLast is 2' });
     expect(res.results[0].backupId).toBeUndefined();
     expect(published()).toEqual({ BackupsStarted: 0, BackupsFailed: 0, StaleTicksSkipped: 1, ...NOTHING_PRUNED });
     expect(warn).toHaveBeenCalledWith('no backup for this tick: retention would already have deleted it', {
-      target: FS, tick: '2026-11-22T02:00Z', reason: '2 backup(s) of later ticks exist, and keepLast is 2',
+      target: FS, tick: '2026-11-22T02:00Z', reason: '2 backup(s) were made after this tick\'s scheduled time, and keepLast is 2',
     });
     warn.mockRestore();
     listed = [ofTick('later', FS, 60, { lifecycle: 'PENDING' })];
     await expect(handler(tick({ KeepLast: 1 }))).resolves.toMatchObject({ started: 0, skipped: 1 });
   });
 
-  const MAX_AGE_SKIP = 'it is 3660 s older than the latest backup\'s tick (2026-11-22T03:01:00.000Z), and maxAge is 3600 s';
+  const MAX_AGE_SKIP = 'it is 3660 s older than the latest backup (2026-11-22T03:01:00.000Z), and maxAge is 3600 s';
+  // The minutes after TIME the later backups were made (each of the tick of its whole minutes).
   test.each<[string, Partial<FsxBackupTickInput>, number[], string | undefined]>([
-    ['keepLast 3, two later ticks (a flexible window longer than the interval): made', { KeepLast: 3 }, [60, 120], undefined],
-    ['keepLast 2, two later ticks: skipped', { KeepLast: 2 }, [60, 120], '2 backup(s) of later ticks exist, and keepLast is 2'],
-    ['maxAge 1 h, the latest tick 61 minutes later: skipped', { MaxAgeSeconds: 3600 }, [61], MAX_AGE_SKIP],
-    ['maxAge 1 h, the latest tick exactly 1 h later: made', { MaxAgeSeconds: 3600 }, [60], undefined],
+    ['keepLast 3, two made after it (a flexible window longer than the interval): made', { KeepLast: 3 }, [60, 120], undefined],
+    ['keepLast 2, two made after it: skipped', { KeepLast: 2 }, [60, 120], '2 backup(s) were made after this tick\'s scheduled time, and keepLast is 2'],
+    ['maxAge 1 h, the latest made 61 minutes later: skipped', { MaxAgeSeconds: 3600 }, [61], MAX_AGE_SKIP],
+    ['maxAge 1 h, the latest made exactly 1 h later: made', { MaxAgeSeconds: 3600 }, [60], undefined],
+    ['maxAge 1 h, the latest of the tick 1 h later but made 30 s after it: skipped (when it was made counts, not its tick)', { MaxAgeSeconds: 3600 }, [60.5],
+      'it is 3630 s older than the latest backup (2026-11-22T03:00:30.000Z), and maxAge is 3600 s'],
     ['keepLast 5 and maxAge 1 h: either limit makes the tick stale', { KeepLast: 5, MaxAgeSeconds: 3600 }, [61], MAX_AGE_SKIP],
-    ['no retention, ten later ticks: made (nothing is ever deleted)', {}, Array.from({ length: 10 }, (_, i) => 60 * (i + 1)), undefined],
+    ['no retention, ten made after it: made (nothing is ever deleted)', {}, Array.from({ length: 10 }, (_, i) => 60 * (i + 1)), undefined],
   ])('a late tick, %s', async (_, retention, laterMinutes, skipped) => {
-    listed = [...laterMinutes.map((m) => ofTick(`later${m}`, FS, m)), ofTick('older1', FS, -60), ofTick('older2', FS, -120)];
+    listed = [...laterMinutes.map((m) => ofTick(`later${m}`, FS, Math.floor(m), { createdMinutes: m })), ofTick('older1', FS, -60), ofTick('older2', FS, -120)];
     const res = await handler(tick(retention));
     expect(res.results[0].skipped).toBe(skipped);
     expect(res).toMatchObject({ started: skipped ? 0 : 1, skipped: skipped ? 1 : 0 });
@@ -613,7 +616,7 @@ describe('a tick whose backup retention would already have deleted (a stale tick
     if (retention.KeepLast === 3) expect(deletedIds()).toEqual(['older2']);
   });
 
-  test('only this schedule\'s own backups of the target count, by their tick tag: not copies, FSx\'s or AWS Backup\'s, another schedule\'s, stack\'s or target\'s, unowned, untagged, DELETED or FAILED ones', async () => {
+  test('only this schedule\'s own live backups of the target count, whatever their tick tag: not copies, FSx\'s or AWS Backup\'s, another schedule\'s, stack\'s or target\'s, unowned, DELETED or FAILED ones', async () => {
     const other = 'arn:aws:cloudformation:us-east-1:111111111111:stack/other/1';
     const later = (id: string, opts: Opts = {}) => ofTick(id, FS, 60, opts);
     const foreign = [
@@ -626,9 +629,6 @@ describe('a tick whose backup retention would already have deleted (a stale tick
       // Tagged as ours of another target, of this one.
       later('other-target', { tags: [...ours(FS2, new Date(TICK_MS + 60 * MINUTE).toISOString()), tickTagOf(new Date(TICK_MS + 60 * MINUTE).toISOString())] }),
       later('unowned', { tags: [{ Key: 'made-by', Value: 'user' }, tickTagOf(new Date(TICK_MS + 60 * MINUTE).toISOString())] }),
-      // Ours, made before there was a tick tag; and one whose tick tag is not a minute.
-      later('untagged', { untagged: true }),
-      later('bad-tag', { tags: [...ours(FS, new Date(TICK_MS + 60 * MINUTE).toISOString()), { Key: SCHEDULED_TICK_TAG_KEY, Value: 'tomorrow' }] }),
       later('deleted', { lifecycle: 'DELETED' }),
       later('failed', { lifecycle: 'FAILED' }),
       // FS2's own later backup.
@@ -637,21 +637,93 @@ describe('a tick whose backup retention would already have deleted (a stale tick
     listed = [...foreign];
     await expect(handler(tick({ KeepLast: 1, MaxAgeSeconds: 60 }))).resolves.toMatchObject({ started: 1, skipped: 0 });
     expect(creates()).toHaveLength(1);
-    // Ours of FS, but without a tick (tag) or not live: no tick to count.
-    expect(liveTicks(foreign.filter((b) => ['untagged', 'bad-tag', 'deleted', 'failed'].includes(b.BackupId!)))).toEqual([]);
-    expect(staleReason(liveTicks([later('x')]), TICK_MS, { keepLast: 1 }, 'backup')).toBe('1 backup(s) of later ticks exist, and keepLast is 1');
-    // One of its own later ones, and it is stale.
-    listed = [...foreign, later('later')];
-    fsxMock.resetHistory();
-    await expect(handler(tick({ KeepLast: 1 }))).resolves.toMatchObject({ started: 0, skipped: 1 });
-    expect(fsxMock).toHaveReceivedCommandTimes(CreateBackupCommand, 0);
+    // Ours of FS, but not live: not counted.
+    expect(liveCreationTimes(foreign.filter((b) => ['deleted', 'failed'].includes(b.BackupId!)))).toEqual([]);
+    expect(staleReason(liveCreationTimes([later('x')]), TICK_MS, { keepLast: 1 }, 'backup')).toBe('1 backup(s) were made after this tick\'s scheduled time, and keepLast is 1');
+    // One of its own made after the tick, and it is stale: tagged for its tick, without a tick tag (made before
+    // there was one), or with a tick tag that is not a minute; the tag is not read.
+    const untagged = later('untagged', { untagged: true });
+    const badTag = later('bad-tag', { tags: [...ours(FS, new Date(TICK_MS + 60 * MINUTE).toISOString()), { Key: SCHEDULED_TICK_TAG_KEY, Value: 'tomorrow' }] });
+    for (const own of [later('later'), untagged, badTag]) {
+      listed = [...foreign, own];
+      fsxMock.resetHistory();
+      await expect(handler(tick({ KeepLast: 1 }))).resolves.toMatchObject({ started: 0, skipped: 1 });
+      expect(fsxMock).toHaveReceivedCommandTimes(CreateBackupCommand, 0);
+    }
+    expect(liveCreationTimes([untagged, badTag])).toEqual([TICK_MS + 60 * MINUTE + 30_000, TICK_MS + 60 * MINUTE + 30_000]);
   });
 
-  test('judged by the tick tag, not by when a backup was made: an earlier tick\'s backup made after a later one (a late delivery) is not of a later tick', async () => {
+  test('judged by when backups were made (what retention ranks them by): an earlier tick\'s backup made after this tick\'s scheduled time (a late delivery) counts', async () => {
     listed = [ofTick('late-earlier', FS, -60, { createdMinutes: 90 })];
+    await expect(handler(tick({ KeepLast: 1 }))).resolves.toMatchObject({
+      started: 0, skipped: 1, results: [{ skipped: '1 backup(s) were made after this tick\'s scheduled time, and keepLast is 1' }],
+    });
+    expect(fsxMock).toHaveReceivedCommandTimes(CreateBackupCommand, 0);
+    // Made before this tick's scheduled minute, it does not count, whatever its tick.
+    listed = [ofTick('earlier', FS, -60, { createdMinutes: -1 })];
     await expect(handler(tick({ KeepLast: 1 }))).resolves.toMatchObject({ started: 1, skipped: 0 });
+    // The tick tag stays on every backup, informational: the tick's minute, or nothing for a value that is not one.
     expect(tickTagMs(listed[0].Tags)).toBe(TICK_MS - 60 * MINUTE);
     expect(tickTagMs([{ Key: SCHEDULED_TICK_TAG_KEY, Value: '2026-11-22T02:00:30Z' }])).toBeUndefined();
+  });
+
+  describe('ticks delivered out of order, with a FSx that has forgotten every token (a reviewer\'s case)', () => {
+    const HOUR_MS = 60 * MINUTE;
+    const T = [0, 1, 2, 3, 4].map((h) => new Date(TICK_MS + h * HOUR_MS).toISOString()); // T[1]..T[4]: hourly ticks
+    let made = 0;
+    beforeEach(() => {
+      made = 0;
+      // CreateBackup always makes a new backup (the token forgotten), made now; a deleted backup is gone.
+      fsxMock.on(CreateBackupCommand).callsFake((input) => {
+        const b = { ...backup(`backup-${++made}`, input.FileSystemId, 0, input.Tags, 'AVAILABLE'), CreationTime: new Date(time.now()) };
+        listed.push(b);
+        return { Backup: b };
+      });
+      fsxMock.on(DeleteBackupCommand).callsFake((input) => {
+        listed = listed.filter((b) => b.BackupId !== input.BackupId);
+        return { BackupId: input.BackupId, Lifecycle: 'DELETED' };
+      });
+    });
+    /** A delivery of tick `n` (T[n]) `atMinutes` after T[3]. */
+    async function deliver(n: number, atMinutes: number) {
+      time.set(Date.parse(T[3]) + atMinutes * MINUTE);
+      return handler(tick({ Time: T[n], EventId: `event-${n}`, KeepLast: 2 }));
+    }
+    const ofTickTag = (n: number) => listed.filter((b) => tickTagMs(b.Tags) === Date.parse(T[n])).map((b) => b.BackupId);
+
+    test('T3, T1, T2, then T4, then T3 again (keepLast 2): never a second backup of a tick', async () => {
+      await expect(deliver(3, 1)).resolves.toMatchObject({ started: 1, skipped: 0 });
+      // T1, late: one backup (T3's) made after its time, fewer than keepLast.
+      await expect(deliver(1, 2)).resolves.toMatchObject({ started: 1, skipped: 0, pruned: 0 });
+      // T2, late: T3's and T1's backups were both made after its time. (Judged by tick tags, T1's was earlier:
+      // T2 made a backup, and its retention deleted T3's, the one made first.)
+      await expect(deliver(2, 3)).resolves.toMatchObject({
+        started: 0, skipped: 1, results: [{ skipped: '2 backup(s) were made after this tick\'s scheduled time, and keepLast is 2' }],
+      });
+      // T4 on time: its retention deletes the backup made first, T3's.
+      await expect(deliver(4, 61)).resolves.toMatchObject({ started: 1, pruned: 1 });
+      expect(ofTickTag(3)).toEqual([]);
+      // A redelivery of T3: its backup is gone and FSx forgot its token, but two backups were made after T3.
+      await expect(deliver(3, 62)).resolves.toMatchObject({ started: 0, skipped: 1 });
+      expect(made).toBe(3);
+      expect(ofTickTag(3)).toEqual([]);
+      expect(listed.map((b) => b.BackupId)).toEqual(['backup-2', 'backup-3']);
+    });
+
+    test('from what the tick-tag rule left (T3, T1, T2 each made, T2\'s retention deleted T3\'s), T4 then T3 again: no second backup of T3', async () => {
+      await deliver(3, 1);
+      await deliver(1, 2);
+      // T2's backup and retention as the tick-tag rule made them: T3's backup, made first, deleted.
+      time.set(Date.parse(T[3]) + 3 * MINUTE);
+      listed = [...listed.filter((b) => tickTagMs(b.Tags) !== Date.parse(T[3])), ofTick('t2', FS, 60, { createdMinutes: 123 })];
+      await expect(deliver(4, 61)).resolves.toMatchObject({ started: 1, pruned: 1 });
+      // Judged by tick tags, only T4 is later than T3 (one, keepLast 2): a second backup of T3. By when they were made, T2's and T4's.
+      await expect(deliver(3, 62)).resolves.toMatchObject({
+        started: 0, skipped: 1, results: [{ skipped: '2 backup(s) were made after this tick\'s scheduled time, and keepLast is 2' }],
+      });
+      expect(ofTickTag(3)).toEqual([]);
+      expect(fsxMock).toHaveReceivedCommandTimes(CreateBackupCommand, 3);
+    });
   });
 
   test('this tick\'s backup DELETED on a stale tick is retention\'s doing: skipped, not failed, not made again', async () => {

@@ -9,7 +9,7 @@ import { Invariants, Violation } from '../support/invariants';
 import {
   BERLIN_DST_DAYS, BERLIN_DST_TICKS, InvocationViews, RetainedRun, SCENARIO_STARTS, SCHEDULER_FAULTS, ScheduleDriver, SchedulerSpec, SpecRetention,
   addRunStats, driveSchedule, lateRetryOfFirstTick, lateRetryTests, lateTicks, onePerRetainedTick, overBerlinDstDays, propertyFails, replayTest,
-  scenarioClock, schedulerSpecArb, skipsEveryLateTick, tickMinuteMs, ticksAndTokens, tokenPerDelivery, withBrokenScheduler, withTamperedClient,
+  scenarioClock, schedulerSpecArb, skipsEveryLateTick, ticksAndTokens, tokenPerDelivery, withBrokenScheduler, withTamperedClient,
 } from '../support/schedule-sim';
 import { SchedulerDelivery, SchedulerDriver } from '../support/scheduler-driver';
 import { SIM_RUNS, SIM_TIMEOUT_MS, checkScenarios, faultRatesArb } from '../support/sim-property';
@@ -147,10 +147,10 @@ interface BackupRun {
 
 /**
  * What the world held of the schedules' backups at the start of each invocation: the live ones
- * (CREATING, TRANSFERRING, PENDING, AVAILABLE) by the nominal tick they were made in, read from the
- * fake's record of the call that made each, not from their tick tags (the handler's).
+ * (CREATING, TRANSFERRING, PENDING, AVAILABLE) by when each was created (what retention ranks
+ * them by, and so what the stale rule judges), read from the fake, not from their tags.
  */
-const backupViews = (world: SimWorld) => new InvocationViews(world, 'fsx-backup', (c) => (c.createdDuring?.tick ? tickMinuteMs(c.createdDuring.tick) : undefined));
+const backupViews = (world: SimWorld) => new InvocationViews(world, 'fsx-backup', (c) => world.fsx.backup(c.id)?.CreationTime?.getTime());
 
 /** A spec's retention, as its input sends it; undefined when it keeps every backup. */
 function retentionOfSpec(s: ScheduleSpec): SpecRetention | undefined {

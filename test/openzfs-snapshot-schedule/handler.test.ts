@@ -12,7 +12,7 @@ import {
 } from '@aws-sdk/client-fsx';
 import { mockClient } from 'aws-sdk-client-mock';
 import 'aws-sdk-client-mock-jest';
-import { handler, liveTicks, metrics, nameTickMs, snapshotsToPrune, staleReason, tickTagMs } from '../../lambda/openzfs-snapshot-schedule';
+import { handler, liveCreationTimes, metrics, snapshotsToPrune, staleReason, tickTagMs } from '../../lambda/openzfs-snapshot-schedule';
 import { handler as router } from '../../lambda/schedule';
 import { scheduledMinute, targetHash } from '../../lambda/schedule/identity';
 import { logger } from '../../lambda/shared/logger';
@@ -495,15 +495,15 @@ describe('a tick whose snapshot retention would already have deleted (a stale ti
   /**
    * This schedule's (or `owner`'s) snapshot of `vol` for the tick `minutes` after TIME, named and
    * tagged as the handler does (the tick tag too, unless `untagged`: made before there was one),
-   * made 30 s after its tick.
+   * made 30 s after its tick (or exactly `createdMinutes` after TIME).
    */
-  type Opts = { lifecycle?: string; owner?: string; stackId?: string; tags?: Tags; name?: string; untagged?: boolean };
+  type Opts = { lifecycle?: string; owner?: string; stackId?: string; tags?: Tags; name?: string; untagged?: boolean; createdMinutes?: number };
   function ofTick(id: string, vol: string, minutes: number, opts: Opts = {}): Snapshot {
     const at = new Date(TICK_MS + minutes * MINUTE).toISOString();
     const owner = opts.owner ?? SCHEDULE;
     const tags = opts.tags ?? [...ours(vol, at, owner, opts.stackId), ...(opts.untagged ? [] : [tickTagOf(at)])].sort(byKey);
     return {
-      ...snapshot(id, vol, -(minutes * MINUTE + 30_000) / HOUR, tags, opts.lifecycle ?? 'AVAILABLE'),
+      ...snapshot(id, vol, -(opts.createdMinutes !== undefined ? opts.createdMinutes * MINUTE : minutes * MINUTE + 30_000) / HOUR, tags, opts.lifecycle ?? 'AVAILABLE'),
       Name: opts.name ?? snapshotName(PREFIX, scheduledMinute(at), token(vol, at, owner)),
     };
   }
@@ -522,7 +522,7 @@ describe('a tick whose snapshot retention would already have deleted (a stale ti
     expect(fsxMock).toHaveReceivedCommandTimes(CreateSnapshotCommand, 0);
   });
 
-  test('keepLast: as many snapshots of later ticks (PENDING, CREATING or AVAILABLE) as keepLast: no snapshot, no pruning, logged, counted, not a failure', async () => {
+  test('keepLast: as many snapshots made after the tick (PENDING, CREATING or AVAILABLE) as keepLast: no snapshot, no pruning, logged, counted, not a failure', async () => {
     const older = [ofTick('older1', VOL, -15), ofTick('older2', VOL, -30), ofTick('older3', VOL, -45)];
     listed = [ofTick('later1', VOL, 15, { lifecycle: 'PENDING' }), ofTick('later2', VOL, 30, { lifecycle: 'CREATING' }), ...older];
     const warn = warnings();
@@ -530,16 +530,16 @@ describe('a tick whose snapshot retention would already have deleted (a stale ti
     expect(fsxMock).toHaveReceivedCommandTimes(CreateSnapshotCommand, 0);
     expect(fsxMock).toHaveReceivedCommandTimes(DeleteSnapshotCommand, 0);
     expect(res).toMatchObject({ created: 0, failed: 0, skipped: 1, pruned: 0 });
-    expect(res.results[0]).toMatchObject({ target: VOL, skipped: '2 snapshot(s) of later ticks exist, and keepLast is 2' });
+    expect(res.results[0]).toMatchObject({ target: VOL, skipped: '2 snapshot(s) were made after this tick\'s scheduled time, and keepLast is 2' });
     expect(res.results[0].snapshotId).toBeUndefined();
     expect(published()).toMatchObject({ SnapshotsCreated: 0, SnapshotsFailed: 0, StaleTicksSkipped: 1, SnapshotsPruned: 0, PruneFailures: 0 });
     expect(warn).toHaveBeenCalledWith('no snapshot for this tick: retention would already have deleted it', {
-      target: VOL, tick: '2026-11-22T02:00Z', reason: '2 snapshot(s) of later ticks exist, and keepLast is 2',
+      target: VOL, tick: '2026-11-22T02:00Z', reason: '2 snapshot(s) were made after this tick\'s scheduled time, and keepLast is 2',
     });
     warn.mockRestore();
   });
 
-  test('keepLast: fewer snapshots of later ticks than keepLast (a flexible window longer than the interval): the late tick gets its snapshot, and retention prunes', async () => {
+  test('keepLast: fewer snapshots made after the tick than keepLast (a flexible window longer than the interval): the late tick gets its snapshot, and retention prunes', async () => {
     // The 02:15 and 02:30 ticks came before this 02:00 one.
     listed = [ofTick('later1', VOL, 15), ofTick('later2', VOL, 30), ofTick('older1', VOL, -15), ofTick('older2', VOL, -30)];
     const res = await handler(tick({ KeepLast: 3 }));
@@ -549,14 +549,19 @@ describe('a tick whose snapshot retention would already have deleted (a stale ti
     expect(published()).toMatchObject({ StaleTicksSkipped: 0 });
   });
 
-  test('maxAge: skipped when the tick is more than maxAge older than the latest snapshot\'s tick; at maxAge exactly it is made', async () => {
-    listed = [ofTick('later', VOL, 61), ofTick('older', VOL, -15)];
+  test('maxAge: skipped when the tick is more than maxAge older than the latest snapshot (when it was made); at maxAge exactly it is made', async () => {
+    listed = [ofTick('later', VOL, 61, { createdMinutes: 61 }), ofTick('older', VOL, -15)];
     await expect(handler(tick({ MaxAgeSeconds: 3600 }))).resolves.toMatchObject({
-      created: 0, skipped: 1, results: [{ skipped: 'it is 3660 s older than the latest snapshot\'s tick (2026-11-22T03:01:00.000Z), and maxAge is 3600 s' }],
+      created: 0, skipped: 1, results: [{ skipped: 'it is 3660 s older than the latest snapshot (2026-11-22T03:01:00.000Z), and maxAge is 3600 s' }],
     });
     expect(fsxMock).toHaveReceivedCommandTimes(CreateSnapshotCommand, 0);
-    listed = [ofTick('later', VOL, 60), ofTick('older', VOL, -15)];
+    listed = [ofTick('later', VOL, 60, { createdMinutes: 60 }), ofTick('older', VOL, -15)];
     await expect(handler(tick({ MaxAgeSeconds: 3600 }))).resolves.toMatchObject({ created: 1, skipped: 0 });
+    // The next hour's tick's snapshot, made 30 s after it: more than maxAge after this tick (when it was made counts, not its tick).
+    listed = [ofTick('later', VOL, 60), ofTick('older', VOL, -15)];
+    await expect(handler(tick({ MaxAgeSeconds: 3600 }))).resolves.toMatchObject({
+      created: 0, skipped: 1, results: [{ skipped: 'it is 3630 s older than the latest snapshot (2026-11-22T03:00:30.000Z), and maxAge is 3600 s' }],
+    });
     // With both limits, either one makes the tick stale.
     listed = [ofTick('later', VOL, 61)];
     await expect(handler(tick({ KeepLast: 5, MaxAgeSeconds: 3600 }))).resolves.toMatchObject({ skipped: 1 });
@@ -568,7 +573,7 @@ describe('a tick whose snapshot retention would already have deleted (a stale ti
     expect(fsxMock).toHaveReceivedCommandTimes(CreateSnapshotCommand, 1);
   });
 
-  test('only this schedule\'s own snapshots of the volume count: not another schedule\'s, stack\'s or volume\'s, not unowned or DELETING ones, not those without a tick tag or a tick in the name', async () => {
+  test('only this schedule\'s own live snapshots of the volume count, whatever their tick tag or name: not another schedule\'s, stack\'s or volume\'s, not unowned or DELETING ones', async () => {
     const other = 'arn:aws:cloudformation:us-east-1:111111111111:stack/other/1';
     const foreign = [
       ofTick('other-schedule', VOL, 15, { owner: 'OtherSchedule' }),
@@ -577,37 +582,93 @@ describe('a tick whose snapshot retention would already have deleted (a stale ti
       ofTick('other-volume', VOL, 15, { tags: ours(VOL2, new Date(TICK_MS + 15 * MINUTE).toISOString()) }),
       ofTick('unowned', VOL, 15, { tags: [{ Key: 'made-by', Value: 'user' }] }),
       ofTick('deleting', VOL, 15, { lifecycle: 'DELETING' }),
-      // Ours, made before there was a tick tag, and renamed since (UpdateSnapshot can): no tick in the name.
-      ofTick('renamed', VOL, 15, { name: 'before-upgrade', untagged: true }),
-      // Ours, with a tick tag that is not a minute.
-      ofTick('bad-tag', VOL, 15, { name: 'before-upgrade', tags: [...ours(VOL, new Date(TICK_MS + 15 * MINUTE).toISOString()), { Key: SCHEDULED_TICK_TAG_KEY, Value: 'later' }].sort(byKey) }),
       // Another volume's own later snapshot.
       ofTick('vol2-later', VOL2, 15),
     ];
     listed = [...foreign];
     await expect(handler(tick({ KeepLast: 1, MaxAgeSeconds: 60 }))).resolves.toMatchObject({ created: 1, skipped: 0 });
-    const own = foreign.filter((s) => s.VolumeId === VOL && !/other|unowned/.test(s.SnapshotId!));
-    expect(staleReason(liveTicks(own, (s) => nameTickMs(s.Name)), TICK_MS, { keepLast: 1, maxAgeSeconds: 60 }, 'snapshot')).toBeUndefined();
-    // One of its own later ones, and it is stale.
-    listed = [...foreign, ofTick('later', VOL, 15)];
-    fsxMock.resetHistory();
-    await expect(handler(tick({ KeepLast: 1 }))).resolves.toMatchObject({ created: 0, skipped: 1 });
-    expect(fsxMock).toHaveReceivedCommandTimes(CreateSnapshotCommand, 0);
+    // Ours of VOL, but DELETING: not counted.
+    expect(liveCreationTimes(foreign.filter((s) => s.SnapshotId === 'deleting'))).toEqual([]);
+    expect(staleReason(liveCreationTimes([ofTick('x', VOL, 15)]), TICK_MS, { keepLast: 1 }, 'snapshot'))
+      .toBe('1 snapshot(s) were made after this tick\'s scheduled time, and keepLast is 1');
+    // One of its own made after the tick, and it is stale: named and tagged for its tick; made before there was a
+    // tick tag and renamed since (UpdateSnapshot can); or with a tick tag that is not a minute. Neither is read.
+    const renamed = ofTick('renamed', VOL, 15, { name: 'before-upgrade', untagged: true });
+    const badTag = ofTick('bad-tag', VOL, 15, { tags: [...ours(VOL, new Date(TICK_MS + 15 * MINUTE).toISOString()), { Key: SCHEDULED_TICK_TAG_KEY, Value: 'later' }].sort(byKey) });
+    for (const own of [ofTick('later', VOL, 15), renamed, badTag]) {
+      listed = [...foreign, own];
+      fsxMock.resetHistory();
+      await expect(handler(tick({ KeepLast: 1 }))).resolves.toMatchObject({ created: 0, skipped: 1 });
+      expect(fsxMock).toHaveReceivedCommandTimes(CreateSnapshotCommand, 0);
+    }
   });
 
-  test('the tick of each snapshot: its tick tag; for one made before there was a tick tag, the tick in its name', async () => {
-    // Renamed (UpdateSnapshot can), its tick tag still says 02:15.
-    listed = [ofTick('renamed', VOL, 15, { name: 'before-upgrade' })];
-    await expect(handler(tick({ KeepLast: 1 }))).resolves.toMatchObject({ created: 0, skipped: 1 });
-    // Made before there was a tick tag: its name says 02:15.
-    listed = [ofTick('untagged', VOL, 15, { untagged: true })];
-    await expect(handler(tick({ KeepLast: 1 }))).resolves.toMatchObject({ created: 0, skipped: 1 });
-    // The tag wins over the name: a tag of an earlier tick, a name of a later one.
-    listed = [ofTick('earlier', VOL, -15, { name: ofTick('x', VOL, 15).Name })];
+  test('judged by when snapshots were made (what retention ranks them by): an earlier tick\'s snapshot made after this tick\'s scheduled time (a late delivery) counts', async () => {
+    listed = [ofTick('late-earlier', VOL, -15, { createdMinutes: 20 })];
+    await expect(handler(tick({ KeepLast: 1 }))).resolves.toMatchObject({
+      created: 0, skipped: 1, results: [{ skipped: '1 snapshot(s) were made after this tick\'s scheduled time, and keepLast is 1' }],
+    });
+    expect(fsxMock).toHaveReceivedCommandTimes(CreateSnapshotCommand, 0);
+    // Made before this tick's scheduled minute, it does not count, whatever its tick tag or name says (here 02:15).
+    listed = [ofTick('earlier', VOL, 15, { createdMinutes: -1 })];
     await expect(handler(tick({ KeepLast: 1 }))).resolves.toMatchObject({ created: 1, skipped: 0 });
     expect(fsxMock).toHaveReceivedCommandTimes(CreateSnapshotCommand, 1);
-    expect(tickTagMs(listed[0].Tags)).toBe(TICK_MS - 15 * MINUTE);
-    expect(nameTickMs(listed[0].Name)).toBe(TICK_MS + 15 * MINUTE);
+    // The tick tag stays on every snapshot, informational.
+    expect(tickTagMs(listed[0].Tags)).toBe(TICK_MS + 15 * MINUTE);
+  });
+
+  describe('ticks delivered out of order, with a FSx that has forgotten every token (a reviewer\'s case)', () => {
+    const T = [0, 1, 2, 3, 4].map((h) => new Date(TICK_MS + h * HOUR).toISOString()); // T[1]..T[4]: hourly ticks
+    let made = 0;
+    beforeEach(() => {
+      made = 0;
+      // CreateSnapshot always makes a new snapshot (the token forgotten; a deleted one's name is free again), made now.
+      fsxMock.on(CreateSnapshotCommand).callsFake((input) => {
+        const s = { ...snapshot(`fsvolsnap-${++made}`, input.VolumeId, 0, input.Tags), Name: input.Name, CreationTime: new Date(time.now()) };
+        listed.push(s);
+        return { Snapshot: s };
+      });
+      fsxMock.on(DeleteSnapshotCommand).callsFake((input) => {
+        listed = listed.filter((x) => x.SnapshotId !== input.SnapshotId);
+        return { SnapshotId: input.SnapshotId, Lifecycle: 'DELETING' };
+      });
+    });
+    /** A delivery of tick `n` (T[n]) `atMinutes` after T[3]. */
+    async function deliver(n: number, atMinutes: number) {
+      time.set(Date.parse(T[3]) + atMinutes * MINUTE);
+      return handler(tick({ Time: T[n], EventId: `event-${n}`, KeepLast: 2 }));
+    }
+    const ofTickTag = (n: number) => listed.filter((x) => tickTagMs(x.Tags) === Date.parse(T[n])).map((x) => x.SnapshotId);
+    const STALE = '2 snapshot(s) were made after this tick\'s scheduled time, and keepLast is 2';
+
+    test('T3, T1, T2, then T4, then T3 again (keepLast 2): never a second snapshot of a tick', async () => {
+      await expect(deliver(3, 1)).resolves.toMatchObject({ created: 1, skipped: 0 });
+      // T1, late: one snapshot (T3's) made after its time, fewer than keepLast.
+      await expect(deliver(1, 2)).resolves.toMatchObject({ created: 1, skipped: 0, pruned: 0 });
+      // T2, late: T3's and T1's snapshots were both made after its time. (Judged by tick tags, T1's was earlier:
+      // T2 made a snapshot, and its retention deleted T3's, the one made first.)
+      await expect(deliver(2, 3)).resolves.toMatchObject({ created: 0, skipped: 1, results: [{ skipped: STALE }] });
+      // T4 on time: its retention deletes the snapshot made first, T3's.
+      await expect(deliver(4, 61)).resolves.toMatchObject({ created: 1, pruned: 1 });
+      expect(ofTickTag(3)).toEqual([]);
+      // A redelivery of T3: its snapshot is gone and FSx forgot its token, but two snapshots were made after T3.
+      await expect(deliver(3, 62)).resolves.toMatchObject({ created: 0, skipped: 1 });
+      expect(made).toBe(3);
+      expect(ofTickTag(3)).toEqual([]);
+      expect(listed.map((x) => x.SnapshotId)).toEqual(['fsvolsnap-2', 'fsvolsnap-3']);
+    });
+
+    test('from what the tick-tag rule left (T3, T1, T2 each made, T2\'s retention deleted T3\'s), T4 then T3 again: no second snapshot of T3', async () => {
+      await deliver(3, 1);
+      await deliver(1, 2);
+      // T2's snapshot and retention as the tick-tag rule made them: T3's snapshot, made first, deleted.
+      listed = [...listed.filter((x) => tickTagMs(x.Tags) !== Date.parse(T[3])), ofTick('t2', VOL, 60, { createdMinutes: 123 })];
+      await expect(deliver(4, 61)).resolves.toMatchObject({ created: 1, pruned: 1 });
+      // Judged by tick tags, only T4 is later than T3 (one, keepLast 2): a second snapshot of T3. By when they were made, T2's and T4's.
+      await expect(deliver(3, 62)).resolves.toMatchObject({ created: 0, skipped: 1, results: [{ skipped: STALE }] });
+      expect(ofTickTag(3)).toEqual([]);
+      expect(fsxMock).toHaveReceivedCommandTimes(CreateSnapshotCommand, 3);
+    });
   });
 
   test('volumes are independent: one skipped, the other made and pruned, in one tick', async () => {

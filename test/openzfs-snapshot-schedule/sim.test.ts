@@ -141,17 +141,11 @@ function nameOf(world: SimWorld, id: string): string | undefined {
 }
 
 /**
- * The tick (epoch ms) a snapshot's name carries: `<prefix>-YYYYMMDDTHHMMZ-<8 hex>`; undefined for
- * another name. Read here, not with the handler's parser, so that the invariant does not share
- * its mistakes.
+ * What the world held of the schedules' snapshots at the start of each invocation: the live ones
+ * by when each was created (what retention ranks them by, and so what the stale rule judges),
+ * read from the fake, not from their names or tags.
  */
-function nameTick(name: string | undefined): number | undefined {
-  const m = /-(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})Z-[0-9a-f]{8}$/.exec(name ?? '');
-  return m ? Date.UTC(+m[1], +m[2] - 1, +m[3], +m[4], +m[5]) : undefined;
-}
-
-/** What the world held of the schedules' snapshots at the start of each invocation, by the ticks in their names. */
-const snapshotViews = (world: SimWorld) => new InvocationViews(world, 'fsx-snapshot', (c) => nameTick(nameOf(world, c.id)));
+const snapshotViews = (world: SimWorld) => new InvocationViews(world, 'fsx-snapshot', (c) => world.fsx.snapshot(c.id)?.CreationTime?.getTime());
 
 /** A spec's retention, as its input sends it; undefined when it keeps every snapshot. */
 function retentionOfSpec(s: SnapshotSpec): SpecRetention | undefined {

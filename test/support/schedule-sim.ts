@@ -245,14 +245,14 @@ export function onePerTick(copies: CopyView[], runs: readonly ScheduleRun[], nou
   return out;
 }
 
-/** What a schedule's live copies (not DELETING, DELETED, FAILED or gone) of each target were when an invocation started: their ticks (epoch ms). */
+/** What a schedule's live copies (not DELETING, DELETED, FAILED or gone) of each target were when an invocation started: when each was created (epoch ms). */
 export type TargetTicks = ReadonlyMap<string, readonly number[]>;
 
 /**
- * The world as each invocation of the schedules' handler found it: at its start, the ticks of its
- * schedule's live copies of each target (`tickOf`: from the copy's name, or the nominal tick it was
- * made in; undefined leaves a copy out), in the order of the invocations of each tick. Read from
- * the fakes, not from the handler, for invariants that judge what the handler decided.
+ * The world as each invocation of the schedules' handler found it: at its start, when its
+ * schedule's live copies of each target were created (`createdAt`: the fake's CreationTime of the
+ * copy; undefined leaves a copy out), in the order of the invocations of each tick. Read from the
+ * fakes, not from the handler, for invariants that judge what the handler decided.
  */
 export class InvocationViews {
   private readonly views = new Map<string, TargetTicks[]>();
@@ -260,7 +260,7 @@ export class InvocationViews {
   constructor(
     private readonly world: SimWorld,
     private readonly kind: CopyView['kind'],
-    private readonly tickOf: (copy: CopyView) => number | undefined,
+    private readonly createdAt: (copy: CopyView) => number | undefined,
   ) {}
 
   /** The handler, recording the world at the start of each invocation. */
@@ -281,7 +281,7 @@ export class InvocationViews {
     const view = new Map<string, number[]>();
     for (const c of this.world.copies()) {
       if (c.kind !== this.kind || c.foreign || !c.exists || c.createdDuring?.owner !== owner) continue;
-      const t = this.tickOf(c);
+      const t = this.createdAt(c);
       if (t !== undefined) view.set(c.target, [...(view.get(c.target) ?? []), t]);
     }
     const key = `${owner}|${tick}`;
@@ -290,20 +290,21 @@ export class InvocationViews {
 }
 
 /**
- * Whether retention's window has passed the tick at `tickMs` given the ticks of the schedule's
- * live copies of a target: `keepLast` of them later, or the latest more than `maxAgeSeconds`
- * after it (the copy retention would already have deleted). Why, or undefined.
+ * Whether retention's window has passed the tick at `tickMs` given when the schedule's live copies
+ * of a target were created (what retention ranks them by): `keepLast` of them created after it, or
+ * the latest created more than `maxAgeSeconds` after it (the copy retention would already have
+ * deleted, whatever order the ticks ran in). Why, or undefined.
  */
 export function retentionPassed(
   tickMs: number,
-  liveTicks: readonly number[],
+  liveCreated: readonly number[],
   retention: { readonly keepLast?: number; readonly maxAgeSeconds?: number },
 ): string | undefined {
-  const later = liveTicks.filter((t) => t > tickMs);
-  if (retention.keepLast !== undefined && later.length >= retention.keepLast) return `${later.length} copies of later ticks, keepLast ${retention.keepLast}`;
+  const later = liveCreated.filter((t) => t > tickMs);
+  if (retention.keepLast !== undefined && later.length >= retention.keepLast) return `${later.length} copies made after the tick, keepLast ${retention.keepLast}`;
   const latest = later.reduce((max, t) => Math.max(max, t), -Infinity);
   if (retention.maxAgeSeconds !== undefined && latest - tickMs > retention.maxAgeSeconds * 1000) {
-    return `${(latest - tickMs) / 1000} s before the latest copy's tick, maxAge ${retention.maxAgeSeconds} s`;
+    return `${(latest - tickMs) / 1000} s before the latest copy was made, maxAge ${retention.maxAgeSeconds} s`;
   }
   return undefined;
 }
@@ -337,7 +338,7 @@ export interface RetainedRun {
 /**
  * Why a tick that succeeded may have no copy of `target`: when its first delivery that succeeded
  * started, retention's window had already passed it (judged from the copies that then existed and
- * their ticks, and the run's keepLast and maxAge; not from what the handler said). The first
+ * when they were made, and the run's keepLast and maxAge; not from what the handler said). The first
  * delivery that *succeeded*: one that failed before the target's copy was made (a kill, an error)
  * is retried, and the retry may find the window passed by then, and skip rightly.
  */
@@ -350,7 +351,7 @@ export function retentionPassedAtFirstSuccess(run: RetainedRun, tick: string, ta
 /**
  * `onePerTick` for runs with retention: a tick that succeeded may have no copy of a target only
  * when retention's window had passed it at its first delivery that succeeded. And each copy
- * carries its nominal tick's minute in its tick tag (what a late retry of the tick is judged by).
+ * carries its nominal tick's minute in its tick tag (informational: a late retry is judged by when copies were made).
  */
 export function onePerRetainedTick(copies: CopyView[], runs: readonly RetainedRun[], noun: string): Violation[] {
   const excused = runs.map((run) => ({ ...run, mayHaveNone: (tick: string, target: string) => retentionPassedAtFirstSuccess(run, tick, target) }));
@@ -366,7 +367,7 @@ export function onePerRetainedTick(copies: CopyView[], runs: readonly RetainedRu
 
 /**
  * The ticks that succeeded, per target, by what the world held when their first delivery that
- * succeeded started: `late` (a copy of a later tick existed), of those `lateInWindow` (retention's
+ * succeeded started: `late` (a copy made after the tick's scheduled minute existed), of those `lateInWindow` (retention's
  * window had not passed them: their copy must be made) and `stale` (it had); and
  * `staleOnlyAfterFailure`: the window had not passed at the tick's first invocation but had by its
  * first that succeeded (what an invariant judged at the first invocation would wrongly hold
@@ -400,11 +401,11 @@ export function lateTicks(world: SimWorld, kind: CopyView['kind'], runs: readonl
 
 /**
  * BROKEN on purpose: the handler skipping every late tick, whatever its retention's limits:
- * whenever a live copy of a later tick of its schedule exists.
+ * whenever a live copy of its schedule made after the tick exists.
  */
 export function skipsEveryLateTick<E>(fn: (event: E) => Promise<unknown>): (event: E) => Promise<unknown> {
   return async (event) => {
-    const spy = jest.spyOn(stale, 'staleReason').mockImplementation((ticks, tickMs) => (ticks.some((t) => t > tickMs) ? 'a copy of a later tick exists' : undefined));
+    const spy = jest.spyOn(stale, 'staleReason').mockImplementation((created, tickMs) => (created.some((t) => t > tickMs) ? 'a copy made after the tick exists' : undefined));
     try {
       return await fn(event);
     } finally {
@@ -557,7 +558,7 @@ export function lateRetryTests(noun: string, lateRetry: (keepLast: number) => Pr
 
   // With the token forgotten and the tick's copy pruned, FSx would take the retry's create as a
   // new request: a second copy of the tick, holding later data. The handler makes none: keepLast
-  // (1) copies of later ticks exist, so retention would already have deleted the tick's.
+  // (1) copies made after the tick's scheduled time exist, so retention would already have deleted the tick's.
   test(`the first tick's ${noun} pruned (keepLast 1) and its token forgotten: the late retry makes no second ${noun} of the tick; it is skipped as stale, and succeeds`, async () => {
     const r = await lateRetry(1);
     expect(r).toMatchObject({ tokenForgotten: true, originalExisted: false, retryCreates: [], retrySkipped: 1, late: { ok: true } });
