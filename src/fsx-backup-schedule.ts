@@ -6,9 +6,7 @@ import { FSX_BACKUP_METRICS as METRICS, type FsxBackupTickInput } from './privat
 import { FSX_DESCRIBE_REASON, FSX_VOLUME_ARN_REASON } from './private/nag';
 import { stackOwnershipCondition } from './private/ownership-tags';
 import { ScheduleHandlers } from './private/schedule-handlers';
-import { SCHEDULE_ASSET } from './private/schedule-operations';
-import { ScheduledCopySpec, stackIdOf, validateRetention } from './private/scheduled-copy';
-import { HandlerSpec } from './private/stack-handlers';
+import { ScheduledCopySpec, validateRetention } from './private/scheduled-copy';
 import { invalid } from './private/validation';
 import { ScheduledCopy, ScheduledCopyProps } from './scheduled-copy';
 
@@ -124,7 +122,7 @@ export class FsxBackupSchedule extends ScheduledCopy {
     // Time, EventId and Tags are filled in by the rule or Scheduler, and at synth.
     const input: Omit<FsxBackupTickInput, 'Time' | 'EventId' | 'Tags'> = {
       Operation: 'FsxBackup',
-      StackId: stackIdOf(this),
+      StackId: Stack.of(this).stackId,
       Schedule: this.scheduleName,
       Targets: this.targets.map((t) => t._input()),
       KeepLast: props.retention?.keepLast,
@@ -197,9 +195,8 @@ export class FsxBackupSchedule extends ScheduledCopy {
   }
 }
 
-const HANDLERS: HandlerSpec = {
-  kind: 'FsxBackupSchedule',
-  handler: SCHEDULE_ASSET,
+const SPEC: ScheduledCopySpec = {
+  resourceType: 'Custom::FsxBackupSchedule',
   wildcardReasons: [
     FSX_VOLUME_ARN_REASON,
     {
@@ -210,11 +207,6 @@ const HANDLERS: HandlerSpec = {
     },
     FSX_DESCRIBE_REASON,
   ],
-};
-
-const SPEC: ScheduledCopySpec = {
-  resourceType: 'Custom::FsxBackupSchedule',
-  handlers: HANDLERS,
   cadence: { minMinutes: 60, reason: 'FSx backups take a while and each one is kept' },
   description: 'scheduled FSx backups',
   largeProp: 'targets',

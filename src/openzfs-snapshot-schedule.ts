@@ -10,9 +10,7 @@ import {
 } from './private/openzfs-snapshot-schedule-contract';
 import { stackOwnershipCondition } from './private/ownership-tags';
 import { ScheduleHandlers } from './private/schedule-handlers';
-import { SCHEDULE_ASSET } from './private/schedule-operations';
-import { ScheduledCopySpec, stackIdOf, validateRetention } from './private/scheduled-copy';
-import { HandlerSpec } from './private/stack-handlers';
+import { ScheduledCopySpec, validateRetention } from './private/scheduled-copy';
 import { invalid, validatePattern } from './private/validation';
 import { ScheduledCopy, ScheduledCopyProps } from './scheduled-copy';
 
@@ -130,7 +128,7 @@ export class OpenZfsSnapshotSchedule extends ScheduledCopy {
     // Time, EventId and Tags are filled in by the rule or Scheduler, and at synth.
     const input: Omit<OpenZfsSnapshotTickInput, 'Time' | 'EventId' | 'Tags'> = {
       Operation: 'OpenZfsSnapshot',
-      StackId: stackIdOf(this),
+      StackId: Stack.of(this).stackId,
       Schedule: this.scheduleName,
       VolumeIds: this.volumeIds,
       NamePrefix: this.namePrefix,
@@ -209,15 +207,9 @@ export class OpenZfsSnapshotSchedule extends ScheduledCopy {
   }
 }
 
-const HANDLERS: HandlerSpec = {
-  kind: 'OpenZfsSnapshotSchedule',
-  handler: SCHEDULE_ASSET,
-  wildcardReasons: [FSX_VOLUME_ARN_REASON, OPENZFS_SNAPSHOT_ARN_REASON, FSX_DESCRIBE_REASON],
-};
-
 const SPEC: ScheduledCopySpec = {
   resourceType: 'Custom::OpenZfsSnapshotSchedule',
-  handlers: HANDLERS,
+  wildcardReasons: [FSX_VOLUME_ARN_REASON, OPENZFS_SNAPSHOT_ARN_REASON, FSX_DESCRIBE_REASON],
   // FSx documents no minimum interval for snapshots; AWS's own sample schedules them every 6 hours.
   cadence: { minMinutes: 15, reason: 'each tick lists and prunes every volume\'s snapshots' },
   description: 'scheduled OpenZFS snapshots',

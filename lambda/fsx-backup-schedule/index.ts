@@ -16,7 +16,7 @@ export { backupsToPrune } from './retention';
 export { CONCURRENCY } from '../schedule/calls';
 export { tagsOfCopy as backupTags } from '../schedule/copies';
 export { scheduledMinute, targetHash } from '../schedule/identity';
-export { liveCreationTimes, staleReason, tickTagMs } from '../schedule/stale';
+export { liveCreationTimes, staleReason } from '../schedule/stale';
 export { metrics } from '../schedule/metrics';
 
 /** The counts of a tick of backups. */

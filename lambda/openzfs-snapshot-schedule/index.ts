@@ -14,7 +14,7 @@ import { Summary, retentionProblems, runTick, sum, tickCounts, tickMetrics, uniq
 export type { VolumeResult } from './snapshots';
 export { ourSnapshotsOf } from './snapshots';
 export { snapshotsToPrune } from './retention';
-export { liveCreationTimes, staleReason, tickTagMs } from '../schedule/stale';
+export { liveCreationTimes, staleReason } from '../schedule/stale';
 export { metrics } from '../schedule/metrics';
 
 /** An OpenZFS volume id. */

@@ -1,5 +1,5 @@
 import { MetricUnit, Metrics } from '@aws-lambda-powertools/metrics';
-import { SCHEDULE_DIMENSION } from '../../src/private/fsx-backup-contract';
+import { SCHEDULE_DIMENSION } from '../../src/private/scheduled-copy-contract';
 import { METRIC_NAMESPACE } from '../../src/private/shared-values';
 
 /**

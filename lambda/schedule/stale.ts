@@ -1,7 +1,7 @@
 import { scheduledMinute } from './identity';
 import type { Retention } from './retention';
 import { SCHEDULED_TICK_TAG_KEY } from '../../src/private/ownership-tags';
-import { type KeyValue, type Tag, tagValue } from '../shared/ownership';
+import type { KeyValue } from '../shared/ownership';
 
 /*
  * A tick that comes so late that retention would already have deleted its copy had it been made
@@ -22,12 +22,6 @@ const LIVE = new Set<string>(['PENDING', 'CREATING', 'TRANSFERRING', 'AVAILABLE'
 /** The tag that records a scheduled copy's tick: its scheduled minute (`2026-03-29T01:30Z`). */
 export function tickTag(time: string): KeyValue {
   return { Key: SCHEDULED_TICK_TAG_KEY, Value: scheduledMinute(time) };
-}
-
-/** The tick (epoch ms) a copy's tick tag carries; undefined without one, or for a value that is not a minute. */
-export function tickTagMs(tags: readonly Tag[] | undefined): number | undefined {
-  const m = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})Z$/.exec(tagValue(tags, SCHEDULED_TICK_TAG_KEY) ?? '');
-  return m ? Date.UTC(+m[1], +m[2] - 1, +m[3], +m[4], +m[5]) : undefined;
 }
 
 /** When the live ones of `ours` (the schedule's copies of one target) were created (epoch ms). */

@@ -1,7 +1,6 @@
 import { ScheduleIdentity, scheduleOwner } from './identity';
 import { emitMetrics } from './metrics';
-import { SCHEDULE_TIMEOUT_ENV } from '../../src/private/fsx-backup-contract';
-import { SCHEDULED_COPY_METRICS } from '../../src/private/scheduled-copy-contract';
+import { SCHEDULE_TIMEOUT_ENV, SCHEDULED_COPY_METRICS } from '../../src/private/scheduled-copy-contract';
 import { clock } from '../shared/clock';
 import { HandlerError } from '../shared/errors';
 import { logger } from '../shared/logger';

@@ -74,10 +74,3 @@ export const FSX_BACKUP_METRICS: FsxBackupMetricNames = {
   failed: 'BackupsFailed',
   pruned: 'BackupsPruned',
 };
-
-/** The metric dimension that names the schedule. */
-export type ScheduleDimension = 'Schedule';
-export const SCHEDULE_DIMENSION: ScheduleDimension = 'Schedule';
-
-/** The environment variable that tells the scheduled handler its function's timeout (ms): it stops starting work before it. */
-export const SCHEDULE_TIMEOUT_ENV = 'TIMEOUT_MS';

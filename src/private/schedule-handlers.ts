@@ -12,10 +12,10 @@ import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { IConstruct } from 'constructs';
 import { HandlerOptions } from '../handler-options';
 import type { SchedulerSchedule } from '../scheduled-copy';
-import { SCHEDULE_TIMEOUT_ENV } from './fsx-backup-contract';
 import { NagSuppression, suppressNag } from './nag';
 import { SCHEDULE_ASSET } from './schedule-operations';
-import { DEFAULT_MEMORY_SIZE, HandlerSpec, StackHandlers } from './stack-handlers';
+import { SCHEDULE_TIMEOUT_ENV } from './scheduled-copy-contract';
+import { DEFAULT_MEMORY_SIZE, StackHandlers } from './stack-handlers';
 
 /** The scheduled handler's timeout: one tick of many targets retries throttling within it. */
 export const SCHEDULE_HANDLER_TIMEOUT = Duration.minutes(15);
@@ -63,12 +63,14 @@ export const SCHEDULE_HANDLERS_ID = 'CdkStorageSnapshotsScheduleHandlers';
  * The rule grants, and the group and role, exist once the first schedule that needs them does.
  */
 export class ScheduleHandlers extends StackHandlers {
-  /** The stack's scheduled handlers, created on first use; registers `spec`'s reasons for its wildcards. */
-  public static of(scope: IConstruct, spec: HandlerSpec, options: HandlerOptions | undefined, deadLetterQueue?: sqs.IQueue): ScheduleHandlers {
+  /** The stack's scheduled handlers, created on first use; registers a construct type's `wildcardReasons`. */
+  public static of(
+    scope: IConstruct, wildcardReasons: NagSuppression[], options: HandlerOptions | undefined, deadLetterQueue?: sqs.IQueue,
+  ): ScheduleHandlers {
     const handlers = StackHandlers.singleton(scope, SCHEDULE_HANDLERS_ID, options,
       (stack, id) => new ScheduleHandlers(stack, id, options, scope, deadLetterQueue));
     handlers.checkSameQueue(scope, deadLetterQueue);
-    handlers.addWildcardReasons(spec.wildcardReasons);
+    handlers.addWildcardReasons(wildcardReasons);
     return handlers;
   }
 

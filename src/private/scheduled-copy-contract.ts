@@ -1,7 +1,8 @@
 /*
- * What the scheduled handlers of both operations emit alike (lambda/schedule), with the same
- * names in both contracts (fsx-backup-contract.ts, openzfs-snapshot-schedule-contract.ts): the
- * metrics `ScheduledCopy` offers for every schedule. It imports nothing.
+ * What the stack's one scheduled function (lambda/schedule) shares with the constructs for both
+ * operations: the metrics `ScheduledCopy` offers for every schedule (the same names in both
+ * contracts, fsx-backup-contract.ts and openzfs-snapshot-schedule-contract.ts), their dimension,
+ * and how the function learns its timeout. It imports nothing.
  */
 
 /** The metrics every scheduled copy emits, with the one dimension `Schedule`. */
@@ -23,3 +24,10 @@ export const SCHEDULED_COPY_METRICS: ScheduledCopyMetricNames = {
   tagsDropped: 'CopiedTagsDropped',
   stale: 'StaleTicksSkipped',
 };
+
+/** The metric dimension that names the schedule. */
+export type ScheduleDimension = 'Schedule';
+export const SCHEDULE_DIMENSION: ScheduleDimension = 'Schedule';
+
+/** The environment variable that tells the scheduled function its timeout (ms): it stops starting work before it. */
+export const SCHEDULE_TIMEOUT_ENV = 'TIMEOUT_MS';

@@ -1,4 +1,4 @@
-import { Duration, Lazy, Stack, TagManager, Token } from 'aws-cdk-lib';
+import { Duration, Lazy, TagManager, Token } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as cloudwatchActions from 'aws-cdk-lib/aws-cloudwatch-actions';
 import * as events from 'aws-cdk-lib/aws-events';
@@ -6,11 +6,11 @@ import * as scheduler from 'aws-cdk-lib/aws-scheduler';
 import { Construct } from 'constructs';
 import type { ScheduledCopyProps } from '../scheduled-copy';
 import { CopyTags } from './copy-tags';
+import { NagSuppression } from './nag';
 import { SCHEDULED_COPY_TAG_COUNT } from './ownership-tags';
 import { Cadence, validateRuleSchedule, validateSchedulerSchedule } from './schedule-expression';
 import { ScheduleHandlers } from './schedule-handlers';
 import { METRIC_NAMESPACE } from './shared-values';
-import { HandlerSpec } from './stack-handlers';
 import { FSX_TAG_CHARACTERS, invalid, validateTags } from './validation';
 
 /*
@@ -45,7 +45,8 @@ export interface FailureAlarmSpec {
 export interface ScheduledCopySpec {
   /** The construct's type, for the tag manager (`Custom::FsxBackupSchedule`). */
   readonly resourceType: string;
-  readonly handlers: HandlerSpec;
+  /** Why the wildcards of the construct type's statements are there (cdk-nag AwsSolutions-IAM5). */
+  readonly wildcardReasons: NagSuppression[];
   readonly cadence: Cadence;
   /** What the rule or schedule does, for its description (no props: an edit would update it needlessly). */
   readonly description: string;
@@ -72,7 +73,7 @@ export function setUpScheduledCopy(
   }
   validateTags(scope, props.tags, SCHEDULED_COPY_TAG_COUNT, 'tags', FSX_TAG_CHARACTERS);
   const tags = new CopyTags(scope, spec.resourceType, props.tags, SCHEDULED_COPY_TAG_COUNT).tags;
-  const handlers = ScheduleHandlers.of(scope, spec.handlers, props.handlerOptions, props.deadLetterQueue);
+  const handlers = ScheduleHandlers.of(scope, spec.wildcardReasons, props.handlerOptions, props.deadLetterQueue);
   const full = {
     ...input,
     // Rendered at synth, once Tags.of() has added its tags.
@@ -163,11 +164,6 @@ export function validateRetention(scope: Construct, retention: RetentionProps | 
   if (maxAge !== undefined && !Token.isUnresolved(maxAge.toSeconds()) && maxAge.toSeconds() < minAge.toSeconds()) {
     invalid(scope, 'retention.maxAge', `must be at least ${minAge.toHumanString()}, not ${maxAge.toHumanString()}`);
   }
-}
-
-/** The stack's id, for the input: the `stack-id` ownership tag. */
-export function stackIdOf(scope: Construct): string {
-  return Stack.of(scope).stackId;
 }
 
 function validateInputSize(scope: Construct, input: Record<string, unknown>, prop: string): void {

@@ -10,7 +10,7 @@ import {
 } from '@aws-sdk/client-fsx';
 import { mockClient } from 'aws-sdk-client-mock';
 import 'aws-sdk-client-mock-jest';
-import { backupTags, backupsToPrune, handler, liveCreationTimes, metrics, previousFailed, scheduledMinute, staleReason, targetHash, tickTagMs } from '../../lambda/fsx-backup-schedule';
+import { backupTags, backupsToPrune, handler, liveCreationTimes, metrics, previousFailed, scheduledMinute, staleReason, targetHash } from '../../lambda/fsx-backup-schedule';
 import { handler as router } from '../../lambda/schedule';
 import { logger } from '../../lambda/shared/logger';
 import { OWNERSHIP_TAG_KEYS } from '../../lambda/shared/ownership';
@@ -18,7 +18,7 @@ import { tickToken } from '../../lambda/shared/token';
 import type { FsxBackupTickInput } from '../../src/private/fsx-backup-contract';
 import { SCHEDULED_TICK_TAG_KEY } from '../../src/private/ownership-tags';
 import { ownershipTagsOf } from '../fixtures/ownership';
-import { useCapturedMetrics, useTickClock } from '../fixtures/scheduled-tick';
+import { tickTagMs, useCapturedMetrics, useTickClock } from '../fixtures/scheduled-tick';
 import { awsError } from '../support/aws-errors';
 
 const fsxMock = mockClient(FSxClient);

@@ -12,7 +12,7 @@ import {
 } from '@aws-sdk/client-fsx';
 import { mockClient } from 'aws-sdk-client-mock';
 import 'aws-sdk-client-mock-jest';
-import { handler, liveCreationTimes, metrics, snapshotsToPrune, staleReason, tickTagMs } from '../../lambda/openzfs-snapshot-schedule';
+import { handler, liveCreationTimes, metrics, snapshotsToPrune, staleReason } from '../../lambda/openzfs-snapshot-schedule';
 import { handler as router } from '../../lambda/schedule';
 import { scheduledMinute, targetHash } from '../../lambda/schedule/identity';
 import { logger } from '../../lambda/shared/logger';
@@ -22,7 +22,7 @@ import { type OpenZfsSnapshotTickInput, MAX_NAME_PREFIX, snapshotName } from '..
 import { SCHEDULED_TICK_TAG_KEY } from '../../src/private/ownership-tags';
 import { STACK_ID } from '../fixtures/events';
 import { ownershipTagsOf } from '../fixtures/ownership';
-import { useCapturedMetrics, useTickClock } from '../fixtures/scheduled-tick';
+import { tickTagMs, useCapturedMetrics, useTickClock } from '../fixtures/scheduled-tick';
 import { awsError } from '../support/aws-errors';
 
 const SCHEDULE = 'AppHourlySnapshots0A1B2C3D';
